@@ -1,0 +1,5 @@
+import sys
+
+from polroutd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,945 @@
+"""The configuration file (spec §4), parsed once into frozen, typed values.
+
+``load_config`` reads and parses the file; ``parse_config`` checks every rule of spec §4.1 and
+raises a ``ConfigError`` that names the file, the key (spelled ``interface[2].gateway6``, array
+positions 1-based), the line where the text shows it, and what was expected.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import ipaddress
+import json
+import math
+import re
+import tomllib
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, fields, replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+from polroutd.model import RESERVED_TABLES, RT_TABLE_MAIN
+
+DEFAULT_CONFIG_PATH = Path("/etc/polroutd/polroutd.toml")
+CONFIG_ENV_VAR = "POLROUTD_CONFIG"
+
+DEFAULT_EXCLUDE = (
+    "lo", "docker*", "veth*", "br-*", "virbr*", "cni*", "cali*", "flannel*", "tun*", "tap*",
+    "wg*", "tailscale*",
+)
+
+# Where the common DHCP clients keep their leases. "{ifname}" and "{ifindex}" are filled in per
+# interface; files without them are searched for the interface name they mention.
+DEFAULT_LEASE_PATHS = (
+    "/run/systemd/netif/leases/{ifindex}",
+    "/var/lib/NetworkManager/internal-*-{ifname}.lease",
+    "/var/lib/NetworkManager/dhclient-*-{ifname}.lease",
+    "/var/lib/dhcp/dhclient*.leases",
+    "/var/lib/dhclient/*.lease",
+    "/var/lib/dhclient/*.leases",
+    "/var/lib/dhcpcd/{ifname}.lease",
+    "/var/lib/dhcpcd/dhcpcd-{ifname}.lease",
+    "/var/lib/dhcpcd5/dhcpcd-{ifname}.lease",
+)
+LEASE_PATH_PLACEHOLDERS = frozenset({"ifname", "ifindex"})
+
+# The kernel's limits and reserved values, in one place.
+MAIN_RULE_PRIORITY = 32766  # "from all lookup main": polroutd's rules must come before it
+MAX_RULE_PRIORITY = MAIN_RULE_PRIORITY - 1
+MIN_MAIN_FIRST_PRIORITY = 2  # main-first puts one rule just ahead (priority - 1 >= 1)
+MAX_TABLE = 2**32 - 1
+MAX_METRIC = 2**32 - 1
+MAX_PROTOCOL = 255
+MAX_PORT = 65535
+IFNAMSIZ = 16  # interface names are at most 15 bytes
+# Table and protocol names the kernel reserves; polroutd never takes these.
+RESERVED_TABLE_NAMES: Mapping[str, int] = {"unspec": 0, "default": 253, "main": 254, "local": 255}
+RESERVED_PROTOCOLS: Mapping[int, str] = {
+    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static",
+}
+
+MODES = ("strict", "main-first")
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+GATEWAY_WORDS = ("auto", "none")
+GLOB_CHARS = frozenset("*?[")
+
+_PROTOCOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+Mode = Literal["strict", "main-first"]
+GatewaySetting = str  # "auto", "none", or an address of the right family
+
+
+class ConfigError(Exception):
+    """An invalid configuration: names the file, the key (and line) and what is expected."""
+
+    def __init__(self, source: str, key: str, problem: str, line: int | None = None) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {key}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """An extra route from ``[[interface]] routes``."""
+
+    to: str  # a network in canonical "addr/len" form ("default" is "0.0.0.0/0" or "::/0")
+    via: str | None = None
+    table: str | int | None = None  # None: the interface's own table; "main" or a number or name
+    metric: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceSpec:
+    name: str  # exact name or shell glob
+    table: str | int | None = None  # None: a table named after the interface
+    gateway: GatewaySetting = "auto"
+    gateway6: GatewaySetting = "auto"
+    priority: int | None = None
+    routes: tuple[RouteSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    http_listen: str = "127.0.0.1:9641"  # "" disables HTTP
+    resync_interval: float = 60.0
+    debounce: float = 0.02
+    max_delay: float = 0.25
+    protocol: str | int = "polroutd"
+    mode: Mode = "strict"
+    rule_priority: int = 30000
+    table_range: tuple[int, int] = (30000, 30999)
+    rt_tables_file: str = "/etc/iproute2/rt_tables.d/polroutd.conf"  # "" = don't write
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    cleanup_on_exit: bool = False
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+    dhcp_lease_paths: tuple[str, ...] = DEFAULT_LEASE_PATHS
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    interfaces: tuple[InterfaceSpec, ...] = ()
+    source: str = "<defaults>"  # the file it came from, for messages
+
+
+# --- finding and reading the file -----------------------------------------------------------
+
+
+def resolve_config_path(
+    cli_path: str | None, environ: Mapping[str, str], *, default: Path = DEFAULT_CONFIG_PATH
+) -> Path | None:
+    """``--config``, else ``$POLROUTD_CONFIG``, else the default file if present, else None."""
+    for given, origin in ((cli_path, "--config"), (environ.get(CONFIG_ENV_VAR), CONFIG_ENV_VAR)):
+        if given:
+            path = Path(given)
+            if not path.exists():
+                raise ConfigError(str(path), "file", f"file not found (given by {origin})")
+            return path
+    return default if default.exists() else None
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def load_config(path: Path | None) -> Config:
+    """The configuration in ``path``; the built-in defaults when there is no file."""
+    if path is None:
+        return Config()
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(source, "file", f"cannot be read: {_one_line(str(error))}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        # tomllib (3.11) puts the position only in the message text.
+        message = str(error)
+        position = _TOML_POSITION.search(message)
+        if position is None:
+            raise ConfigError(source, "syntax", _one_line(message)) from None
+        problem = f"{message[: position.start()]} (column {position.group(2)})"
+        raise ConfigError(source, "syntax", _one_line(problem), int(position.group(1))) from None
+    return parse_config(data, source, text)
+
+
+# --- parsing and validation -----------------------------------------------------------------
+
+
+def parse_config(data: Mapping[str, Any], source: str, text: str | None = None) -> Config:
+    """Frozen values from parsed TOML; ``text`` (the raw file) only locates keys for messages."""
+    where = _Where(source, key_lines(text) if text is not None else {})
+    _reject_unknown(where, "", data, ("daemon", "interface"))
+    daemon = _daemon(where, data.get("daemon", {}))
+    entries = data.get("interface", [])
+    if not isinstance(entries, list):
+        raise where.error(
+            "interface", f"must be an array of tables ([[interface]]), got {_found(entries)}"
+        )
+    interfaces = tuple(_interface(where, f"interface[{n}]", e) for n, e in enumerate(entries, 1))
+    _check_priorities(where, daemon, interfaces)
+    _check_overlaps(where, interfaces)
+    _check_tables(where, interfaces)
+    return Config(daemon=daemon, interfaces=interfaces, source=source)
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Turns a key into an error that carries the file and, when known, the line."""
+
+    source: str
+    lines: Mapping[str, int]
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, key, problem, line_of(self.lines, key))
+
+
+Parser = Callable[[_Where, str, Any], Any]
+
+
+def _daemon(where: _Where, value: Any) -> DaemonSettings:
+    table = _table(where, "daemon", value)
+    _reject_unknown(where, "daemon", table, _DAEMON_PARSERS)
+    parsed = {key: _DAEMON_PARSERS[key](where, f"daemon.{key}", v) for key, v in table.items()}
+    settings = replace(DaemonSettings(), **parsed)
+    if settings.max_delay < settings.debounce:
+        if "max_delay" in table:
+            raise where.error(
+                "daemon.max_delay",
+                f"must be at least debounce ({settings.debounce:g}), got {settings.max_delay:g}",
+            )
+        raise where.error(
+            "daemon.debounce",
+            f"must be at most max_delay ({settings.max_delay:g}, the default), "
+            f"got {settings.debounce:g}",
+        )
+    return settings
+
+
+def _interface(where: _Where, key: str, value: Any) -> InterfaceSpec:
+    entry = _table(where, key, value)
+    _reject_unknown(where, key, entry, _INTERFACE_KEYS)
+    if "name" not in entry:
+        raise where.error(f"{key}.name", "is required: an interface name or shell glob")
+    name = _interface_name(where, f"{key}.name", entry["name"])
+    table = _interface_table(where, f"{key}.table", entry["table"]) if "table" in entry else None
+    if table is not None and is_glob(name):
+        raise where.error(
+            f"{key}.table",
+            f"must be absent when name is a glob ({_found(name)}): each matching interface "
+            "gets its own table, named after it",
+        )
+    if table is None and name in RESERVED_TABLE_NAMES:
+        raise where.error(
+            f"{key}.table",
+            f"is required for interface {_found(name)}: a table named after it would be "
+            f"the kernel's reserved table {RESERVED_TABLE_NAMES[name]}",
+        )
+    routes = entry.get("routes", [])
+    if not isinstance(routes, list):
+        raise where.error(f"{key}.routes", f"must be an array of tables, got {_found(routes)}")
+    return InterfaceSpec(
+        name=name,
+        table=table,
+        gateway=_gateway(where, f"{key}.gateway", entry.get("gateway", "auto"), 4),
+        gateway6=_gateway(where, f"{key}.gateway6", entry.get("gateway6", "auto"), 6),
+        priority=_priority(where, f"{key}.priority", entry["priority"])
+        if "priority" in entry else None,
+        routes=tuple(_route(where, f"{key}.routes[{n}]", r) for n, r in enumerate(routes, 1)),
+    )
+
+
+def _route(where: _Where, key: str, value: Any) -> RouteSpec:
+    entry = _table(where, key, value)
+    _reject_unknown(where, key, entry, _ROUTE_KEYS)
+    if "to" not in entry:
+        raise where.error(f"{key}.to", 'is required: a network such as "10.0.0.0/24" or "default"')
+    via = _address(where, f"{key}.via", entry["via"]) if "via" in entry else None
+    to = _destination(where, f"{key}.to", entry["to"], via)
+    if via is not None and via.version != to.version:
+        raise where.error(
+            f"{key}.via",
+            f"must be an IPv{to.version} address, as to ({to}) is IPv{to.version}, "
+            f"got IPv{via.version} address {via}",
+        )
+    return RouteSpec(
+        to=f"{to.network_address}/{to.prefixlen}",
+        via=str(via) if via is not None else None,
+        table=_route_table(where, f"{key}.table", entry["table"]) if "table" in entry else None,
+        metric=_int(where, f"{key}.metric", entry["metric"], 0, MAX_METRIC)
+        if "metric" in entry else None,
+    )
+
+
+# --- cross-entry checks ---------------------------------------------------------------------
+
+
+def _check_priorities(
+    where: _Where, daemon: DaemonSettings, interfaces: tuple[InterfaceSpec, ...]
+) -> None:
+    if daemon.mode != "main-first":
+        return
+    found = [("daemon.rule_priority", daemon.rule_priority)] + [
+        (f"interface[{n}].priority", spec.priority)
+        for n, spec in enumerate(interfaces, 1) if spec.priority is not None
+    ]
+    for key, priority in found:
+        if priority < MIN_MAIN_FIRST_PRIORITY:
+            raise where.error(
+                key,
+                f"must be at least {MIN_MAIN_FIRST_PRIORITY} in main-first mode (the "
+                f"suppress_prefixlength rule goes just ahead), got {priority}",
+            )
+
+
+def _check_tables(where: _Where, interfaces: tuple[InterfaceSpec, ...]) -> None:
+    """No two entries may share a table (an exact name without a table uses its own name)."""
+    seen: dict[str | int, str] = {}  # table -> the entry that uses it, for the message
+    for n, spec in enumerate(interfaces, 1):
+        table = spec.table if spec.table is not None or is_glob(spec.name) else spec.name
+        if table is None:
+            continue
+        if table in seen:
+            key = f"interface[{n}].table" if spec.table is not None else f"interface[{n}].name"
+            raise where.error(key, f"table {_found(table)} is already used by {seen[table]}")
+        implicit = " (the table named after its interface)" if spec.table is None else ""
+        seen[table] = f"interface[{n}]{implicit}"
+
+
+def _check_overlaps(where: _Where, interfaces: tuple[InterfaceSpec, ...]) -> None:
+    for n, spec in enumerate(interfaces, 1):
+        for m, earlier in enumerate(interfaces[: n - 1], 1):
+            if earlier.name == spec.name:
+                raise where.error(
+                    f"interface[{n}].name", f"{_found(spec.name)} is already interface[{m}]"
+                )
+            witness = overlap_witness(earlier.name, spec.name)
+            if witness is not None:
+                raise where.error(
+                    f"interface[{n}].name",
+                    f"{_found(spec.name)} overlaps interface[{m}].name {_found(earlier.name)}: "
+                    f"both match {_found(witness)}; each interface must match one entry",
+                )
+
+
+def is_glob(pattern: str) -> bool:
+    return any(c in GLOB_CHARS for c in pattern)
+
+
+def overlap_witness(a: str, b: str) -> str | None:
+    """An interface name both patterns match, or None when there is none.
+
+    A breadth-first search over pairs of positions in the two globs (the product of their
+    automata): a step consumes one character both current tokens accept, or lets a ``*`` match
+    nothing. Exact for names of printable ASCII characters, which is what interfaces are called.
+    """
+    if a == b:
+        return a
+    left, right = _glob_tokens(a), _glob_tokens(b)
+    start, end = (0, 0), (len(left), len(right))
+    came_from: dict[tuple[int, int], tuple[tuple[int, int], str]] = {}
+    queue = deque([start])
+    while queue:
+        state = queue.popleft()
+        if state == end:
+            witness = []
+            while state != start:
+                state, char = came_from[state]
+                witness.append(char)
+            # Only all-star patterns meet on the empty name, and they match any name.
+            return "".join(reversed(witness)) or "x"
+        for following, char in _steps(left, right, *state):
+            if following not in came_from and following != start:
+                came_from[following] = (state, char)
+                queue.append(following)
+    return None
+
+
+def _steps(
+    left: list[str], right: list[str], i: int, j: int
+) -> list[tuple[tuple[int, int], str]]:
+    steps = []
+    if i < len(left) and left[i] == "*":
+        steps.append(((i + 1, j), ""))
+    if j < len(right) and right[j] == "*":
+        steps.append(((i, j + 1), ""))
+    if i < len(left) and j < len(right):
+        char = _common_char(left[i], right[j])
+        following = (i if left[i] == "*" else i + 1, j if right[j] == "*" else j + 1)
+        if char is not None and following != (i, j):
+            steps.append((following, char))
+    return steps
+
+
+_NAME_CHARS = "x" + "".join(
+    c for c in map(chr, range(33, 127)) if c not in "x/:"
+)  # what an interface name may contain ("x" first, for readable witnesses)
+
+
+def _common_char(x: str, y: str) -> str | None:
+    """A character both glob tokens (a literal, "?", "*" or "[...]") accept, if any."""
+    for token, other in ((x, y), (y, x)):
+        if _is_literal(token):
+            return token if _accepts(other, token) else None
+    return next((c for c in _NAME_CHARS if _accepts(x, c) and _accepts(y, c)), None)
+
+
+def _is_literal(token: str) -> bool:
+    return token not in ("*", "?") and not (token.startswith("[") and len(token) > 1)
+
+
+def _accepts(token: str, char: str) -> bool:
+    if token in ("*", "?"):
+        return True
+    if _is_literal(token):
+        return token == char
+    return fnmatchcase(char, token)
+
+
+def _glob_tokens(pattern: str) -> list[str]:
+    """Splits a glob into literal characters, "*", "?" and "[...]" classes, as fnmatch does."""
+    tokens: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "[":
+            end = i + 1
+            if end < len(pattern) and pattern[end] == "!":
+                end += 1
+            if end < len(pattern) and pattern[end] == "]":
+                end += 1
+            end = pattern.find("]", end)
+            if end != -1:
+                tokens.append(pattern[i : end + 1])
+                i = end + 1
+                continue
+        tokens.append(pattern[i])
+        i += 1
+    return tokens
+
+
+# --- single values --------------------------------------------------------------------------
+
+
+def _table(where: _Where, key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise where.error(key, f"must be a table, got {_found(value)}")
+    return value
+
+
+def _reject_unknown(
+    where: _Where, prefix: str, table: Mapping[str, Any], known: Collection[str]
+) -> None:
+    for key in table:
+        if key not in known:
+            expected = ", ".join(sorted(known))
+            raise where.error(
+                f"{prefix}.{key}" if prefix else key, f"unknown key (expected one of: {expected})"
+            )
+
+
+def _int(where: _Where, key: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise where.error(key, f"must be an integer, got {_found(value)}")
+    if not low <= value <= high:
+        raise where.error(key, f"must be an integer from {low} to {high}, got {value}")
+    return value
+
+
+def _number(where: _Where, key: str, value: Any) -> float:
+    # TOML tells 60 from 60.0; both are fine for a number of seconds.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise where.error(key, f"must be a number of seconds, got {_found(value)}")
+    if not math.isfinite(value):
+        raise where.error(key, f"must be a finite number of seconds, got {_found(value)}")
+    return float(value)
+
+
+def _positive(where: _Where, key: str, value: Any) -> float:
+    seconds = _number(where, key, value)
+    if seconds <= 0:
+        raise where.error(key, f"must be greater than 0 seconds, got {_found(value)}")
+    return seconds
+
+
+def _non_negative(where: _Where, key: str, value: Any) -> float:
+    seconds = _number(where, key, value)
+    if seconds < 0:
+        raise where.error(key, f"must be 0 seconds or more, got {_found(value)}")
+    return seconds
+
+
+def _str(where: _Where, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise where.error(key, f"must be a string, got {_found(value)}")
+    return value
+
+
+def _bool(where: _Where, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(key, f"must be true or false, got {_found(value)}")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Parser:
+    def parse(where: _Where, key: str, value: Any) -> str:
+        if _str(where, key, value) not in choices:
+            quoted = [json.dumps(c) for c in choices]
+            expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            raise where.error(key, f"must be {expected}, got {_found(value)}")
+        return str(value)
+
+    return parse
+
+
+def _str_list(item: Parser) -> Parser:
+    def parse(where: _Where, key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise where.error(key, f"must be an array of strings, got {_found(value)}")
+        return tuple(item(where, f"{key}[{n}]", v) for n, v in enumerate(value, 1))
+
+    return parse
+
+
+def _pattern(where: _Where, key: str, value: Any) -> str:
+    if not _str(where, key, value):
+        raise where.error(key, "must be a non-empty interface name or shell glob")
+    return str(value)
+
+
+def _lease_path(where: _Where, key: str, value: Any) -> str:
+    path = _str(where, key, value)
+    if not path.startswith("/"):
+        raise where.error(key, f"must be an absolute path (glob), got {_found(path)}")
+    unknown = set(re.findall(r"\{([^{}]*)\}", path)) - LEASE_PATH_PLACEHOLDERS
+    if unknown:
+        raise where.error(
+            key, f"may use only the placeholders {{ifname}} and {{ifindex}}, got {{{min(unknown)}}}"
+        )
+    return path
+
+
+def _rt_tables_file(where: _Where, key: str, value: Any) -> str:
+    path = _str(where, key, value)
+    if path and not path.startswith("/"):
+        raise where.error(key, f'must be an absolute path or "" (do not write), got {_found(path)}')
+    return path
+
+
+def _http_listen(where: _Where, key: str, value: Any) -> str:
+    listen = _str(where, key, value)
+    if not listen:
+        return listen
+    expected = 'must be "" (off), "HOST:PORT" or "[IPv6]:PORT" with a literal IP address'
+    if listen.startswith("["):
+        host, bracket, port = listen[1:].partition("]:")
+        family_ok = bracket and _is_ip(host, 6)
+    else:
+        host, colon, port = listen.rpartition(":")
+        family_ok = colon and _is_ip(host, 4)
+        if colon and _is_ip(host, 6):
+            raise where.error(key, f"must write an IPv6 host in brackets, got {_found(listen)}")
+    if not family_ok:
+        raise where.error(key, f"{expected}, got {_found(listen)}")
+    if not _is_decimal(port) or not 1 <= int(port) <= MAX_PORT:
+        raise where.error(key, f"must end in a port from 1 to {MAX_PORT}, got {_found(listen)}")
+    return listen
+
+
+def _is_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+def _protocol(where: _Where, key: str, value: Any) -> str | int:
+    if isinstance(value, str) and _is_decimal(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in RESERVED_PROTOCOLS:
+            raise where.error(key, _reserved_protocol(value))
+        return _int(where, key, value, 1, MAX_PROTOCOL)
+    if not isinstance(value, str):
+        raise where.error(
+            key, f"must be a number from 1 to {MAX_PROTOCOL} or a name, got {_found(value)}"
+        )
+    name = value
+    reserved = {n: number for number, n in RESERVED_PROTOCOLS.items()}
+    if name in reserved:
+        raise where.error(key, _reserved_protocol(reserved[name]))
+    if not _PROTOCOL_NAME.fullmatch(name):
+        raise where.error(
+            key, f"must be a number from 1 to {MAX_PROTOCOL} or a name, got {_found(name)}"
+        )
+    return name
+
+
+def _reserved_protocol(number: int) -> str:
+    return (
+        f"protocol {number} ({RESERVED_PROTOCOLS[number]}) is reserved for the kernel and other "
+        f"tools; use a number from {max(RESERVED_PROTOCOLS) + 1} to {MAX_PROTOCOL} or a name"
+    )
+
+
+def _priority(where: _Where, key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise where.error(key, f"must be an integer, got {_found(value)}")
+    if value >= MAIN_RULE_PRIORITY:
+        raise where.error(
+            key,
+            f"must be an integer below {MAIN_RULE_PRIORITY} (the main table's rule), got {value}",
+        )
+    if value < 1:
+        raise where.error(key, f"must be an integer from 1 to {MAX_RULE_PRIORITY}, got {value}")
+    return value
+
+
+def _table_range(where: _Where, key: str, value: Any) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise where.error(key, f"must be two table numbers [low, high], got {_found(value)}")
+    low = _int(where, key, value[0], 1, MAX_TABLE)
+    high = _int(where, key, value[1], 1, MAX_TABLE)
+    if low > high:
+        raise where.error(key, f"must be [low, high] with low <= high, got [{low}, {high}]")
+    reserved = sorted(t for t in RESERVED_TABLES if low <= t <= high)
+    if reserved:
+        raise where.error(
+            key, f"must not contain the kernel's reserved table {reserved[0]}, got [{low}, {high}]"
+        )
+    return (low, high)
+
+
+def _interface_name(where: _Where, key: str, value: Any) -> str:
+    name = _str(where, key, value)
+    expected = "must be an interface name (1 to 15 characters, no '/', ':' or spaces) or a glob"
+    bad_chars = any(c in "/:" or c.isspace() for c in name)
+    too_long = not is_glob(name) and len(name.encode()) >= IFNAMSIZ
+    if not name or bad_chars or too_long or name in (".", ".."):
+        raise where.error(key, f"{expected}, got {_found(name)}")
+    return name
+
+
+def _table_number(where: _Where, key: str, number: int) -> int:
+    if number in RESERVED_TABLES:
+        name = next(n for n, t in RESERVED_TABLE_NAMES.items() if t == number)
+        raise where.error(
+            key, f"{number} is the kernel's reserved table {name!r}; pick another number"
+        )
+    return _int(where, key, number, 1, MAX_TABLE)
+
+
+def _interface_table(where: _Where, key: str, value: Any) -> str | int:
+    if isinstance(value, str) and _is_decimal(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _table_number(where, key, value)
+    if not isinstance(value, str):
+        raise where.error(key, f"must be a table number or name, got {_found(value)}")
+    name = value
+    if name in RESERVED_TABLE_NAMES:
+        raise where.error(
+            key,
+            f"{name!r} is the kernel's reserved table {RESERVED_TABLE_NAMES[name]}; "
+            "pick another name",
+        )
+    if not _TABLE_NAME.fullmatch(name):
+        raise where.error(
+            key,
+            f"must be a table number or a name of letters, digits, '_', '.', '-' starting with "
+            f"a letter, got {_found(name)}",
+        )
+    return name
+
+
+def _route_table(where: _Where, key: str, value: Any) -> str | int:
+    """Extra routes go to main, another polroutd table, or a registered table."""
+    if value == "main" or (value == RT_TABLE_MAIN and not isinstance(value, bool)):
+        return "main"
+    if isinstance(value, str) and _is_decimal(value) and int(value) == RT_TABLE_MAIN:
+        return "main"
+    return _interface_table(where, key, value)
+
+
+def _gateway(where: _Where, key: str, value: Any, version: int) -> str:
+    text = _str(where, key, value)
+    if text in GATEWAY_WORDS:
+        return text
+    expected = f'must be "auto", "none" or an IPv{version} address'
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise where.error(key, f"{expected}, got {_found(text)}") from None
+    if address.version != version:
+        other = "gateway6" if version == 4 else "gateway"
+        raise where.error(
+            key, f"{expected}, got IPv{address.version} address {address} (that goes in {other})"
+        )
+    return str(address)
+
+
+def _address(
+    where: _Where, key: str, value: Any
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    text = _str(where, key, value)
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise where.error(key, f"must be an IPv4 or IPv6 address, got {_found(text)}") from None
+
+
+def _destination(
+    where: _Where,
+    key: str,
+    value: Any,
+    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    text = _str(where, key, value)
+    if text == "default":
+        if via is None:
+            raise where.error(
+                key, '"default" needs via to tell IPv4 from IPv6; or write "0.0.0.0/0" or "::/0"'
+            )
+        return ipaddress.ip_network("0.0.0.0/0" if via.version == 4 else "::/0")
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise where.error(
+            key, f'must be a network such as "10.0.0.0/24" or "default", got {_found(text)}'
+        ) from None
+    raise where.error(key, f"{_found(text)} has host bits set (the network is {loose})")
+
+
+_DAEMON_PARSERS: Mapping[str, Parser] = {
+    "http_listen": _http_listen,
+    "resync_interval": _positive,
+    "debounce": _non_negative,
+    "max_delay": _positive,
+    "protocol": _protocol,
+    "mode": _choice(MODES),
+    "rule_priority": _priority,
+    "table_range": _table_range,
+    "rt_tables_file": _rt_tables_file,
+    "exclude": _str_list(_pattern),
+    "cleanup_on_exit": _bool,
+    "log_format": _choice(LOG_FORMATS),
+    "log_level": _choice(LOG_LEVELS),
+    "dhcp_lease_paths": _str_list(_lease_path),
+}
+_INTERFACE_KEYS = frozenset(f.name for f in fields(InterfaceSpec))
+_ROUTE_KEYS = frozenset(f.name for f in fields(RouteSpec))
+
+
+def _found(value: Any) -> str:
+    """A value as the TOML file spells it, kept to one short line for messages."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, str):
+        shown = json.dumps(value)
+        return shown if len(shown) <= 60 else shown[:56] + '..."'
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    if isinstance(value, dict):
+        return "a table"
+    return _one_line(f"{type(value).__name__} {value}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- where keys are in the text -------------------------------------------------------------
+
+
+def line_of(lines: Mapping[str, int], key: str) -> int | None:
+    """The line of ``key``, else of the closest enclosing key or table the text shows."""
+    while key:
+        if key in lines:
+            return lines[key]
+        parent = re.sub(r"(\[\d+\]|\.?[^.\[]+)$", "", key)
+        if parent == key:
+            return None
+        key = parent
+    return None
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Where each key, table and array element is defined in TOML text tomllib accepted.
+
+    Keys are spelled like ``ConfigError`` keys: ``daemon.debounce``, ``interface[2]``,
+    ``interface[1].routes[1].via``. Best effort: on anything unexpected it stops and returns
+    what it found so far, since it only improves messages.
+    """
+    scanner = _KeyScanner(text)
+    with contextlib.suppress(IndexError, ValueError):
+        scanner.document()
+    return scanner.found
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR = re.compile(r"[^,\]}\n#]+")
+
+
+class _KeyScanner:
+    """A reader of just enough TOML structure to know the line of every key."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.found: dict[str, int] = {}
+        self.array_tables: dict[str, int] = {}  # "[[x]]" path -> how many seen so far
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def line(self) -> int:
+        return bisect.bisect_right(self.line_starts, self.pos)
+
+    def note(self, key: str, line: int) -> None:
+        self.found.setdefault(key, line)
+
+    def at(self, token: str) -> bool:
+        return self.text.startswith(token, self.pos)
+
+    def skip(self, *, newlines: bool) -> None:
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char in " \t" or (newlines and char in "\r\n"):
+                self.pos += 1
+            elif newlines and char == "#":
+                end = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if end == -1 else end
+            else:
+                return
+
+    def document(self) -> None:
+        table = ""
+        while True:
+            self.skip(newlines=True)
+            if self.pos >= len(self.text):
+                return
+            line = self.line()
+            if self.at("[["):
+                self.pos += 2
+                parts = self.key_parts()
+                array = _join(self.resolve(parts[:-1]), parts[-1])
+                count = self.array_tables[array] = self.array_tables.get(array, 0) + 1
+                table = f"{array}[{count}]"
+                self.expect("]]")
+                self.note(table, line)
+            elif self.at("["):
+                self.pos += 1
+                table = self.resolve(self.key_parts())
+                self.expect("]")
+                self.note(table, line)
+            else:
+                self.key_value(table)
+
+    def resolve(self, parts: list[str]) -> str:
+        path = ""
+        for part in parts:
+            path = _join(path, part)
+            if path in self.array_tables:
+                path = f"{path}[{self.array_tables[path]}]"
+        return path
+
+    def expect(self, token: str) -> None:
+        self.skip(newlines=False)
+        if not self.at(token):
+            raise ValueError(token)
+        self.pos += len(token)
+
+    def key_parts(self) -> list[str]:
+        parts = []
+        while True:
+            self.skip(newlines=False)
+            if self.at('"') or self.at("'"):
+                start = self.pos + 1
+                self.string()
+                parts.append(self.text[start : self.pos - 1])
+            else:
+                bare = _BARE_KEY.match(self.text, self.pos)
+                if bare is None:
+                    raise ValueError("key")
+                parts.append(bare.group())
+                self.pos = bare.end()
+            self.skip(newlines=False)
+            if not self.at("."):
+                return parts
+            self.pos += 1
+
+    def key_value(self, table: str) -> None:
+        line = self.line()
+        key = _join(table, ".".join(self.key_parts()))
+        self.expect("=")
+        self.note(key, line)
+        self.skip(newlines=False)
+        self.value(key)
+
+    def value(self, key: str) -> None:
+        if self.at("["):
+            self.pos += 1
+            count = 0
+            while True:
+                self.skip(newlines=True)
+                if self.at("]"):
+                    self.pos += 1
+                    return
+                count += 1
+                self.note(f"{key}[{count}]", self.line())
+                self.value(f"{key}[{count}]")
+                self.skip(newlines=True)
+                if self.at(","):
+                    self.pos += 1
+        elif self.at("{"):
+            self.pos += 1
+            while True:
+                self.skip(newlines=False)
+                if self.at("}"):
+                    self.pos += 1
+                    return
+                self.key_value(key)
+                self.skip(newlines=False)
+                if self.at(","):
+                    self.pos += 1
+        elif self.at('"') or self.at("'"):
+            self.string()
+        else:
+            scalar = _SCALAR.match(self.text, self.pos)
+            if scalar is None:
+                raise ValueError("value")
+            self.pos = scalar.end()
+
+    def string(self) -> None:
+        quote = self.text[self.pos]
+        delimiter = quote * 3 if self.at(quote * 3) else quote
+        self.pos += len(delimiter)
+        while not self.at(delimiter):
+            if self.pos >= len(self.text):
+                raise ValueError("string")
+            # Only basic strings have escapes; literal strings end at the first quote.
+            self.pos += 2 if quote == '"' and self.text[self.pos] == "\\" else 1
+        self.pos += len(delimiter)
+        while len(delimiter) == 3 and self.at(quote):  # """a"""" ends with a quote inside
+            self.pos += 1
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+

@@ -1,0 +1,397 @@
+"""``polroutd run``: netlink events and timers drive reconciles; HTTP, metrics and systemd report.
+
+All I/O comes in through ``Deps`` so the loop runs unchanged against a fake kernel and clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from polroutd import rtnl
+from polroutd.config import Config, ConfigError
+from polroutd.describe import operation_text
+from polroutd.engine import Decision, Engine, Kernel, LeaseReader
+from polroutd.kernel import KernelError, OpResult, Overrun
+from polroutd.logs import get_logger
+from polroutd.metrics import Metrics
+from polroutd.model import FAMILIES, RuleOp, family_name
+from polroutd.plan import classify
+from polroutd.schedule import Schedule
+from polroutd.stateview import LastReconcile, state_document
+
+# Races of hot-unplug and link-down: the next event-driven reconcile settles them.
+EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
+STOP_TIMEOUT = 2.0
+
+log = get_logger("polroutd.daemon")
+
+
+class EventSource(Protocol):
+    def fileno(self) -> int: ...
+
+    def drain(self) -> list[rtnl.Message]: ...
+
+    def close(self) -> None: ...
+
+
+class Notifier(Protocol):
+    def ready(self) -> None: ...
+
+    def reloading(self) -> None: ...
+
+    def stopping(self) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def watchdog(self) -> None: ...
+
+    def watchdog_interval(self) -> float | None: ...
+
+
+@dataclass
+class Deps:
+    """The daemon's outside world."""
+
+    kernel: Kernel
+    events_factory: Callable[[], EventSource]
+    notifier: Notifier
+    load_config: Callable[[], Config]
+    lease_reader: LeaseReader | None = None
+    clock: Callable[[], float] = time.monotonic
+    wallclock: Callable[[], float] = time.time
+    on_started: Callable[[Daemon], Any] | None = None  # e.g. start the HTTP server
+
+
+@dataclass
+class Status:
+    """What the last reconciles found; read by /state, /readyz and systemd's STATUS=."""
+
+    decision: Decision | None = None
+    results: list[OpResult] = field(default_factory=list)
+    last: LastReconcile | None = None
+    converged_once: bool = False
+    last_ok: bool = False
+    in_sync: bool = False
+    config_error: str | None = None
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("reconciles_ok", "reconciles_error", "drift", "repairs", "changes",
+         "operation_errors", "netlink_events", "netlink_overruns", "config_reloads_ok",
+         "config_reloads_error"), 0))
+
+
+class Daemon:
+    def __init__(self, config: Config, deps: Deps, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.deps = deps
+        self.metrics = metrics or Metrics()
+        self.engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader)
+        self.status = Status()
+        self.schedule = self._new_schedule(config)
+        self._events: EventSource | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._reload_requested = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._gateway_labels: set[tuple[str, str]] = set()
+
+    @staticmethod
+    def _new_schedule(config: Config) -> Schedule:
+        d = config.daemon
+        return Schedule(debounce=d.debounce, max_delay=d.max_delay, resync_interval=d.resync_interval)
+
+    # --- control ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    # --- the StateProvider the HTTP API reads ----------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        if self._events is None:
+            return False, "netlink event socket is closed"
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        if dead:
+            return False, f"task stopped: {', '.join(dead)}"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        s = self.status
+        if not s.converged_once:
+            return False, "the first reconcile has not converged yet"
+        if not s.last_ok:
+            return False, "the last reconcile failed; see /state last_reconcile.errors"
+        return True, "ready"
+
+    def state(self) -> dict[str, Any]:
+        s = self.status
+        return state_document(
+            decision=s.decision, results=s.results, last=s.last, counters=s.counters,
+            config_file=self.config.source, mode=self.config.daemon.mode,
+            protocol=self.engine.protocol, config_error=s.config_error,
+            ready=self.readiness()[0], in_sync=s.in_sync,
+        )
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.exposition()
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._open_events()
+        self.schedule.mark_dirty(self.deps.clock(), "startup")
+        for sig, handler in ((signal.SIGHUP, self.request_reload),
+                             (signal.SIGTERM, self.request_stop),
+                             (signal.SIGINT, self.request_stop)):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, handler)
+        self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
+        interval = self.deps.notifier.watchdog_interval()
+        if interval:
+            self._tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="watchdog"))
+        if self.deps.on_started is not None:
+            started = self.deps.on_started(self)
+            if asyncio.iscoroutine(started):
+                await started
+        stopper = asyncio.create_task(self._stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([*self._tasks, stopper],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in done if t is not stopper and not t.cancelled()
+                      and t.exception() is not None]
+            for task in failed:
+                exc = task.exception()
+                log.error("task_failed", task=task.get_name(), error=repr(exc))
+            return 1 if failed else await self._shutdown()
+        finally:
+            for task in (*self._tasks, stopper):
+                task.cancel()
+            await asyncio.gather(*self._tasks, stopper, return_exceptions=True)
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            self._close_events()
+
+    async def _shutdown(self) -> int:
+        self.deps.notifier.stopping()
+        if not self.config.daemon.cleanup_on_exit:
+            log.info("stopping", kernel_state="left in place")
+            return 0
+        try:
+            state = self.deps.kernel.read_state()
+            plan = self.engine.flush_plan(state)
+            results = self.deps.kernel.apply(plan.operations) if plan.operations else []
+        except KernelError as exc:
+            log.error("cleanup_failed", error=str(exc))
+            return 1
+        failed = [r for r in results if not r.ok]
+        log.info("stopping", kernel_state="removed", removed=len(results) - len(failed),
+                 failed=len(failed))
+        return 1 if failed else 0
+
+    def _open_events(self) -> None:
+        self._events = self.deps.events_factory()
+        asyncio.get_running_loop().add_reader(self._events.fileno(), self._on_events)
+
+    def _close_events(self) -> None:
+        if self._events is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._events.fileno())
+            self._events.close()
+            self._events = None
+
+    def _on_events(self) -> None:
+        assert self._events is not None
+        try:
+            messages = self._events.drain()
+        except Overrun:
+            self.metrics.netlink_overruns.inc()
+            self.status.counters["netlink_overruns"] += 1
+            log.warning("netlink_overrun", action="reopening the event socket, full resync")
+            self._close_events()
+            self._open_events()
+            self.schedule.mark_dirty(self.deps.clock(), "overrun")
+            self._wake.set()
+            return
+        if not messages:
+            return
+        counts: dict[str, int] = {}
+        for msg in messages:
+            kind = rtnl.EVENT_TYPES[msg.type]
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, count in counts.items():
+            self.metrics.netlink_events.labels(type=kind).inc(count)
+        self.status.counters["netlink_events"] += len(messages)
+        self.schedule.mark_dirty(self.deps.clock(), "event")
+        self._wake.set()
+
+    async def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            now = self.deps.clock()
+            at, reason = self.schedule.due(now)
+            if at > now:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), at - now)
+                continue
+            self.schedule.started(now)
+            success = self.reconcile(reason)
+            self.schedule.finished(self.deps.clock(), success)
+            await asyncio.sleep(0)  # let events and HTTP in between reconciles
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        while True:
+            if self.health()[0]:
+                self.deps.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _reload(self) -> None:
+        self.deps.notifier.reloading()
+        try:
+            config = self.deps.load_config()
+            engine = Engine(config, self.deps.kernel, lease_reader=self.deps.lease_reader)
+        except ConfigError as exc:
+            self.status.config_error = str(exc)
+            self.metrics.config_reloads.labels(result="error").inc()
+            self.status.counters["config_reloads_error"] += 1
+            log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
+        else:
+            if config.daemon.http_listen != self.config.daemon.http_listen:
+                log.warning("reload_http_listen_ignored", reason="takes effect on restart")
+            self.config, self.engine = config, engine
+            self.status.config_error = None
+            self.schedule.debounce = config.daemon.debounce
+            self.schedule.max_delay = config.daemon.max_delay
+            self.schedule.resync_interval = config.daemon.resync_interval
+            self.metrics.config_reloads.labels(result="ok").inc()
+            self.status.counters["config_reloads_ok"] += 1
+            self.schedule.mark_dirty(self.deps.clock(), "reload")
+            log.info("reloaded", config=config.source)
+        self.deps.notifier.ready()
+
+    # --- one reconcile --------------------------------------------------------------------------
+
+    def reconcile(self, reason: str) -> bool:
+        started = self.deps.clock()
+        try:
+            decision = self.engine.read_and_decide()
+        except (KernelError, OSError) as exc:
+            # Never plan from a partial picture: nothing is applied, the read is retried.
+            return self._finish(started, reason, None, [], read_error=str(exc))
+        previous = self.status.decision.desired if self.status.last_ok and self.status.decision \
+            else None
+        causes = classify(decision.plan, previous, decision.desired)
+        try:
+            results = self.engine.apply(decision)
+        except (KernelError, OSError) as exc:
+            return self._finish(started, reason, decision, [], read_error=str(exc))
+        outcome = {id(r.operation): r for r in results}
+        for item in causes:
+            op = item.operation
+            result = outcome.get(id(op))
+            text = operation_text(op, decision.names)
+            if item.cause == "drift":
+                self.metrics.drift.labels(kind=op.kind, change=item.drift).inc()
+                self.status.counters["drift"] += 1
+            if result is None:
+                continue
+            if result.ok:
+                counter = self.metrics.repairs if item.cause == "drift" else self.metrics.changes
+                counter.labels(kind=op.kind, op=op.op).inc()
+                self.status.counters["repairs" if item.cause == "drift" else "changes"] += 1
+                log.info("applied", op=text, cause=item.cause, drift=item.drift)
+            else:
+                self.metrics.operation_errors.labels(
+                    kind=op.kind, op=op.op, errno=result.error_name).inc()
+                self.status.counters["operation_errors"] += 1
+                level = log.info if result.errno in EXPECTED_ERRNOS else log.warning
+                level("operation_failed", op=text, cause=item.cause, errno=result.error_name,
+                      message=result.message, expected=result.errno in EXPECTED_ERRNOS,
+                      action="retrying with backoff")
+        for conflict in decision.plan.conflicts:
+            log.debug("conflict", kind=conflict.kind, message=conflict.message)
+        return self._finish(started, reason, decision, results)
+
+    def _finish(self, started: float, reason: str, decision: Decision | None,
+                results: list[OpResult], read_error: str | None = None) -> bool:
+        failures = tuple(r for r in results if not r.ok)
+        success = read_error is None and not failures
+        duration = self.deps.clock() - started
+        s = self.status
+        s.last = LastReconcile(
+            at=self.deps.wallclock(), duration=duration, result="ok" if success else "error",
+            reason=reason, operations=len(results), failures=failures, read_error=read_error)
+        result_label = "ok" if success else "error"
+        self.metrics.reconciles.labels(result=result_label).inc()
+        s.counters[f"reconciles_{result_label}"] += 1
+        self.metrics.reconcile_duration.observe(duration)
+        if read_error is not None:
+            log.warning("reconcile_failed", reason=reason, error=read_error,
+                        action="nothing applied; retrying with backoff")
+        if decision is not None:
+            s.decision, s.results = decision, results
+            self._update_gauges(decision, results)
+        s.last_ok = success
+        s.in_sync = success
+        self.metrics.in_sync.set(1 if success else 0)
+        if success:
+            self.metrics.last_success.set(self.deps.wallclock())
+            if not s.converged_once:
+                s.converged_once = True
+                self.deps.notifier.ready()
+                log.info("ready", interfaces=len(decision.desired.interfaces) if decision else 0)
+        self.deps.notifier.status(self.status_line())
+        return success
+
+    def _update_gauges(self, decision: Decision, results: list[OpResult]) -> None:
+        protocol = self.engine.protocol
+        rules = sum(r.protocol == protocol for r in decision.state.rules)
+        routes = sum(r.protocol == protocol for r in decision.state.routes)
+        for r in results:
+            if r.ok and r.operation.op != "replace":
+                step = 1 if r.operation.op == "add" else -1
+                if isinstance(r.operation, RuleOp):
+                    rules += step
+                else:
+                    routes += step
+        self.metrics.owned_rules.set(rules)
+        self.metrics.owned_routes.set(routes)
+        self.metrics.managed_interfaces.set(len(decision.desired.interfaces))
+        labels: set[tuple[str, str]] = set()
+        for iface in decision.desired.interfaces:
+            for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
+                label = (iface.name, family_name(family))
+                labels.add(label)
+                self.metrics.gateway_present.labels(*label).set(1 if gateway.present else 0)
+        for gone in self._gateway_labels - labels:
+            with contextlib.suppress(KeyError):
+                self.metrics.gateway_present.remove(*gone)
+        self._gateway_labels = labels
+
+    def status_line(self) -> str:
+        s = self.status
+        decision = s.decision
+        interfaces = len(decision.desired.interfaces) if decision else 0
+        rules = len(decision.desired.rules) if decision else 0
+        sync = "in sync" if s.in_sync else "NOT in sync"
+        last = f"last reconcile {s.last.result} ({s.last.reason})" if s.last else "starting"
+        return f"{interfaces} interfaces, {rules} rules, {sync}; {last}"
+
+
+def counters_snapshot(status: Status) -> Mapping[str, int]:
+    return dict(status.counters)

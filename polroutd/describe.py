@@ -1,0 +1,163 @@
+"""Rules, routes and operations as operators read them: ``ip`` syntax and JSON. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from polroutd.model import (
+    AF_INET,
+    Conflict,
+    AF_INET6,
+    IP6_DEFAULT_METRIC,
+    RT_SCOPE_HOST,
+    RT_SCOPE_LINK,
+    RT_TABLE_DEFAULT,
+    RT_TABLE_LOCAL,
+    RT_TABLE_MAIN,
+    Operation,
+    Route,
+    RouteOp,
+    Rule,
+    RuleOp,
+    family_name,
+    host_len,
+)
+
+_KERNEL_TABLES = {RT_TABLE_MAIN: "main", RT_TABLE_LOCAL: "local", RT_TABLE_DEFAULT: "default"}
+_SCOPES = {RT_SCOPE_LINK: "link", RT_SCOPE_HOST: "host"}
+_SIGNS = {"add": "+", "delete": "-", "replace": "~"}
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Numbers the kernel uses, and the names an operator knows them by."""
+
+    links: Mapping[int, str] = field(default_factory=dict)
+    tables: Mapping[int, str] = field(default_factory=dict)
+    protocols: Mapping[int, str] = field(default_factory=dict)
+
+    def table(self, number: int) -> str:
+        return self.tables.get(number) or _KERNEL_TABLES.get(number) or str(number)
+
+    def table_name(self, number: int) -> str | None:
+        return self.tables.get(number) or _KERNEL_TABLES.get(number)
+
+    def link(self, index: int | None) -> str | None:
+        if index is None:
+            return None
+        return self.links.get(index, f"if{index}")
+
+    def protocol(self, number: int) -> str:
+        return self.protocols.get(number, str(number))
+
+
+def _prefix(address: str | None, length: int, family: int) -> str:
+    if address is None or length == 0:
+        return "default" if family == AF_INET else "::/0"
+    return address if length == host_len(family) else f"{address}/{length}"
+
+
+def rule_text(rule: Rule, names: Names, *, with_protocol: bool = False) -> str:
+    """``ip rule`` arguments: ``from 10.225.176.38 lookup data priority 30000``."""
+    words = []
+    if rule.src is not None and rule.src_len:
+        words += ["from", _prefix(rule.src, rule.src_len, rule.family)]
+    elif rule.family == AF_INET6:
+        words += ["from", "::/0"]  # names the family, so ``ip -batch`` needs no -6
+    else:
+        words += ["from", "all"]
+    if rule.dst is not None and rule.dst_len:
+        words += ["to", _prefix(rule.dst, rule.dst_len, rule.family)]
+    if rule.iifname:
+        words += ["iif", rule.iifname]
+    if rule.oifname:
+        words += ["oif", rule.oifname]
+    if rule.fwmark is not None:
+        words += ["fwmark", hex(rule.fwmark)]
+    words += ["lookup", names.table(rule.table)]
+    if rule.suppress_prefixlen is not None:
+        words += ["suppress_prefixlength", str(rule.suppress_prefixlen)]
+    words += ["priority", str(rule.priority)]
+    if with_protocol:
+        words += ["protocol", names.protocol(rule.protocol)]
+    return " ".join(words)
+
+
+def route_text(route: Route, names: Names, *, with_protocol: bool = False) -> str:
+    """``ip route`` arguments: ``default via 10.225.176.1 dev ens224 table data``."""
+    words = [_prefix(route.dst, route.dst_len, route.family)]
+    if route.gateway is not None:
+        words += ["via", route.gateway]
+    dev = names.link(route.oif)
+    if dev is not None:
+        words += ["dev", dev]
+    if route.scope in _SCOPES and route.family == AF_INET:
+        words += ["scope", _SCOPES[route.scope]]
+    if route.prefsrc is not None:
+        words += ["src", route.prefsrc]
+    if route.metric and not (route.family == AF_INET6 and route.metric == IP6_DEFAULT_METRIC):
+        words += ["metric", str(route.metric)]
+    words += ["table", names.table(route.table)]
+    if with_protocol:
+        words += ["proto", names.protocol(route.protocol)]
+    return " ".join(words)
+
+
+def operation_text(op: Operation, names: Names) -> str:
+    """One plan line: ``+ rule from 10.225.176.38 lookup data priority 30000``."""
+    if isinstance(op, RuleOp):
+        return f"{_SIGNS[op.op]} rule {rule_text(op.rule, names)}"
+    return f"{_SIGNS[op.op]} route {route_text(op.route, names)}"
+
+
+def rule_json(rule: Rule, names: Names) -> dict[str, Any]:
+    return {
+        "family": family_name(rule.family),
+        "priority": rule.priority,
+        "from": _prefix(rule.src, rule.src_len, rule.family) if rule.src_len else "all",
+        "table": rule.table,
+        "table_name": names.table_name(rule.table),
+        "suppress_prefixlength": rule.suppress_prefixlen,
+        "protocol": rule.protocol,
+        "text": rule_text(rule, names),
+    }
+
+
+def route_json(route: Route, names: Names) -> dict[str, Any]:
+    return {
+        "family": family_name(route.family),
+        "table": route.table,
+        "table_name": names.table_name(route.table),
+        "dst": _prefix(route.dst, route.dst_len, route.family),
+        "gateway": route.gateway,
+        "dev": names.link(route.oif),
+        "src": route.prefsrc,
+        "metric": route.metric,
+        "protocol": route.protocol,
+        "text": route_text(route, names),
+    }
+
+
+def operation_json(op: Operation, names: Names) -> dict[str, Any]:
+    body = rule_json(op.rule, names) if isinstance(op, RuleOp) else route_json(op.route, names)
+    out: dict[str, Any] = {"kind": op.kind, "op": op.op, "text": operation_text(op, names),
+                           op.kind: body}
+    if isinstance(op, RouteOp) and op.previous is not None:
+        out["previous"] = route_json(op.previous, names)
+    return out
+
+
+def conflict_text(conflict: Conflict, names: Names) -> str:
+    obj = conflict.foreign
+    if isinstance(obj, Route):
+        text = route_text(obj, names, with_protocol=True)
+    else:
+        text = rule_text(obj, names, with_protocol=True)
+    return f"{conflict.message}: {text}"
+
+
+def conflict_json(conflict: Conflict, names: Names) -> dict[str, Any]:
+    return {"kind": conflict.kind, "message": conflict.message,
+            "text": conflict_text(conflict, names)}

@@ -1,0 +1,271 @@
+"""The desired state of spec §2.2: a pure function of one kernel read and the configuration."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+
+from polroutd.config import Config, InterfaceSpec, RouteSpec
+from polroutd.model import (
+    AF_INET,
+    AF_INET6,
+    FAMILIES,
+    IFA_F_NOPREFIXROUTE,
+    IP6_DEFAULT_METRIC,
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_MAIN,
+    RTN_UNICAST,
+    Address,
+    DesiredState,
+    Gateway,
+    KernelState,
+    Link,
+    ManagedInterface,
+    Route,
+    Rule,
+    family_name,
+    host_len,
+)
+from polroutd.names import TableRef
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Everything besides the kernel read that the desired state depends on."""
+
+    config: Config
+    protocol: int
+    tables: Mapping[str, TableRef]  # interface name -> its table
+    named_tables: Mapping[str, int]  # every table name known (for extra routes' "table")
+    lease_gateways: Mapping[str, str]  # interface name -> IPv4 router from its DHCP lease
+
+
+def managed_links(state: KernelState, config: Config) -> list[tuple[Link, InterfaceSpec | None]]:
+    """The interfaces polroutd manages, by name, with the configuration entry that matched."""
+    links = sorted(state.links, key=lambda link: link.name)
+    if config.interfaces:
+        matched: list[tuple[Link, InterfaceSpec | None]] = []
+        for link in links:
+            spec = next((s for s in config.interfaces if fnmatchcase(link.name, s.name)), None)
+            if spec is not None:
+                matched.append((link, spec))
+        return matched
+    with_global = {a.index for a in state.addresses if a.is_global}
+    excluded = config.daemon.exclude
+    return [
+        (link, None)
+        for link in links
+        if not link.loopback
+        and link.index in with_global
+        and not any(fnmatchcase(link.name, pattern) for pattern in excluded)
+    ]
+
+
+def table_requests(
+    managed: Iterable[tuple[Link, InterfaceSpec | None]],
+) -> list[tuple[str, str | int | None]]:
+    return [(link.name, spec.table if spec else None) for link, spec in managed]
+
+
+def _default_metric(family: int) -> int:
+    return IP6_DEFAULT_METRIC if family == AF_INET6 else 0
+
+
+def _any_address(family: int) -> str:
+    return "0.0.0.0" if family == AF_INET else "::"
+
+
+def _interface_addresses(state: KernelState, index: int) -> list[Address]:
+    """Global addresses of one interface, primaries first, in a dump-order-independent order."""
+    mine = (a for a in state.addresses if a.index == index and a.is_global)
+    return sorted(mine, key=lambda a: (a.family, a.secondary, ipaddress.ip_address(a.address)))
+
+
+def choose_gateway(
+    link: Link, family: int, setting: str, state: KernelState, inputs: Inputs
+) -> Gateway:
+    """G(I) per spec §2.2: configured, else main-table default on I, else DHCP lease, else none."""
+    if setting == "none":
+        return Gateway(None, None, reason='disabled in the configuration (gateway = "none")')
+    if setting != "auto":
+        return Gateway(setting, "config")
+    defaults = sorted(
+        (
+            r
+            for r in state.routes
+            if r.table == RT_TABLE_MAIN and r.family == family and r.is_default
+            and r.type == RTN_UNICAST and r.oif == link.index and r.protocol != inputs.protocol
+        ),
+        key=lambda r: (r.metric, r.gateway or ""),
+    )
+    if defaults:
+        best = defaults[0]
+        if best.gateway is None:
+            return Gateway(None, "main-table", device_route=True)
+        return Gateway(best.gateway, "main-table")
+    if family == AF_INET and link.name in inputs.lease_gateways:
+        return Gateway(inputs.lease_gateways[link.name], "dhcp-lease")
+    lease_note = " and no readable DHCP lease names a router" if family == AF_INET else ""
+    return Gateway(
+        None, None,
+        reason=f"no {family_name(family)} default route via {link.name} in the main table"
+        + lease_note,
+    )
+
+
+def _connected_routes(
+    addresses: list[Address], table: int, oif: int, protocol: int
+) -> list[Route]:
+    routes: dict[tuple[int, str, int], Route] = {}
+    for a in addresses:
+        if a.prefixlen >= host_len(a.family) or a.flags & IFA_F_NOPREFIXROUTE:
+            continue
+        net = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+        key = (a.family, str(net.network_address), a.prefixlen)
+        if key in routes:
+            continue  # the primary (sorted first) address is the source for the prefix
+        routes[key] = Route(
+            family=a.family, table=table, dst=key[1], dst_len=a.prefixlen, protocol=protocol,
+            metric=_default_metric(a.family),
+            scope=RT_SCOPE_LINK if a.family == AF_INET else RT_SCOPE_UNIVERSE,
+            oif=oif, prefsrc=a.address,
+        )
+    return list(routes.values())
+
+
+def _default_route(family: int, gateway: Gateway, table: int, oif: int, protocol: int) -> Route:
+    device_only = gateway.address is None
+    return Route(
+        family=family, table=table, dst=_any_address(family), dst_len=0, protocol=protocol,
+        metric=_default_metric(family),
+        scope=RT_SCOPE_LINK if device_only and family == AF_INET else RT_SCOPE_UNIVERSE,
+        oif=oif, gateway=gateway.address,
+    )
+
+
+def _extra_route(spec: RouteSpec, own_table: int, oif: int, inputs: Inputs) -> Route:
+    net = ipaddress.ip_network(spec.to)
+    family = AF_INET if net.version == 4 else AF_INET6
+    if spec.table is None:
+        table = own_table
+    elif isinstance(spec.table, int):
+        table = spec.table
+    elif spec.table == "main":
+        table = RT_TABLE_MAIN
+    else:
+        table = inputs.named_tables[spec.table]
+    on_link = spec.via is None and family == AF_INET
+    return Route(
+        family=family, table=table, dst=str(net.network_address), dst_len=net.prefixlen,
+        protocol=inputs.protocol,
+        metric=spec.metric if spec.metric is not None else _default_metric(family),
+        scope=RT_SCOPE_LINK if on_link else RT_SCOPE_UNIVERSE, oif=oif, gateway=spec.via,
+    )
+
+
+def _unmanaged_copies(
+    state: KernelState, managed_indexes: set[int], protocol: int
+) -> list[Route]:
+    """Main-table routes through local unmanaged devices (docker0, virbr0, cni0, ...)."""
+    local_unmanaged = {
+        link.index for link in state.links if link.index not in managed_indexes and not link.loopback
+    }
+    return [
+        r for r in state.routes
+        if r.table == RT_TABLE_MAIN and r.type == RTN_UNICAST and not r.is_default
+        and r.oif in local_unmanaged and r.protocol != protocol
+    ]
+
+
+def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
+    config = inputs.config
+    protocol = inputs.protocol
+    managed = managed_links(state, config)
+    managed_indexes = {link.index for link, _ in managed}
+    down = {link.index for link in state.links if not link.up}
+    copies = (
+        _unmanaged_copies(state, managed_indexes, protocol)
+        if config.daemon.mode == "strict" else []
+    )
+
+    interfaces: list[ManagedInterface] = []
+    rules: dict[tuple[object, ...], Rule] = {}
+    routes: dict[object, Route] = {}
+
+    def want(route: Route) -> None:
+        if route.oif not in down:  # the kernel refuses routes through a down device
+            routes.setdefault(route.key, route)
+
+    for link, spec in managed:
+        table = inputs.tables[link.name]
+        priority = (spec.priority if spec and spec.priority else None) or config.daemon.rule_priority
+        addresses = _interface_addresses(state, link.index)
+        gateways = {
+            AF_INET: choose_gateway(link, AF_INET, spec.gateway if spec else "auto", state, inputs),
+            AF_INET6: choose_gateway(
+                link, AF_INET6, spec.gateway6 if spec else "auto", state, inputs
+            ),
+        }
+        for a in addresses:
+            rule = Rule(
+                family=a.family, priority=priority, table=table.id, protocol=protocol,
+                src=a.address, src_len=host_len(a.family),
+            )
+            rules.setdefault(rule.identity(), rule)
+        for route in _connected_routes(addresses, table.id, link.index, protocol):
+            want(route)
+        families_here = {a.family for a in addresses}
+        for family in FAMILIES:
+            if gateways[family].present and family in families_here:
+                want(_default_route(family, gateways[family], table.id, link.index, protocol))
+        for extra in spec.routes if spec else ():
+            want(_extra_route(extra, table.id, link.index, inputs))
+        for copy in copies:
+            want(replace(copy, table=table.id, protocol=protocol, extra=()))
+        interfaces.append(
+            ManagedInterface(
+                name=link.name, index=link.index, up=link.up, carrier=link.carrier,
+                addresses=tuple(f"{a.address}/{a.prefixlen}" for a in addresses),
+                table_id=table.id, table_name=table.name, priority=priority,
+                gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
+            )
+        )
+
+    if config.daemon.mode == "main-first" and rules:
+        first = min(r.priority for r in rules.values()) - 1
+        for family in sorted({r.family for r in rules.values()}):
+            rule = Rule(
+                family=family, priority=first, table=RT_TABLE_MAIN, protocol=protocol,
+                suppress_prefixlen=0,
+            )
+            rules.setdefault(rule.identity(), rule)
+
+    return DesiredState(
+        interfaces=tuple(interfaces),
+        rules=tuple(sorted(rules.values(), key=rule_order)),
+        routes=tuple(sorted(routes.values(), key=route_order)),
+        tables=frozenset(inputs.tables[link.name].id for link, _ in managed),
+    )
+
+
+def rule_order(rule: Rule) -> tuple[object, ...]:
+    return (rule.priority, rule.family, rule.table, _addr_key(rule.src), rule.src_len)
+
+
+def route_order(route: Route) -> tuple[object, ...]:
+    # Routes without a gateway first: a gateway must be reachable when its route is added.
+    return (
+        route.table, route.family, route.gateway is not None, _addr_key(route.dst),
+        route.dst_len, route.metric, route.tos, _addr_key(route.gateway), route.oif or 0,
+        _addr_key(route.prefsrc), route.scope, route.type,
+    )
+
+
+def _addr_key(address: str | None) -> tuple[int, int]:
+    if address is None:
+        return (0, 0)
+    ip = ipaddress.ip_address(address)
+    return (ip.version, int(ip))

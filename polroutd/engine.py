@@ -1,0 +1,131 @@
+"""One reconcile, as the commands and the daemon share it: read, decide, record names, apply.
+
+The deciding is pure (desired.py, plan.py); this module gathers its inputs from the kernel and
+the files beside it, and hands the plan to the kernel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from polroutd import leases, names
+from polroutd.config import Config
+from polroutd.describe import Names
+from polroutd.desired import Inputs, desired_state, managed_links, table_requests
+from polroutd.kernel import OpResult
+from polroutd.model import DesiredState, KernelState, Operation, Plan
+from polroutd.plan import make_plan
+
+
+class Kernel(Protocol):
+    def read_state(self) -> KernelState: ...
+
+    def apply(self, operations: Sequence[Operation]) -> list[OpResult]: ...
+
+
+LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one read of the kernel leads to."""
+
+    state: KernelState
+    desired: DesiredState
+    plan: Plan
+    names: Names
+    recorded_tables: Mapping[str, int]
+
+
+def resolve_names(config: Config) -> tuple[names.NameRegistry, int]:
+    """The name registry and protocol number for a configuration; raises ConfigError for names
+    that cannot be resolved, before anything touches the kernel."""
+    registry = names.read_registry(names.config_dirs_for(config.daemon.rt_tables_file))
+    protocol = names.resolve_protocol(config.daemon.protocol, registry, config.source)
+    tables_file = config.daemon.rt_tables_file
+    recorded = names.read_recorded(Path(tables_file)) if tables_file else {}
+    names.check_route_tables(config, registry, recorded)
+    return registry, protocol
+
+
+class Engine:
+    """Turns a configuration into decisions against whatever kernel it is given."""
+
+    def __init__(
+        self, config: Config, kernel: Kernel, *, lease_reader: LeaseReader | None = None
+    ) -> None:
+        self.config = config
+        self.kernel = kernel
+        self.registry, self.protocol = resolve_names(config)
+        self._lease_reader = lease_reader or self._read_leases
+        self._tables_file = (
+            Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
+        )
+
+    def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
+        found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
+        return {name: lease.gateway for name, lease in found.items() if lease.gateway}
+
+    def _recorded(self) -> dict[str, int]:
+        return names.read_recorded(self._tables_file) if self._tables_file else {}
+
+    def decide(self, state: KernelState) -> Decision:
+        managed = managed_links(state, self.config)
+        foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
+        assignment = names.assign_tables(
+            table_requests(managed),
+            registry=self.registry,
+            recorded=self._recorded(),
+            table_range=self.config.daemon.table_range,
+            in_use=foreign_tables,
+            source=self.config.source,
+        )
+        named = {**self.registry.tables, **assignment.recorded}
+        named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
+        inputs = Inputs(
+            config=self.config,
+            protocol=self.protocol,
+            tables=assignment.by_interface,
+            named_tables=named,
+            lease_gateways=self._lease_reader({link.name: link.index for link, _ in managed}),
+        )
+        desired = desired_state(state, inputs)
+        table_names = {number: name for name, number in self.registry.tables.items()}
+        table_names.update({number: name for name, number in named.items()})
+        description = Names(
+            links={link.index: link.name for link in state.links},
+            tables=table_names,
+            protocols={number: name for name, number in self.registry.protocols.items()}
+            | {self.protocol: self._protocol_name()},
+        )
+        return Decision(state, desired, make_plan(desired, state, self.protocol), description,
+                        assignment.recorded)
+
+    def _protocol_name(self) -> str:
+        setting = self.config.daemon.protocol
+        return setting if isinstance(setting, str) else str(setting)
+
+    def read_and_decide(self) -> Decision:
+        return self.decide(self.kernel.read_state())
+
+    def record_tables(self, decision: Decision) -> bool:
+        """Keeps the rt_tables.d file in step, so ``ip`` shows table names. True if rewritten."""
+        if self._tables_file is None:
+            return False
+        content = names.render_recorded(decision.recorded_tables)
+        return names.write_if_changed(self._tables_file, content)
+
+    def apply(self, decision: Decision) -> list[OpResult]:
+        self.record_tables(decision)
+        if decision.plan.empty:
+            return []
+        return self.kernel.apply(decision.plan.operations)
+
+    def flush_plan(self, state: KernelState) -> Plan:
+        """Every object with polroutd's protocol, deleted."""
+        nothing = DesiredState(interfaces=(), rules=(), routes=(), tables=frozenset())
+        return make_plan(nothing, state, self.protocol)

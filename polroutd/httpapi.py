@@ -1,0 +1,253 @@
+"""The read-only HTTP API of spec §3.2 (the only module that imports aiohttp).
+
+GET and HEAD only; nothing here changes state. Unknown paths are 404 and other methods on a
+known path 405 (both with a JSON ``{"error": ...}`` body); a provider that fails gives 503 with
+a one-line reason, so no client input can produce a 500.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from polroutd import __version__
+
+log = logging.getLogger("polroutd.http")
+
+SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get on stop; every handler answers at once
+_MAX_REASON = 300  # characters of a failure reason put in a response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+
+class StateProvider(Protocol):
+    """What the daemon exposes to the API; every method is cheap and must not block."""
+
+    def health(self) -> tuple[bool, str]:
+        """(alive, reason): the event loop and the netlink sockets are alive."""
+        ...
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason): the first reconcile converged and the last one succeeded."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """The /state document (JSON-serialisable)."""
+        ...
+
+    def metrics(self) -> bytes:
+        """Prometheus exposition text."""
+        ...
+
+
+class ProviderFailed(Exception):
+    """A provider call raised or returned something unusable; the message is one line."""
+
+
+def one_line(text: str) -> str:
+    """``text`` collapsed to one bounded line, safe to put in a response body."""
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
+
+
+def _ask(what: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except Exception as exc:  # the daemon's bug must not become a 500 for the client
+        log.warning("HTTP %s: provider failed", what, exc_info=True)
+        raise ProviderFailed(one_line(f"{what} failed: {type(exc).__name__}: {exc}")) from exc
+
+
+def _probe_response(what: str, call: Callable[[], tuple[bool, str]], ok_text: str) -> web.Response:
+    def checked() -> tuple[bool, str]:
+        ok, reason = call()
+        return bool(ok), str(reason)
+
+    try:
+        ok, reason = _ask(what, checked)
+    except ProviderFailed as exc:
+        return _text(503, f"{exc}\n")
+    if ok:
+        return _text(200, ok_text)
+    return _text(503, (one_line(reason) or "no reason given") + "\n")
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _handlers(provider: StateProvider, openapi: bytes) -> dict[str, Handler]:
+    async def healthz(request: web.Request) -> web.Response:
+        return _probe_response("health check", provider.health, "ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        return _probe_response("readiness check", provider.readiness, "ready\n")
+
+    async def metrics(request: web.Request) -> web.Response:
+        try:
+            body = bytes(_ask("metrics", provider.metrics))
+        except ProviderFailed as exc:
+            return _error(503, str(exc))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def state(request: web.Request) -> web.Response:
+        # Serialising is part of the ask: a NaN or an odd object in the document is a 503 too.
+        def document() -> str:
+            return json.dumps(provider.state(), indent=2, allow_nan=False) + "\n"
+
+        try:
+            body = _ask("state", document)
+        except ProviderFailed as exc:
+            return _error(503, str(exc))
+        return web.Response(text=body, content_type="application/json")
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=openapi, content_type="application/json")
+
+    return {
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/metrics": metrics,
+        "/state": state,
+        "/openapi.json": openapi_json,
+    }
+
+
+@web.middleware
+async def _no_store(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers["Cache-Control"] = "no-store"  # probes and state are only true right now
+    return response
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:  # the router's 404 and 405 (405 carries Allow)
+        allow = exc.headers.get("Allow")
+        if exc.status == 404:
+            message = "not found; the paths served are listed in /openapi.json"
+        elif allow is not None:
+            message = f"method not allowed; use {allow.replace(',', ' or ')}"
+        else:
+            message = exc.reason
+        return _error(exc.status, message, {"Allow": allow} if allow is not None else None)
+    except Exception:  # our own bug: logged in full, answered in JSON like everything else
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return _error(500, "internal error (logged)")
+
+
+def _rebased(node: Any, base: str) -> Any:
+    """A copy of a JSON Schema whose local references (``#/...``) point below ``base``."""
+    if isinstance(node, dict):
+        return {
+            key: base + value[1:]
+            if key == "$ref" and isinstance(value, str) and value.startswith("#")
+            else _rebased(value, base)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rebased(item, base) for item in node]
+    return node
+
+
+def openapi_document() -> dict[str, Any]:
+    """The shipped OpenAPI document with the state schema bundled in, so it stands alone.
+
+    The package's ``openapi.json`` refers to its sibling ``state.schema.json``; a client that
+    fetched ``/openapi.json`` could not resolve that, so it is inlined under
+    ``components.schemas.State``.
+    """
+    package = resources.files("polroutd")
+    document: dict[str, Any] = json.loads(package.joinpath("openapi.json").read_text("utf-8"))
+    schema = json.loads(package.joinpath("state.schema.json").read_text("utf-8"))
+    document["info"]["version"] = __version__
+    document["components"]["schemas"]["State"] = _rebased(schema, "#/components/schemas/State")
+    return document
+
+
+def create_app(provider: StateProvider) -> web.Application:
+    app = web.Application(middlewares=[_no_store, _errors_as_json])
+    openapi = (json.dumps(openapi_document(), indent=2) + "\n").encode()
+    for path, handler in _handlers(provider, openapi).items():
+        app.router.add_get(path, handler)  # also answers HEAD
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` or ``"[IPv6]:PORT"`` with a literal address; port 0 picks a free one."""
+    if listen.startswith("["):
+        host, bracket, port = listen[1:].partition("]:")
+        version = 6
+    else:
+        host, bracket, port = listen.rpartition(":")
+        version = 4
+    try:
+        valid = bool(bracket) and ipaddress.ip_address(host).version == version
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(f'expected "IPv4:PORT" or "[IPv6]:PORT", got {listen!r}')
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"expected a port from 0 to 65535, got {listen!r}")
+    return host, int(port)
+
+
+class HttpServer:
+    """The API on one address, started and stopped with the daemon."""
+
+    def __init__(self, provider: StateProvider, listen: str) -> None:
+        self.host, self.requested_port = parse_listen(listen)
+        self._app = create_app(provider)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("HTTP server already started")
+        # access_log=None: one log line per scrape or probe would drown the daemon's own logs.
+        # aiohttp's own reports (malformed requests, answered 400 before the app sees them) go
+        # under our logger's name, so the daemon's logging configuration covers them.
+        runner = web.AppRunner(
+            self._app, access_log=None, logger=logging.getLogger("polroutd.http.server"),
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("HTTP API listening on %s", self.url)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("HTTP server not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        runner, self._runner, self._port = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()

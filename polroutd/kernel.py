@@ -1,0 +1,257 @@
+"""The one module that does netlink I/O: consistent reads, batched writes, the event socket.
+
+Everything here runs in the caller's network namespace. Library and socket errors are turned
+into this module's typed errors; per-operation failures come back as data, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from polroutd import rtnl
+from polroutd.model import (
+    RT_TABLE_LOCAL,
+    Address,
+    KernelState,
+    Link,
+    Operation,
+    Route,
+    RouteOp,
+    Rule,
+    RuleOp,
+)
+
+T = TypeVar("T")
+
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NETLINK_GET_STRICT_CHK = 12
+SO_RCVBUFFORCE = 33
+
+REQUEST_BUFFER = 8 << 20
+EVENT_BUFFER = 4 << 20
+DUMP_ATTEMPTS = 5
+# Requests per sendmsg: big enough to amortise syscalls, small enough that the acks of one
+# batch always fit the receive buffer.
+BATCH = 256
+
+# Outcomes that mean "already as asked": the kernel state is what the operation wanted.
+IDEMPOTENT = {
+    ("rule", "add"): errno.EEXIST,
+    ("rule", "delete"): errno.ENOENT,
+    ("route", "delete"): errno.ESRCH,
+}
+
+
+class KernelError(Exception):
+    """A netlink failure that makes a whole read or the socket unusable."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+class DumpInterrupted(KernelError):
+    """The kernel changed the table while it was being dumped, more often than we retried."""
+
+
+class Overrun(KernelError):
+    """The event socket lost messages (ENOBUFS): its picture of the kernel is no longer whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    operation: Operation
+    errno: int = 0  # 0: done, or the kernel was already as asked
+    message: str | None = None  # the kernel's extended-ack text, when it gave one
+
+    @property
+    def ok(self) -> bool:
+        return self.errno == 0
+
+    @property
+    def error_name(self) -> str:
+        return errno.errorcode.get(self.errno, str(self.errno)) if self.errno else "OK"
+
+
+def _netlink_socket(rcvbuf: int) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK):
+        try:
+            sock.setsockopt(SOL_NETLINK, option, 1)
+        except OSError:  # older kernels: lose the nicety, keep working
+            pass
+    sock.bind((0, 0))
+    return sock
+
+
+class Netlink:
+    """A request socket: reads the kernel's state and applies operations."""
+
+    def __init__(self) -> None:
+        self._sock = _netlink_socket(REQUEST_BUFFER)
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
+        return self._seq
+
+    def _recv(self) -> bytes:
+        try:
+            return self._sock.recv(1 << 20)
+        except OSError as exc:
+            raise KernelError(f"netlink receive failed: {exc.strerror}", exc.errno or 0) from exc
+
+    def _dump(self, mtype: int) -> list[rtnl.Message]:
+        for _attempt in range(DUMP_ATTEMPTS):
+            seq = self._next_seq()
+            self._sock.send(rtnl.encode_dump(mtype, seq))
+            messages, interrupted, done = [], False, False
+            while not done:
+                for msg in rtnl.iter_messages(self._recv()):
+                    if msg.seq != seq:
+                        continue  # a late answer to an earlier request
+                    if msg.flags & rtnl.NLM_F_DUMP_INTR:
+                        interrupted = True
+                    if msg.type == rtnl.NLMSG_DONE:
+                        done = True
+                        break
+                    if msg.type == rtnl.NLMSG_ERROR:
+                        code, text = rtnl.decode_error(msg.payload, msg.flags)
+                        raise KernelError(
+                            f"dump {mtype} failed: {text or os.strerror(code)}", code
+                        )
+                    messages.append(msg)
+            if not interrupted:
+                return messages
+        raise DumpInterrupted(f"dump {mtype} kept changing under us ({DUMP_ATTEMPTS} tries)")
+
+    def read_links(self) -> tuple[Link, ...]:
+        return _decoded(self._dump(rtnl.RTM_GETLINK), rtnl.decode_link)
+
+    def read_addresses(self) -> tuple[Address, ...]:
+        return _decoded(self._dump(rtnl.RTM_GETADDR), rtnl.decode_address)
+
+    def read_rules(self) -> tuple[Rule, ...]:
+        return _decoded(self._dump(rtnl.RTM_GETRULE), rtnl.decode_rule)
+
+    def read_routes(self) -> tuple[Route, ...]:
+        # The local table holds one route per address: never ours, often the largest by far.
+        return _decoded(
+            (m for m in self._dump(rtnl.RTM_GETROUTE)
+             if rtnl.route_table_of(m.payload) != RT_TABLE_LOCAL),
+            rtnl.decode_route,
+        )
+
+    def read_state(self) -> KernelState:
+        """Links, addresses, routes and rules; raises rather than return a partial picture."""
+        return KernelState(
+            links=self.read_links(),
+            addresses=self.read_addresses(),
+            routes=self.read_routes(),
+            rules=self.read_rules(),
+        )
+
+    def apply(self, operations: Sequence[Operation]) -> list[OpResult]:
+        """Sends every operation (many per sendmsg) and collects each one's outcome."""
+        results: list[OpResult] = []
+        for start in range(0, len(operations), BATCH):
+            results.extend(self._apply_batch(operations[start : start + BATCH]))
+        return results
+
+    def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:
+        by_seq: dict[int, Operation] = {}
+        chunks = []
+        for operation in batch:
+            seq = self._next_seq()
+            by_seq[seq] = operation
+            chunks.append(encode_operation(operation, seq))
+        self._sock.send(b"".join(chunks))
+        outcome: dict[int, tuple[int, str | None]] = {}
+        while len(outcome) < len(by_seq):
+            for msg in rtnl.iter_messages(self._recv()):
+                if msg.type == rtnl.NLMSG_ERROR and msg.seq in by_seq:
+                    outcome[msg.seq] = rtnl.decode_error(msg.payload, msg.flags)
+        results = []
+        for seq, operation in by_seq.items():
+            code, text = outcome[seq]
+            if code == IDEMPOTENT.get((operation.kind, operation.op)):
+                code, text = 0, None
+            results.append(OpResult(operation, code, text))
+        return results
+
+
+def _decoded(
+    messages: Iterable[rtnl.Message], decode: Callable[[bytes], T | None]
+) -> tuple[T, ...]:
+    decoded = (decode(msg.payload) for msg in messages)
+    return tuple(obj for obj in decoded if obj is not None)
+
+
+_CREATE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+_REPLACE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
+_DELETE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK
+
+
+def encode_operation(operation: Operation, seq: int) -> bytes:
+    if isinstance(operation, RuleOp):
+        if operation.op == "add":
+            return rtnl.encode_rule(rtnl.RTM_NEWRULE, _CREATE, seq, operation.rule)
+        return rtnl.encode_rule(rtnl.RTM_DELRULE, _DELETE, seq, operation.rule)
+    assert isinstance(operation, RouteOp)
+    if operation.op == "add":
+        return rtnl.encode_route(rtnl.RTM_NEWROUTE, _CREATE, seq, operation.route)
+    if operation.op == "replace":
+        return rtnl.encode_route(rtnl.RTM_NEWROUTE, _REPLACE, seq, operation.route)
+    return rtnl.encode_route(rtnl.RTM_DELROUTE, _DELETE, seq, operation.route)
+
+
+class EventSocket:
+    """Joined to link, address, route and rule groups of both families; non-blocking."""
+
+    def __init__(self, rcvbuf: int = EVENT_BUFFER) -> None:
+        self._sock = _netlink_socket(rcvbuf)
+        for group in rtnl.EVENT_GROUPS:
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+        self._sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def drain(self) -> list[rtnl.Message]:
+        """Every event queued now. Raises Overrun when the kernel dropped some (ENOBUFS)."""
+        messages: list[rtnl.Message] = []
+        while True:
+            try:
+                data = self._sock.recv(1 << 20)
+            except BlockingIOError:
+                return messages
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise Overrun("netlink event socket overrun (ENOBUFS)", exc.errno) from exc
+                raise KernelError(f"netlink event receive failed: {exc.strerror}", exc.errno or 0)
+            messages.extend(m for m in rtnl.iter_messages(data) if m.type in rtnl.EVENT_TYPES)

@@ -1,0 +1,873 @@
+"""A throwaway network-namespace lab reproducing figure 3 of the policy-routing article.
+
+Used by the test suite (real-kernel tests) and by ``polroutd demo``. Everything happens inside
+network namespaces created here; nothing is ever added to, changed in or deleted from the root
+network namespace::
+
+                      10.225.160.0/24 (mgmt)                 10.225.128.0/24 (client zone)
+    server  ens192 ──────────────────── to-mgmt   router   to-client ──────────────── eth0  client
+            ens224 ──────────────────── to-data   (strict rp_filter,
+                      10.225.176.0/24 (data)        forwarding on)
+
+The server has a single default route, via the management gateway, exactly like the article.
+A request from the client to the data address therefore arrives on ``to-data`` and is answered
+through ``to-mgmt``; the router's strict reverse-path filter drops that asymmetric reply. With
+``with_data_client=True`` the router's data side is a bridge ``br-data`` whose ports are
+``to-data`` (server) and ``to-dataclient`` (a data-network client at 10.225.176.50).
+
+IPv6 is configured alongside (``2001:db8:<net>::/64``, router link-local ``fe80::1`` on the
+server-facing links). There is no IPv6 reverse-path filter on the router: neither nft nor
+ip6tables is available on the machines this runs on, and IPv6 has no ``rp_filter`` sysctl, so
+asymmetric IPv6 replies are *forwarded* (they can still be observed with :meth:`Lab.link_counters`).
+
+Namespaces are named ``<prefix>-<6 hex>-<role>``, role one of ``server``, ``router``,
+``client``, ``dataclient``. Teardown terminates every process the lab (or anyone) started inside
+them, deletes them and removes ``/etc/netns/<namespace>`` if it exists; it is idempotent, runs on
+``__exit__``, when :meth:`Lab.build` fails (including on ``KeyboardInterrupt``) and at
+interpreter exit for labs still alive, and defers ``SIGINT`` until it has finished.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = [
+    "ADDR",
+    "CLIENT_IF",
+    "DEFAULT_PREFIX",
+    "ROLES",
+    "ROUTER_BRIDGE_DATA_IF",
+    "ROUTER_CLIENT_IF",
+    "ROUTER_DATACLIENT_IF",
+    "ROUTER_DATA_IF",
+    "ROUTER_MGMT_IF",
+    "SERVER_DATA_IF",
+    "SERVER_MGMT_IF",
+    "Lab",
+    "LabAddresses",
+    "LabCommandError",
+    "LabError",
+    "created_namespaces",
+    "delete_netns",
+    "netns_names_with_prefix",
+    "remove_stale",
+]
+
+log = logging.getLogger("polroutd.lab")
+
+DEFAULT_PREFIX = "polroutd-lab"
+ROLES = ("server", "router", "client", "dataclient")
+
+SERVER_MGMT_IF = "ens192"
+SERVER_DATA_IF = "ens224"
+CLIENT_IF = "eth0"
+ROUTER_MGMT_IF = "to-mgmt"
+ROUTER_DATA_IF = "to-data"
+ROUTER_CLIENT_IF = "to-client"
+ROUTER_DATACLIENT_IF = "to-dataclient"
+ROUTER_BRIDGE_DATA_IF = "br-data"
+
+NETNS_RUN_DIR = Path("/run/netns")
+NETNS_ETC_DIR = Path("/etc/netns")
+
+_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+@dataclass(frozen=True)
+class LabAddresses:
+    """Every address of the lab (figure 3 of the article, plus IPv6)."""
+
+    prefixlen4: int = 24
+    prefixlen6: int = 64
+
+    mgmt_net4: str = "10.225.160.0/24"
+    data_net4: str = "10.225.176.0/24"
+    client_net4: str = "10.225.128.0/24"
+    mgmt_net6: str = "2001:db8:160::/64"
+    data_net6: str = "2001:db8:176::/64"
+    client_net6: str = "2001:db8:128::/64"
+
+    server_mgmt4: str = "10.225.160.38"
+    server_data4: str = "10.225.176.38"
+    server_mgmt6: str = "2001:db8:160::38"
+    server_data6: str = "2001:db8:176::38"
+
+    router_mgmt4: str = "10.225.160.1"
+    router_data4: str = "10.225.176.1"
+    router_client4: str = "10.225.128.1"
+    router_mgmt6: str = "2001:db8:160::1"
+    router_data6: str = "2001:db8:176::1"
+    router_client6: str = "2001:db8:128::1"
+    #: The router's link-local address on both server-facing links (the server's IPv6 gateway).
+    router_ll6: str = "fe80::1"
+
+    client4: str = "10.225.128.10"
+    client6: str = "2001:db8:128::10"
+    data_client4: str = "10.225.176.50"
+    data_client6: str = "2001:db8:176::50"
+
+
+#: The lab's addresses; a :class:`Lab` exposes the same object as ``lab.addresses``.
+ADDR = LabAddresses()
+
+
+class LabError(RuntimeError):
+    """The lab could not be built, used or torn down as asked."""
+
+
+class LabCommandError(subprocess.CalledProcessError):
+    """A command run by the lab failed; unlike the base class, ``str()`` includes stderr."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        err = self.stderr.strip() if isinstance(self.stderr, str) else ""
+        return f"{text}: {err}" if err else text
+
+
+# --------------------------------------------------------------------------------------------
+# Module-level bookkeeping: what this process created, and labs still alive at exit.
+
+_created_lock = threading.Lock()
+_created: set[str] = set()
+_live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
+_made_etc_netns = False  # this process created /etc/netns itself: remove it when empty again
+
+
+def created_namespaces() -> frozenset[str]:
+    """Names of every namespace a :class:`Lab` in this process has created (alive or not)."""
+    with _created_lock:
+        return frozenset(_created)
+
+
+def _teardown_live_labs() -> None:
+    for lab in list(_live_labs):
+        with contextlib.suppress(Exception):
+            lab.teardown()
+
+
+atexit.register(_teardown_live_labs)
+
+
+def _check_prefix(prefix: str) -> None:
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError(
+            f"invalid lab prefix {prefix!r}: lower-case letters, digits and '-', at most 40"
+        )
+
+
+def _name_re(prefix: str) -> re.Pattern[str]:
+    roles = "|".join(ROLES)
+    return re.compile(rf"{re.escape(prefix)}-[0-9a-f]{{6}}-(?:{roles})")
+
+
+def _exec(argv: Sequence[str], *, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+    # A new session: a Ctrl-C at the terminal must not kill half-done setup/teardown commands;
+    # the Python side decides what to do with the interrupt.
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        start_new_session=True,
+    )
+
+
+def _checked(
+    proc: subprocess.CompletedProcess[str], argv: Sequence[str]
+) -> subprocess.CompletedProcess[str]:
+    if proc.returncode != 0:
+        raise LabCommandError(proc.returncode, list(argv), proc.stdout, proc.stderr)
+    return proc
+
+
+def netns_names_with_prefix(prefix: str) -> list[str]:
+    """Existing namespaces that look like lab namespaces made with ``prefix`` (sorted).
+
+    Only names of the exact form ``<prefix>-<6 hex>-<role>`` match, so a prefix never catches
+    namespaces that merely start with the same letters.
+    """
+    _check_prefix(prefix)
+    pattern = _name_re(prefix)
+    try:
+        names = os.listdir(NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+def _kill_netns_processes(ns: str, grace: float = 1.0) -> None:
+    """Terminate (then kill) every process whose network namespace is ``ns``."""
+
+    def pids() -> list[int]:
+        proc = _exec(["ip", "netns", "pids", ns])
+        return [int(p) for p in proc.stdout.split() if p.isdigit() and int(p) != os.getpid()]
+
+    found = pids()
+    if not found:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            found = pids()
+            if not found:
+                return
+            time.sleep(0.02)
+    if found:
+        log.warning("processes %s survived SIGKILL in namespace %s", found, ns)
+
+
+def delete_netns(ns: str) -> None:
+    """Kill every process in namespace ``ns``, delete it and its ``/etc/netns/<ns>`` directory.
+
+    Never raises for kernel/process failures (they are logged); check ``/run/netns/<ns>``
+    afterwards if it matters. Raises ``ValueError`` for a name that is not a plain file name.
+    """
+    if not ns or "/" in ns or ns in (".", ".."):
+        raise ValueError(f"invalid namespace name {ns!r}")
+    try:
+        _kill_netns_processes(ns)
+    except Exception as exc:  # keep going: deleting the namespace matters most
+        log.warning("could not list/kill processes in %s: %s", ns, exc)
+    if (NETNS_RUN_DIR / ns).exists():
+        proc = _exec(["ip", "netns", "del", ns])
+        if proc.returncode != 0:
+            log.warning("ip netns del %s failed: %s", ns, proc.stderr.strip())
+    _remove_etc_dir(ns)
+
+
+def _remove_etc_dir(ns: str) -> None:
+    etc = NETNS_ETC_DIR / ns
+    if etc.is_dir() and not etc.is_symlink():
+        shutil.rmtree(etc, ignore_errors=True)
+    if _made_etc_netns:
+        with contextlib.suppress(OSError):  # not empty (someone else's entry) or gone: fine
+            NETNS_ETC_DIR.rmdir()
+
+
+def remove_stale(prefix: str) -> list[str]:
+    """Remove leftover lab namespaces made with ``prefix`` (e.g. after a crashed demo).
+
+    Processes inside them are terminated first, and their ``/etc/netns/<name>`` directories
+    removed. Returns the names that were removed.
+    """
+    names = netns_names_with_prefix(prefix)
+    for ns in names:
+        delete_netns(ns)
+    return names
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT while the body runs; deliver it afterwards (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------
+# Scripts run inside namespaces with the current interpreter.
+
+_TCP_SERVER = r"""
+import socket, sys, threading
+port = int(sys.argv[1])
+srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+srv.bind(("::", port))
+srv.listen(128)
+print("LISTENING", flush=True)
+
+def plain(addr):
+    return addr[7:] if addr.startswith("::ffff:") else addr
+
+def handle(conn):
+    with conn:
+        try:
+            conn.settimeout(5)
+            data = b""
+            while b"\n" not in data and len(data) < 4096:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                data += chunk
+            local, peer = plain(conn.getsockname()[0]), plain(conn.getpeername()[0])
+            conn.sendall(f"polroutd-lab reached-at {local} from {peer}\n".encode())
+        except OSError:
+            pass
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=handle, args=(conn,), daemon=True).start()
+"""
+
+_TCP_CLIENT = r"""
+import socket, sys, time
+addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + timeout
+def left():
+    rest = deadline - time.monotonic()
+    if rest <= 0:
+        raise TimeoutError("timed out")
+    return rest
+try:
+    with socket.create_connection((addr, port), timeout=left()) as conn:
+        conn.settimeout(left())
+        conn.sendall(b"hello from polroutd-lab\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            conn.settimeout(left())
+            chunk = conn.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+except OSError as exc:
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(1)
+line = data.decode(errors="replace").strip()
+if not line.startswith("polroutd-lab reached-at "):
+    print(f"unexpected answer {line!r}", file=sys.stderr)
+    sys.exit(2)
+print(line)
+"""
+
+_PING = r"""
+import os, select, socket, struct, sys, time
+addr, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+v6 = ":" in addr
+if v6:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    req_type, rep_type = 128, 129
+else:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    req_type, rep_type = 8, 0
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+ident = os.getpid() & 0xFFFF
+replies = 0
+for seq in range(1, count + 1):
+    payload = b"polroutd-lab" + struct.pack("!d", time.time())
+    head = struct.pack("!BBHHH", req_type, 0, 0, ident, seq)
+    if not v6:
+        head = struct.pack("!BBHHH", req_type, 0, checksum(head + payload), ident, seq)
+    sock.sendto(head + payload, (addr, 0))
+    deadline = time.monotonic() + timeout
+    while (rest := deadline - time.monotonic()) > 0:
+        if not select.select([sock], [], [], rest)[0]:
+            break
+        pkt = sock.recv(2048)
+        if not v6:
+            pkt = pkt[(pkt[0] & 0x0F) * 4:]
+        if len(pkt) < 8:
+            continue
+        typ, _code, _ck, rid, rseq = struct.unpack("!BBHHH", pkt[:8])
+        if typ == rep_type and rid == ident and rseq == seq:
+            replies += 1
+            break
+print(f"{replies}/{count} replies")
+sys.exit(0 if replies else 1)
+"""
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class Lab:
+    """Figure 3 of the article in network namespaces: server, router, client (+ data client).
+
+    Use as a context manager (``with Lab() as lab: ...``) or call :meth:`build` and
+    :meth:`teardown` yourself. Attributes ``server``, ``router``, ``client`` and
+    ``data_client`` are the namespace names (known before the lab is built).
+
+    ``narrate``, when given, is called with a shell rendering of every command that builds or
+    tears down the lab, so a demo can show the operator exactly what happens.
+    ``server_rp_filter`` is the server's ``net.ipv4.conf.all.rp_filter`` (default 2, loose, the
+    Ubuntu default), so that the asymmetric reply is emitted by the server and visibly dropped
+    by the router; use 1 to make the server itself drop the request instead.
+    """
+
+    def __init__(
+        self,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        with_data_client: bool = False,
+        ipv6: bool = True,
+        server_rp_filter: int = 2,
+        narrate: Callable[[str], None] | None = None,
+    ) -> None:
+        _check_prefix(prefix)
+        if server_rp_filter not in (0, 1, 2):
+            raise ValueError("server_rp_filter must be 0, 1 or 2")
+        self.prefix = prefix
+        self.token = secrets.token_hex(3)
+        self.with_data_client = with_data_client
+        self.ipv6 = ipv6
+        self.server_rp_filter = server_rp_filter
+        self.addresses = ADDR
+        self.server = f"{prefix}-{self.token}-server"
+        self.router = f"{prefix}-{self.token}-router"
+        self.client = f"{prefix}-{self.token}-client"
+        self.data_client: str | None = (
+            f"{prefix}-{self.token}-dataclient" if with_data_client else None
+        )
+        #: The router's layer-3 interface on the data network (``br-data`` with a data client).
+        self.router_data_if = ROUTER_BRIDGE_DATA_IF if with_data_client else ROUTER_DATA_IF
+        self._narrate = narrate
+        self._namespaces: list[str] = []  # created and not yet deleted, in creation order
+        self._procs: list[subprocess.Popen[str]] = []
+        self._lock = threading.RLock()
+        self._built = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """All namespace names of this lab (whether or not they exist right now)."""
+        names = [self.server, self.router, self.client]
+        if self.data_client is not None:
+            names.append(self.data_client)
+        return tuple(names)
+
+    @property
+    def built(self) -> bool:
+        """True between a successful :meth:`build` and :meth:`teardown`."""
+        return self._built
+
+    def __enter__(self) -> Lab:
+        self.build()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.teardown()
+            return
+        try:
+            self.teardown()
+        except Exception:  # never mask the body's exception
+            log.exception("lab teardown failed while handling %r", exc)
+
+    def build(self) -> None:
+        """Create and configure every namespace. On any failure (KeyboardInterrupt included)
+        everything made so far is torn down and the exception re-raised."""
+        if self._built or self._namespaces:
+            raise LabError("lab already built; tear it down first")
+        _live_labs.add(self)
+        started = time.monotonic()
+        try:
+            for ns in self.namespaces:
+                self._add_netns(ns)
+            self._sysctls()
+            self._wire_router()
+            self._configure_server()
+            self._configure_client(
+                self.client, ADDR.client4, ADDR.router_client4, ADDR.client6, ADDR.router_client6
+            )
+            if self.data_client is not None:
+                self._configure_client(
+                    self.data_client,
+                    ADDR.data_client4,
+                    ADDR.router_data4,
+                    ADDR.data_client6,
+                    ADDR.router_ll6,
+                )
+            self._warm_neighbours()
+        except BaseException:
+            try:
+                self.teardown()
+            except Exception:
+                log.exception("teardown after failed build also failed")
+            raise
+        self._built = True
+        log.debug("lab %s built in %.3f s", self.token, time.monotonic() - started)
+
+    def teardown(self) -> None:
+        """Terminate lab processes, delete the namespaces and ``/etc/netns`` entries.
+
+        Idempotent. SIGINT is deferred until teardown is complete. Raises :class:`LabError` if
+        a namespace of this lab still exists afterwards.
+        """
+        with _sigint_deferred(), self._lock:
+            self._built = False
+            self._stop_processes()
+            for ns in reversed(self.namespaces):
+                if ns in self._namespaces or (NETNS_RUN_DIR / ns).exists():
+                    self._say(f"ip netns del {ns}")
+                    delete_netns(ns)
+                else:
+                    _remove_etc_dir(ns)
+            self._namespaces = [ns for ns in self._namespaces if (NETNS_RUN_DIR / ns).exists()]
+            _live_labs.discard(self)
+            if self._namespaces:
+                raise LabError(f"namespaces left after teardown: {self._namespaces}")
+
+    # ---------------------------------------------------------------- build steps
+
+    def _say(self, text: str) -> None:
+        log.debug("%s", text)
+        if self._narrate is not None:
+            self._narrate(text)
+
+    def _host(self, *argv: str) -> None:
+        self._say(shlex.join(argv))
+        _checked(_exec(argv), argv)
+
+    def _add_netns(self, ns: str) -> None:
+        if (NETNS_RUN_DIR / ns).exists():
+            raise LabError(f"namespace {ns} already exists")
+        self._host("ip", "netns", "add", ns)
+        with _created_lock:
+            _created.add(ns)
+        self._namespaces.append(ns)
+
+    def _sysctl(self, ns: str, *settings: str) -> None:
+        self._in_ns(ns, "sysctl", "-q", "-w", *settings)
+
+    def _in_ns(self, ns: str, *argv: str) -> None:
+        full = ("ip", "netns", "exec", ns, *argv)
+        self._say(shlex.join(full))
+        _checked(_exec(full), full)
+
+    def _batch(self, ns: str, lines: Sequence[str]) -> None:
+        argv = ("ip", "netns", "exec", ns, "ip", "-batch", "-")
+        script = "".join(f"{line}\n" for line in lines)
+        self._say(f"{shlex.join(argv)} <<EOF\n{script}EOF")
+        proc = subprocess.run(
+            list(argv),
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            start_new_session=True,
+        )
+        _checked(proc, argv)
+
+    def _sysctls(self) -> None:
+        # Before any link exists or is moved in: links take the namespace's "default" settings.
+        common = [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.all.accept_ra=0",
+            "net.ipv6.conf.default.accept_ra=0",
+        ]
+        self._sysctl(
+            self.router,
+            *common,
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=1",
+            "net.ipv4.conf.default.rp_filter=1",
+        )
+        self._sysctl(
+            self.server,
+            *common,
+            f"net.ipv4.conf.all.rp_filter={self.server_rp_filter}",
+            f"net.ipv4.conf.default.rp_filter={self.server_rp_filter}",
+        )
+        for ns in (self.client, self.data_client):
+            if ns is not None:
+                self._sysctl(ns, *common)
+
+    def _wire_router(self) -> None:
+        a = ADDR
+        lines = [
+            "link set lo up",
+            f"link add {ROUTER_MGMT_IF} type veth peer name {SERVER_MGMT_IF}",
+            f"link set {SERVER_MGMT_IF} netns {self.server}",
+            f"link add {ROUTER_DATA_IF} type veth peer name {SERVER_DATA_IF}",
+            f"link set {SERVER_DATA_IF} netns {self.server}",
+            f"link add {ROUTER_CLIENT_IF} type veth peer name {CLIENT_IF}",
+            f"link set {CLIENT_IF} netns {self.client}",
+        ]
+        l3_ifs = [ROUTER_MGMT_IF, self.router_data_if, ROUTER_CLIENT_IF]
+        up = [ROUTER_MGMT_IF, ROUTER_DATA_IF, ROUTER_CLIENT_IF]
+        if self.data_client is not None:
+            lines += [
+                f"link add {ROUTER_DATACLIENT_IF} type veth peer name {CLIENT_IF}",
+                f"link set {CLIENT_IF} netns {self.data_client}",
+                f"link add {ROUTER_BRIDGE_DATA_IF} type bridge stp_state 0 mcast_snooping 0",
+                f"link set {ROUTER_DATA_IF} master {ROUTER_BRIDGE_DATA_IF}",
+                f"link set {ROUTER_DATACLIENT_IF} master {ROUTER_BRIDGE_DATA_IF}",
+            ]
+            up += [ROUTER_DATACLIENT_IF, ROUTER_BRIDGE_DATA_IF]
+        lines += [f"link set {ifname} up" for ifname in up]
+        data_if = self.router_data_if
+        lines += [
+            f"addr add {a.router_mgmt4}/{a.prefixlen4} dev {ROUTER_MGMT_IF}",
+            f"addr add {a.router_data4}/{a.prefixlen4} dev {data_if}",
+            f"addr add {a.router_client4}/{a.prefixlen4} dev {ROUTER_CLIENT_IF}",
+        ]
+        if self.ipv6:
+            lines += [
+                f"addr add {a.router_mgmt6}/{a.prefixlen6} dev {ROUTER_MGMT_IF} nodad",
+                f"addr add {a.router_ll6}/64 dev {ROUTER_MGMT_IF} nodad",
+                f"addr add {a.router_data6}/{a.prefixlen6} dev {data_if} nodad",
+                f"addr add {a.router_ll6}/64 dev {data_if} nodad",
+                f"addr add {a.router_client6}/{a.prefixlen6} dev {ROUTER_CLIENT_IF} nodad",
+            ]
+        self._batch(self.router, lines)
+        # Explicit per-interface strict rp_filter (the kernel uses max(all, interface)).
+        self._sysctl(self.router, *(f"net.ipv4.conf.{i}.rp_filter=1" for i in l3_ifs))
+
+    def _configure_server(self) -> None:
+        a = ADDR
+        lines = [
+            "link set lo up",
+            f"link set {SERVER_MGMT_IF} up",
+            f"link set {SERVER_DATA_IF} up",
+            f"addr add {a.server_mgmt4}/{a.prefixlen4} dev {SERVER_MGMT_IF}",
+            f"addr add {a.server_data4}/{a.prefixlen4} dev {SERVER_DATA_IF}",
+            f"route add default via {a.router_mgmt4} dev {SERVER_MGMT_IF}",
+        ]
+        if self.ipv6:
+            lines += [
+                f"addr add {a.server_mgmt6}/{a.prefixlen6} dev {SERVER_MGMT_IF} nodad",
+                f"addr add {a.server_data6}/{a.prefixlen6} dev {SERVER_DATA_IF} nodad",
+                f"route add ::/0 via {a.router_ll6} dev {SERVER_MGMT_IF}",
+            ]
+        self._batch(self.server, lines)
+
+    def _configure_client(self, ns: str, addr4: str, gw4: str, addr6: str, gw6: str) -> None:
+        a = ADDR
+        lines = [
+            "link set lo up",
+            f"link set {CLIENT_IF} up",
+            f"addr add {addr4}/{a.prefixlen4} dev {CLIENT_IF}",
+            f"route add default via {gw4} dev {CLIENT_IF}",
+        ]
+        if self.ipv6:
+            lines += [
+                f"addr add {addr6}/{a.prefixlen6} dev {CLIENT_IF} nodad",
+                f"route add ::/0 via {gw6} dev {CLIENT_IF}",
+            ]
+        self._batch(ns, lines)
+
+    def _warm_neighbours(self) -> None:
+        # A real server talks through its default gateway all the time, so the router's MAC
+        # is in its neighbour table. Without that, the asymmetric reply never even leaves the
+        # server: its ARP request for 10.225.160.1 carries the data address as sender, and the
+        # router (strict rp_filter also applies to ARP) does not answer. Resolve it up front so
+        # the asymmetric reply really reaches the router and is dropped there (and counted in
+        # TcpExt.IPReversePathFilter).
+        argv = [sys.executable, "-c", _PING, ADDR.router_mgmt4, "1", "2"]
+        self._say(f"ip netns exec {self.server} ping -c 1 {ADDR.router_mgmt4}")
+        self.run(self.server, *argv, timeout=10)
+
+    # ---------------------------------------------------------------- using the lab
+
+    def _check_ns(self, ns: str) -> None:
+        if ns not in self.namespaces:
+            raise LabError(f"{ns!r} is not a namespace of this lab ({', '.join(self.namespaces)})")
+
+    def run(
+        self, ns: str, *argv: str, check: bool = True, timeout: float = 10
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``ip netns exec ns argv...`` and return its text output.
+
+        Raises :class:`LabCommandError` (a ``CalledProcessError``) on failure when ``check``.
+        """
+        self._check_ns(ns)
+        full = ("ip", "netns", "exec", ns, *argv)
+        proc = _exec(full, timeout=timeout)
+        return _checked(proc, full) if check else proc
+
+    def ip_json(self, ns: str, *argv: str) -> Any:
+        """Run ``ip -j argv...`` in ``ns`` and return the parsed JSON (``[]`` for no output)."""
+        out = self.run(ns, "ip", "-j", *argv).stdout.strip()
+        return json.loads(out) if out else []
+
+    def popen(self, ns: str, *argv: str, **kwargs: Any) -> subprocess.Popen[str]:
+        """Start ``argv`` inside ``ns``; tracked and terminated at teardown.
+
+        Text mode and a new session are the defaults (so a terminal Ctrl-C reaches only the
+        Python process, which then tears the lab down in order); other keyword arguments go to
+        :class:`subprocess.Popen`.
+        """
+        self._check_ns(ns)
+        kwargs.setdefault("start_new_session", True)
+        kwargs["text"] = True
+        with self._lock:
+            if not self._built:
+                raise LabError("lab is not built")
+            proc: subprocess.Popen[str] = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *argv], **kwargs
+            )
+            self._procs.append(proc)
+        return proc
+
+    def _stop_processes(self, grace: float = 1.0) -> None:
+        procs, self._procs = self._procs, []
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=1)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+    def start_tcp_server(self, ns: str, port: int = 8080) -> None:
+        """Start a TCP server on ``[::]:port`` (dual-stack) inside ``ns`` and wait until it
+        listens. Each connection is answered with one line
+        ``polroutd-lab reached-at <local address> from <peer address>``. It runs until
+        teardown."""
+        proc = self.popen(
+            ns,
+            sys.executable,
+            "-c",
+            _TCP_SERVER,
+            str(port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
+        line = proc.stdout.readline() if ready else ""
+        if line.strip() != "LISTENING":
+            proc.kill()
+            _, err = proc.communicate(timeout=2)
+            raise LabError(f"TCP server in {ns} on port {port} did not start: {err.strip()}")
+
+    def tcp_request(
+        self, ns: str, address: str, port: int = 8080, timeout: float = 2.0
+    ) -> str | None:
+        """Connect from ``ns`` to ``address``, send a line and return the server's answer, or
+        ``None`` when no full round trip happened within ``timeout`` seconds."""
+        proc = self.run(
+            ns,
+            sys.executable,
+            "-c",
+            _TCP_CLIENT,
+            address,
+            str(port),
+            str(timeout),
+            check=False,
+            timeout=timeout + 10,
+        )
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def tcp_connect(self, ns: str, address: str, port: int = 8080, timeout: float = 2.0) -> bool:
+        """True when a full TCP request/response round trip from ``ns`` to ``address``
+        succeeds within ``timeout`` seconds."""
+        return self.tcp_request(ns, address, port, timeout) is not None
+
+    def ping(self, ns: str, address: str, count: int = 1, timeout: float = 2.0) -> bool:
+        """Send ``count`` ICMP(v6) echo requests from ``ns``; True when any was answered within
+        ``timeout`` seconds (per request)."""
+        proc = self.run(
+            ns,
+            sys.executable,
+            "-c",
+            _PING,
+            address,
+            str(count),
+            str(timeout),
+            check=False,
+            timeout=count * timeout + 10,
+        )
+        return proc.returncode == 0
+
+    def link_counters(self, ns: str, ifname: str) -> tuple[int, int]:
+        """``(rx_packets, tx_packets)`` of ``ifname`` in ``ns``."""
+        links = self.ip_json(ns, "-s", "link", "show", "dev", ifname)
+        if not links:
+            raise LabError(f"no link {ifname} in {ns}")
+        stats = links[0]["stats64"]
+        return int(stats["rx"]["packets"]), int(stats["tx"]["packets"])
+
+    def netstat(self, ns: str) -> dict[str, int]:
+        """The kernel's ``/proc/net/netstat`` and ``/proc/net/snmp`` counters of ``ns``, keyed
+        ``"<Group>.<Name>"`` (e.g. ``"TcpExt.IPReversePathFilter"``)."""
+        counters: dict[str, int] = {}
+        for path in ("/proc/net/netstat", "/proc/net/snmp"):
+            lines = self.run(ns, "cat", path).stdout.splitlines()
+            for head, values in zip(lines[::2], lines[1::2], strict=False):
+                group, _, names = head.partition(":")
+                for name, value in zip(
+                    names.split(), values.partition(":")[2].split(), strict=False
+                ):
+                    with contextlib.suppress(ValueError):
+                        counters[f"{group}.{name}"] = int(value)
+        return counters
+
+    def rp_filter_drops(self, ns: str) -> int:
+        """IPv4 packets dropped so far by the reverse-path filter in ``ns``
+        (``TcpExt.IPReversePathFilter``)."""
+        return self.netstat(ns).get("TcpExt.IPReversePathFilter", 0)
+
+    def etc_dir(self, ns: str) -> Path:
+        """Create (if needed) and return ``/etc/netns/<ns>``: files there are bind-mounted over
+        ``/etc/<file>`` for processes started with ``ip netns exec`` (e.g. a ``resolv.conf`` for
+        a DHCP client). Removed at teardown."""
+        self._check_ns(ns)
+        global _made_etc_netns
+        if not NETNS_ETC_DIR.exists():
+            NETNS_ETC_DIR.mkdir(mode=0o755, exist_ok=True)
+            _made_etc_netns = True
+        path = NETNS_ETC_DIR / ns
+        path.mkdir(exist_ok=True)
+        return path

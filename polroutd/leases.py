@@ -1,0 +1,470 @@
+"""IPv4 gateways from the DHCP leases of the common clients: the last fallback of spec §2.2.
+
+The parsers are pure and forgiving: a lease file is written by someone else and may be half
+written, from another version, or no lease at all, so garbage yields no lease, never an exception.
+
+``Lease.routers`` holds the gateways the client itself uses for its default route: the router
+option (3), or, when the lease carries classless static routes (option 121), the gateways of
+their 0.0.0.0/0 entries, because RFC 3442 makes clients ignore option 3 then.
+"""
+
+from __future__ import annotations
+
+import calendar
+import glob
+import ipaddress
+import os
+import re
+import socket
+import stat
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import PurePath
+from typing import Literal
+
+Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
+
+INFINITE_LEASE_TIME = 0xFFFFFFFF  # RFC 2131 §3.3: "infinity"
+MAX_LEASE_FILE_SIZE = 4 << 20  # far above any real lease file; a stray glob can't eat memory
+
+BOOTP_HEADER_SIZE = 236
+MAGIC_COOKIE = bytes((99, 130, 83, 99))
+CIADDR = slice(12, 16)
+YIADDR = slice(16, 20)
+SNAME = slice(44, 108)
+FILE = slice(108, 236)
+COOKIE = slice(236, 240)
+
+OPT_PAD = 0
+OPT_ROUTERS = 3
+OPT_LEASE_TIME = 51
+OPT_OVERLOAD = 52
+OPT_MESSAGE_TYPE = 53
+OPT_CLASSLESS_ROUTES = 121
+OPT_END = 255
+DHCPACK = 5
+
+# Names dhclient prints option 121 under: Debian's and NetworkManager's dhclient.conf declare it
+# as rfc3442-classless-static-routes; without a declaration it shows up as unknown-121.
+DHCLIENT_CLASSLESS_OPTIONS = frozenset(
+    {"rfc3442-classless-static-routes", "classless-static-routes", "unknown-121"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    interface: str  # "" for a dhclient block that names no interface
+    address: str | None
+    routers: tuple[str, ...]
+    expires: float | None  # unix time; None = unknown or infinite
+    path: str
+    client: Client
+
+    @property
+    def gateway(self) -> str | None:
+        return self.routers[0] if self.routers else None
+
+    def valid_at(self, now: float) -> bool:
+        return self.expires is None or self.expires > now
+
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+def _ipv4(text: str) -> str | None:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
+
+
+def _routers(candidates: Iterable[str]) -> tuple[str, ...]:
+    """Valid, distinct router addresses in the order given (0.0.0.0 is "on-link", no router)."""
+    found: list[str] = []
+    for text in candidates:
+        address = _ipv4(text)
+        if address is not None and address != "0.0.0.0" and address not in found:
+            found.append(address)
+    return tuple(found)
+
+
+def _classless_defaults(raw: bytes) -> tuple[str, ...] | None:
+    """Gateways of the default routes in an RFC 3442 option 121 value.
+
+    None when the option holds no valid route: clients then fall back to the router option.
+    """
+    defaults: list[str] = []
+    pos = 0
+    while pos < len(raw):
+        width = raw[pos]
+        end = pos + 1 + (width + 7) // 8 + 4  # width, significant octets, router
+        if width > 32 or end > len(raw):
+            return None
+        if width == 0:
+            defaults.append(socket.inet_ntoa(raw[end - 4 : end]))
+        pos = end
+    return _routers(defaults) if pos else None
+
+
+def _seconds(text: str | None) -> int | None:
+    if text is None or not re.fullmatch(r"[0-9]{1,10}", text):
+        return None
+    value = int(text)
+    return value if value <= INFINITE_LEASE_TIME else None
+
+
+def _expiry(start: float | None, lease_time: int | None) -> float | None:
+    if start is None or lease_time is None or lease_time == INFINITE_LEASE_TIME:
+        return None
+    return start + lease_time
+
+
+def _client(path: str, default: Client) -> Client:
+    return "networkmanager" if "NetworkManager" in PurePath(path).parts else default
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
+# --- systemd-networkd and NetworkManager's internal client: KEY=VALUE --------------------------
+
+
+def parse_networkd_lease(
+    text: str, interface: str, path: str, mtime: float | None = None
+) -> Lease | None:
+    """A systemd-networkd lease (or NetworkManager's internal client's, same format).
+
+    LIFETIME is a duration, so the expiry needs the time the file was written (``mtime``);
+    without it the expiry is unknown. NetworkManager's current internal client (nettools)
+    saves only ADDRESS=: such a lease has no routers.
+    """
+    fields = _env_fields(text)
+    if "ADDRESS" not in fields and "ROUTER" not in fields:
+        return None
+    routers = _routers(fields.get("ROUTER", "").split())
+    classless = _networkd_classless_defaults(fields.get("CLASSLESS_ROUTES", ""))
+    return Lease(
+        interface=interface,
+        address=_ipv4(fields.get("ADDRESS", "")),
+        routers=routers if classless is None else classless,
+        expires=_expiry(mtime, _seconds(fields.get("LIFETIME"))),
+        path=path,
+        client=_client(path, "networkd"),
+    )
+
+
+def _env_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        fields[key.strip()] = _unquote(value.strip())
+    return fields
+
+
+def _networkd_classless_defaults(value: str) -> tuple[str, ...] | None:
+    """CLASSLESS_ROUTES="10.0.0.0/8,192.0.2.1 0.0.0.0/0,192.0.2.1" (systemd >= 249)."""
+    defaults: list[str] = []
+    any_route = False
+    for item in value.split():
+        destination, _, gateway = item.partition(",")
+        try:
+            network = ipaddress.IPv4Network(destination, strict=False)
+        except ValueError:
+            continue
+        any_route = True
+        if network.prefixlen == 0:
+            defaults.append(gateway)
+    return _routers(defaults) if any_route else None
+
+
+# --- ISC dhclient (also NetworkManager's dhclient backend) ------------------------------------
+
+# Quoted strings (maybe unterminated), comments, braces and semicolons, bare words.
+_DHCLIENT_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|#[^\n]*|[{};]|[^\s{};"#]+', re.DOTALL)
+_DHCLIENT_LEASE_BLOCK = re.compile(r"^\s*lease\s*\{", re.MULTILINE)
+
+
+def parse_dhclient_leases(text: str, path: str) -> list[Lease]:
+    """The current lease of each interface in a dhclient lease file.
+
+    dhclient appends a block on every renewal, so the last block of an interface is its current
+    lease. When that block is unusable (no readable ``expire``) the interface has no lease: an
+    older block would be stale. ``lease6`` blocks (DHCPv6) are ignored.
+    """
+    current: dict[str, Lease | None] = {}
+    for statements in _dhclient_lease_blocks(text):
+        interface, lease = _dhclient_lease(statements, path)
+        current.pop(interface, None)  # keep the file order of the last blocks
+        current[interface] = lease
+    return [lease for lease in current.values() if lease is not None]
+
+
+def _dhclient_lease_blocks(text: str) -> Iterator[list[list[str]]]:
+    """The statements (lists of words) of each complete top-level ``lease { }`` block.
+
+    Iterative on purpose: garbage with deep nesting must not hit the recursion limit.
+    """
+    depth = 0
+    words: list[str] = []
+    block: list[list[str]] | None = None
+    for token in _DHCLIENT_TOKEN.findall(text):
+        if token.startswith("#"):
+            continue
+        if token == "{":
+            if depth == 0:
+                block = [] if words == ["lease"] else None
+            depth += 1
+            words = []
+        elif token == "}":
+            if depth == 1 and block is not None:
+                yield block
+                block = None
+            depth = max(depth - 1, 0)
+            words = []
+        elif token == ";":
+            if depth == 1 and block is not None:
+                block.append(words)
+            words = []
+        else:
+            words.append(token)
+
+
+def _dhclient_lease(statements: list[list[str]], path: str) -> tuple[str, Lease | None]:
+    interface = ""
+    address: str | None = None
+    routers: tuple[str, ...] = ()
+    classless: tuple[str, ...] | None = None
+    expires: float | None = None
+    expiry_known = False
+    for words in statements:
+        match words:
+            case ["interface", name]:
+                interface = _unquote(name)
+            case ["fixed-address", value]:
+                address = _ipv4(value)
+            case ["option", "routers", *values]:
+                routers = _routers(_comma_list(values))
+            case ["option", name, *values] if name in DHCLIENT_CLASSLESS_OPTIONS:
+                raw = _option_bytes(values)
+                classless = None if raw is None else _classless_defaults(raw)
+            case ["expire", *when]:
+                try:
+                    expires, expiry_known = _dhclient_time(when), True
+                except (ValueError, OverflowError):
+                    expiry_known = False
+    if not expiry_known:
+        return interface, None
+    lease = Lease(
+        interface=interface,
+        address=address,
+        routers=routers if classless is None else classless,
+        expires=expires,
+        path=path,
+        client=_client(path, "dhclient"),
+    )
+    return interface, lease
+
+
+def _comma_list(words: list[str]) -> list[str]:
+    return " ".join(words).replace(",", " ").split()
+
+
+def _option_bytes(words: list[str]) -> bytes | None:
+    """An array of bytes as dhclient prints it: "24,10,0,0,10,0,0,1" or hex "18:a:0:0:a:0:0:1"."""
+    items = _comma_list(words)
+    try:
+        if len(items) == 1 and ":" in items[0]:
+            return bytes(int(octet, 16) for octet in items[0].split(":"))
+        return bytes(int(item) for item in items)
+    except ValueError:
+        return None
+
+
+def _dhclient_time(words: list[str]) -> float | None:
+    """``2 2026/11/24 12:00:00`` (UTC), ``epoch 1795521600`` or ``never`` (None)."""
+    match words:
+        case ["never"]:
+            return None
+        case ["epoch", seconds]:
+            return float(int(seconds))
+        case [_, day, clock] | [day, clock]:  # the weekday is redundant
+            parsed = time.strptime(f"{day} {clock}", "%Y/%m/%d %H:%M:%S")
+            return float(calendar.timegm(parsed))
+    raise ValueError(f"not a dhclient time: {words!r}")
+
+
+# --- dhcpcd: the raw DHCP message ---------------------------------------------------------------
+
+
+def is_dhcp_message(data: bytes) -> bool:
+    return data[COOKIE] == MAGIC_COOKIE
+
+
+def parse_dhcpcd_lease(data: bytes, interface: str, path: str, mtime: float) -> Lease | None:
+    """A dhcpcd lease: the DHCPACK as received. dhcpcd rewrites the file on every bind, so the
+    lease started at the file's ``mtime`` (dhcpcd itself reads it back that way)."""
+    if not is_dhcp_message(data):
+        return None
+    options = _dhcp_options(data)
+    if options.get(OPT_MESSAGE_TYPE, bytes([DHCPACK])) != bytes([DHCPACK]):
+        return None  # a NAK or an offer is no lease; BOOTP replies carry no type at all
+    lease_time = options.get(OPT_LEASE_TIME, b"")
+    classless = options.get(OPT_CLASSLESS_ROUTES)
+    classless_defaults = None if classless is None else _classless_defaults(classless)
+    routers_raw = options.get(OPT_ROUTERS, b"")
+    routers = _routers(
+        socket.inet_ntoa(routers_raw[i : i + 4]) for i in range(0, len(routers_raw) - 3, 4)
+    )
+    return Lease(
+        interface=interface,
+        address=_packed_address(data[YIADDR]) or _packed_address(data[CIADDR]),
+        routers=routers if classless_defaults is None else classless_defaults,
+        expires=_expiry(mtime, int.from_bytes(lease_time, "big") if len(lease_time) == 4 else None),
+        path=path,
+        client=_client(path, "dhcpcd"),
+    )
+
+
+def _packed_address(raw: bytes) -> str | None:
+    address = socket.inet_ntoa(raw)
+    return None if address == "0.0.0.0" else address
+
+
+def _dhcp_options(data: bytes) -> dict[int, bytes]:
+    options: dict[int, bytes] = {}
+    _read_options(data[BOOTP_HEADER_SIZE + 4 :], options)
+    overload = options.get(OPT_OVERLOAD, b"\0")[:1] or b"\0"
+    # RFC 2131 §4.1: options continue in the file field, then in the sname field.
+    if overload[0] & 1:
+        _read_options(data[FILE], options)
+    if overload[0] & 2:
+        _read_options(data[SNAME], options)
+    return options
+
+
+def _read_options(area: bytes, into: dict[int, bytes]) -> None:
+    pos = 0
+    while pos < len(area):
+        code = area[pos]
+        if code == OPT_END:
+            return
+        if code == OPT_PAD:
+            pos += 1
+            continue
+        if pos + 1 >= len(area):
+            return
+        end = pos + 2 + area[pos + 1]
+        if end > len(area):
+            return  # truncated file
+        into[code] = into.get(code, b"") + area[pos + 2 : end]  # RFC 3396: parts concatenate
+        pos = end
+
+
+# --- choosing and finding ----------------------------------------------------------------------
+
+
+def select_lease(leases: Iterable[Lease], now: float) -> Lease | None:
+    """The unexpired lease with a router that lasts longest (an unknown or infinite expiry
+    counts as the latest); among equals the first one given."""
+    usable = [lease for lease in leases if lease.routers and lease.valid_at(now)]
+    return max(
+        usable,
+        key=lambda lease: float("inf") if lease.expires is None else lease.expires,
+        default=None,
+    )
+
+
+def find_lease(
+    interface: str, ifindex: int, patterns: Sequence[str], now: float
+) -> Lease | None:
+    """The lease to take ``interface``'s gateway from, searched in the files ``patterns`` match.
+
+    A file found through a pattern with ``{ifname}`` or ``{ifindex}`` belongs to the interface;
+    other files count only through dhclient blocks that name it.
+    """
+    return select_lease(_interface_leases(interface, ifindex, patterns), now)
+
+
+def lease_gateways(
+    interfaces: Mapping[str, int], patterns: Sequence[str], now: float
+) -> dict[str, Lease]:
+    """Interface name -> usable lease, for the interfaces (name -> ifindex) that have one."""
+    found: dict[str, Lease] = {}
+    for name, ifindex in interfaces.items():
+        lease = find_lease(name, ifindex, patterns, now)
+        if lease is not None:
+            found[name] = lease
+    return found
+
+
+_PLACEHOLDER = re.compile(r"\{(ifname|ifindex)\}")
+
+
+def _lease_files(interface: str, ifindex: int, patterns: Sequence[str]) -> dict[str, bool]:
+    """Path -> whether it is named after the interface, in pattern order."""
+    files: dict[str, bool] = {}
+    fill = {"ifname": glob.escape(interface), "ifindex": str(ifindex)}
+    for pattern in patterns:
+        named = _PLACEHOLDER.search(pattern) is not None
+        expanded = _PLACEHOLDER.sub(lambda match: fill[match[1]], pattern)
+        for path in sorted(glob.glob(expanded)):
+            files[path] = files.get(path, False) or named
+    return files
+
+
+def _interface_leases(
+    interface: str, ifindex: int, patterns: Sequence[str]
+) -> Iterator[Lease]:
+    for path, named in _lease_files(interface, ifindex, patterns).items():
+        contents = _read_regular_file(path)
+        if contents is None:
+            continue
+        data, mtime = contents
+        if is_dhcp_message(data):
+            lease = parse_dhcpcd_lease(data, interface, path, mtime) if named else None
+            if lease is not None:
+                yield lease
+            continue
+        text = data.decode("utf-8", errors="replace")
+        if _DHCLIENT_LEASE_BLOCK.search(text):
+            for block_lease in parse_dhclient_leases(text, path):
+                if block_lease.interface == interface or (named and not block_lease.interface):
+                    yield replace(block_lease, interface=interface)
+        elif named:
+            lease = parse_networkd_lease(text, interface, path, mtime)
+            if lease is not None:
+                yield lease
+
+
+def _read_regular_file(path: str) -> tuple[bytes, float] | None:
+    """Contents and mtime, or None for anything unreadable, not a regular file, or too big.
+
+    O_NONBLOCK: a FIFO that a glob happens to match must not block the daemon.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_LEASE_FILE_SIZE:
+                return None
+        return b"".join(chunks), info.st_mtime
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

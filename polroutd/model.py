@@ -1,0 +1,239 @@
+"""The vocabulary shared by every layer: observed kernel objects, desired objects, operations.
+
+Pure data, no I/O. Addresses are canonical strings (``socket.inet_ntop`` form), so two objects
+that the kernel considers equal compare equal here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AF_INET = 2
+AF_INET6 = 10
+FAMILIES = (AF_INET, AF_INET6)
+
+RT_TABLE_UNSPEC = 0
+RT_TABLE_COMPAT = 252
+RT_TABLE_DEFAULT = 253
+RT_TABLE_MAIN = 254
+RT_TABLE_LOCAL = 255
+RESERVED_TABLES = frozenset({RT_TABLE_UNSPEC, RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL})
+
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
+
+RTN_UNICAST = 1
+
+FR_ACT_TO_TBL = 1
+
+IFA_F_SECONDARY = 0x01
+IFA_F_DADFAILED = 0x08
+IFA_F_NOPREFIXROUTE = 0x200
+
+# IPv6 routes added with metric 0 are stored by the kernel with metric 1024.
+IP6_DEFAULT_METRIC = 1024
+
+Kind = Literal["rule", "route"]
+OpName = Literal["add", "delete", "replace"]
+
+
+def family_name(family: int) -> str:
+    return "ipv4" if family == AF_INET else "ipv6"
+
+
+def host_len(family: int) -> int:
+    return 32 if family == AF_INET else 128
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    index: int
+    name: str
+    up: bool  # IFF_UP: administratively up
+    carrier: bool  # IFF_LOWER_UP
+    loopback: bool = False
+    kind: str | None = None  # IFLA_INFO_KIND: "veth", "bridge", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    index: int
+    family: int
+    address: str
+    prefixlen: int
+    scope: int = RT_SCOPE_UNIVERSE
+    flags: int = 0
+
+    @property
+    def secondary(self) -> bool:
+        return bool(self.flags & IFA_F_SECONDARY)
+
+    @property
+    def is_global(self) -> bool:
+        return self.scope == RT_SCOPE_UNIVERSE and not self.flags & IFA_F_DADFAILED
+
+
+@dataclass(frozen=True, slots=True)
+class RouteKey:
+    """How the kernel tells routes apart within a table (``ip route replace`` matches on this)."""
+
+    family: int
+    table: int
+    dst: str
+    dst_len: int
+    tos: int
+    metric: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    family: int
+    table: int
+    dst: str  # network address; "0.0.0.0" or "::" for default
+    dst_len: int
+    protocol: int
+    metric: int = 0
+    tos: int = 0
+    type: int = RTN_UNICAST
+    scope: int = RT_SCOPE_UNIVERSE
+    oif: int | None = None
+    gateway: str | None = None
+    prefsrc: str | None = None
+    # Attributes we do not model (multipath, metrics, encap, ...) as opaque (type, bytes) pairs,
+    # so a foreign route that differs only there is still seen as different from ours.
+    extra: tuple[tuple[int, bytes], ...] = ()
+
+    @property
+    def key(self) -> RouteKey:
+        return RouteKey(self.family, self.table, self.dst, self.dst_len, self.tos, self.metric)
+
+    @property
+    def is_default(self) -> bool:
+        return self.dst_len == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    family: int
+    priority: int
+    table: int
+    protocol: int
+    src: str | None = None
+    src_len: int = 0
+    dst: str | None = None
+    dst_len: int = 0
+    action: int = FR_ACT_TO_TBL
+    suppress_prefixlen: int | None = None
+    iifname: str | None = None
+    oifname: str | None = None
+    fwmark: int | None = None
+    tos: int = 0
+    flags: int = 0
+    extra: tuple[tuple[int, bytes], ...] = ()
+
+    @property
+    def selector(self) -> tuple[object, ...]:
+        """What a packet is matched on: two rules with the same selector and priority compete."""
+        return (
+            self.family, self.src, self.src_len, self.dst, self.dst_len, self.iifname,
+            self.oifname, self.fwmark, self.tos, self.flags, self.extra,
+        )
+
+    def identity(self) -> tuple[object, ...]:
+        """Everything that makes two rules the same rule, protocol aside."""
+        return (*self.selector, self.priority, self.action, self.table, self.suppress_prefixlen)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelState:
+    """One consistent read of the kernel (never a partial one: reads that fail raise)."""
+
+    links: tuple[Link, ...] = ()
+    addresses: tuple[Address, ...] = ()
+    routes: tuple[Route, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+    def link_by_index(self) -> dict[int, Link]:
+        return {link.index: link for link in self.links}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOp:
+    op: Literal["add", "delete"]
+    rule: Rule
+    kind: Kind = field(default="rule", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOp:
+    op: OpName
+    route: Route
+    # For "replace": the route in the kernel that is being replaced (ours, same key).
+    previous: Route | None = None
+    kind: Kind = field(default="route", init=False)
+
+
+Operation = RuleOp | RouteOp
+
+
+GatewaySource = Literal["config", "main-table", "dhcp-lease"]
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """The gateway chosen for one interface and family, or why there is none."""
+
+    address: str | None
+    source: GatewaySource | None
+    reason: str | None = None  # set when address is None and no device route applies
+    device_route: bool = False  # "default dev I" without a next hop (point-to-point links)
+
+    @property
+    def present(self) -> bool:
+        return self.address is not None or self.device_route
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedInterface:
+    name: str
+    index: int
+    up: bool
+    carrier: bool
+    addresses: tuple[str, ...]  # "addr/prefixlen", global scope only
+    table_id: int
+    table_name: str | None
+    priority: int
+    gateway4: Gateway
+    gateway6: Gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A foreign object that stands where polroutd wants one of its own."""
+
+    kind: Kind
+    message: str
+    foreign: Rule | Route
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    interfaces: tuple[ManagedInterface, ...]
+    rules: tuple[Rule, ...]
+    routes: tuple[Route, ...]
+    tables: frozenset[int]  # every table polroutd uses per interface
+
+    def route_keys(self) -> frozenset[RouteKey]:
+        return frozenset(route.key for route in self.routes)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    operations: tuple[Operation, ...]
+    conflicts: tuple[Conflict, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.operations

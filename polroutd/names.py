@@ -1,0 +1,351 @@
+"""Table and protocol names (spec §2.5): iproute2's rt_tables / rt_protos files, and table numbers.
+
+Reading the files and the recorded-tables file is I/O; ``assign_tables`` is pure, so the same
+inputs always give the same tables and a number, once allocated to a name, stays with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from polroutd.config import (
+    MAX_PROTOCOL,
+    RESERVED_PROTOCOLS,
+    RESERVED_TABLE_NAMES,
+    Config,
+    ConfigError,
+    is_glob,
+)
+from polroutd.model import RESERVED_TABLES
+
+ETC_DIR = Path("/etc/iproute2")
+USR_DIR = Path("/usr/share/iproute2")
+DEFAULT_CONFIG_DIRS = (ETC_DIR, USR_DIR)
+
+# Used for protocol = "polroutd" when no rt_protos file names it, so a fresh machine works.
+DEFAULT_PROTOCOL_NAME = "polroutd"
+DEFAULT_PROTOCOL_NUMBER = 218
+
+# iproute2's own list, for machines whose rt_protos lacks them; files take precedence.
+WELL_KNOWN_PROTOCOLS: Mapping[str, int] = {
+    "ra": 9, "zebra": 11, "bird": 12, "dhcp": 16, "keepalived": 18, "babel": 42, "openr": 99,
+    "bgp": 186, "isis": 187, "ospf": 188, "rip": 189, "eigrp": 192,
+}
+
+RECORDED_HEADER = "# Managed by polroutd; table numbers stay stable across restarts.\n"
+
+
+def parse_name_file(text: str) -> dict[str, int]:
+    """``NUMBER NAME`` lines as iproute2 reads them: decimal or 0x hex, ``#`` comments.
+
+    Like iproute2, anything after the name is ignored and malformed lines are skipped. The first
+    definition of a name wins.
+    """
+    names: dict[str, int] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0].startswith("#") or words[1].startswith("#"):
+            continue
+        number = _parse_number(words[0])
+        if number is not None:
+            names.setdefault(words[1], number)
+    return names
+
+
+def _parse_number(word: str) -> int | None:
+    digits, base = (word[2:], 16) if word.startswith("0x") else (word, 10)
+    if not digits or not digits.isascii() or not digits.isalnum():
+        return None
+    try:
+        return int(digits, base)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class NameRegistry:
+    """Names the system knows: table name -> number, protocol name -> number."""
+
+    tables: Mapping[str, int]
+    protocols: Mapping[str, int]
+
+    def table_name(self, number: int) -> str | None:
+        """The first name registered for a table number."""
+        return next((name for name, n in self.tables.items() if n == number), None)
+
+
+def read_registry(config_dirs: Sequence[Path] = DEFAULT_CONFIG_DIRS) -> NameRegistry:
+    """The names in ``rt_tables``, ``rt_tables.d/*.conf``, ``rt_protos`` and ``rt_protos.d``.
+
+    Earlier directories win over later ones; the kernel's reserved names always win, and the
+    well-known protocols fill in what no file names.
+    """
+    tables = {name: number for name, number in RESERVED_TABLE_NAMES.items()}
+    protocols = {name: number for number, name in RESERVED_PROTOCOLS.items()}
+    for directory in config_dirs:
+        for name, number in _read_names(directory, "rt_tables").items():
+            tables.setdefault(name, number)
+        for name, number in _read_names(directory, "rt_protos").items():
+            protocols.setdefault(name, number)
+    for name, number in WELL_KNOWN_PROTOCOLS.items():
+        protocols.setdefault(name, number)
+    return NameRegistry(tables=tables, protocols=protocols)
+
+
+def _read_names(directory: Path, base: str) -> dict[str, int]:
+    names: dict[str, int] = {}
+    drop_ins = sorted((directory / f"{base}.d").glob("*.conf"))
+    for path in [directory / base, *drop_ins]:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue  # iproute2 also skips files it cannot read
+        for name, number in parse_name_file(text).items():
+            names.setdefault(name, number)
+    return names
+
+
+def config_dirs_for(rt_tables_file: str) -> tuple[Path, ...]:
+    """Where to read names from: the iproute2 directory our file lives in, then the defaults.
+
+    ``/x/iproute2/rt_tables.d/polroutd.conf`` gives ``(/x/iproute2, /usr/share/iproute2)``; a
+    file elsewhere (or none) gives ``(/etc/iproute2, /usr/share/iproute2)``.
+    """
+    path = Path(rt_tables_file)
+    first = path.parent.parent if rt_tables_file and path.parent.name == "rt_tables.d" else ETC_DIR
+    return tuple(dict.fromkeys((first, USR_DIR)))
+
+
+def resolve_protocol(setting: str | int, registry: NameRegistry, source: str) -> int:
+    """The protocol number that marks polroutd's rules and routes."""
+    if isinstance(setting, int):
+        return setting
+    number = registry.protocols.get(setting)
+    if number is None:
+        if setting == DEFAULT_PROTOCOL_NAME:
+            return DEFAULT_PROTOCOL_NUMBER
+        raise ConfigError(
+            source,
+            "daemon.protocol",
+            f"unknown protocol name {setting!r}: register it in /etc/iproute2/rt_protos.d/ "
+            "or use a number",
+        )
+    if number in RESERVED_PROTOCOLS or not 0 < number <= MAX_PROTOCOL:
+        raise ConfigError(
+            source,
+            "daemon.protocol",
+            f"protocol name {setting!r} stands for {number}, which polroutd cannot use "
+            f"(0-{max(RESERVED_PROTOCOLS)} are reserved, {MAX_PROTOCOL} is the highest)",
+        )
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    """A routing table: its number and, when it has one, the name ``ip`` shows."""
+
+    id: int
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TableAssignment:
+    by_interface: Mapping[str, TableRef]
+    recorded: Mapping[str, int]  # what the recorded-tables file should hold now
+
+
+def assign_tables(
+    requests: Sequence[tuple[str, str | int | None]],
+    *,
+    registry: NameRegistry,
+    recorded: Mapping[str, int],
+    table_range: tuple[int, int],
+    in_use: Set[int],
+    source: str,
+) -> TableAssignment:
+    """The table of each interface, from (interface name, table setting) pairs.
+
+    No setting: a table named after the interface. A number: that table. A name: the number the
+    system's rt_tables gives it, else the one recorded earlier, else the lowest number in
+    ``table_range`` that no name, record or foreign route (``in_use``) holds, allocated in sorted
+    name order. A record whose number is now taken explicitly or by another record, or whose
+    name the system's rt_tables now defines, is dropped (and allocated afresh if still wanted);
+    every other record is kept, so a number stays with its name even while the interface is gone.
+    """
+    refs: dict[str, TableRef] = {}
+    pending: dict[str, list[str]] = {}  # table name -> interfaces waiting for its number
+    targets = {interface: _target(interface, setting) for interface, setting in requests}
+    explicit = {interface: targets[interface] for interface, setting in requests
+                if setting is not None}
+    for interface, target in targets.items():
+        if isinstance(target, int):
+            refs[interface] = TableRef(target, registry.table_name(target))
+        elif (number := _system_number(target, registry, recorded)) is not None:
+            refs[interface] = TableRef(number, target)
+        else:
+            pending.setdefault(target, []).append(interface)
+    claimed = {ref.id for ref in refs.values()}
+    kept = _kept_records(recorded, registry, claimed)
+    used = set(registry.tables.values()) | set(kept.values()) | set(in_use) | claimed
+    used |= RESERVED_TABLES
+    low, high = table_range
+    allocated: dict[str, int] = {}
+    candidate = low
+    for name in sorted(pending):
+        number = kept.get(name)
+        if number is None:
+            while candidate in used:
+                candidate += 1
+            if candidate > high:
+                raise ConfigError(
+                    source,
+                    "daemon.table_range",
+                    f"no free table number left in {low}..{high} for table {name!r}; "
+                    "widen the range",
+                )
+            number = allocated[name] = candidate
+            used.add(number)
+        for interface in pending[name]:
+            refs[interface] = TableRef(number, name)
+    _check_distinct(refs, explicit, source)
+    return TableAssignment(by_interface=refs, recorded={**kept, **allocated})
+
+
+def _target(interface: str, setting: str | int | None) -> str | int:
+    if setting is None:
+        return interface
+    if isinstance(setting, str) and setting.isascii() and setting.isdigit():
+        return int(setting)
+    return setting
+
+
+def _system_number(name: str, registry: NameRegistry, recorded: Mapping[str, int]) -> int | None:
+    """The number rt_tables gives a name, unless that entry is just our own record of it."""
+    number = registry.tables.get(name)
+    return None if number is None or recorded.get(name) == number else number
+
+
+def _kept_records(
+    recorded: Mapping[str, int], registry: NameRegistry, claimed: Set[int]
+) -> dict[str, int]:
+    """The records still valid: one name per number, not reserved, not taken or renamed."""
+    kept: dict[str, int] = {}
+    for name, number in sorted(recorded.items(), key=lambda item: (item[1], item[0])):
+        taken = number in claimed or number in kept.values() or number in RESERVED_TABLES
+        if not taken and _system_number(name, registry, recorded) is None:
+            kept[name] = number
+    return kept
+
+
+def _check_distinct(
+    refs: Mapping[str, TableRef], explicit: Mapping[str, str | int], source: str
+) -> None:
+    """Two interfaces share a table only if both asked for that very table."""
+    first: dict[int, str] = {}
+    for interface in sorted(refs):
+        number = refs[interface].id
+        if number in RESERVED_TABLES:
+            raise ConfigError(
+                source,
+                "interface.table",
+                f"interface {interface!r} would use the kernel's reserved table {number}; "
+                "give it a table in [[interface]]",
+            )
+        other = first.setdefault(number, interface)
+        asked = explicit.get(interface)
+        if other != interface and (asked is None or explicit.get(other) != asked):
+            raise ConfigError(
+                source,
+                "interface.table",
+                f"interfaces {other!r} and {interface!r} would share table {number}; "
+                "give them distinct tables",
+            )
+
+
+def check_route_tables(
+    config: Config, registry: NameRegistry, recorded: Mapping[str, int]
+) -> None:
+    """Every table name an extra route uses must be one polroutd or the system knows.
+
+    Known: registered or recorded names, configured interface tables and the names of exact
+    interfaces. A name a glob entry matches is accepted too (that interface may come later).
+    """
+    known = set(registry.tables) | set(recorded)
+    patterns = []
+    for spec in config.interfaces:
+        if isinstance(spec.table, str):
+            known.add(spec.table)
+        elif spec.table is None:
+            if is_glob(spec.name):
+                patterns.append(spec.name)
+            else:
+                known.add(spec.name)
+    for n, spec in enumerate(config.interfaces, 1):
+        for m, route in enumerate(spec.routes, 1):
+            name = route.table
+            if not isinstance(name, str) or name in known:
+                continue
+            if any(fnmatchcase(name, pattern) for pattern in patterns):
+                continue
+            raise ConfigError(
+                config.source,
+                f"interface[{n}].routes[{m}].table",
+                f"unknown table {name!r}: use \"main\", a number, a table of an [[interface]], "
+                "or register it in /etc/iproute2/rt_tables.d/",
+            )
+
+
+def read_recorded(path: Path) -> dict[str, int]:
+    """Our own recorded tables; none when the file does not exist yet."""
+    try:
+        return parse_name_file(path.read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return {}
+
+
+def render_recorded(recorded: Mapping[str, int]) -> str:
+    lines = [f"{number} {name}\n" for name, number in sorted(recorded.items(), key=_by_number)]
+    return RECORDED_HEADER + "".join(lines)
+
+
+def _by_number(item: tuple[str, int]) -> tuple[int, str]:
+    return item[1], item[0]
+
+
+def write_if_changed(path: Path, content: str) -> bool:
+    """Atomically replaces ``path`` with ``content``; False (and no write) when already equal."""
+    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+        if path.read_text(encoding="utf-8") == content:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # ip(8) run by any user reads it
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(path.parent)
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the rename itself durable."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,136 @@
+"""The plan: the ordered operations that turn polroutd's objects in the kernel into the desired
+ones, touching nothing that carries another protocol. Pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from polroutd.desired import route_order, rule_order
+from polroutd.model import (
+    Conflict,
+    DesiredState,
+    KernelState,
+    Operation,
+    Plan,
+    Route,
+    RouteKey,
+    RouteOp,
+    Rule,
+    RuleOp,
+)
+
+# Apply order: fill tables before rules point at them; remove rules before emptying tables.
+_PHASE = {("route", "add"): 0, ("route", "replace"): 0, ("rule", "add"): 1,
+          ("rule", "delete"): 2, ("route", "delete"): 3}
+
+
+def make_plan(desired: DesiredState, actual: KernelState, protocol: int) -> Plan:
+    ops: list[Operation] = []
+    conflicts: list[Conflict] = []
+    ops.extend(_rule_ops(desired.rules, actual.rules, protocol))
+    route_ops, route_conflicts = _route_ops(desired, actual.routes, protocol)
+    ops.extend(route_ops)
+    conflicts.extend(route_conflicts)
+    conflicts.extend(_rule_conflicts(desired.rules, actual.rules, protocol))
+    ops.sort(key=_op_order)
+    return Plan(tuple(ops), tuple(conflicts))
+
+
+def _op_order(op: Operation) -> tuple[object, ...]:
+    phase = _PHASE[(op.kind, op.op)]
+    obj_order = rule_order(op.rule) if isinstance(op, RuleOp) else route_order(op.route)
+    return (phase, *obj_order)
+
+
+def _rule_ops(desired: Iterable[Rule], actual: Iterable[Rule], protocol: int) -> list[Operation]:
+    owned = Counter(r.identity() for r in actual if r.protocol == protocol)
+    owned_rules = {r.identity(): r for r in actual if r.protocol == protocol}
+    wanted = {r.identity(): r for r in desired}
+    ops: list[Operation] = [RuleOp("add", r) for ident, r in wanted.items() if ident not in owned]
+    for ident, count in owned.items():
+        # Extra copies (left by tools that add without NLM_F_EXCL) go, one delete each.
+        surplus = count - 1 if ident in wanted else count
+        ops.extend(RuleOp("delete", owned_rules[ident]) for _ in range(surplus))
+    return ops
+
+
+def _route_ops(
+    desired: DesiredState, actual: Iterable[Route], protocol: int
+) -> tuple[list[Operation], list[Conflict]]:
+    owned: dict[RouteKey, list[Route]] = {}
+    foreign: dict[RouteKey, Route] = {}
+    conflicts: list[Conflict] = []
+    for route in sorted(actual, key=route_order):
+        if route.protocol == protocol:
+            owned.setdefault(route.key, []).append(route)
+        else:
+            foreign.setdefault(route.key, route)
+            if route.table in desired.tables:
+                conflicts.append(Conflict("route", f"foreign route in table {route.table}", route))
+    ops: list[Operation] = []
+    wanted = {route.key: route for route in desired.routes}
+    for key, route in wanted.items():
+        current = owned.pop(key, [])
+        if route in current:
+            current.remove(route)
+        elif current:
+            ops.append(RouteOp("replace", route, previous=current.pop(0)))
+        elif key not in foreign:
+            ops.append(RouteOp("add", route))
+        elif foreign[key].table not in desired.tables:  # else already reported above
+            conflicts.append(Conflict(
+                "route", f"foreign route holds the place of one polroutd wants in table "
+                f"{route.table}", foreign[key]))
+        # Whatever else of ours shares the key (appended next hops) goes.
+        ops.extend(RouteOp("delete", extra) for extra in current)
+    ops.extend(RouteOp("delete", r) for routes in owned.values() for r in routes)
+    return ops, conflicts
+
+
+def _rule_conflicts(desired: Iterable[Rule], actual: Iterable[Rule], protocol: int) -> list[Conflict]:
+    places = {(r.selector, r.priority) for r in desired}
+    return [
+        Conflict("rule", f"foreign rule with polroutd's selector at priority {r.priority}", r)
+        for r in actual
+        if r.protocol != protocol and (r.selector, r.priority) in places
+    ]
+
+
+Change = Literal["missing", "unexpected", "changed"]
+_DRIFT: dict[str, Change] = {"add": "missing", "delete": "unexpected", "replace": "changed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """One planned operation, said to repair drift or to follow a change of the desired state."""
+
+    operation: Operation
+    cause: Literal["drift", "change"]
+    drift: Change | None  # what the drift was, for cause == "drift"
+
+
+def classify(plan: Plan, previous: DesiredState | None, current: DesiredState) -> list[Classified]:
+    """Spec §2.4: an operation repairs drift when its object's desired form did not change since
+    the last successful reconcile (``previous``); otherwise it is a change."""
+    if previous is None:
+        return [Classified(op, "change", None) for op in plan.operations]
+    old_rules = {r.identity() for r in previous.rules}
+    old_routes = {r.key: r for r in previous.routes}
+    now_routes = {r.key: r for r in current.routes}
+    now_rules = {r.identity() for r in current.rules}
+    out = []
+    for op in plan.operations:
+        if isinstance(op, RuleOp):
+            ident = op.rule.identity()
+            unchanged = (ident in old_rules) == (ident in now_rules)
+        else:
+            key = op.route.key
+            unchanged = old_routes.get(key) == now_routes.get(key)
+        if unchanged:
+            out.append(Classified(op, "drift", _DRIFT[op.op]))
+        else:
+            out.append(Classified(op, "change", None))
+    return out

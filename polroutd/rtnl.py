@@ -1,0 +1,369 @@
+"""rtnetlink wire format: encode requests, decode dumps and events. Pure bytes in, model out.
+
+polroutd encodes its own messages because it sends only a handful of message shapes and must
+send a thousand of them in a few milliseconds: pyroute2's generic encoder measured ~200 µs per
+rule on this machine, which alone would put cold start far outside 2x of ``ip -batch``.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from polroutd.model import (
+    AF_INET,
+    AF_INET6,
+    RT_TABLE_COMPAT,
+    Address,
+    Link,
+    Route,
+    Rule,
+)
+
+# Message types (linux/rtnetlink.h, linux/netlink.h).
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLMSG_OVERRUN = 4
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+
+EVENT_TYPES = {
+    RTM_NEWLINK: "link", RTM_DELLINK: "link",
+    RTM_NEWADDR: "address", RTM_DELADDR: "address",
+    RTM_NEWROUTE: "route", RTM_DELROUTE: "route",
+    RTM_NEWRULE: "rule", RTM_DELRULE: "rule",
+}
+
+# Flags.
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLM_F_ACK_TLVS = 0x200  # on NLMSG_ERROR: extended-ack attributes follow
+NLM_F_CAPPED = 0x100  # on NLMSG_ERROR: the request's payload is not echoed
+NLMSGERR_ATTR_MSG = 1
+
+# Multicast groups (RTNLGRP_*), joined with NETLINK_ADD_MEMBERSHIP.
+RTNLGRP_LINK = 1
+RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV4_ROUTE = 7
+RTNLGRP_IPV4_RULE = 8
+RTNLGRP_IPV6_IFADDR = 9
+RTNLGRP_IPV6_ROUTE = 11
+RTNLGRP_IPV6_RULE = 19
+EVENT_GROUPS = (
+    RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE,
+    RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE,
+)
+
+# Attributes.
+IFLA_IFNAME = 3
+IFLA_LINKINFO = 18
+IFLA_INFO_KIND = 1
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_FLAGS = 8
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_PREFSRC = 7
+RTA_CACHEINFO = 12
+RTA_TABLE = 15
+RTA_PREF = 20
+RTA_EXPIRES = 23
+FRA_DST = 1
+FRA_SRC = 2
+FRA_IIFNAME = 3
+FRA_PRIORITY = 6
+FRA_FWMARK = 10
+FRA_SUPPRESS_IFGROUP = 13
+FRA_SUPPRESS_PREFIXLEN = 14
+FRA_TABLE = 15
+FRA_FWMASK = 16
+FRA_OIFNAME = 17
+FRA_PAD = 18
+FRA_PROTOCOL = 21
+
+# Route attributes the kernel reports that say nothing about what the route is.
+_ROUTE_NOISE = frozenset({RTA_CACHEINFO, RTA_PREF, RTA_EXPIRES, RTA_TABLE})
+
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+IFF_LOWER_UP = 0x10000
+
+RT_SCOPE_NOWHERE = 255  # as a delete selector: any scope
+
+_HEADER = struct.Struct("=IHHII")
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
+_RTMSG = struct.Struct("=BBBBBBBBI")  # also fib_rule_hdr: same layout
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBI")
+_NO_SUPPRESS = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    type: int
+    flags: int
+    seq: int
+    payload: bytes
+
+
+def iter_messages(data: bytes) -> Iterator[Message]:
+    offset, end = 0, len(data)
+    while offset + 16 <= end:
+        length, mtype, flags, seq, _pid = _HEADER.unpack_from(data, offset)
+        if length < 16 or offset + length > end:
+            raise ValueError(f"truncated netlink message at offset {offset}")
+        yield Message(mtype, flags, seq, data[offset + 16 : offset + length])
+        offset += (length + 3) & ~3
+
+
+def _attrs(payload: bytes, start: int) -> Iterator[tuple[int, bytes]]:
+    offset, end = start, len(payload)
+    while offset + 4 <= end:
+        length, atype = _ATTR.unpack_from(payload, offset)
+        if length < 4:
+            return
+        yield atype & 0x3FFF, payload[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def _addr(family: int, raw: bytes) -> str:
+    return socket.inet_ntop(family, raw)
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def decode_error(payload: bytes, flags: int) -> tuple[int, str | None]:
+    """An NLMSG_ERROR payload: (errno, the kernel's extended-ack text if any). errno 0 is an ACK."""
+    (error,) = _I32.unpack_from(payload, 0)
+    text = None
+    if flags & NLM_F_ACK_TLVS:
+        (orig_len,) = _U32.unpack_from(payload, 4)
+        start = 4 + (16 if flags & NLM_F_CAPPED else orig_len)
+        for atype, value in _attrs(payload, (start + 3) & ~3):
+            if atype == NLMSGERR_ATTR_MSG:
+                text = _cstr(value)
+    return -error, text
+
+
+def decode_link(payload: bytes) -> Link | None:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload, 0)
+    name, kind = None, None
+    for atype, value in _attrs(payload, _IFINFO.size):
+        if atype == IFLA_IFNAME:
+            name = _cstr(value)
+        elif atype == IFLA_LINKINFO:
+            for itype, ivalue in _attrs(value, 0):
+                if itype == IFLA_INFO_KIND:
+                    kind = _cstr(ivalue)
+    if name is None:
+        return None
+    return Link(
+        index=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP),
+        loopback=bool(flags & IFF_LOOPBACK), kind=kind,
+    )
+
+
+def decode_address(payload: bytes) -> Address | None:
+    family, prefixlen, flags, scope, index = _IFADDR.unpack_from(payload, 0)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    address = local = None
+    for atype, value in _attrs(payload, _IFADDR.size):
+        if atype == IFA_ADDRESS:
+            address = _addr(family, value)
+        elif atype == IFA_LOCAL:
+            local = _addr(family, value)
+        elif atype == IFA_FLAGS:
+            (flags,) = _U32.unpack_from(value, 0)
+    chosen = local or address  # IFA_LOCAL is ours on point-to-point links; IFA_ADDRESS the peer
+    if chosen is None:
+        return None
+    return Address(index, family, chosen, prefixlen, scope, flags)
+
+
+def route_table_of(payload: bytes) -> int:
+    """The table of a route message, cheaply (to skip the local table without decoding it)."""
+    table = payload[4]
+    if table == RT_TABLE_COMPAT:
+        for atype, value in _attrs(payload, _RTMSG.size):
+            if atype == RTA_TABLE:
+                return int(_U32.unpack_from(value, 0)[0])
+    return table
+
+
+def decode_route(payload: bytes) -> Route | None:
+    family, dst_len, _src_len, tos, table, protocol, scope, rtype, _flags = _RTMSG.unpack_from(
+        payload, 0
+    )
+    if family not in (AF_INET, AF_INET6):
+        return None
+    dst = gateway = prefsrc = None
+    oif = None
+    metric = 0
+    extra: list[tuple[int, bytes]] = []
+    for atype, value in _attrs(payload, _RTMSG.size):
+        if atype == RTA_DST:
+            dst = _addr(family, value)
+        elif atype == RTA_GATEWAY:
+            gateway = _addr(family, value)
+        elif atype == RTA_OIF:
+            (oif,) = _U32.unpack_from(value, 0)
+        elif atype == RTA_PRIORITY:
+            (metric,) = _U32.unpack_from(value, 0)
+        elif atype == RTA_PREFSRC:
+            prefsrc = _addr(family, value)
+        elif atype == RTA_TABLE:
+            (table,) = _U32.unpack_from(value, 0)
+        elif atype not in _ROUTE_NOISE:
+            extra.append((atype, value))
+    if dst is None:
+        dst = "0.0.0.0" if family == AF_INET else "::"
+    return Route(
+        family=family, table=table, dst=dst, dst_len=dst_len, protocol=protocol, metric=metric,
+        tos=tos, type=rtype, scope=scope, oif=oif, gateway=gateway, prefsrc=prefsrc,
+        extra=tuple(extra),
+    )
+
+
+def decode_rule(payload: bytes) -> Rule | None:
+    family, dst_len, src_len, tos, table, _r1, _r2, action, flags = _RTMSG.unpack_from(payload, 0)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    src = dst = iifname = oifname = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    suppress: int | None = None
+    priority = protocol = 0
+    extra: list[tuple[int, bytes]] = []
+    for atype, value in _attrs(payload, _RTMSG.size):
+        if atype == FRA_SRC:
+            src = _addr(family, value)
+        elif atype == FRA_DST:
+            dst = _addr(family, value)
+        elif atype == FRA_PRIORITY:
+            (priority,) = _U32.unpack_from(value, 0)
+        elif atype == FRA_TABLE:
+            (table,) = _U32.unpack_from(value, 0)
+        elif atype == FRA_PROTOCOL:
+            protocol = value[0]
+        elif atype == FRA_SUPPRESS_PREFIXLEN:
+            (raw,) = _U32.unpack_from(value, 0)
+            suppress = None if raw == _NO_SUPPRESS else raw
+        elif atype == FRA_IIFNAME:
+            iifname = _cstr(value)
+        elif atype == FRA_OIFNAME:
+            oifname = _cstr(value)
+        elif atype == FRA_FWMARK:
+            (fwmark,) = _U32.unpack_from(value, 0)
+        elif atype == FRA_FWMASK:
+            (fwmask,) = _U32.unpack_from(value, 0)
+        elif atype == FRA_SUPPRESS_IFGROUP:
+            if _U32.unpack_from(value, 0)[0] != _NO_SUPPRESS:
+                extra.append((atype, value))
+        elif atype != FRA_PAD:
+            extra.append((atype, value))
+    if fwmask is not None and not (fwmark is None and fwmask == _NO_SUPPRESS):
+        extra.append((FRA_FWMASK, _U32.pack(fwmask)))
+    return Rule(
+        family=family, priority=priority, table=table, protocol=protocol, src=src,
+        src_len=src_len, dst=dst, dst_len=dst_len, action=action, suppress_prefixlen=suppress,
+        iifname=iifname, oifname=oifname, fwmark=fwmark, tos=tos, flags=flags,
+        extra=tuple(sorted(extra)),
+    )
+
+
+def _attr(atype: int, value: bytes) -> bytes:
+    length = 4 + len(value)
+    return _ATTR.pack(length, atype) + value + b"\0" * ((-length) & 3)
+
+
+def _u32_attr(atype: int, value: int) -> bytes:
+    return _ATTR.pack(8, atype) + _U32.pack(value)
+
+
+def _message(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
+    return _HEADER.pack(16 + len(body), mtype, flags, seq, 0) + body
+
+
+def _pton(family: int, address: str) -> bytes:
+    return socket.inet_pton(family, address)
+
+
+def encode_dump(mtype: int, seq: int, family: int = 0) -> bytes:
+    """A dump request; the header is sized for the strict checks of the message type."""
+    if mtype == RTM_GETLINK:
+        body = _IFINFO.pack(family, 0, 0, 0, 0)
+    elif mtype == RTM_GETADDR:
+        body = _IFADDR.pack(family, 0, 0, 0, 0)
+    else:
+        body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    return _message(mtype, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
+
+
+def encode_route(mtype: int, flags: int, seq: int, route: Route) -> bytes:
+    family = route.family
+    deleting = mtype == RTM_DELROUTE
+    table_byte = route.table if route.table < 256 else RT_TABLE_COMPAT
+    scope = RT_SCOPE_NOWHERE if deleting else route.scope
+    parts = [
+        _RTMSG.pack(
+            family, route.dst_len, 0, route.tos, table_byte, route.protocol, scope, route.type, 0
+        ),
+        _u32_attr(RTA_TABLE, route.table),
+    ]
+    if route.dst_len:
+        parts.append(_attr(RTA_DST, _pton(family, route.dst)))
+    if route.oif is not None:
+        parts.append(_u32_attr(RTA_OIF, route.oif))
+    if route.gateway is not None:
+        parts.append(_attr(RTA_GATEWAY, _pton(family, route.gateway)))
+    if route.prefsrc is not None and not deleting:
+        parts.append(_attr(RTA_PREFSRC, _pton(family, route.prefsrc)))
+    if route.metric or family == AF_INET6:
+        parts.append(_u32_attr(RTA_PRIORITY, route.metric))
+    return _message(mtype, flags, seq, b"".join(parts))
+
+
+def encode_rule(mtype: int, flags: int, seq: int, rule: Rule) -> bytes:
+    family = rule.family
+    table_byte = rule.table if rule.table < 256 else 0
+    parts = [
+        _RTMSG.pack(
+            family, rule.dst_len, rule.src_len, rule.tos, table_byte, 0, 0, rule.action,
+            rule.flags,
+        ),
+        _u32_attr(FRA_PRIORITY, rule.priority),
+        _u32_attr(FRA_TABLE, rule.table),
+        _attr(FRA_PROTOCOL, bytes([rule.protocol])),
+    ]
+    if rule.src is not None and rule.src_len:
+        parts.append(_attr(FRA_SRC, _pton(family, rule.src)))
+    if rule.dst is not None and rule.dst_len:
+        parts.append(_attr(FRA_DST, _pton(family, rule.dst)))
+    if rule.suppress_prefixlen is not None:
+        parts.append(_u32_attr(FRA_SUPPRESS_PREFIXLEN, rule.suppress_prefixlen))
+    if rule.iifname is not None:
+        parts.append(_attr(FRA_IIFNAME, rule.iifname.encode() + b"\0"))
+    if rule.oifname is not None:
+        parts.append(_attr(FRA_OIFNAME, rule.oifname.encode() + b"\0"))
+    if rule.fwmark is not None:
+        parts.append(_u32_attr(FRA_FWMARK, rule.fwmark))
+    parts.extend(_attr(atype, value) for atype, value in rule.extra)
+    return _message(mtype, flags, seq, b"".join(parts))

@@ -1,0 +1,69 @@
+"""When to reconcile: event coalescing, anti-entropy resync and retry backoff. Pure (time is
+passed in), so the daemon loop's timing can be tested with a fake clock."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 30.0
+
+
+@dataclass
+class Schedule:
+    """Decides the next reconcile time.
+
+    An event after a quiet spell is handled at once (the leading edge: one address change
+    converges in milliseconds). Events that follow within ``debounce`` are coalesced until
+    ``debounce`` of quiet, but never for longer than ``max_delay`` after the first of them, so a
+    storm gives a bounded number of reconciles with bounded latency.
+    """
+
+    debounce: float
+    max_delay: float
+    resync_interval: float
+    rng: random.Random = field(default_factory=random.Random)
+    dirty_since: float | None = None
+    last_event: float = float("-inf")
+    last_reconcile_end: float = float("-inf")
+    next_resync: float = 0.0
+    retry_at: float | None = None
+    failures: int = 0
+    pending_reason: str = "event"
+
+    def mark_dirty(self, now: float, reason: str = "event") -> None:
+        if self.dirty_since is None:
+            self.dirty_since = now
+            self.pending_reason = reason
+        self.last_event = now
+
+    def due(self, now: float) -> tuple[float, str]:
+        """(when the next reconcile should start, why)."""
+        candidates: list[tuple[float, str]] = [(self.next_resync, "resync")]
+        if self.retry_at is not None:
+            candidates.append((self.retry_at, "retry"))
+        if self.dirty_since is not None:
+            if self.dirty_since - self.last_reconcile_end >= self.debounce:
+                at = self.dirty_since  # leading edge: the first hint after a quiet spell
+            else:
+                at = min(self.last_event + self.debounce, self.dirty_since + self.max_delay)
+            candidates.append((at, self.pending_reason))
+        return min(candidates)
+
+    def started(self, now: float) -> None:
+        """A reconcile starts now: every hint so far is covered by the read it is about to do."""
+        self.dirty_since = None
+        self.retry_at = None
+        self.pending_reason = "event"
+
+    def finished(self, now: float, success: bool) -> None:
+        self.last_reconcile_end = now
+        self.next_resync = now + self.resync_interval * self.rng.uniform(0.9, 1.1)
+        if success:
+            self.failures = 0
+            self.retry_at = None
+        else:
+            self.failures += 1
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1))
+            self.retry_at = now + delay * self.rng.uniform(0.8, 1.2)

@@ -1,0 +1,75 @@
+"""Wires the daemon to the real world: netlink sockets, HTTP, systemd, logs, the config file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from polroutd.config import Config, load_config, resolve_config_path
+from polroutd.daemon import Daemon, Deps
+from polroutd.foreign_managers import networkd_warning
+from polroutd.httpapi import HttpServer
+from polroutd.kernel import EventSocket, Netlink
+from polroutd.logs import configure_logging, get_logger
+from polroutd.sdnotify import Notifier
+
+
+class _Provider:
+    """Adapts the daemon to the HTTP API's StateProvider."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def health(self) -> tuple[bool, str]:
+        return self._daemon.health()
+
+    def readiness(self) -> tuple[bool, str]:
+        return self._daemon.readiness()
+
+    def state(self) -> dict[str, object]:
+        return self._daemon.state()
+
+    def metrics(self) -> bytes:
+        return self._daemon.metrics_text()
+
+
+async def serve(config: Config, deps: Deps) -> int:
+    """Runs the daemon, with its HTTP server when ``http_listen`` is set."""
+    http: HttpServer | None = None
+
+    async def start_http(daemon: Daemon) -> None:
+        nonlocal http
+        if config.daemon.http_listen:
+            http = HttpServer(_Provider(daemon), config.daemon.http_listen)
+            await http.start()
+            get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
+
+    deps.on_started = start_http
+    daemon = Daemon(config, deps)
+    try:
+        return await daemon.run()
+    finally:
+        if http is not None:
+            await http.stop()
+
+
+def run_daemon(config: Config, *, debug: bool = False) -> int:
+    configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
+    log = get_logger()
+    warning = networkd_warning()
+    if warning:
+        log.warning("foreign_manager", message=warning)
+    config_path = resolve_config_path(None if config.source == "<defaults>" else config.source,
+                                      os.environ)
+    netlink = Netlink()
+    deps = Deps(
+        kernel=netlink,
+        events_factory=EventSocket,
+        notifier=Notifier(),
+        load_config=lambda: load_config(config_path),
+    )
+    log.info("starting", config=config.source, mode=config.daemon.mode)
+    try:
+        return asyncio.run(serve(config, deps))
+    finally:
+        netlink.close()

@@ -1,0 +1,124 @@
+"""The /state document (spec §3.2), built from the last reconcile. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polroutd import __version__
+from polroutd.describe import Names, conflict_json, operation_text, route_json, rule_json
+from polroutd.engine import Decision
+from polroutd.kernel import OpResult
+from polroutd.model import Gateway, RouteKey, RouteOp, RuleOp
+
+
+@dataclass(frozen=True, slots=True)
+class LastReconcile:
+    at: float  # unix time it finished
+    duration: float
+    result: str  # "ok" | "error"
+    reason: str  # "startup" | "event" | "resync" | "reload" | "retry"
+    operations: int
+    failures: tuple[OpResult, ...] = ()
+    read_error: str | None = None
+
+
+def _gateway(gateway: Gateway) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "address": gateway.address, "source": gateway.source, "reason": gateway.reason,
+    }
+    if gateway.device_route:
+        out["device_route"] = True
+    return out
+
+
+def present_after(
+    decision: Decision, results: Sequence[OpResult]
+) -> tuple[set[tuple[object, ...]], set[RouteKey]]:
+    """Identities of desired rules and keys of desired routes that the kernel holds now."""
+    owned_rules = {r.identity() for r in decision.state.rules if r in decision.desired.rules}
+    owned_routes = {r.key for r in decision.state.routes if r in decision.desired.routes}
+    for result in results:
+        op = result.operation
+        if not result.ok:
+            continue
+        if isinstance(op, RuleOp) and op.op == "add":
+            owned_rules.add(op.rule.identity())
+        elif isinstance(op, RouteOp) and op.op in ("add", "replace"):
+            owned_routes.add(op.route.key)
+    return owned_rules, owned_routes
+
+
+def state_document(
+    *,
+    decision: Decision | None,
+    results: Sequence[OpResult],
+    last: LastReconcile | None,
+    counters: Mapping[str, int],
+    config_file: str,
+    mode: str,
+    protocol: int,
+    config_error: str | None,
+    ready: bool,
+    in_sync: bool,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "version": __version__,
+        "in_sync": in_sync,
+        "ready": ready,
+        "last_reconcile": _last(last, decision.names if decision else Names()),
+        "config_error": config_error,
+        "config_file": config_file,
+        "mode": mode,
+        "protocol": protocol,
+        "interfaces": [],
+        "rules": [],
+        "routes": [],
+        "conflicts": [],
+        "pending": [],
+        "counters": dict(counters),
+    }
+    if decision is None:
+        return doc
+    names = decision.names
+    rules_present, routes_present = present_after(decision, results)
+    doc["interfaces"] = [
+        {
+            "name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier,
+            "addresses": list(i.addresses), "priority": i.priority,
+            "table": {"id": i.table_id, "name": i.table_name},
+            "gateway": {"ipv4": _gateway(i.gateway4), "ipv6": _gateway(i.gateway6)},
+        }
+        for i in decision.desired.interfaces
+    ]
+    doc["rules"] = [
+        {**rule_json(r, names), "present": r.identity() in rules_present}
+        for r in decision.desired.rules
+    ]
+    doc["routes"] = [
+        {**route_json(r, names), "present": r.key in routes_present}
+        for r in decision.desired.routes
+    ]
+    doc["conflicts"] = [conflict_json(c, names) for c in decision.plan.conflicts]
+    doc["pending"] = [
+        {"kind": r.operation.kind, "op": r.operation.op, "text": operation_text(r.operation, names),
+         "errno": r.error_name}
+        for r in results if not r.ok
+    ]
+    return doc
+
+
+def _last(last: LastReconcile | None, names: Names) -> dict[str, Any] | None:
+    if last is None:
+        return None
+    errors = [
+        {"text": operation_text(f.operation, names), "errno": f.error_name, "message": f.message}
+        for f in last.failures
+    ]
+    if last.read_error:
+        errors.append({"text": "read kernel state", "errno": None, "message": last.read_error})
+    return {
+        "at": last.at, "duration_seconds": round(last.duration, 6), "result": last.result,
+        "reason": last.reason, "operations": last.operations, "errors": errors,
+    }

@@ -1,0 +1,89 @@
+"""Shared fixtures: real-kernel tests run in throwaway network namespaces (``polroutd.lab``).
+
+* ``require_netadmin`` skips a test unless namespaces can be created (root / CAP_NET_ADMIN);
+  tests marked ``@pytest.mark.netns`` get the same skip automatically.
+* ``lab`` yields a built ``Lab(prefix="polroutd-t")`` and tears it down afterwards.
+* At the end of the session the root namespace's rules must be unchanged, and any
+  namespace a lab of this test process created that still exists is removed and the session
+  fails loudly. (Namespaces of concurrently running test processes, which share the prefix,
+  are not this session's and are left alone.)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from polroutd import lab as lab_module
+from polroutd.lab import Lab
+
+LAB_PREFIX = "polroutd-t"
+NETADMIN_REASON = "needs CAP_NET_ADMIN (run as root)"
+
+
+@functools.cache
+def _can_make_netns() -> bool:
+    if os.geteuid() != 0:
+        return False
+    probe = f"polroutd-probe-{secrets.token_hex(3)}"
+    try:
+        made = subprocess.run(
+            ["ip", "netns", "add", probe], capture_output=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if made.returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False, timeout=10)
+    return True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("netns") is not None and not _can_make_netns():
+        pytest.skip(NETADMIN_REASON)
+
+
+@pytest.fixture
+def require_netadmin() -> None:
+    """Skip the test unless network namespaces can be created here."""
+    if not _can_make_netns():
+        pytest.skip(NETADMIN_REASON)
+
+
+@pytest.fixture
+def lab(require_netadmin: None) -> Iterator[Lab]:
+    """A built figure-3 lab (server, router, client), torn down after the test."""
+    with Lab(prefix=LAB_PREFIX) as built:
+        yield built
+
+
+def _root_rules() -> str:
+    """The root namespace's policy rules (read only), to prove the tests never touched them."""
+    out = []
+    for family in ("-4", "-6"):
+        proc = subprocess.run(
+            ["ip", family, "rule", "show"], capture_output=True, text=True, check=False, timeout=10
+        )
+        out.append(proc.stdout)
+    return "".join(out)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_namespaces() -> Iterator[None]:
+    rules_before = _root_rules()
+    yield
+    assert _root_rules() == rules_before, "the root network namespace's rules changed"
+    existing = set(lab_module.netns_names_with_prefix(LAB_PREFIX))
+    leftovers = sorted(existing & lab_module.created_namespaces())
+    if leftovers:
+        for ns in leftovers:
+            lab_module.delete_netns(ns)
+        pytest.fail(
+            f"network namespaces left over by the tests (now removed): {', '.join(leftovers)}",
+            pytrace=False,
+        )

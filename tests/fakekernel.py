@@ -1,0 +1,116 @@
+"""A small in-memory kernel with the rtnetlink semantics polroutd relies on, and fault injection.
+
+Rules: an add with EXCL fails with EEXIST only when an identical rule (protocol included)
+exists; delete removes the first match or fails with ENOENT. Routes: keyed like the kernel
+(table, dst, tos, metric); add fails with EEXIST on an occupied key, replace takes the key over,
+delete of a missing route fails with ESRCH. Routes through a down or missing device fail.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from polroutd.kernel import IDEMPOTENT, KernelError, OpResult
+from polroutd.model import KernelState, Link, Operation, Route, RouteOp, Rule, RuleOp
+
+
+def _rule_match(existing: Rule, wanted: Rule) -> bool:
+    return existing.identity() == wanted.identity() and existing.protocol == wanted.protocol
+
+
+@dataclass
+class FakeKernel:
+    state: KernelState = field(default_factory=KernelState)
+    fail_next: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, op, errno)
+    failing_reads: int = 0
+    reads: int = 0
+    applied: list[Operation] = field(default_factory=list)
+
+    def read_state(self) -> KernelState:
+        self.reads += 1
+        if self.failing_reads:
+            self.failing_reads -= 1
+            raise KernelError("injected read failure", errno.EBUSY)
+        return self.state
+
+    def apply(self, operations: Sequence[Operation]) -> list[OpResult]:
+        return [self._apply_one(op) for op in operations]
+
+    def _injected(self, op: Operation) -> int:
+        for i, (kind, name, code) in enumerate(self.fail_next):
+            if kind == op.kind and name == op.op:
+                del self.fail_next[i]
+                return code
+        return 0
+
+    def _apply_one(self, op: Operation) -> OpResult:
+        code = self._injected(op)
+        if code:
+            return OpResult(op, code)
+        self.applied.append(op)
+        if isinstance(op, RuleOp):
+            code = self._rule(op)
+        else:
+            assert isinstance(op, RouteOp)
+            code = self._route(op)
+        if code == IDEMPOTENT.get((op.kind, op.op)):
+            code = 0  # the same idempotent cases the netlink adapter forgives
+        return OpResult(op, code)
+
+    def _rule(self, op: RuleOp) -> int:
+        rules = list(self.state.rules)
+        if op.op == "add":
+            if any(_rule_match(r, op.rule) for r in rules):
+                return errno.EEXIST
+            rules.append(op.rule)
+        else:
+            idx = next((i for i, r in enumerate(rules) if _rule_match(r, op.rule)), None)
+            if idx is None:
+                return errno.ENOENT
+            del rules[idx]
+        self.state = replace(self.state, rules=tuple(rules))
+        return 0
+
+    def _route(self, op: RouteOp) -> int:
+        route = op.route
+        routes = list(self.state.routes)
+        at = next((i for i, r in enumerate(routes) if r.key == route.key), None)
+        if op.op == "delete":
+            # Like the kernel: the protocol, device and gateway given must match too.
+            at = next((i for i, r in enumerate(routes) if r.key == route.key
+                       and r.protocol == route.protocol and r.oif == route.oif
+                       and r.gateway == route.gateway), None)
+            if at is None:
+                return errno.ESRCH
+            del routes[at]
+        else:
+            links = self.state.link_by_index()
+            link = links.get(route.oif) if route.oif is not None else None
+            if route.oif is not None and link is None:
+                return errno.ENODEV
+            if link is not None and not link.up:
+                return errno.ENETDOWN
+            if op.op == "add" and at is not None:
+                return errno.EEXIST
+            if at is None:
+                routes.append(route)
+            else:
+                routes[at] = route
+        self.state = replace(self.state, routes=tuple(routes))
+        return 0
+
+    # Helpers for tests that play "someone else" changing the kernel.
+    def set_link(self, link: Link) -> None:
+        links = [old for old in self.state.links if old.index != link.index] + [link]
+        routes = self.state.routes
+        if not link.up:  # the kernel drops a down device's IPv4 routes, without telling anyone
+            routes = tuple(r for r in routes if not (r.oif == link.index and r.family == 2))
+        self.state = replace(self.state, links=tuple(links), routes=routes)
+
+    def remove_rule(self, rule: Rule) -> None:
+        self.state = replace(self.state, rules=tuple(r for r in self.state.rules if r != rule))
+
+    def add_route(self, route: Route) -> None:
+        self.state = replace(self.state, routes=(*self.state.routes, route))

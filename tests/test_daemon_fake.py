@@ -1,0 +1,273 @@
+"""The daemon loop against the in-memory kernel, with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from polroutd import rtnl
+from polroutd.config import Config, ConfigError, DaemonSettings, InterfaceSpec
+from polroutd.daemon import Daemon, Deps
+from polroutd.kernel import Overrun
+from polroutd.model import RuleOp
+from tests.fakekernel import FakeKernel
+from tests.test_core import article_state
+
+CONFIG = Config(
+    daemon=DaemonSettings(rt_tables_file="", debounce=0.005, max_delay=0.05, resync_interval=3600,
+                          protocol=218),
+    interfaces=(InterfaceSpec(name="ens192", table=101), InterfaceSpec(name="ens224", table=102)),
+)
+
+
+class FakeEvents:
+    """An event source with a real file descriptor (a pipe) so the loop's reader fires."""
+
+    instances: list[FakeEvents] = []
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        self.queue: list[rtnl.Message] = []
+        self.overrun = False
+        self.closed = False
+        FakeEvents.instances.append(self)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def push(self, mtype: int = rtnl.RTM_NEWADDR, overrun: bool = False) -> None:
+        self.queue.append(rtnl.Message(mtype, 0, 0, b""))
+        self.overrun = overrun
+        os.write(self._w, b"x")
+
+    def drain(self) -> list[rtnl.Message]:
+        try:
+            os.read(self._r, 4096)
+        except BlockingIOError:
+            pass
+        if self.overrun:
+            self.overrun = False
+            raise Overrun("injected", errno.ENOBUFS)
+        out, self.queue = self.queue, []
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        os.close(self._r)
+        os.close(self._w)
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def ready(self) -> None:
+        self.sent.append("READY=1")
+
+    def reloading(self) -> None:
+        self.sent.append("RELOADING=1")
+
+    def stopping(self) -> None:
+        self.sent.append("STOPPING=1")
+
+    def status(self, text: str) -> None:
+        self.sent.append(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        self.sent.append("WATCHDOG=1")
+
+    def watchdog_interval(self) -> float | None:
+        return 0.01
+
+
+class Harness:
+    def __init__(self, kernel: FakeKernel, config: Config = CONFIG,
+                 load: Callable[[], Config] | None = None) -> None:
+        FakeEvents.instances = []
+        self.kernel = kernel
+        self.notifier = FakeNotifier()
+        self.deps = Deps(kernel=kernel, events_factory=FakeEvents, notifier=self.notifier,
+                         load_config=load or (lambda: config), lease_reader=lambda _: {})
+        self.daemon = Daemon(config, self.deps)
+        self.task: asyncio.Task[int] | None = None
+
+    @property
+    def events(self) -> FakeEvents:
+        return FakeEvents.instances[-1]
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.daemon.run())
+        await self.until(lambda: self.daemon.status.converged_once)
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 3.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not cond():
+            assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+            await asyncio.sleep(0.002)
+
+    async def stop(self) -> int:
+        assert self.task is not None
+        self.daemon.request_stop()
+        return await asyncio.wait_for(self.task, 2.0)
+
+    def counter(self, name: str) -> int:
+        return self.daemon.status.counters[name]
+
+
+async def test_ready_only_after_the_first_reconcile_converged() -> None:
+    h = Harness(FakeKernel(article_state(), fail_next=[("rule", "add", errno.EPERM)]))
+    task = asyncio.create_task(h.daemon.run())
+    await h.until(lambda: h.counter("reconciles_error") == 1)
+    assert "READY=1" not in h.notifier.sent
+    assert h.daemon.readiness()[0] is False
+    await h.until(lambda: h.daemon.status.converged_once)  # retried with backoff
+    assert h.notifier.sent.count("READY=1") == 1
+    assert h.daemon.readiness() == (True, "ready")
+    assert any(s.startswith("STATUS=2 interfaces") for s in h.notifier.sent)
+    h.task = task
+    assert await h.stop() == 0
+    assert "STOPPING=1" in h.notifier.sent
+
+
+async def test_drift_is_repaired_and_counted_apart_from_changes() -> None:
+    h = Harness(FakeKernel(article_state()))
+    await h.start()
+    changes = h.counter("changes")
+    assert changes > 0 and h.counter("drift") == 0
+    owned = [r for r in h.kernel.state.rules if r.protocol == 218]
+    for rule in owned:
+        h.kernel.remove_rule(rule)
+    h.events.push(rtnl.RTM_DELRULE)
+    await h.until(lambda: h.counter("repairs") == len(owned))
+    assert h.counter("drift") == len(owned)
+    assert h.counter("changes") == changes
+    assert h.daemon.status.in_sync
+    m = h.daemon.metrics
+    assert m.repairs.labels(kind="rule", op="add")._value.get() == len(owned)
+    assert m.drift.labels(kind="rule", change="missing")._value.get() == len(owned)
+    assert await h.stop() == 0
+
+
+async def test_read_failures_apply_nothing_and_are_retried() -> None:
+    kernel = FakeKernel(article_state(), failing_reads=2)
+    h = Harness(kernel)
+    await h.start()
+    assert h.counter("reconciles_error") == 2 and kernel.reads == 3
+    assert kernel.applied and all(op.op == "add" for op in kernel.applied)
+    assert await h.stop() == 0
+
+
+async def test_overrun_is_counted_and_followed_by_a_full_resync() -> None:
+    h = Harness(FakeKernel(article_state()))
+    await h.start()
+    first = h.events
+    reads = h.kernel.reads
+    h.kernel.remove_rule(next(r for r in h.kernel.state.rules if r.protocol == 218))
+    first.push(overrun=True)
+    await h.until(lambda: h.counter("repairs") == 1)
+    assert h.counter("netlink_overruns") == 1
+    assert first.closed and h.events is not first and h.kernel.reads > reads
+    assert await h.stop() == 0
+
+
+async def test_expected_races_are_retried_without_alarm() -> None:
+    kernel = FakeKernel(article_state(), fail_next=[("route", "add", errno.ENODEV)])
+    h = Harness(kernel)
+    await h.start()
+    m = h.daemon.metrics
+    assert m.operation_errors.labels(kind="route", op="add", errno="ENODEV")._value.get() == 1
+    assert h.daemon.status.in_sync
+    assert await h.stop() == 0
+
+
+async def test_reload_keeps_the_old_config_when_the_new_one_is_invalid() -> None:
+    configs: list[Config | Exception] = [ConfigError("x.toml", "daemon.mode", "bad value")]
+
+    def load() -> Config:
+        item = configs.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    h = Harness(FakeKernel(article_state()), load=load)
+    await h.start()
+    h.daemon.request_reload()
+    await h.until(lambda: h.counter("config_reloads_error") == 1)
+    assert h.daemon.state()["config_error"] == "x.toml: daemon.mode: bad value"
+    assert h.daemon.status.in_sync
+    changed = replace(CONFIG, daemon=replace(CONFIG.daemon, mode="main-first"))
+    configs.append(changed)
+    h.daemon.request_reload()
+    await h.until(lambda: h.counter("config_reloads_ok") == 1)
+    await h.until(lambda: any(r.suppress_prefixlen == 0 for r in h.kernel.state.rules))
+    assert h.daemon.state()["config_error"] is None
+    assert h.notifier.sent.count("RELOADING=1") == 2
+    assert await h.stop() == 0
+
+
+async def test_cleanup_on_exit_removes_owned_objects_only() -> None:
+    config = replace(CONFIG, daemon=replace(CONFIG.daemon, cleanup_on_exit=True))
+    kernel = FakeKernel(article_state())
+    foreign_before = (kernel.state.rules, kernel.state.routes)
+    h = Harness(kernel, config)
+    await h.start()
+    assert await h.stop() == 0
+    assert not any(r.protocol == 218 for r in (*kernel.state.rules, *kernel.state.routes))
+    assert (kernel.state.rules, kernel.state.routes) == foreign_before
+
+
+async def test_stop_leaves_the_kernel_state_in_place_by_default() -> None:
+    h = Harness(FakeKernel(article_state()))
+    await h.start()
+    owned = [r for r in h.kernel.state.rules if r.protocol == 218]
+    assert await h.stop() == 0
+    assert [r for r in h.kernel.state.rules if r.protocol == 218] == owned
+
+
+async def test_a_dying_task_stops_the_daemon_with_exit_1_and_no_leaked_tasks() -> None:
+    kernel = FakeKernel(article_state())
+    h = Harness(kernel)
+    before = asyncio.all_tasks()
+    await h.start()
+
+    def explode() -> None:
+        raise RuntimeError("bug")
+
+    kernel.read_state = explode  # type: ignore[method-assign]
+    h.events.push()
+    assert h.task is not None
+    assert await asyncio.wait_for(h.task, 2.0) == 1
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_watchdog_is_fed_only_while_healthy() -> None:
+    h = Harness(FakeKernel(article_state()))
+    await h.start()
+    await asyncio.sleep(0.05)
+    assert h.notifier.sent.count("WATCHDOG=1") >= 2
+    assert h.daemon.health() == (True, "ok")
+    assert await h.stop() == 0
+
+
+@pytest.mark.parametrize("count", [1, 5])
+async def test_startup_removes_stale_objects_of_an_earlier_run(count: int) -> None:
+    kernel = FakeKernel(article_state())
+    h = Harness(kernel)
+    await h.start()
+    assert await h.stop() == 0
+    stale = [op.rule for op in kernel.applied if isinstance(op, RuleOp)][:count]
+    # the interface vanished while the daemon was stopped
+    state = kernel.state
+    kernel.state = replace(state, addresses=tuple(
+        a for a in state.addresses if a.address not in {r.src for r in stale}))
+    h2 = Harness(kernel)
+    await h2.start()
+    remaining = {r.src for r in kernel.state.rules if r.protocol == 218}
+    assert not remaining & {r.src for r in stale}
+    assert await h2.stop() == 0
