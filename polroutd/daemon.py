@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import select
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from polroutd.engine import Decision, Engine, Kernel, LeaseReader
 from polroutd.kernel import KernelError, OpResult, Overrun
 from polroutd.logs import get_logger
 from polroutd.metrics import Metrics
-from polroutd.model import FAMILIES, RuleOp, family_name
+from polroutd.model import FAMILIES, KernelState, RuleOp, family_name
 from polroutd.plan import classify
 from polroutd.schedule import Schedule
 from polroutd.stateview import LastReconcile, state_document
@@ -29,6 +30,7 @@ from polroutd.stateview import LastReconcile, state_document
 # Races of hot-unplug and link-down: the next event-driven reconcile settles them.
 EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
 STOP_TIMEOUT = 2.0
+SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
 
 log = get_logger("polroutd.daemon")
 
@@ -90,7 +92,7 @@ class Daemon:
     def __init__(self, config: Config, deps: Deps, metrics: Metrics | None = None) -> None:
         self.config = config
         self.deps = deps
-        self.metrics = metrics or Metrics()
+        self.prom = metrics or Metrics()
         self.engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader)
         self.status = Status()
         self.schedule = self._new_schedule(config)
@@ -143,8 +145,8 @@ class Daemon:
             ready=self.readiness()[0], in_sync=s.in_sync,
         )
 
-    def metrics_text(self) -> bytes:
-        return self.metrics.exposition()
+    def metrics(self) -> bytes:
+        return self.prom.exposition()
 
     # --- running --------------------------------------------------------------------------------
 
@@ -213,29 +215,48 @@ class Daemon:
             self._events = None
 
     def _on_events(self) -> None:
+        if self._consume_events():
+            self.schedule.mark_dirty(self.deps.clock(), "event")
+            self._wake.set()
+
+    def _consume_events(self) -> bool:
+        """Counts the queued events; True when there were any (or the socket overran)."""
         assert self._events is not None
         try:
             messages = self._events.drain()
         except Overrun:
-            self.metrics.netlink_overruns.inc()
+            self.prom.netlink_overruns.inc()
             self.status.counters["netlink_overruns"] += 1
             log.warning("netlink_overrun", action="reopening the event socket, full resync")
             self._close_events()
             self._open_events()
-            self.schedule.mark_dirty(self.deps.clock(), "overrun")
-            self._wake.set()
-            return
-        if not messages:
-            return
+            return True
         counts: dict[str, int] = {}
         for msg in messages:
             kind = rtnl.EVENT_TYPES[msg.type]
             counts[kind] = counts.get(kind, 0) + 1
         for kind, count in counts.items():
-            self.metrics.netlink_events.labels(type=kind).inc(count)
+            self.prom.netlink_events.labels(type=kind).inc(count)
         self.status.counters["netlink_events"] += len(messages)
-        self.schedule.mark_dirty(self.deps.clock(), "event")
-        self._wake.set()
+        return bool(messages)
+
+    def _events_pending(self) -> bool:
+        if self._events is None:
+            return False
+        readable, _, _ = select.select([self._events.fileno()], [], [], 0)
+        return bool(readable) and self._consume_events()
+
+    def _read_settled(self) -> KernelState:
+        """A kernel read that no change raced: links, addresses, routes and rules are dumped
+        one after another, so a change between two dumps (an address deleted after the address
+        dump, its routes flushed before the route dump) would look like drift. Events that
+        arrived during the read are consumed by reading again."""
+        state = self.deps.kernel.read_state()
+        for _ in range(SETTLE_READS):
+            if not self._events_pending():
+                break
+            state = self.deps.kernel.read_state()
+        return state
 
     async def _reconcile_loop(self) -> None:
         while not self._stop.is_set():
@@ -267,7 +288,7 @@ class Daemon:
             engine = Engine(config, self.deps.kernel, lease_reader=self.deps.lease_reader)
         except ConfigError as exc:
             self.status.config_error = str(exc)
-            self.metrics.config_reloads.labels(result="error").inc()
+            self.prom.config_reloads.labels(result="error").inc()
             self.status.counters["config_reloads_error"] += 1
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:
@@ -278,7 +299,7 @@ class Daemon:
             self.schedule.debounce = config.daemon.debounce
             self.schedule.max_delay = config.daemon.max_delay
             self.schedule.resync_interval = config.daemon.resync_interval
-            self.metrics.config_reloads.labels(result="ok").inc()
+            self.prom.config_reloads.labels(result="ok").inc()
             self.status.counters["config_reloads_ok"] += 1
             self.schedule.mark_dirty(self.deps.clock(), "reload")
             log.info("reloaded", config=config.source)
@@ -289,7 +310,7 @@ class Daemon:
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
         try:
-            decision = self.engine.read_and_decide()
+            decision = self.engine.decide(self._read_settled())
         except (KernelError, OSError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried.
             return self._finish(started, reason, None, [], read_error=str(exc))
@@ -306,17 +327,17 @@ class Daemon:
             result = outcome.get(id(op))
             text = operation_text(op, decision.names)
             if item.cause == "drift":
-                self.metrics.drift.labels(kind=op.kind, change=item.drift).inc()
+                self.prom.drift.labels(kind=op.kind, change=item.drift).inc()
                 self.status.counters["drift"] += 1
             if result is None:
                 continue
             if result.ok:
-                counter = self.metrics.repairs if item.cause == "drift" else self.metrics.changes
+                counter = self.prom.repairs if item.cause == "drift" else self.prom.changes
                 counter.labels(kind=op.kind, op=op.op).inc()
                 self.status.counters["repairs" if item.cause == "drift" else "changes"] += 1
                 log.info("applied", op=text, cause=item.cause, drift=item.drift)
             else:
-                self.metrics.operation_errors.labels(
+                self.prom.operation_errors.labels(
                     kind=op.kind, op=op.op, errno=result.error_name).inc()
                 self.status.counters["operation_errors"] += 1
                 level = log.info if result.errno in EXPECTED_ERRNOS else log.warning
@@ -337,9 +358,9 @@ class Daemon:
             at=self.deps.wallclock(), duration=duration, result="ok" if success else "error",
             reason=reason, operations=len(results), failures=failures, read_error=read_error)
         result_label = "ok" if success else "error"
-        self.metrics.reconciles.labels(result=result_label).inc()
+        self.prom.reconciles.labels(result=result_label).inc()
         s.counters[f"reconciles_{result_label}"] += 1
-        self.metrics.reconcile_duration.observe(duration)
+        self.prom.reconcile_duration.observe(duration)
         if read_error is not None:
             log.warning("reconcile_failed", reason=reason, error=read_error,
                         action="nothing applied; retrying with backoff")
@@ -348,9 +369,9 @@ class Daemon:
             self._update_gauges(decision, results)
         s.last_ok = success
         s.in_sync = success
-        self.metrics.in_sync.set(1 if success else 0)
+        self.prom.in_sync.set(1 if success else 0)
         if success:
-            self.metrics.last_success.set(self.deps.wallclock())
+            self.prom.last_success.set(self.deps.wallclock())
             if not s.converged_once:
                 s.converged_once = True
                 self.deps.notifier.ready()
@@ -369,18 +390,18 @@ class Daemon:
                     rules += step
                 else:
                     routes += step
-        self.metrics.owned_rules.set(rules)
-        self.metrics.owned_routes.set(routes)
-        self.metrics.managed_interfaces.set(len(decision.desired.interfaces))
+        self.prom.owned_rules.set(rules)
+        self.prom.owned_routes.set(routes)
+        self.prom.managed_interfaces.set(len(decision.desired.interfaces))
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
                 label = (iface.name, family_name(family))
                 labels.add(label)
-                self.metrics.gateway_present.labels(*label).set(1 if gateway.present else 0)
+                self.prom.gateway_present.labels(*label).set(1 if gateway.present else 0)
         for gone in self._gateway_labels - labels:
             with contextlib.suppress(KeyError):
-                self.metrics.gateway_present.remove(*gone)
+                self.prom.gateway_present.remove(*gone)
         self._gateway_labels = labels
 
     def status_line(self) -> str:

@@ -195,8 +195,20 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
     rules: dict[tuple[object, ...], Rule] = {}
     routes: dict[object, Route] = {}
 
+    families_on = {(a.index, a.family) for a in state.addresses if a.is_global}
+
+    def installable(route: Route) -> bool:
+        """What the kernel would accept now: no route through a down device, and no gateway
+        reached through an interface without an address of its family (the kernel also
+        drops such routes silently when the last address goes)."""
+        if route.oif in down:
+            return False
+        if route.gateway is None or route.gateway.startswith("fe80:"):
+            return True
+        return (route.oif, route.family) in families_on
+
     def want(route: Route) -> None:
-        if route.oif not in down:  # the kernel refuses routes through a down device
+        if installable(route):
             routes.setdefault(route.key, route)
 
     for link, spec in managed:
@@ -219,7 +231,7 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
             want(route)
         families_here = {a.family for a in addresses}
         for family in FAMILIES:
-            if gateways[family].present and family in families_here:
+            if gateways[family].present and family in families_here:  # no rule, no use
                 want(_default_route(family, gateways[family], table.id, link.index, protocol))
         for extra in spec.routes if spec else ():
             want(_extra_route(extra, table.id, link.index, inputs))

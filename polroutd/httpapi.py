@@ -97,7 +97,7 @@ def _handlers(provider: StateProvider, openapi: bytes) -> dict[str, Handler]:
 
     async def metrics(request: web.Request) -> web.Response:
         try:
-            body = bytes(_ask("metrics", provider.metrics))
+            body = _ask("metrics", lambda: bytes(provider.metrics()))
         except ProviderFailed as exc:
             return _error(503, str(exc))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

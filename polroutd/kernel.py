@@ -36,7 +36,7 @@ NETLINK_GET_STRICT_CHK = 12
 SO_RCVBUFFORCE = 33
 
 REQUEST_BUFFER = 8 << 20
-EVENT_BUFFER = 4 << 20
+EVENT_BUFFER = 32 << 20  # memory is only used while events queue up
 DUMP_ATTEMPTS = 5
 # Requests per sendmsg: big enough to amortise syscalls, small enough that the acks of one
 # batch always fit the receive buffer.

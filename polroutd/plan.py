@@ -25,22 +25,20 @@ from polroutd.model import (
 # Apply order: fill tables before rules point at them; remove rules before emptying tables.
 _PHASE = {("route", "add"): 0, ("route", "replace"): 0, ("rule", "add"): 1,
           ("rule", "delete"): 2, ("route", "delete"): 3}
+_MAKE_ROOM = -1  # deletes that must go first so a replace hits the one route left at its key
 
 
 def make_plan(desired: DesiredState, actual: KernelState, protocol: int) -> Plan:
-    ops: list[Operation] = []
-    conflicts: list[Conflict] = []
-    ops.extend(_rule_ops(desired.rules, actual.rules, protocol))
-    route_ops, route_conflicts = _route_ops(desired, actual.routes, protocol)
-    ops.extend(route_ops)
-    conflicts.extend(route_conflicts)
+    route_ops, conflicts = _route_ops(desired, actual.routes, protocol)
+    phased = route_ops + [(_PHASE[(op.kind, op.op)], op)
+                          for op in _rule_ops(desired.rules, actual.rules, protocol)]
+    phased.sort(key=_op_order)
     conflicts.extend(_rule_conflicts(desired.rules, actual.rules, protocol))
-    ops.sort(key=_op_order)
-    return Plan(tuple(ops), tuple(conflicts))
+    return Plan(tuple(op for _, op in phased), tuple(conflicts))
 
 
-def _op_order(op: Operation) -> tuple[object, ...]:
-    phase = _PHASE[(op.kind, op.op)]
+def _op_order(item: tuple[int, Operation]) -> tuple[object, ...]:
+    phase, op = item
     obj_order = rule_order(op.rule) if isinstance(op, RuleOp) else route_order(op.route)
     return (phase, *obj_order)
 
@@ -59,7 +57,7 @@ def _rule_ops(desired: Iterable[Rule], actual: Iterable[Rule], protocol: int) ->
 
 def _route_ops(
     desired: DesiredState, actual: Iterable[Route], protocol: int
-) -> tuple[list[Operation], list[Conflict]]:
+) -> tuple[list[tuple[int, Operation]], list[Conflict]]:
     owned: dict[RouteKey, list[Route]] = {}
     foreign: dict[RouteKey, Route] = {}
     conflicts: list[Conflict] = []
@@ -70,23 +68,29 @@ def _route_ops(
             foreign.setdefault(route.key, route)
             if route.table in desired.tables:
                 conflicts.append(Conflict("route", f"foreign route in table {route.table}", route))
-    ops: list[Operation] = []
+    ops: list[tuple[int, Operation]] = []
     wanted = {route.key: route for route in desired.routes}
     for key, route in wanted.items():
         current = owned.pop(key, [])
         if route in current:
             current.remove(route)
         elif current:
-            ops.append(RouteOp("replace", route, previous=current.pop(0)))
+            # Several of ours at one key (appended next hops): which one a replace hits is the
+            # kernel's choice, so all but one go first.
+            ops.extend((_MAKE_ROOM, RouteOp("delete", extra)) for extra in current[1:])
+            ops.append((_PHASE[("route", "replace")],
+                        RouteOp("replace", route, previous=current[0])))
+            current = []
         elif key not in foreign:
-            ops.append(RouteOp("add", route))
+            ops.append((_PHASE[("route", "add")], RouteOp("add", route)))
         elif foreign[key].table not in desired.tables:  # else already reported above
             conflicts.append(Conflict(
                 "route", f"foreign route holds the place of one polroutd wants in table "
                 f"{route.table}", foreign[key]))
         # Whatever else of ours shares the key (appended next hops) goes.
-        ops.extend(RouteOp("delete", extra) for extra in current)
-    ops.extend(RouteOp("delete", r) for routes in owned.values() for r in routes)
+        ops.extend((_PHASE[("route", "delete")], RouteOp("delete", extra)) for extra in current)
+    ops.extend((_PHASE[("route", "delete")], RouteOp("delete", r))
+               for routes in owned.values() for r in routes)
     return ops, conflicts
 
 
@@ -113,24 +117,39 @@ class Classified:
 
 
 def classify(plan: Plan, previous: DesiredState | None, current: DesiredState) -> list[Classified]:
-    """Spec §2.4: an operation repairs drift when its object's desired form did not change since
-    the last successful reconcile (``previous``); otherwise it is a change."""
+    """Spec §2.4: an operation repairs drift when its object's desired form did not change
+    since the last successful reconcile (``previous``) and neither did the interface it
+    belongs to. An address or link change makes the kernel drop routes by itself (no event
+    says so): putting them back follows that change, it is not a repair."""
     if previous is None:
         return [Classified(op, "change", None) for op in plan.operations]
     old_rules = {r.identity() for r in previous.rules}
+    now_rules = {r.identity() for r in current.rules}
     old_routes = {r.key: r for r in previous.routes}
     now_routes = {r.key: r for r in current.routes}
-    now_rules = {r.identity() for r in current.rules}
+    moved = _moved_interfaces(previous, current)
+    by_table = {i.table_id: i.index for i in (*previous.interfaces, *current.interfaces)}
     out = []
     for op in plan.operations:
         if isinstance(op, RuleOp):
             ident = op.rule.identity()
             unchanged = (ident in old_rules) == (ident in now_rules)
+            interface = by_table.get(op.rule.table)
         else:
             key = op.route.key
             unchanged = old_routes.get(key) == now_routes.get(key)
-        if unchanged:
+            interface = op.route.oif
+        if unchanged and interface not in moved:
             out.append(Classified(op, "drift", _DRIFT[op.op]))
         else:
             out.append(Classified(op, "change", None))
     return out
+
+
+def _moved_interfaces(previous: DesiredState, current: DesiredState) -> set[int]:
+    """Interfaces whose presence, admin state or addresses differ between the two states."""
+    def fingerprint(state: DesiredState) -> dict[int, tuple[bool, tuple[str, ...]]]:
+        return {i.index: (i.up, i.addresses) for i in state.interfaces}
+
+    old, new = fingerprint(previous), fingerprint(current)
+    return {index for index in old.keys() | new.keys() if old.get(index) != new.get(index)}

@@ -7,6 +7,7 @@ rule on this machine, which alone would put cold start far outside 2x of ``ip -b
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
@@ -142,7 +143,11 @@ def _attrs(payload: bytes, start: int) -> Iterator[tuple[int, bytes]]:
 
 
 def _addr(family: int, raw: bytes) -> str:
-    return socket.inet_ntop(family, raw)
+    text = socket.inet_ntop(family, raw)
+    if family == AF_INET6 and "." in text:
+        # inet_ntop writes ::a.b.c.d forms; ipaddress (used for configured addresses) does not
+        return str(ipaddress.IPv6Address(raw))
+    return text
 
 
 def _cstr(raw: bytes) -> str:

@@ -8,21 +8,24 @@ watchdog).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import time
 from collections.abc import Callable, Mapping
 
-import structlog
+from polroutd.logs import get_logger
 
-log = structlog.stdlib.get_logger("polroutd.sdnotify")
+log = get_logger("polroutd.sdnotify")
 
 _Sender = Callable[[str], None]
 
 
 def _load_libsystemd_notify() -> Callable[[str], bool] | None:
+    # Imported by name: the repository's own systemd/ directory (unit files) would otherwise be
+    # taken by mypy for the untyped systemd-python package, as a namespace package.
     try:
-        from systemd import daemon
+        daemon = importlib.import_module("systemd.daemon")
     except ImportError:
         return None
     notify: Callable[[str], bool] = daemon.notify

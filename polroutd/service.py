@@ -9,28 +9,9 @@ from polroutd.config import Config, load_config, resolve_config_path
 from polroutd.daemon import Daemon, Deps
 from polroutd.foreign_managers import networkd_warning
 from polroutd.httpapi import HttpServer
-from polroutd.kernel import EventSocket, Netlink
+from polroutd.kernel import EVENT_BUFFER, EventSocket, Netlink
 from polroutd.logs import configure_logging, get_logger
 from polroutd.sdnotify import Notifier
-
-
-class _Provider:
-    """Adapts the daemon to the HTTP API's StateProvider."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-
-    def health(self) -> tuple[bool, str]:
-        return self._daemon.health()
-
-    def readiness(self) -> tuple[bool, str]:
-        return self._daemon.readiness()
-
-    def state(self) -> dict[str, object]:
-        return self._daemon.state()
-
-    def metrics(self) -> bytes:
-        return self._daemon.metrics_text()
 
 
 async def serve(config: Config, deps: Deps) -> int:
@@ -40,7 +21,7 @@ async def serve(config: Config, deps: Deps) -> int:
     async def start_http(daemon: Daemon) -> None:
         nonlocal http
         if config.daemon.http_listen:
-            http = HttpServer(_Provider(daemon), config.daemon.http_listen)
+            http = HttpServer(daemon, config.daemon.http_listen)
             await http.start()
             get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
 
@@ -51,6 +32,12 @@ async def serve(config: Config, deps: Deps) -> int:
     finally:
         if http is not None:
             await http.stop()
+
+
+def _event_buffer() -> int:
+    """The event socket's receive buffer; POLROUTD_EVENT_RCVBUF overrides it (tests shrink it
+    to force an overrun; hosts with huge event storms may grow it)."""
+    return int(os.environ.get("POLROUTD_EVENT_RCVBUF", EVENT_BUFFER))
 
 
 def run_daemon(config: Config, *, debug: bool = False) -> int:
@@ -64,7 +51,7 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
     netlink = Netlink()
     deps = Deps(
         kernel=netlink,
-        events_factory=EventSocket,
+        events_factory=lambda: EventSocket(_event_buffer()),
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
     )

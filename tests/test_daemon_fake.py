@@ -148,7 +148,7 @@ async def test_drift_is_repaired_and_counted_apart_from_changes() -> None:
     assert h.counter("drift") == len(owned)
     assert h.counter("changes") == changes
     assert h.daemon.status.in_sync
-    m = h.daemon.metrics
+    m = h.daemon.prom
     assert m.repairs.labels(kind="rule", op="add")._value.get() == len(owned)
     assert m.drift.labels(kind="rule", change="missing")._value.get() == len(owned)
     assert await h.stop() == 0
@@ -180,7 +180,7 @@ async def test_expected_races_are_retried_without_alarm() -> None:
     kernel = FakeKernel(article_state(), fail_next=[("route", "add", errno.ENODEV)])
     h = Harness(kernel)
     await h.start()
-    m = h.daemon.metrics
+    m = h.daemon.prom
     assert m.operation_errors.labels(kind="route", op="add", errno="ENODEV")._value.get() == 1
     assert h.daemon.status.in_sync
     assert await h.stop() == 0

@@ -1,0 +1,214 @@
+"""Logging set-up (spec §3.4): the one place that configures structlog and stdlib logging.
+
+Three outputs, one pipeline:
+
+* ``json``: one JSON object per line, ISO-8601 UTC timestamps, every bound key kept;
+* ``console``: readable aligned lines, colored only on a terminal;
+* journald: native journal entries whose fields are the bound keys (``POLROUTD_EVENT``,
+  ``INTERFACE``, ...), chosen by ``auto`` when ``$JOURNAL_STREAM`` says the stream *is* the
+  journal, so ``journalctl -o verbose`` shows them and ``journalctl INTERFACE=eth1`` filters.
+
+``auto`` picks journald, else console on a terminal, else JSON. Records of other libraries'
+stdlib loggers (aiohttp's) go through the same pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+FORMATS = ("auto", "json", "console")
+OutputKind = Literal["json", "console", "journal"]
+
+# syslog(3) priorities, which journald's PRIORITY= field uses.
+SYSLOG_PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
+
+_JOURNAL_FIELD_INVALID = re.compile(r"[^A-Z0-9_]")
+# Fields the journal handler sets itself; a bound key of the same name gets a prefix.
+_RESERVED_FIELDS = frozenset({"MESSAGE", "PRIORITY", "POLROUTD_EVENT", "SYSLOG_IDENTIFIER",
+                              "CODE_FILE", "CODE_LINE", "CODE_FUNC", "MESSAGE_ID"})
+# Keys that become journal metadata rather than fields: journald stamps its own time.
+_NOT_JOURNAL_FIELDS = frozenset({"event", "level", "timestamp", "exception"})
+
+
+def parse_level(level: str) -> int:
+    number = logging.getLevelNamesMapping().get(level.strip().upper())
+    if number is None:
+        raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
+    return number
+
+
+def is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """True when ``$JOURNAL_STREAM`` ("DEV:INODE") names this very stream (systemd.exec(5))."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        stat = os.fstat(stream.fileno())
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):  # no file descriptor (StringIO), or a malformed variable
+        return False
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _journal_module() -> ModuleType | None:
+    # Imported by name: the repository's own systemd/ directory (unit files) would otherwise be
+    # taken by mypy for the untyped systemd-python package, as a namespace package.
+    try:
+        return importlib.import_module("systemd.journal")
+    except ImportError:
+        return None
+
+
+def choose_output(fmt: str, stream: TextIO, environ: Mapping[str, str]) -> OutputKind:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
+    if fmt == "json":
+        return "json"
+    if fmt == "console":
+        return "console"
+    if is_journal_stream(stream, environ) and _journal_module() is not None:
+        return "journal"
+    return "console" if _isatty(stream) else "json"
+
+
+def journal_field_name(key: str) -> str:
+    """A bound key as a valid journal field name: upper case, [A-Z0-9_], no leading '_'
+    (those are trusted fields only journald may set)."""
+    name = _JOURNAL_FIELD_INVALID.sub("_", key.upper()).lstrip("_")[:64]
+    if not name or name[0].isdigit() or name in _RESERVED_FIELDS:
+        name = f"POLROUTD_{name}"[:64]
+    return name
+
+
+def journal_fields(event_dict: EventDict) -> dict[str, str]:
+    """The journal entry for one event: MESSAGE, PRIORITY, POLROUTD_EVENT and one field per
+    bound key. The message repeats the keys so plain ``journalctl`` output stays useful."""
+    event = str(event_dict.get("event", ""))
+    extra = {k: v for k, v in event_dict.items() if k not in _NOT_JOURNAL_FIELDS}
+    message = " ".join([event, *(f"{k}={v}" for k, v in extra.items())])
+    if event_dict.get("exception"):
+        message += "\n" + str(event_dict["exception"])
+    fields = {journal_field_name(k): str(v) for k, v in extra.items()}
+    fields.update(
+        MESSAGE=message,
+        PRIORITY=str(SYSLOG_PRIORITY.get(str(event_dict.get("level")), 6)),
+        POLROUTD_EVENT=event,
+        SYSLOG_IDENTIFIER="polroutd",
+    )
+    return fields
+
+
+def _render_journal_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    # ProcessorFormatter insists on a str from its last processor; JSON carries the field
+    # dict to the handler losslessly.
+    return json.dumps(journal_fields(event_dict))
+
+
+class JournalHandler(logging.Handler):
+    """Sends each record to journald as a native entry with fields."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            journal = _journal_module()
+            if journal is None:
+                raise RuntimeError("systemd.journal is not importable")
+            fields = json.loads(self.format(record))
+            # Caller location from the record, not this handler's frame.
+            journal.send(
+                CODE_FILE=record.pathname, CODE_LINE=record.lineno, CODE_FUNC=record.funcName,
+                **fields,
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def _drop_logger_meta(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("_record", None)
+    event_dict.pop("_from_structlog", None)
+    return event_dict
+
+
+def _final_processors(kind: OutputKind, colors: bool) -> list[Processor]:
+    if kind == "console":
+        return [_drop_logger_meta, structlog.dev.ConsoleRenderer(colors=colors)]
+    exception_formatting: list[Processor] = [structlog.processors.format_exc_info]
+    if kind == "journal":
+        return [_drop_logger_meta, *exception_formatting, _render_journal_fields]
+    return [_drop_logger_meta, *exception_formatting, structlog.processors.JSONRenderer()]
+
+
+_SHARED_PROCESSORS: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_logger_name,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.PositionalArgumentsFormatter(),
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+]
+
+
+# The handler this module installed: reconfiguring replaces only ours, never handlers others
+# attached to the root logger (pytest's capture, for one).
+_installed_handler: logging.Handler | None = None
+
+
+def configure_logging(
+    fmt: str = "auto",
+    level: str = "info",
+    *,
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """(Re)configure structlog and the stdlib root logger. Raises ValueError on an unknown
+    format or level. The default stream is stderr, so stdout stays for command output."""
+    out = sys.stderr if stream is None else stream
+    env = os.environ if environ is None else environ
+    numeric_level = parse_level(level)
+    kind = choose_output(fmt, out, env)
+
+    handler: logging.Handler = JournalHandler() if kind == "journal" else logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED_PROCESSORS,
+            processors=_final_processors(kind, colors=_isatty(out)),
+        )
+    )
+    global _installed_handler
+    root = logging.getLogger()
+    if _installed_handler is not None:
+        root.removeHandler(_installed_handler)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    _installed_handler = handler
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Loggers are module globals created at import time; not caching lets a later
+        # configure_logging() (after the config file named a level) reach them all.
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "polroutd", **initial_values: Any) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name, **initial_values)
