@@ -59,8 +59,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from polroutd.engine import resolve_names
 
     resolve_names(config)
-    print(f"{config.source}: configuration is valid "
-          f"({len(config.interfaces) or 'no'} interface entries, mode {config.daemon.mode})")
+    print(
+        f"{config.source}: configuration is valid "
+        f"({len(config.interfaces) or 'no'} interface entries, mode {config.daemon.mode})"
+    )
     return EXIT_OK
 
 
@@ -69,11 +71,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     decision = engine.read_and_decide()
     plan = decision.plan
     if args.json:
-        print(json.dumps({
-            "in_sync": plan.empty,
-            "operations": [operation_json(op, decision.names) for op in plan.operations],
-            "conflicts": [conflict_json(c, decision.names) for c in plan.conflicts],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "in_sync": plan.empty,
+                    "operations": [operation_json(op, decision.names) for op in plan.operations],
+                    "conflicts": [conflict_json(c, decision.names) for c in plan.conflicts],
+                },
+                indent=2,
+            )
+        )
     else:
         _print_plan(plan, decision.names)
         count = len(plan.operations)
@@ -143,16 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
-                config: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str, config: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks on errors")
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks on errors",
+        )
         if config:
-            p.add_argument("--config", metavar="FILE",
-                           help="configuration file (default: $POLROUTD_CONFIG, then "
-                           "/etc/polroutd/polroutd.toml)")
+            p.add_argument(
+                "--config",
+                metavar="FILE",
+                help="configuration file (default: $POLROUTD_CONFIG, then "
+                "/etc/polroutd/polroutd.toml)",
+            )
         return p
 
     command("run", cmd_run, "run the daemon in the foreground")
@@ -161,15 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     command("apply", cmd_apply, "reconcile once, then exit")
     command("check-config", cmd_check_config, "validate the configuration")
     p = command("render", cmd_render, "print the persistent equivalent of the desired state")
-    p.add_argument("--format", required=True,
-                   choices=["ip-batch", "ifcfg", "interfaces", "networkd", "nmcli"])
+    p.add_argument(
+        "--format", required=True, choices=["ip-batch", "ifcfg", "interfaces", "networkd", "nmcli"]
+    )
     p.add_argument("--out", metavar="DIR", help="write files into DIR instead of stdout")
     command("flush", cmd_flush, "remove every object with polroutd's protocol")
     p = command("status", cmd_status, "summarise a running daemon's /state", config=False)
-    p.add_argument("--url", default="http://127.0.0.1:9641",
-                   help="the daemon's HTTP address (default: %(default)s)")
-    p = command("demo", cmd_demo, "the article's scenario, live, in network namespaces",
-                config=False)
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:9641",
+        help="the daemon's HTTP address (default: %(default)s)",
+    )
+    p = command(
+        "demo", cmd_demo, "the article's scenario, live, in network namespaces", config=False
+    )
     p.add_argument("--keep", action="store_true", help="leave the lab up for exploring")
     return parser
 
@@ -195,8 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"netlink: {exc} (is this run as root, with CAP_NET_ADMIN?)", debug)
         return EXIT_ERROR
     except PermissionError as exc:
-        _error(f"permission denied: {exc.filename or exc} (run as root or with CAP_NET_ADMIN)",
-               debug)
+        _error(
+            f"permission denied: {exc.filename or exc} (run as root or with CAP_NET_ADMIN)", debug
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -7,21 +7,19 @@ positions 1-based), the line where the text shows it, and what was expected.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import ipaddress
 import json
 import math
 import re
 import tomllib
-from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
+from polroutd.globs import is_glob, overlap_witness
 from polroutd.model import RESERVED_TABLES, RT_TABLE_MAIN
+from polroutd.tomllines import key_lines, line_of
 
 DEFAULT_CONFIG_PATH = Path("/etc/polroutd/polroutd.toml")
 CONFIG_ENV_VAR = "POLROUTD_CONFIG"
@@ -65,7 +63,6 @@ MODES = ("strict", "main-first")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 GATEWAY_WORDS = ("auto", "none")
-GLOB_CHARS = frozenset("*?[")
 
 _PROTOCOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -331,99 +328,6 @@ def _check_overlaps(where: _Where, interfaces: tuple[InterfaceSpec, ...]) -> Non
                 )
 
 
-def is_glob(pattern: str) -> bool:
-    return any(c in GLOB_CHARS for c in pattern)
-
-
-def overlap_witness(a: str, b: str) -> str | None:
-    """An interface name both patterns match, or None when there is none.
-
-    A breadth-first search over pairs of positions in the two globs (the product of their
-    automata): a step consumes one character both current tokens accept, or lets a ``*`` match
-    nothing. Exact for names of printable ASCII characters, which is what interfaces are called.
-    """
-    if a == b:
-        return a
-    left, right = _glob_tokens(a), _glob_tokens(b)
-    start, end = (0, 0), (len(left), len(right))
-    came_from: dict[tuple[int, int], tuple[tuple[int, int], str]] = {}
-    queue = deque([start])
-    while queue:
-        state = queue.popleft()
-        if state == end:
-            witness = []
-            while state != start:
-                state, char = came_from[state]
-                witness.append(char)
-            # Only all-star patterns meet on the empty name, and they match any name.
-            return "".join(reversed(witness)) or "x"
-        for following, char in _steps(left, right, *state):
-            if following not in came_from and following != start:
-                came_from[following] = (state, char)
-                queue.append(following)
-    return None
-
-
-def _steps(
-    left: list[str], right: list[str], i: int, j: int
-) -> list[tuple[tuple[int, int], str]]:
-    steps = []
-    if i < len(left) and left[i] == "*":
-        steps.append(((i + 1, j), ""))
-    if j < len(right) and right[j] == "*":
-        steps.append(((i, j + 1), ""))
-    if i < len(left) and j < len(right):
-        char = _common_char(left[i], right[j])
-        following = (i if left[i] == "*" else i + 1, j if right[j] == "*" else j + 1)
-        if char is not None and following != (i, j):
-            steps.append((following, char))
-    return steps
-
-
-_NAME_CHARS = "x" + "".join(
-    c for c in map(chr, range(33, 127)) if c not in "x/:"
-)  # what an interface name may contain ("x" first, for readable witnesses)
-
-
-def _common_char(x: str, y: str) -> str | None:
-    """A character both glob tokens (a literal, "?", "*" or "[...]") accept, if any."""
-    for token, other in ((x, y), (y, x)):
-        if _is_literal(token):
-            return token if _accepts(other, token) else None
-    return next((c for c in _NAME_CHARS if _accepts(x, c) and _accepts(y, c)), None)
-
-
-def _is_literal(token: str) -> bool:
-    return token not in ("*", "?") and not (token.startswith("[") and len(token) > 1)
-
-
-def _accepts(token: str, char: str) -> bool:
-    if token in ("*", "?"):
-        return True
-    if _is_literal(token):
-        return token == char
-    return fnmatchcase(char, token)
-
-
-def _glob_tokens(pattern: str) -> list[str]:
-    """Splits a glob into literal characters, "*", "?" and "[...]" classes, as fnmatch does."""
-    tokens: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "[":
-            end = i + 1
-            if end < len(pattern) and pattern[end] == "!":
-                end += 1
-            if end < len(pattern) and pattern[end] == "]":
-                end += 1
-            end = pattern.find("]", end)
-            if end != -1:
-                tokens.append(pattern[i : end + 1])
-                i = end + 1
-                continue
-        tokens.append(pattern[i])
-        i += 1
-    return tokens
 
 
 # --- single values --------------------------------------------------------------------------
@@ -764,182 +668,3 @@ def _found(value: Any) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-# --- where keys are in the text -------------------------------------------------------------
-
-
-def line_of(lines: Mapping[str, int], key: str) -> int | None:
-    """The line of ``key``, else of the closest enclosing key or table the text shows."""
-    while key:
-        if key in lines:
-            return lines[key]
-        parent = re.sub(r"(\[\d+\]|\.?[^.\[]+)$", "", key)
-        if parent == key:
-            return None
-        key = parent
-    return None
-
-
-def key_lines(text: str) -> dict[str, int]:
-    """Where each key, table and array element is defined in TOML text tomllib accepted.
-
-    Keys are spelled like ``ConfigError`` keys: ``daemon.debounce``, ``interface[2]``,
-    ``interface[1].routes[1].via``. Best effort: on anything unexpected it stops and returns
-    what it found so far, since it only improves messages.
-    """
-    scanner = _KeyScanner(text)
-    with contextlib.suppress(IndexError, ValueError):
-        scanner.document()
-    return scanner.found
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_SCALAR = re.compile(r"[^,\]}\n#]+")
-
-
-class _KeyScanner:
-    """A reader of just enough TOML structure to know the line of every key."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-        self.found: dict[str, int] = {}
-        self.array_tables: dict[str, int] = {}  # "[[x]]" path -> how many seen so far
-        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-
-    def line(self) -> int:
-        return bisect.bisect_right(self.line_starts, self.pos)
-
-    def note(self, key: str, line: int) -> None:
-        self.found.setdefault(key, line)
-
-    def at(self, token: str) -> bool:
-        return self.text.startswith(token, self.pos)
-
-    def skip(self, *, newlines: bool) -> None:
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char in " \t" or (newlines and char in "\r\n"):
-                self.pos += 1
-            elif newlines and char == "#":
-                end = self.text.find("\n", self.pos)
-                self.pos = len(self.text) if end == -1 else end
-            else:
-                return
-
-    def document(self) -> None:
-        table = ""
-        while True:
-            self.skip(newlines=True)
-            if self.pos >= len(self.text):
-                return
-            line = self.line()
-            if self.at("[["):
-                self.pos += 2
-                parts = self.key_parts()
-                array = _join(self.resolve(parts[:-1]), parts[-1])
-                count = self.array_tables[array] = self.array_tables.get(array, 0) + 1
-                table = f"{array}[{count}]"
-                self.expect("]]")
-                self.note(table, line)
-            elif self.at("["):
-                self.pos += 1
-                table = self.resolve(self.key_parts())
-                self.expect("]")
-                self.note(table, line)
-            else:
-                self.key_value(table)
-
-    def resolve(self, parts: list[str]) -> str:
-        path = ""
-        for part in parts:
-            path = _join(path, part)
-            if path in self.array_tables:
-                path = f"{path}[{self.array_tables[path]}]"
-        return path
-
-    def expect(self, token: str) -> None:
-        self.skip(newlines=False)
-        if not self.at(token):
-            raise ValueError(token)
-        self.pos += len(token)
-
-    def key_parts(self) -> list[str]:
-        parts = []
-        while True:
-            self.skip(newlines=False)
-            if self.at('"') or self.at("'"):
-                start = self.pos + 1
-                self.string()
-                parts.append(self.text[start : self.pos - 1])
-            else:
-                bare = _BARE_KEY.match(self.text, self.pos)
-                if bare is None:
-                    raise ValueError("key")
-                parts.append(bare.group())
-                self.pos = bare.end()
-            self.skip(newlines=False)
-            if not self.at("."):
-                return parts
-            self.pos += 1
-
-    def key_value(self, table: str) -> None:
-        line = self.line()
-        key = _join(table, ".".join(self.key_parts()))
-        self.expect("=")
-        self.note(key, line)
-        self.skip(newlines=False)
-        self.value(key)
-
-    def value(self, key: str) -> None:
-        if self.at("["):
-            self.pos += 1
-            count = 0
-            while True:
-                self.skip(newlines=True)
-                if self.at("]"):
-                    self.pos += 1
-                    return
-                count += 1
-                self.note(f"{key}[{count}]", self.line())
-                self.value(f"{key}[{count}]")
-                self.skip(newlines=True)
-                if self.at(","):
-                    self.pos += 1
-        elif self.at("{"):
-            self.pos += 1
-            while True:
-                self.skip(newlines=False)
-                if self.at("}"):
-                    self.pos += 1
-                    return
-                self.key_value(key)
-                self.skip(newlines=False)
-                if self.at(","):
-                    self.pos += 1
-        elif self.at('"') or self.at("'"):
-            self.string()
-        else:
-            scalar = _SCALAR.match(self.text, self.pos)
-            if scalar is None:
-                raise ValueError("value")
-            self.pos = scalar.end()
-
-    def string(self) -> None:
-        quote = self.text[self.pos]
-        delimiter = quote * 3 if self.at(quote * 3) else quote
-        self.pos += len(delimiter)
-        while not self.at(delimiter):
-            if self.pos >= len(self.text):
-                raise ValueError("string")
-            # Only basic strings have escapes; literal strings end at the first quote.
-            self.pos += 2 if quote == '"' and self.text[self.pos] == "\\" else 1
-        self.pos += len(delimiter)
-        while len(delimiter) == 3 and self.at(quote):  # """a"""" ends with a quote inside
-            self.pos += 1
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-

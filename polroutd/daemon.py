@@ -82,10 +82,23 @@ class Status:
     last_ok: bool = False
     in_sync: bool = False
     config_error: str | None = None
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("reconciles_ok", "reconciles_error", "drift", "repairs", "changes",
-         "operation_errors", "netlink_events", "netlink_overruns", "config_reloads_ok",
-         "config_reloads_error"), 0))
+    counters: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "reconciles_ok",
+                "reconciles_error",
+                "drift",
+                "repairs",
+                "changes",
+                "operation_errors",
+                "netlink_events",
+                "netlink_overruns",
+                "config_reloads_ok",
+                "config_reloads_error",
+            ),
+            0,
+        )
+    )
 
 
 class Daemon:
@@ -106,7 +119,9 @@ class Daemon:
     @staticmethod
     def _new_schedule(config: Config) -> Schedule:
         d = config.daemon
-        return Schedule(debounce=d.debounce, max_delay=d.max_delay, resync_interval=d.resync_interval)
+        return Schedule(
+            debounce=d.debounce, max_delay=d.max_delay, resync_interval=d.resync_interval
+        )
 
     # --- control ------------------------------------------------------------------------------
 
@@ -139,10 +154,16 @@ class Daemon:
     def state(self) -> dict[str, Any]:
         s = self.status
         return state_document(
-            decision=s.decision, results=s.results, last=s.last, counters=s.counters,
-            config_file=self.config.source, mode=self.config.daemon.mode,
-            protocol=self.engine.protocol, config_error=s.config_error,
-            ready=self.readiness()[0], in_sync=s.in_sync,
+            decision=s.decision,
+            results=s.results,
+            last=s.last,
+            counters=s.counters,
+            config_file=self.config.source,
+            mode=self.config.daemon.mode,
+            protocol=self.engine.protocol,
+            config_error=s.config_error,
+            ready=self.readiness()[0],
+            in_sync=s.in_sync,
         )
 
     def metrics(self) -> bytes:
@@ -154,9 +175,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._open_events()
         self.schedule.mark_dirty(self.deps.clock(), "startup")
-        for sig, handler in ((signal.SIGHUP, self.request_reload),
-                             (signal.SIGTERM, self.request_stop),
-                             (signal.SIGINT, self.request_stop)):
+        for sig, handler in (
+            (signal.SIGHUP, self.request_reload),
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+        ):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, handler)
         self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
@@ -169,10 +192,14 @@ class Daemon:
                 await started
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait([*self._tasks, stopper],
-                                         return_when=asyncio.FIRST_COMPLETED)
-            failed = [t for t in done if t is not stopper and not t.cancelled()
-                      and t.exception() is not None]
+            done, _ = await asyncio.wait(
+                [*self._tasks, stopper], return_when=asyncio.FIRST_COMPLETED
+            )
+            failed = [
+                t
+                for t in done
+                if t is not stopper and not t.cancelled() and t.exception() is not None
+            ]
             for task in failed:
                 exc = task.exception()
                 log.error("task_failed", task=task.get_name(), error=repr(exc))
@@ -199,8 +226,12 @@ class Daemon:
             log.error("cleanup_failed", error=str(exc))
             return 1
         failed = [r for r in results if not r.ok]
-        log.info("stopping", kernel_state="removed", removed=len(results) - len(failed),
-                 failed=len(failed))
+        log.info(
+            "stopping",
+            kernel_state="removed",
+            removed=len(results) - len(failed),
+            failed=len(failed),
+        )
         return 1 if failed else 0
 
     def _open_events(self) -> None:
@@ -314,8 +345,9 @@ class Daemon:
         except (KernelError, OSError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried.
             return self._finish(started, reason, None, [], read_error=str(exc))
-        previous = self.status.decision.desired if self.status.last_ok and self.status.decision \
-            else None
+        previous = (
+            self.status.decision.desired if self.status.last_ok and self.status.decision else None
+        )
         causes = classify(decision.plan, previous, decision.desired)
         try:
             results = self.engine.apply(decision)
@@ -338,32 +370,55 @@ class Daemon:
                 log.info("applied", op=text, cause=item.cause, drift=item.drift)
             else:
                 self.prom.operation_errors.labels(
-                    kind=op.kind, op=op.op, errno=result.error_name).inc()
+                    kind=op.kind, op=op.op, errno=result.error_name
+                ).inc()
                 self.status.counters["operation_errors"] += 1
                 level = log.info if result.errno in EXPECTED_ERRNOS else log.warning
-                level("operation_failed", op=text, cause=item.cause, errno=result.error_name,
-                      message=result.message, expected=result.errno in EXPECTED_ERRNOS,
-                      action="retrying with backoff")
+                level(
+                    "operation_failed",
+                    op=text,
+                    cause=item.cause,
+                    errno=result.error_name,
+                    message=result.message,
+                    expected=result.errno in EXPECTED_ERRNOS,
+                    action="retrying with backoff",
+                )
         for conflict in decision.plan.conflicts:
             log.debug("conflict", kind=conflict.kind, message=conflict.message)
         return self._finish(started, reason, decision, results)
 
-    def _finish(self, started: float, reason: str, decision: Decision | None,
-                results: list[OpResult], read_error: str | None = None) -> bool:
+    def _finish(
+        self,
+        started: float,
+        reason: str,
+        decision: Decision | None,
+        results: list[OpResult],
+        read_error: str | None = None,
+    ) -> bool:
         failures = tuple(r for r in results if not r.ok)
         success = read_error is None and not failures
         duration = self.deps.clock() - started
         s = self.status
         s.last = LastReconcile(
-            at=self.deps.wallclock(), duration=duration, result="ok" if success else "error",
-            reason=reason, operations=len(results), failures=failures, read_error=read_error)
+            at=self.deps.wallclock(),
+            duration=duration,
+            result="ok" if success else "error",
+            reason=reason,
+            operations=len(results),
+            failures=failures,
+            read_error=read_error,
+        )
         result_label = "ok" if success else "error"
         self.prom.reconciles.labels(result=result_label).inc()
         s.counters[f"reconciles_{result_label}"] += 1
         self.prom.reconcile_duration.observe(duration)
         if read_error is not None:
-            log.warning("reconcile_failed", reason=reason, error=read_error,
-                        action="nothing applied; retrying with backoff")
+            log.warning(
+                "reconcile_failed",
+                reason=reason,
+                error=read_error,
+                action="nothing applied; retrying with backoff",
+            )
         if decision is not None:
             s.decision, s.results = decision, results
             self._update_gauges(decision, results)

@@ -8,7 +8,6 @@ from typing import Any
 
 from polroutd.model import (
     AF_INET,
-    Conflict,
     AF_INET6,
     IP6_DEFAULT_METRIC,
     RT_SCOPE_HOST,
@@ -16,6 +15,7 @@ from polroutd.model import (
     RT_TABLE_DEFAULT,
     RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
+    Conflict,
     Operation,
     Route,
     RouteOp,
@@ -142,8 +142,12 @@ def route_json(route: Route, names: Names) -> dict[str, Any]:
 
 def operation_json(op: Operation, names: Names) -> dict[str, Any]:
     body = rule_json(op.rule, names) if isinstance(op, RuleOp) else route_json(op.route, names)
-    out: dict[str, Any] = {"kind": op.kind, "op": op.op, "text": operation_text(op, names),
-                           op.kind: body}
+    out: dict[str, Any] = {
+        "kind": op.kind,
+        "op": op.op,
+        "text": operation_text(op, names),
+        op.kind: body,
+    }
     if isinstance(op, RouteOp) and op.previous is not None:
         out["previous"] = route_json(op.previous, names)
     return out
@@ -159,5 +163,8 @@ def conflict_text(conflict: Conflict, names: Names) -> str:
 
 
 def conflict_json(conflict: Conflict, names: Names) -> dict[str, Any]:
-    return {"kind": conflict.kind, "message": conflict.message,
-            "text": conflict_text(conflict, names)}
+    return {
+        "kind": conflict.kind,
+        "message": conflict.message,
+        "text": conflict_text(conflict, names),
+    }

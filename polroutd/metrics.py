@@ -15,47 +15,79 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry(auto_describe=True)
         self.reconciles = Counter(
-            "polroutd_reconciles", "Reconciles run, by result.", ["result"], registry=r)
+            "polroutd_reconciles", "Reconciles run, by result.", ["result"], registry=r
+        )
         self.reconcile_duration = Histogram(
-            "polroutd_reconcile_duration_seconds", "Time from reading the kernel to the last "
-            "acknowledgement of a reconcile.", buckets=_DURATION_BUCKETS, registry=r)
+            "polroutd_reconcile_duration_seconds",
+            "Time from reading the kernel to the last acknowledgement of a reconcile.",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
         self.drift = Counter(
-            "polroutd_drift_detected", "Differences between the kernel and an unchanged desired "
-            "state (someone else changed polroutd's objects).", ["kind", "change"], registry=r)
+            "polroutd_drift_detected",
+            "Differences between the kernel and an unchanged desired "
+            "state (someone else changed polroutd's objects).",
+            ["kind", "change"],
+            registry=r,
+        )
         self.repairs = Counter(
-            "polroutd_repairs", "Operations that corrected drift.", ["kind", "op"], registry=r)
+            "polroutd_repairs", "Operations that corrected drift.", ["kind", "op"], registry=r
+        )
         self.changes = Counter(
-            "polroutd_changes", "Operations caused by a new desired state (address, link or "
-            "configuration changes).", ["kind", "op"], registry=r)
+            "polroutd_changes",
+            "Operations caused by a new desired state (address, link or configuration changes).",
+            ["kind", "op"],
+            registry=r,
+        )
         self.operation_errors = Counter(
-            "polroutd_operation_errors", "Operations the kernel refused, by errno name.",
-            ["kind", "op", "errno"], registry=r)
+            "polroutd_operation_errors",
+            "Operations the kernel refused, by errno name.",
+            ["kind", "op", "errno"],
+            registry=r,
+        )
         self.netlink_events = Counter(
-            "polroutd_netlink_events", "Netlink events received, by object type.", ["type"],
-            registry=r)
+            "polroutd_netlink_events",
+            "Netlink events received, by object type.",
+            ["type"],
+            registry=r,
+        )
         self.netlink_overruns = Counter(
-            "polroutd_netlink_overruns", "Event socket overruns (ENOBUFS), each followed by a "
-            "full resync.", registry=r)
+            "polroutd_netlink_overruns",
+            "Event socket overruns (ENOBUFS), each followed by a full resync.",
+            registry=r,
+        )
         self.managed_interfaces = Gauge(
-            "polroutd_managed_interfaces", "Interfaces polroutd manages now.", registry=r)
+            "polroutd_managed_interfaces", "Interfaces polroutd manages now.", registry=r
+        )
         self.owned_rules = Gauge(
-            "polroutd_owned_rules", "Rules with polroutd's protocol in the kernel.", registry=r)
+            "polroutd_owned_rules", "Rules with polroutd's protocol in the kernel.", registry=r
+        )
         self.owned_routes = Gauge(
-            "polroutd_owned_routes", "Routes with polroutd's protocol in the kernel.", registry=r)
+            "polroutd_owned_routes", "Routes with polroutd's protocol in the kernel.", registry=r
+        )
         self.in_sync = Gauge(
-            "polroutd_in_sync", "1 when the last reconcile left the kernel as desired.",
-            registry=r)
+            "polroutd_in_sync", "1 when the last reconcile left the kernel as desired.", registry=r
+        )
         self.last_success = Gauge(
-            "polroutd_last_success_timestamp_seconds", "Unix time of the last successful "
-            "reconcile.", registry=r)
+            "polroutd_last_success_timestamp_seconds",
+            "Unix time of the last successful reconcile.",
+            registry=r,
+        )
         self.gateway_present = Gauge(
-            "polroutd_interface_gateway_present", "1 when a gateway is known for the "
-            "interface's table, per family.", ["interface", "family"], registry=r)
+            "polroutd_interface_gateway_present",
+            "1 when a gateway is known for the interface's table, per family.",
+            ["interface", "family"],
+            registry=r,
+        )
         self.config_reloads = Counter(
-            "polroutd_config_reloads", "Configuration reloads (SIGHUP), by result.", ["result"],
-            registry=r)
+            "polroutd_config_reloads",
+            "Configuration reloads (SIGHUP), by result.",
+            ["result"],
+            registry=r,
+        )
         self.build_info = Gauge(
-            "polroutd_build_info", "polroutd's version.", ["version"], registry=r)
+            "polroutd_build_info", "polroutd's version.", ["version"], registry=r
+        )
         self.build_info.labels(version=__version__).set(1)
         for result in ("ok", "error"):
             self.reconciles.labels(result=result)

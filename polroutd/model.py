@@ -137,8 +137,17 @@ class Rule:
     def selector(self) -> tuple[object, ...]:
         """What a packet is matched on: two rules with the same selector and priority compete."""
         return (
-            self.family, self.src, self.src_len, self.dst, self.dst_len, self.iifname,
-            self.oifname, self.fwmark, self.tos, self.flags, self.extra,
+            self.family,
+            self.src,
+            self.src_len,
+            self.dst,
+            self.dst_len,
+            self.iifname,
+            self.oifname,
+            self.fwmark,
+            self.tos,
+            self.flags,
+            self.extra,
         )
 
     def identity(self) -> tuple[object, ...]:

@@ -46,8 +46,9 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
     warning = networkd_warning()
     if warning:
         log.warning("foreign_manager", message=warning)
-    config_path = resolve_config_path(None if config.source == "<defaults>" else config.source,
-                                      os.environ)
+    config_path = resolve_config_path(
+        None if config.source == "<defaults>" else config.source, os.environ
+    )
     netlink = Netlink()
     deps = Deps(
         kernel=netlink,

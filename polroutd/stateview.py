@@ -26,7 +26,9 @@ class LastReconcile:
 
 def _gateway(gateway: Gateway) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "address": gateway.address, "source": gateway.source, "reason": gateway.reason,
+        "address": gateway.address,
+        "source": gateway.source,
+        "reason": gateway.reason,
     }
     if gateway.device_route:
         out["device_route"] = True
@@ -85,8 +87,12 @@ def state_document(
     rules_present, routes_present = present_after(decision, results)
     doc["interfaces"] = [
         {
-            "name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier,
-            "addresses": list(i.addresses), "priority": i.priority,
+            "name": i.name,
+            "index": i.index,
+            "up": i.up,
+            "carrier": i.carrier,
+            "addresses": list(i.addresses),
+            "priority": i.priority,
             "table": {"id": i.table_id, "name": i.table_name},
             "gateway": {"ipv4": _gateway(i.gateway4), "ipv6": _gateway(i.gateway6)},
         }
@@ -102,9 +108,14 @@ def state_document(
     ]
     doc["conflicts"] = [conflict_json(c, names) for c in decision.plan.conflicts]
     doc["pending"] = [
-        {"kind": r.operation.kind, "op": r.operation.op, "text": operation_text(r.operation, names),
-         "errno": r.error_name}
-        for r in results if not r.ok
+        {
+            "kind": r.operation.kind,
+            "op": r.operation.op,
+            "text": operation_text(r.operation, names),
+            "errno": r.error_name,
+        }
+        for r in results
+        if not r.ok
     ]
     return doc
 
@@ -119,6 +130,10 @@ def _last(last: LastReconcile | None, names: Names) -> dict[str, Any] | None:
     if last.read_error:
         errors.append({"text": "read kernel state", "errno": None, "message": last.read_error})
     return {
-        "at": last.at, "duration_seconds": round(last.duration, 6), "result": last.result,
-        "reason": last.reason, "operations": last.operations, "errors": errors,
+        "at": last.at,
+        "duration_seconds": round(last.duration, 6),
+        "result": last.result,
+        "reason": last.reason,
+        "operations": last.operations,
+        "errors": errors,
     }

@@ -232,17 +232,17 @@ def format_status(doc: dict[str, Any], *, now: float | None = None) -> str:
     if ready is False:
         headline += " (not ready)"
     lines = [f"polroutd{' ' + version if version else ''}: {headline}"]
+    error = _field(doc, "config_error", str, "", optional=True)
+    if error:  # right under the headline: the daemon runs on an older configuration
+        lines += ["!!! CONFIGURATION ERROR - the reload was refused and the previous",
+                  "!!! configuration stays in force until this is fixed:",
+                  *(f"!!!   {line}" for line in error.splitlines()), ""]
     lines += _last_reconcile(_field(doc, "last_reconcile", dict, "", optional=True), now)
     config = _field(doc, "config_file", str, "", optional=True) or "?"
     mode = _field(doc, "mode", str, "", optional=True) or "?"
     protocol = _field(doc, "protocol", int, "", optional=True)
     lines.append(f"config: {config}, mode {mode}"
                  + (f", protocol {protocol}" if protocol is not None else ""))
-    error = _field(doc, "config_error", str, "", optional=True)
-    if error:
-        lines += ["", "!!! CONFIGURATION ERROR - the reload was refused and the previous",
-                  "!!! configuration stays in force until this is fixed:",
-                  *(f"!!!   {line}" for line in error.splitlines())]
     for section in (_interfaces(doc), _rules(doc), _routes(doc),
                     _listed(doc, "conflicts", "conflicts with foreign objects (left alone)"),
                     _listed(doc, "pending", "pending operations (retried)"), _counters(doc)):

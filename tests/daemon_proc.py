@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from polroutd.lab import Lab
+from polroutd.notify_listener import NotifyListener
 
 HTTP_PORT = 19641
 
@@ -28,39 +27,6 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code); sys.stdout.write(e.read().decode())
 """
-
-
-class NotifyListener:
-    """A real sd_notify datagram socket, recording every message with its arrival time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
-
-    def seen(self, prefix: str) -> list[str]:
-        return [m for _, m in list(self.messages) if m.startswith(prefix)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
 
 
 class RunningDaemon:

@@ -79,9 +79,17 @@ class FakeKernel:
         at = next((i for i, r in enumerate(routes) if r.key == route.key), None)
         if op.op == "delete":
             # Like the kernel: the protocol, device and gateway given must match too.
-            at = next((i for i, r in enumerate(routes) if r.key == route.key
-                       and r.protocol == route.protocol and r.oif == route.oif
-                       and r.gateway == route.gateway), None)
+            at = next(
+                (
+                    i
+                    for i, r in enumerate(routes)
+                    if r.key == route.key
+                    and r.protocol == route.protocol
+                    and r.oif == route.oif
+                    and r.gateway == route.gateway
+                ),
+                None,
+            )
             if at is None:
                 return errno.ESRCH
             del routes[at]

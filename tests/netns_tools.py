@@ -36,7 +36,9 @@ def write_config(tmp: Path, text: str = SPEC_EXAMPLE, daemon_extra: str = "") ->
     return path
 
 
-def polroutd(lab: Lab, ns: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def polroutd(
+    lab: Lab, ns: str, *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     return lab.run(ns, sys.executable, "-m", "polroutd", *args, check=False, timeout=timeout)
 
 
@@ -52,9 +54,12 @@ def routes(lab: Lab, ns: str) -> list[dict[str, Any]]:
     out = []
     for family in ("-4", "-6"):
         text = lab.run(ns, "ip", "-j", family, "route", "show", "table", "all").stdout
-        out += [dict(r, family=family) for r in json.loads(text or "[]")
-                if r.get("table") != "local" and r.get("type") not in ("local", "broadcast",
-                                                                      "multicast")]
+        out += [
+            dict(r, family=family)
+            for r in json.loads(text or "[]")
+            if r.get("table") != "local"
+            and r.get("type") not in ("local", "broadcast", "multicast")
+        ]
     return out
 
 
@@ -65,8 +70,10 @@ def owned(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def foreign(items: list[dict[str, Any]]) -> list[str]:
     """Foreign objects, comparable before/after (volatile fields dropped)."""
     keep = [i for i in items if i not in owned(items)]
-    return sorted(json.dumps({k: v for k, v in i.items() if k not in ("expires", "flags")},
-                             sort_keys=True) for i in keep)
+    return sorted(
+        json.dumps({k: v for k, v in i.items() if k not in ("expires", "flags")}, sort_keys=True)
+        for i in keep
+    )
 
 
 def tables(lab: Lab, ns: str) -> dict[str, list[dict[str, Any]]]:

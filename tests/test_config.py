@@ -20,13 +20,12 @@ from polroutd.config import (
     DaemonSettings,
     InterfaceSpec,
     RouteSpec,
-    key_lines,
-    line_of,
     load_config,
-    overlap_witness,
     parse_config,
     resolve_config_path,
 )
+from polroutd.globs import overlap_witness
+from polroutd.tomllines import key_lines, line_of
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "contrib" / "polroutd.example.toml"
 

@@ -50,12 +50,36 @@ def article_state() -> KernelState:
         ),
         routes=(
             Route(AF_INET, RT_TABLE_MAIN, "0.0.0.0", 0, 3, oif=2, gateway="10.225.160.1"),
-            Route(AF_INET, RT_TABLE_MAIN, "10.225.160.0", 24, 2, scope=RT_SCOPE_LINK, oif=2,
-                  prefsrc="10.225.160.38"),
-            Route(AF_INET, RT_TABLE_MAIN, "10.225.176.0", 24, 2, scope=RT_SCOPE_LINK, oif=3,
-                  prefsrc="10.225.176.38"),
-            Route(AF_INET, RT_TABLE_MAIN, "172.17.0.0", 16, 2, scope=RT_SCOPE_LINK, oif=4,
-                  prefsrc="172.17.0.1"),
+            Route(
+                AF_INET,
+                RT_TABLE_MAIN,
+                "10.225.160.0",
+                24,
+                2,
+                scope=RT_SCOPE_LINK,
+                oif=2,
+                prefsrc="10.225.160.38",
+            ),
+            Route(
+                AF_INET,
+                RT_TABLE_MAIN,
+                "10.225.176.0",
+                24,
+                2,
+                scope=RT_SCOPE_LINK,
+                oif=3,
+                prefsrc="10.225.176.38",
+            ),
+            Route(
+                AF_INET,
+                RT_TABLE_MAIN,
+                "172.17.0.0",
+                16,
+                2,
+                scope=RT_SCOPE_LINK,
+                oif=4,
+                prefsrc="172.17.0.1",
+            ),
             Route(AF_INET6, RT_TABLE_MAIN, "::", 0, 9, metric=1024, oif=3, gateway="fe80::1"),
         ),
     )
@@ -64,23 +88,33 @@ def article_state() -> KernelState:
 SPEC_EXAMPLE = Config(
     interfaces=(
         InterfaceSpec(name="ens192", table="mgt"),
-        InterfaceSpec(name="ens224", table="data",
-                      routes=(RouteSpec(to="10.225.144.0/24", via="10.225.176.1", table="main"),)),
+        InterfaceSpec(
+            name="ens224",
+            table="data",
+            routes=(RouteSpec(to="10.225.144.0/24", via="10.225.176.1", table="main"),),
+        ),
     )
 )
 
 
 def inputs(config: Config = SPEC_EXAMPLE, leases: dict[str, str] | None = None) -> Inputs:
     tables = {"ens192": TableRef(1, "mgt"), "ens224": TableRef(2, "data")}
-    return Inputs(config=config, protocol=PROTO, tables=tables,
-                  named_tables={"mgt": 1, "data": 2}, lease_gateways=leases or {})
+    return Inputs(
+        config=config,
+        protocol=PROTO,
+        tables=tables,
+        named_tables={"mgt": 1, "data": 2},
+        lease_gateways=leases or {},
+    )
 
 
 def test_article_example_gives_the_articles_tables_and_rules() -> None:
     desired = desired_state(article_state(), inputs())
     rules = {(r.src, r.table, r.priority) for r in desired.rules}
     assert rules == {
-        ("10.225.160.38", 1, 30000), ("10.225.176.38", 2, 30000), ("2001:db8:176::38", 2, 30000)
+        ("10.225.160.38", 1, 30000),
+        ("10.225.176.38", 2, 30000),
+        ("2001:db8:176::38", 2, 30000),
     }
     by_table = {(r.table, r.dst, r.dst_len, r.gateway, r.oif) for r in desired.routes}
     assert (1, "0.0.0.0", 0, "10.225.160.1", 2) in by_table  # default via 10.225.160.1 table mgt
@@ -103,8 +137,12 @@ def test_gateway_sources_in_order() -> None:
     lease = desired_state(state, inputs(leases={"ens224": "10.225.176.1"}))
     data = next(i for i in lease.interfaces if i.name == "ens224")
     assert (data.gateway4.address, data.gateway4.source) == ("10.225.176.1", "dhcp-lease")
-    configured = replace(SPEC_EXAMPLE, interfaces=(
-        InterfaceSpec(name="ens192", table="mgt", gateway="10.225.160.254", gateway6="none"),))
+    configured = replace(
+        SPEC_EXAMPLE,
+        interfaces=(
+            InterfaceSpec(name="ens192", table="mgt", gateway="10.225.160.254", gateway6="none"),
+        ),
+    )
     mgmt = desired_state(state, inputs(configured)).interfaces[0]
     assert (mgmt.gateway4.address, mgmt.gateway4.source) == ("10.225.160.254", "config")
     assert mgmt.gateway6.address is None and "disabled" in (mgmt.gateway6.reason or "")
@@ -115,14 +153,18 @@ def test_main_first_adds_one_suppress_rule_per_family_just_ahead() -> None:
     desired = desired_state(article_state(), inputs(config))
     suppress = [r for r in desired.rules if r.suppress_prefixlen == 0]
     assert {(r.family, r.priority, r.table) for r in suppress} == {
-        (AF_INET, 29999, RT_TABLE_MAIN), (AF_INET6, 29999, RT_TABLE_MAIN)}
+        (AF_INET, 29999, RT_TABLE_MAIN),
+        (AF_INET6, 29999, RT_TABLE_MAIN),
+    }
     assert not any(r.table == 1 and r.dst == "172.17.0.0" for r in desired.routes)
 
 
 def test_down_interface_keeps_rules_but_not_routes() -> None:
     state = article_state()
-    state = replace(state, links=tuple(replace(l, up=False) if l.name == "ens224" else l
-                                       for l in state.links))
+    state = replace(
+        state,
+        links=tuple(replace(k, up=False) if k.name == "ens224" else k for k in state.links),
+    )
     desired = desired_state(state, inputs())
     assert any(r.src == "10.225.176.38" for r in desired.rules)
     assert not any(r.oif == 3 for r in desired.routes)
@@ -137,8 +179,13 @@ def test_without_interface_entries_manages_interfaces_with_global_addresses() ->
 
 def test_secondary_addresses_get_rules_and_share_the_prefix_route() -> None:
     state = article_state()
-    state = replace(state, addresses=(*state.addresses,
-                                      Address(3, AF_INET, "10.225.176.39", 24, flags=IFA_F_SECONDARY)))
+    state = replace(
+        state,
+        addresses=(
+            *state.addresses,
+            Address(3, AF_INET, "10.225.176.39", 24, flags=IFA_F_SECONDARY),
+        ),
+    )
     desired = desired_state(state, inputs())
     assert {r.src for r in desired.rules if r.table == 2} >= {"10.225.176.38", "10.225.176.39"}
     prefix_routes = [r for r in desired.routes if r.table == 2 and r.dst == "10.225.176.0"]
@@ -147,58 +194,121 @@ def test_secondary_addresses_get_rules_and_share_the_prefix_route() -> None:
 
 # --- properties over random kernels ------------------------------------------------------------
 
+
 @st.composite
 def kernels(draw: st.DrawFn) -> KernelState:
     n = draw(st.integers(1, 4))
-    links = [LO] + [Link(10 + i, f"eth{i}", up=draw(st.booleans()) or i == 0, carrier=True)
-                    for i in range(n)]
+    links = [LO] + [
+        Link(10 + i, f"eth{i}", up=draw(st.booleans()) or i == 0, carrier=True) for i in range(n)
+    ]
     links.append(DOCKER)
     addresses = [Address(4, AF_INET, "172.17.0.1", 16)]
     routes = [Route(AF_INET, RT_TABLE_MAIN, "172.17.0.0", 16, 2, scope=RT_SCOPE_LINK, oif=4)]
     for i in range(n):
         for j in range(draw(st.integers(0, 3))):
-            addresses.append(Address(10 + i, AF_INET, f"10.{i}.0.{j + 2}", draw(st.sampled_from([24, 32])),
-                                     flags=IFA_F_SECONDARY if j else 0))
+            addresses.append(
+                Address(
+                    10 + i,
+                    AF_INET,
+                    f"10.{i}.0.{j + 2}",
+                    draw(st.sampled_from([24, 32])),
+                    flags=IFA_F_SECONDARY if j else 0,
+                )
+            )
         if draw(st.booleans()):
-            addresses.append(Address(10 + i, AF_INET6, f"2001:db8:{i}::{draw(st.integers(1, 9))}", 64))
+            addresses.append(
+                Address(10 + i, AF_INET6, f"2001:db8:{i}::{draw(st.integers(1, 9))}", 64)
+            )
         if draw(st.booleans()) and links[i + 1].up:
-            routes.append(Route(AF_INET, RT_TABLE_MAIN, "0.0.0.0", 0, draw(st.sampled_from([3, 16])),
-                                metric=draw(st.integers(0, 200)), oif=10 + i, gateway=f"10.{i}.0.1"))
+            routes.append(
+                Route(
+                    AF_INET,
+                    RT_TABLE_MAIN,
+                    "0.0.0.0",
+                    0,
+                    draw(st.sampled_from([3, 16])),
+                    metric=draw(st.integers(0, 200)),
+                    oif=10 + i,
+                    gateway=f"10.{i}.0.1",
+                )
+            )
     rules: list[Rule] = []
     # foreign objects, some in polroutd's tables and at polroutd's places
     for _ in range(draw(st.integers(0, 4))):
         proto = draw(st.sampled_from(FOREIGN_PROTOS))
         i = draw(st.integers(0, n - 1))
-        rules.append(Rule(AF_INET, draw(st.sampled_from([100, 30000, 31000])), draw(st.integers(1, 4)),
-                          proto, src=f"10.{i}.0.{draw(st.integers(2, 5))}", src_len=32))
-        routes.append(Route(AF_INET, draw(st.integers(1, 4)), f"192.0.2.{draw(st.integers(0, 3)) * 4}",
-                            30, proto, oif=10 + i, scope=RT_SCOPE_LINK))
+        rules.append(
+            Rule(
+                AF_INET,
+                draw(st.sampled_from([100, 30000, 31000])),
+                draw(st.integers(1, 4)),
+                proto,
+                src=f"10.{i}.0.{draw(st.integers(2, 5))}",
+                src_len=32,
+            )
+        )
+        routes.append(
+            Route(
+                AF_INET,
+                draw(st.integers(1, 4)),
+                f"192.0.2.{draw(st.integers(0, 3)) * 4}",
+                30,
+                proto,
+                oif=10 + i,
+                scope=RT_SCOPE_LINK,
+            )
+        )
     # stale or drifted objects of our own
     for _ in range(draw(st.integers(0, 4))):
         i = draw(st.integers(0, n - 1))
-        rules.append(Rule(AF_INET, 30000, draw(st.integers(1, 4)), PROTO,
-                          src=f"10.{i}.0.{draw(st.integers(2, 7))}", src_len=32))
-        routes.append(Route(AF_INET, draw(st.integers(1, 4)), "0.0.0.0", 0, PROTO,
-                            oif=10 + i, gateway=f"10.{i}.0.{draw(st.integers(1, 3))}"))
+        rules.append(
+            Rule(
+                AF_INET,
+                30000,
+                draw(st.integers(1, 4)),
+                PROTO,
+                src=f"10.{i}.0.{draw(st.integers(2, 7))}",
+                src_len=32,
+            )
+        )
+        routes.append(
+            Route(
+                AF_INET,
+                draw(st.integers(1, 4)),
+                "0.0.0.0",
+                0,
+                PROTO,
+                oif=10 + i,
+                gateway=f"10.{i}.0.{draw(st.integers(1, 3))}",
+            )
+        )
     return KernelState(tuple(links), tuple(addresses), tuple(routes), tuple(rules))
 
 
 @st.composite
 def configs(draw: st.DrawFn) -> Config:
     mode = draw(st.sampled_from(["strict", "main-first"]))
-    return Config(daemon=DaemonSettings(mode=mode),
-                  interfaces=(InterfaceSpec(name="eth*"),) if draw(st.booleans()) else ())
+    return Config(
+        daemon=DaemonSettings(mode=mode),
+        interfaces=(InterfaceSpec(name="eth*"),) if draw(st.booleans()) else (),
+    )
 
 
 def auto_inputs(state: KernelState, config: Config) -> Inputs:
-    tables = {link.name: TableRef(i + 1, link.name) for i, link in enumerate(
-        sorted((l for l in state.links if l.name.startswith("eth")), key=lambda l: l.name))}
+    tables = {
+        link.name: TableRef(i + 1, link.name)
+        for i, link in enumerate(
+            sorted((k for k in state.links if k.name.startswith("eth")), key=lambda k: k.name)
+        )
+    }
     return Inputs(config, PROTO, tables, {}, {})
 
 
 def foreign(state: KernelState) -> tuple[Counter[Rule], Counter[Route]]:
-    return (Counter(r for r in state.rules if r.protocol != PROTO),
-            Counter(r for r in state.routes if r.protocol != PROTO))
+    return (
+        Counter(r for r in state.rules if r.protocol != PROTO),
+        Counter(r for r in state.routes if r.protocol != PROTO),
+    )
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -217,7 +327,9 @@ def test_applying_the_plan_converges_and_leaves_foreign_objects_alone(
     assert make_plan(desired_state(after, inp), after, PROTO).empty
     owned_rules = Counter(r.identity() for r in after.rules if r.protocol == PROTO)
     assert all(count == 1 for count in owned_rules.values())  # never a duplicate
-    assert all(not (isinstance(op, RouteOp) and op.route.protocol != PROTO) for op in plan.operations)
+    assert all(
+        not (isinstance(op, RouteOp) and op.route.protocol != PROTO) for op in plan.operations
+    )
 
 
 @settings(max_examples=100)
@@ -228,21 +340,32 @@ def test_dump_order_does_not_matter(state: KernelState, config: Config, rnd: ran
         rnd.shuffle(out)
         return tuple(out)
 
-    other = KernelState(shuffled(state.links), shuffled(state.addresses), shuffled(state.routes),
-                        shuffled(state.rules))
+    other = KernelState(
+        shuffled(state.links),
+        shuffled(state.addresses),
+        shuffled(state.routes),
+        shuffled(state.rules),
+    )
     inp = auto_inputs(state, config)
     assert desired_state(state, inp) == desired_state(other, inp)
-    assert make_plan(desired_state(state, inp), state, PROTO).operations == make_plan(
-        desired_state(other, inp), other, PROTO).operations
+    assert (
+        make_plan(desired_state(state, inp), state, PROTO).operations
+        == make_plan(desired_state(other, inp), other, PROTO).operations
+    )
 
 
 @settings(max_examples=100)
 @given(kernels(), configs())
 def test_plan_of_desired_against_itself_is_empty(state: KernelState, config: Config) -> None:
     desired = desired_state(state, auto_inputs(state, config))
-    exact = replace(state, rules=tuple(r for r in state.rules if r.protocol != PROTO) + desired.rules,
-                    routes=tuple(r for r in state.routes if r.protocol != PROTO
-                                 and r.key not in desired.route_keys()) + desired.routes)
+    exact = replace(
+        state,
+        rules=tuple(r for r in state.rules if r.protocol != PROTO) + desired.rules,
+        routes=tuple(
+            r for r in state.routes if r.protocol != PROTO and r.key not in desired.route_keys()
+        )
+        + desired.routes,
+    )
     assert make_plan(desired, exact, PROTO).empty
 
 
@@ -253,7 +376,9 @@ def test_duplicates_of_owned_rules_are_deleted_down_to_one() -> None:
     doubled = replace(state, rules=(rule, rule, rule), routes=state.routes + desired.routes)
     ops = make_plan(desired, doubled, PROTO).operations
     assert [op for op in ops if isinstance(op, RuleOp) and op.rule == rule] == [
-        RuleOp("delete", rule), RuleOp("delete", rule)]
+        RuleOp("delete", rule),
+        RuleOp("delete", rule),
+    ]
 
 
 def test_foreign_route_in_the_way_is_a_conflict_not_an_operation() -> None:
@@ -278,9 +403,13 @@ def test_classify_drift_versus_change() -> None:
     [item] = classify(plan, desired, desired)
     assert (item.cause, item.drift, item.operation) == ("drift", "missing", RuleOp("add", victim))
     # a renewal: the desired state itself moved, so the same kind of operation is a change
-    renewed_state = replace(state, addresses=tuple(
-        replace(a, address="10.225.176.77") if a.address == "10.225.176.38" else a
-        for a in state.addresses))
+    renewed_state = replace(
+        state,
+        addresses=tuple(
+            replace(a, address="10.225.176.77") if a.address == "10.225.176.38" else a
+            for a in state.addresses
+        ),
+    )
     renewed = desired_state(renewed_state, inputs())
     plan = make_plan(renewed, replace(kernel.state, addresses=renewed_state.addresses), PROTO)
     assert plan.operations and all(c.cause == "change" for c in classify(plan, desired, renewed))

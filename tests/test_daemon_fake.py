@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from tests.fakekernel import FakeKernel
 from tests.test_core import article_state
 
 CONFIG = Config(
-    daemon=DaemonSettings(rt_tables_file="", debounce=0.005, max_delay=0.05, resync_interval=3600,
-                          protocol=218),
+    daemon=DaemonSettings(
+        rt_tables_file="", debounce=0.005, max_delay=0.05, resync_interval=3600, protocol=218
+    ),
     interfaces=(InterfaceSpec(name="ens192", table=101), InterfaceSpec(name="ens224", table=102)),
 )
 
@@ -47,10 +49,8 @@ class FakeEvents:
         os.write(self._w, b"x")
 
     def drain(self) -> list[rtnl.Message]:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.read(self._r, 4096)
-        except BlockingIOError:
-            pass
         if self.overrun:
             self.overrun = False
             raise Overrun("injected", errno.ENOBUFS)
@@ -87,13 +87,19 @@ class FakeNotifier:
 
 
 class Harness:
-    def __init__(self, kernel: FakeKernel, config: Config = CONFIG,
-                 load: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self, kernel: FakeKernel, config: Config = CONFIG, load: Callable[[], Config] | None = None
+    ) -> None:
         FakeEvents.instances = []
         self.kernel = kernel
         self.notifier = FakeNotifier()
-        self.deps = Deps(kernel=kernel, events_factory=FakeEvents, notifier=self.notifier,
-                         load_config=load or (lambda: config), lease_reader=lambda _: {})
+        self.deps = Deps(
+            kernel=kernel,
+            events_factory=FakeEvents,
+            notifier=self.notifier,
+            load_config=load or (lambda: config),
+            lease_reader=lambda _: {},
+        )
         self.daemon = Daemon(config, self.deps)
         self.task: asyncio.Task[int] | None = None
 
@@ -264,8 +270,10 @@ async def test_startup_removes_stale_objects_of_an_earlier_run(count: int) -> No
     stale = [op.rule for op in kernel.applied if isinstance(op, RuleOp)][:count]
     # the interface vanished while the daemon was stopped
     state = kernel.state
-    kernel.state = replace(state, addresses=tuple(
-        a for a in state.addresses if a.address not in {r.src for r in stale}))
+    kernel.state = replace(
+        state,
+        addresses=tuple(a for a in state.addresses if a.address not in {r.src for r in stale}),
+    )
     h2 = Harness(kernel)
     await h2.start()
     remaining = {r.src for r in kernel.state.rules if r.protocol == 218}

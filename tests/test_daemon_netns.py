@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,13 +51,14 @@ def owned_sources(lab: Lab) -> set[str]:
     return {r.get("src", "") for r in owned(rules(lab, lab.server))}
 
 
-def test_ready_after_rules_exist_then_status_and_watchdog(
-    daemon: RunningDaemon, lab: Lab
-) -> None:
+def test_ready_after_rules_exist_then_status_and_watchdog(daemon: RunningDaemon, lab: Lab) -> None:
     ready_at = next(t for t, m in daemon.notify.messages if m == "READY=1")
     assert owned_sources(lab) >= {ADDR.server_mgmt4, ADDR.server_data4}
-    status_before_ready = [m for t, m in daemon.notify.messages if t < ready_at
-                           and m.startswith("STATUS=") and "in sync" in m and "NOT" not in m]
+    status_before_ready = [
+        m
+        for t, m in daemon.notify.messages
+        if t < ready_at and m.startswith("STATUS=") and "in sync" in m and "NOT" not in m
+    ]
     assert not status_before_ready
     assert daemon.http("/readyz")[0] == 200
     assert daemon.http("/healthz")[0] == 200
@@ -67,8 +68,9 @@ def test_ready_after_rules_exist_then_status_and_watchdog(
     assert lab.tcp_connect(lab.client, ADDR.server_data4)
 
 
-def test_events_alone_repair_drift_and_count_it(daemon: RunningDaemon, lab: Lab,
-                                                tmp_path: Path) -> None:
+def test_events_alone_repair_drift_and_count_it(
+    daemon: RunningDaemon, lab: Lab, tmp_path: Path
+) -> None:
     before = daemon.counters()
     numbers = recorded_tables(tmp_path)
     # 1. someone deletes an owned rule
@@ -78,27 +80,56 @@ def test_events_alone_repair_drift_and_count_it(daemon: RunningDaemon, lab: Lab,
     mgt = str(numbers["mgt"])
     count = len([r for r in tables(lab, lab.server)[mgt] if r["family"] == "-4"])
     lab.run(lab.server, "ip", "-4", "route", "flush", "table", mgt)
-    daemon.wait_for(lambda: len([r for r in tables(lab, lab.server).get(mgt, [])
-                                 if r["family"] == "-4"]) == count, what="table refilled")
+    daemon.wait_for(
+        lambda: (
+            len([r for r in tables(lab, lab.server).get(mgt, []) if r["family"] == "-4"]) == count
+        ),
+        what="table refilled",
+    )
     # 3. someone replaces an owned route with another gateway (keeping polroutd's protocol)
     data = str(numbers["data"])
-    lab.run(lab.server, "ip", "route", "replace", "default", "via", "10.225.176.99", "dev",
-            "ens224", "table", data, "proto", str(PROTO))
-    daemon.wait_for(lambda: any(r["dst"] == "default" and r.get("gateway") == "10.225.176.1"
-                                for r in tables(lab, lab.server)[data]), what="route restored")
-    daemon.wait_for(lambda: daemon.counters()["repairs"] - before["repairs"] == 1 + count + 1,
-                    what="repair count")
+    lab.run(
+        lab.server,
+        "ip",
+        "route",
+        "replace",
+        "default",
+        "via",
+        "10.225.176.99",
+        "dev",
+        "ens224",
+        "table",
+        data,
+        "proto",
+        str(PROTO),
+    )
+    daemon.wait_for(
+        lambda: any(
+            r["dst"] == "default" and r.get("gateway") == "10.225.176.1"
+            for r in tables(lab, lab.server)[data]
+        ),
+        what="route restored",
+    )
+    daemon.wait_for(
+        lambda: daemon.counters()["repairs"] - before["repairs"] == 1 + count + 1,
+        what="repair count",
+    )
     after = daemon.counters()
     assert after["drift"] - before["drift"] == 1 + count + 1
     assert after["changes"] == before["changes"]
     assert after["reconciles_ok"] > before["reconciles_ok"]
-    metrics = {s.name: s for f in text_string_to_metric_families(daemon.http("/metrics")[1])
-               for s in f.samples if s.labels.get("kind") == "rule" or not s.labels}
+    metrics = {
+        s.name: s
+        for f in text_string_to_metric_families(daemon.http("/metrics")[1])
+        for s in f.samples
+        if s.labels.get("kind") == "rule" or not s.labels
+    }
     assert any(name == "polroutd_repairs_total" for name in metrics)
 
 
-def test_address_renewals_are_changes_and_latency_is_printed(daemon: RunningDaemon,
-                                                             lab: Lab) -> None:
+def test_address_renewals_are_changes_and_latency_is_printed(
+    daemon: RunningDaemon, lab: Lab
+) -> None:
     before = daemon.counters()
     latencies = []
     current = ADDR.server_data4
@@ -114,21 +145,30 @@ def test_address_renewals_are_changes_and_latency_is_printed(daemon: RunningDaem
     after = daemon.counters()
     assert after["drift"] == before["drift"]
     assert after["changes"] - before["changes"] >= 20  # each renewal: a rule out, a rule in
-    print(f"\nevent-to-rule latency incl. `ip` and polling: median "
-          f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+    print(
+        f"\nevent-to-rule latency incl. `ip` and polling: median "
+        f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
+    )
 
 
-def test_link_down_up_routes_return_without_resync(daemon: RunningDaemon, lab: Lab,
-                                                   tmp_path: Path) -> None:
+def test_link_down_up_routes_return_without_resync(
+    daemon: RunningDaemon, lab: Lab, tmp_path: Path
+) -> None:
     mgt = str(recorded_tables(tmp_path)["mgt"])
     lab.run(lab.server, "ip", "link", "set", "ens192", "down")
-    daemon.wait_for(lambda: not [r for r in tables(lab, lab.server).get(mgt, [])
-                                 if r["family"] == "-4"], what="routes gone with the link")
+    daemon.wait_for(
+        lambda: not [r for r in tables(lab, lab.server).get(mgt, []) if r["family"] == "-4"],
+        what="routes gone with the link",
+    )
     assert ADDR.server_mgmt4 in owned_sources(lab)  # rules stay
     lab.run(lab.server, "ip", "link", "set", "ens192", "up")
-    daemon.wait_for(lambda: {r["dst"] for r in tables(lab, lab.server).get(mgt, [])
-                             if r["family"] == "-4"} >= {"10.225.160.0/24"},
-                    what="connected route back")
+    daemon.wait_for(
+        lambda: (
+            {r["dst"] for r in tables(lab, lab.server).get(mgt, []) if r["family"] == "-4"}
+            >= {"10.225.160.0/24"}
+        ),
+        what="connected route back",
+    )
 
 
 def test_netlink_overrun_is_counted_and_state_converges(lab: Lab, tmp_path: Path) -> None:
@@ -138,8 +178,7 @@ def test_netlink_overrun_is_counted_and_state_converges(lab: Lab, tmp_path: Path
         d.wait_ready()
         d.signal(signal.SIGSTOP)  # events pile up while the daemon cannot read
         batch = "\n".join(f"addr add 10.225.176.{i}/24 dev ens224" for i in range(100, 250))
-        subprocess.run(["ip", "-n", lab.server, "-batch", "-"], input=batch, text=True,
-                       check=True)
+        subprocess.run(["ip", "-n", lab.server, "-batch", "-"], input=batch, text=True, check=True)
         d.signal(signal.SIGCONT)
         d.wait_for(lambda: d.counters()["netlink_overruns"] >= 1, what="overrun counted")
         d.wait_for(lambda: len(owned_sources(lab)) >= 150 + 2, what="all rules present")
@@ -155,13 +194,15 @@ def test_sighup_reload_broken_then_valid(daemon: RunningDaemon, lab: Lab) -> Non
     daemon.wait_for(lambda: daemon.state()["config_error"] is not None, what="config_error")
     assert daemon.counters()["config_reloads_error"] == 1
     assert daemon.http("/readyz")[0] == 200  # still running with the old configuration
-    daemon.config.write_text(good.replace('mode = "strict"', "") + '\n')
+    daemon.config.write_text(good.replace('mode = "strict"', "") + "\n")
     changed = good.replace("[daemon]", '[daemon]\nmode = "main-first"')
     daemon.config.write_text(changed)
     daemon.signal(signal.SIGHUP)
     daemon.wait_for(lambda: daemon.state()["config_error"] is None, what="error cleared")
-    daemon.wait_for(lambda: any(r.get("suppress_prefixlen") == 0
-                                for r in owned(rules(lab, lab.server))), what="main-first rule")
+    daemon.wait_for(
+        lambda: any(r.get("suppress_prefixlen") == 0 for r in owned(rules(lab, lab.server))),
+        what="main-first rule",
+    )
     assert daemon.counters()["config_reloads_ok"] == 1
     assert len(daemon.notify.seen("RELOADING=1")) == 2
     assert len(daemon.notify.seen("READY=1")) >= 3
@@ -212,21 +253,34 @@ def test_http_endpoints(daemon: RunningDaemon) -> None:
     status, body = daemon.http("/metrics")
     assert status == 200
     names = {f.name for f in text_string_to_metric_families(body)}
-    for name in ("polroutd_reconciles", "polroutd_reconcile_duration_seconds",
-                 "polroutd_drift_detected", "polroutd_repairs", "polroutd_changes",
-                 "polroutd_operation_errors", "polroutd_netlink_events",
-                 "polroutd_netlink_overruns", "polroutd_managed_interfaces",
-                 "polroutd_owned_rules", "polroutd_owned_routes", "polroutd_in_sync",
-                 "polroutd_last_success_timestamp_seconds",
-                 "polroutd_interface_gateway_present", "polroutd_config_reloads",
-                 "polroutd_build_info"):
+    for name in (
+        "polroutd_reconciles",
+        "polroutd_reconcile_duration_seconds",
+        "polroutd_drift_detected",
+        "polroutd_repairs",
+        "polroutd_changes",
+        "polroutd_operation_errors",
+        "polroutd_netlink_events",
+        "polroutd_netlink_overruns",
+        "polroutd_managed_interfaces",
+        "polroutd_owned_rules",
+        "polroutd_owned_routes",
+        "polroutd_in_sync",
+        "polroutd_last_success_timestamp_seconds",
+        "polroutd_interface_gateway_present",
+        "polroutd_config_reloads",
+        "polroutd_build_info",
+    ):
         assert name in names, name
     doc = daemon.state()
     jsonschema.validate(doc, SCHEMA)
     assert doc["in_sync"] and doc["ready"]
     data = next(i for i in doc["interfaces"] if i["name"] == "ens224")
-    assert data["gateway"]["ipv4"] == {"address": "10.225.176.1", "source": "dhcp-lease",
-                                       "reason": None}
+    assert data["gateway"]["ipv4"] == {
+        "address": "10.225.176.1",
+        "source": "dhcp-lease",
+        "reason": None,
+    }
     assert all(r["present"] for r in doc["rules"] + doc["routes"])
     assert daemon.http("/nope")[0] == 404
     assert daemon.http("/state", "POST")[0] == 405

@@ -9,7 +9,6 @@ import pytest
 
 from polroutd.lab import ADDR, Lab
 from tests.netns_tools import (
-    PROTO,
     foreign,
     owned,
     polroutd,
@@ -45,7 +44,10 @@ def test_spec_example_gives_the_articles_tables_and_rules(lab: Lab, tmp_path: Pa
     mgt, data = str(numbers["mgt"]), str(numbers["data"])
     assert 30000 <= numbers["mgt"] <= 30999 and numbers["mgt"] != numbers["data"]
 
-    mine = {(r["family"], r.get("src"), str(r["table"]), r["priority"]) for r in owned(rules(lab, lab.server))}
+    mine = {
+        (r["family"], r.get("src"), str(r["table"]), r["priority"])
+        for r in owned(rules(lab, lab.server))
+    }
     assert mine == {
         ("-4", ADDR.server_mgmt4, mgt, 30000),
         ("-4", ADDR.server_data4, data, 30000),
@@ -53,15 +55,19 @@ def test_spec_example_gives_the_articles_tables_and_rules(lab: Lab, tmp_path: Pa
         ("-6", ADDR.server_data6, data, 30000),
     }
     by_table = tables(lab, lab.server)
-    v4 = {t: {(r["dst"], r.get("gateway"), r["dev"]) for r in rs if r["family"] == "-4"}
-          for t, rs in by_table.items()}
+    v4 = {
+        t: {(r["dst"], r.get("gateway"), r["dev"]) for r in rs if r["family"] == "-4"}
+        for t, rs in by_table.items()
+    }
     assert v4[mgt] == {("default", "10.225.160.1", "ens192"), ("10.225.160.0/24", None, "ens192")}
     # the data table has its connected route; no IPv4 gateway is known for ens224 (none in
     # main, no lease), so /state explains that instead of inventing one
     assert v4[data] == {("10.225.176.0/24", None, "ens224")}
     assert ("10.225.144.0/24", "10.225.176.1", "ens224") in v4["main"]
-    v6 = {t: {(r["dst"], r.get("gateway")) for r in rs if r["family"] == "-6"}
-          for t, rs in by_table.items()}
+    v6 = {
+        t: {(r["dst"], r.get("gateway")) for r in rs if r["family"] == "-6"}
+        for t, rs in by_table.items()
+    }
     assert ("default", "fe80::1") in v6[mgt]  # the link-local router, copied from main
     assert ("2001:db8:176::/64", None) in v6[data]
 
@@ -150,7 +156,8 @@ def test_gateway_from_a_dhclient_lease(lab: Lab, tmp_path: Path) -> None:
     _apply_and_check(lab, config)
     data = str(recorded_tables(tmp_path)["data"])
     assert ("default", "10.225.176.1") in {
-        (r["dst"], r.get("gateway")) for r in tables(lab, lab.server)[data] if r["family"] == "-4"}
+        (r["dst"], r.get("gateway")) for r in tables(lab, lab.server)[data] if r["family"] == "-4"
+    }
 
 
 def test_flush_removes_every_owned_object_and_nothing_else(lab: Lab, tmp_path: Path) -> None:
@@ -169,7 +176,9 @@ def test_main_first_mode_adds_the_suppress_rule(lab: Lab, tmp_path: Path) -> Non
     _apply_and_check(lab, config)
     suppress = [r for r in owned(rules(lab, lab.server)) if r.get("suppress_prefixlen") == 0]
     assert {(r["family"], r["priority"], r["table"]) for r in suppress} == {
-        ("-4", 29999, "main"), ("-6", 29999, "main")}
+        ("-4", 29999, "main"),
+        ("-6", 29999, "main"),
+    }
     lab.start_tcp_server(lab.server)
     assert lab.tcp_connect(lab.client, ADDR.server_data4)
 
@@ -190,8 +199,10 @@ BAD_CONFIGS = [
     ('[[interface]]\nname = "ens224"\ntable = "main"\n', "interface[1].table"),
     ('[[interface]]\nname = "ens224"\ntable = 254\n', "interface[1].table"),
     ('[[interface]]\nname = "ens*"\n\n[[interface]]\nname = "ens224"\n', "interface[2].name"),
-    ('[[interface]]\nname = "ens224"\nroutes = [ { to = "10.0.0.1/24" } ]\n',
-     "interface[1].routes[1].to"),
+    (
+        '[[interface]]\nname = "ens224"\nroutes = [ { to = "10.0.0.1/24" } ]\n',
+        "interface[1].routes[1].to",
+    ),
     ('[[interface]]\nname = "ens224"\ncolour = "blue"\n', "interface[1].colour"),
     ("[daemon\n", None),  # TOML syntax error
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import struct
 
@@ -24,8 +25,11 @@ def rules(draw: st.DrawFn) -> Rule:
     full = 32 if family == AF_INET else 128
     has_src = draw(st.booleans())
     return Rule(
-        family=family, priority=draw(st.integers(1, 32765)), table=draw(st.integers(1, 2**32 - 1)),
-        protocol=draw(st.integers(5, 255)), src=addr if has_src else None,
+        family=family,
+        priority=draw(st.integers(1, 32765)),
+        table=draw(st.integers(1, 2**32 - 1)),
+        protocol=draw(st.integers(5, 255)),
+        src=addr if has_src else None,
         src_len=full if has_src else 0,
         suppress_prefixlen=draw(st.none() | st.integers(0, full)),
         iifname=draw(st.none() | st.sampled_from(["eth0", "ens224"])),
@@ -39,10 +43,16 @@ def routes(draw: st.DrawFn) -> Route:
     length = draw(st.integers(0, 32 if family == AF_INET else 128))
     net = ipaddress.ip_network(f"{draw(addrs)}/{length}", strict=False)
     return Route(
-        family=family, table=draw(st.integers(1, 2**32 - 1)), dst=str(net.network_address),
-        dst_len=length, protocol=draw(st.integers(5, 255)), metric=draw(st.integers(1, 2**32 - 1)),
-        scope=draw(st.sampled_from([0, 253])), oif=draw(st.none() | st.integers(1, 2**31 - 1)),
-        gateway=draw(st.none() | addrs), prefsrc=draw(st.none() | addrs),
+        family=family,
+        table=draw(st.integers(1, 2**32 - 1)),
+        dst=str(net.network_address),
+        dst_len=length,
+        protocol=draw(st.integers(5, 255)),
+        metric=draw(st.integers(1, 2**32 - 1)),
+        scope=draw(st.sampled_from([0, 253])),
+        oif=draw(st.none() | st.integers(1, 2**31 - 1)),
+        gateway=draw(st.none() | addrs),
+        prefsrc=draw(st.none() | addrs),
     )
 
 
@@ -75,8 +85,11 @@ def test_flags_of_each_operation() -> None:
     route = Route(AF_INET, 100, "0.0.0.0", 0, 218, oif=2, gateway="10.0.0.254")
     flags = {
         name: next(rtnl.iter_messages(encode_operation(op, 1))).flags
-        for name, op in {"rule add": RuleOp("add", rule), "route replace": RouteOp("replace", route),
-                         "route delete": RouteOp("delete", route)}.items()
+        for name, op in {
+            "rule add": RuleOp("add", rule),
+            "route replace": RouteOp("replace", route),
+            "route delete": RouteOp("delete", route),
+        }.items()
     }
     assert flags["rule add"] & rtnl.NLM_F_EXCL and flags["rule add"] & rtnl.NLM_F_CREATE
     assert flags["route replace"] & rtnl.NLM_F_REPLACE
@@ -85,10 +98,14 @@ def test_flags_of_each_operation() -> None:
 
 def test_decode_error_with_extended_ack_text() -> None:
     text = b"Nexthop device is not up\0"
-    tlv = struct.pack("=HH", 4 + len(text), rtnl.NLMSGERR_ATTR_MSG) + text + b"\0" * (-len(text) % 4)
+    tlv = (
+        struct.pack("=HH", 4 + len(text), rtnl.NLMSGERR_ATTR_MSG) + text + b"\0" * (-len(text) % 4)
+    )
     body = struct.pack("=i", -100) + struct.pack("=IHHII", 16, 24, 5, 9, 0) + tlv
     assert rtnl.decode_error(body, rtnl.NLM_F_ACK_TLVS | rtnl.NLM_F_CAPPED) == (
-        100, "Nexthop device is not up")
+        100,
+        "Nexthop device is not up",
+    )
     assert rtnl.decode_error(struct.pack("=i", 0) + bytes(16), 0) == (0, None)
 
 
@@ -102,7 +119,6 @@ def test_truncated_messages_are_refused() -> None:
 def test_decoders_never_crash_on_garbage_past_the_header(tail: bytes) -> None:
     header = bytes(12)
     for decode in (rtnl.decode_rule, rtnl.decode_route):
-        try:
+        # malformed attributes may be refused, but never with anything else
+        with contextlib.suppress(struct.error, ValueError):
             decode(header + tail)
-        except (struct.error, ValueError):
-            pass  # malformed attributes may be refused, but never with anything else
