@@ -22,7 +22,7 @@ from polroutd.engine import Decision, Engine, Kernel, LeaseReader
 from polroutd.kernel import KernelError, OpResult, Overrun
 from polroutd.logs import get_logger
 from polroutd.metrics import Metrics
-from polroutd.model import FAMILIES, KernelState, RuleOp, family_name
+from polroutd.model import AF_INET, AF_INET6, FAMILIES, KernelState, RuleOp, family_name
 from polroutd.plan import classify
 from polroutd.schedule import Schedule
 from polroutd.stateview import LastReconcile, state_document
@@ -450,7 +450,10 @@ class Daemon:
         self.prom.managed_interfaces.set(len(decision.desired.interfaces))
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
+            families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
+                if family not in families or not gateway.wanted:
+                    continue  # no gateway is expected: not a gap to alert on
                 label = (iface.name, family_name(family))
                 labels.add(label)
                 self.prom.gateway_present.labels(*label).set(1 if gateway.present else 0)

@@ -89,7 +89,9 @@ def choose_gateway(
 ) -> Gateway:
     """G(I) per spec §2.2: configured, else main-table default on I, else DHCP lease, else none."""
     if setting == "none":
-        return Gateway(None, None, reason='disabled in the configuration (gateway = "none")')
+        return Gateway(
+            None, None, reason='disabled in the configuration (gateway = "none")', wanted=False
+        )
     if setting != "auto":
         return Gateway(setting, "config")
     defaults = sorted(

@@ -110,11 +110,15 @@ def networkd_warning(
 
 def networkmanager_route_tables(etc: Path, run: Path, lib: Path) -> dict[str, str]:
     """Global ``ipv4.route-table``/``ipv6.route-table`` defaults other than 0 in any
-    ``[connection*]`` section of NetworkManager.conf and its conf.d snippets (a later file
-    overrides a key of the same section). Any such section may match some device, so each is
-    worth a warning."""
+    ``[connection*]`` section of NetworkManager's configuration (a later file overrides a key
+    of the same section). Any such section may match some device, so each is worth a
+    warning."""
+    # NetworkManager.conf(5): /usr/lib and /run snippets first, then NetworkManager.conf,
+    # then /etc snippets; an /etc snippet shadows one of the same name elsewhere.
     snippets = _drop_ins(d / "NetworkManager" / "conf.d" for d in (etc, run, lib))
-    files = [etc / "NetworkManager" / "NetworkManager.conf", *snippets]
+    etc_snippets = [p for p in snippets if p.parent == etc / "NetworkManager" / "conf.d"]
+    early = [p for p in snippets if p not in etc_snippets]
+    files = [*early, etc / "NetworkManager" / "NetworkManager.conf", *etc_snippets]
     values: dict[tuple[str, str], str] = {}
     for path in files:
         for section, key, value in _ini_assignments(_read(path)):

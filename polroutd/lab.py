@@ -20,6 +20,13 @@ server-facing links). There is no IPv6 reverse-path filter on the router: neithe
 ip6tables is available on the machines this runs on, and IPv6 has no ``rp_filter`` sysctl, so
 asymmetric IPv6 replies are *forwarded* (they can still be observed with :meth:`Lab.link_counters`).
 
+With ``dhcp_data=True`` the server's ens224 gets no static IPv4 address: it is leased by real
+DHCP (:meth:`Lab.start_dhcp_server` in the router namespace, :meth:`Lab.start_dhcp_client` runs
+ISC dhclient on ens224; see :mod:`polroutd.lab_dhcp` for the servers used and what a renewal
+with a new address looks like on the wire). The DHCP client never touches ``resolv.conf``, the
+hostname or routes; its lease file, pid file, script and logs live in the lab's temporary
+directory (:attr:`Lab.temp_dir`), which teardown removes.
+
 Namespaces are named ``<prefix>-<6 hex>-<role>``, role one of ``server``, ``router``,
 ``client``, ``dataclient``. Teardown terminates every process the lab (or anyone) started inside
 them, deletes them and removes ``/etc/netns/<namespace>`` if it exists; it is idempotent, runs on
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -42,14 +50,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from polroutd.lab_scripts import HTTP_GET, PING, SNIFF, TCP_CLIENT, TCP_SERVER
+
+if TYPE_CHECKING:
+    from polroutd.lab_dhcp import DhcpClient, DhcpEvent, DhcpServer
 
 __all__ = [
     "ADDR",
@@ -67,6 +82,8 @@ __all__ = [
     "LabAddresses",
     "LabCommandError",
     "LabError",
+    "Monitor",
+    "PacketCount",
     "created_namespaces",
     "delete_netns",
     "netns_names_with_prefix",
@@ -271,12 +288,17 @@ def _remove_etc_dir(ns: str) -> None:
 def remove_stale(prefix: str) -> list[str]:
     """Remove leftover lab namespaces made with ``prefix`` (e.g. after a crashed demo).
 
-    Processes inside them are terminated first, and their ``/etc/netns/<name>`` directories
-    removed. Returns the names that were removed.
+    Processes inside them are terminated first, their ``/etc/netns/<name>`` directories and
+    the labs' temporary directories removed. Returns the namespace names that were removed.
     """
     names = netns_names_with_prefix(prefix)
     for ns in names:
         delete_netns(ns)
+    tokens = {ns[len(prefix) + 1 :].split("-")[0] for ns in names}
+    for token in sorted(tokens):
+        for path in Path(tempfile.gettempdir()).glob(f"{prefix}-{token}-*"):
+            if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid():
+                shutil.rmtree(path, ignore_errors=True)
     return names
 
 
@@ -308,117 +330,6 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------
-# Scripts run inside namespaces with the current interpreter.
-
-_TCP_SERVER = r"""
-import socket, sys, threading
-port = int(sys.argv[1])
-srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-srv.bind(("::", port))
-srv.listen(128)
-print("LISTENING", flush=True)
-
-def plain(addr):
-    return addr[7:] if addr.startswith("::ffff:") else addr
-
-def handle(conn):
-    with conn:
-        try:
-            conn.settimeout(5)
-            data = b""
-            while b"\n" not in data and len(data) < 4096:
-                chunk = conn.recv(1024)
-                if not chunk:
-                    break
-                data += chunk
-            local, peer = plain(conn.getsockname()[0]), plain(conn.getpeername()[0])
-            conn.sendall(f"polroutd-lab reached-at {local} from {peer}\n".encode())
-        except OSError:
-            pass
-
-while True:
-    conn, _ = srv.accept()
-    threading.Thread(target=handle, args=(conn,), daemon=True).start()
-"""
-
-_TCP_CLIENT = r"""
-import socket, sys, time
-addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-deadline = time.monotonic() + timeout
-def left():
-    rest = deadline - time.monotonic()
-    if rest <= 0:
-        raise TimeoutError("timed out")
-    return rest
-try:
-    with socket.create_connection((addr, port), timeout=left()) as conn:
-        conn.settimeout(left())
-        conn.sendall(b"hello from polroutd-lab\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            conn.settimeout(left())
-            chunk = conn.recv(1024)
-            if not chunk:
-                break
-            data += chunk
-except OSError as exc:
-    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-    sys.exit(1)
-line = data.decode(errors="replace").strip()
-if not line.startswith("polroutd-lab reached-at "):
-    print(f"unexpected answer {line!r}", file=sys.stderr)
-    sys.exit(2)
-print(line)
-"""
-
-_PING = r"""
-import os, select, socket, struct, sys, time
-addr, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-v6 = ":" in addr
-if v6:
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-    req_type, rep_type = 128, 129
-else:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    req_type, rep_type = 8, 0
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
-
-ident = os.getpid() & 0xFFFF
-replies = 0
-for seq in range(1, count + 1):
-    payload = b"polroutd-lab" + struct.pack("!d", time.time())
-    head = struct.pack("!BBHHH", req_type, 0, 0, ident, seq)
-    if not v6:
-        head = struct.pack("!BBHHH", req_type, 0, checksum(head + payload), ident, seq)
-    sock.sendto(head + payload, (addr, 0))
-    deadline = time.monotonic() + timeout
-    while (rest := deadline - time.monotonic()) > 0:
-        if not select.select([sock], [], [], rest)[0]:
-            break
-        pkt = sock.recv(2048)
-        if not v6:
-            pkt = pkt[(pkt[0] & 0x0F) * 4:]
-        if len(pkt) < 8:
-            continue
-        typ, _code, _ck, rid, rseq = struct.unpack("!BBHHH", pkt[:8])
-        if typ == rep_type and rid == ident and rseq == seq:
-            replies += 1
-            break
-print(f"{replies}/{count} replies")
-sys.exit(0 if replies else 1)
-"""
-
-
-# --------------------------------------------------------------------------------------------
 
 
 class Lab:
@@ -433,6 +344,7 @@ class Lab:
     ``server_rp_filter`` is the server's ``net.ipv4.conf.all.rp_filter`` (default 2, loose, the
     Ubuntu default), so that the asymmetric reply is emitted by the server and visibly dropped
     by the router; use 1 to make the server itself drop the request instead.
+    ``dhcp_data=True`` leaves ens224 without a static IPv4 address, for real DHCP.
     """
 
     def __init__(
@@ -442,6 +354,7 @@ class Lab:
         with_data_client: bool = False,
         ipv6: bool = True,
         server_rp_filter: int = 2,
+        dhcp_data: bool = False,
         narrate: Callable[[str], None] | None = None,
     ) -> None:
         _check_prefix(prefix)
@@ -452,6 +365,7 @@ class Lab:
         self.with_data_client = with_data_client
         self.ipv6 = ipv6
         self.server_rp_filter = server_rp_filter
+        self.dhcp_data = dhcp_data
         self.addresses = ADDR
         self.server = f"{prefix}-{self.token}-server"
         self.router = f"{prefix}-{self.token}-router"
@@ -466,6 +380,9 @@ class Lab:
         self._procs: list[subprocess.Popen[str]] = []
         self._lock = threading.RLock()
         self._built = False
+        self._tmp: Path | None = None
+        self._dhcp_server: DhcpServer | None = None
+        self._dhcp_client: DhcpClient | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -476,6 +393,12 @@ class Lab:
         if self.data_client is not None:
             names.append(self.data_client)
         return tuple(names)
+
+    def detach(self) -> None:
+        """Leave the lab up after this process exits (``polroutd demo --keep``): no teardown at
+        interpreter exit, and the processes it started keep running. :func:`remove_stale`
+        with the lab's prefix removes it later; :meth:`teardown` still works meanwhile."""
+        _live_labs.discard(self)
 
     @property
     def built(self) -> bool:
@@ -508,6 +431,7 @@ class Lab:
         _live_labs.add(self)
         started = time.monotonic()
         try:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-{self.token}-"))
             for ns in self.namespaces:
                 self._add_netns(ns)
             self._sysctls()
@@ -543,6 +467,10 @@ class Lab:
         with _sigint_deferred(), self._lock:
             self._built = False
             self._stop_processes()
+            self._dhcp_server = self._dhcp_client = None
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None
             for ns in reversed(self.namespaces):
                 if ns in self._namespaces or (NETNS_RUN_DIR / ns).exists():
                     self._say(f"ip netns del {ns}")
@@ -670,9 +598,10 @@ class Lab:
             f"link set {SERVER_MGMT_IF} up",
             f"link set {SERVER_DATA_IF} up",
             f"addr add {a.server_mgmt4}/{a.prefixlen4} dev {SERVER_MGMT_IF}",
-            f"addr add {a.server_data4}/{a.prefixlen4} dev {SERVER_DATA_IF}",
             f"route add default via {a.router_mgmt4} dev {SERVER_MGMT_IF}",
         ]
+        if not self.dhcp_data:
+            lines.insert(4, f"addr add {a.server_data4}/{a.prefixlen4} dev {SERVER_DATA_IF}")
         if self.ipv6:
             lines += [
                 f"addr add {a.server_mgmt6}/{a.prefixlen6} dev {SERVER_MGMT_IF} nodad",
@@ -703,7 +632,7 @@ class Lab:
         # router (strict rp_filter also applies to ARP) does not answer. Resolve it up front so
         # the asymmetric reply really reaches the router and is dropped there (and counted in
         # TcpExt.IPReversePathFilter).
-        argv = [sys.executable, "-c", _PING, ADDR.router_mgmt4, "1", "2"]
+        argv = [sys.executable, "-c", PING, ADDR.router_mgmt4, "1", "2"]
         self._say(f"ip netns exec {self.server} ping -c 1 {ADDR.router_mgmt4}")
         self.run(self.server, *argv, timeout=10)
 
@@ -778,7 +707,7 @@ class Lab:
             ns,
             sys.executable,
             "-c",
-            _TCP_SERVER,
+            TCP_SERVER,
             str(port),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -801,7 +730,7 @@ class Lab:
             ns,
             sys.executable,
             "-c",
-            _TCP_CLIENT,
+            TCP_CLIENT,
             address,
             str(port),
             str(timeout),
@@ -822,7 +751,7 @@ class Lab:
             ns,
             sys.executable,
             "-c",
-            _PING,
+            PING,
             address,
             str(count),
             str(timeout),
@@ -871,3 +800,269 @@ class Lab:
         path = NETNS_ETC_DIR / ns
         path.mkdir(exist_ok=True)
         return path
+
+    # ---------------------------------------------------------------- observing
+
+    def http_get(self, ns: str, url: str, method: str = "GET") -> tuple[int, str]:
+        """``(status, body)`` of an HTTP request made from inside ``ns`` (e.g. to a daemon's
+        ``http://127.0.0.1:9641/state``). Raises :class:`LabError` when nothing answered."""
+        proc = self.run(ns, sys.executable, "-c", HTTP_GET, url, method, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"no HTTP answer from {url} in {ns}: {proc.stderr.strip()}")
+        status, _, body = proc.stdout.partition("\n")
+        return int(status), body
+
+    @contextlib.contextmanager
+    def count_packets(
+        self, ns: str, ifnames: Sequence[str], *, source: str, port: int = 0
+    ) -> Iterator[PacketCount]:
+        """Count, per interface of ``ns``, the received frames carrying TCP from
+        ``source``:``port`` (``port=0``: any) while the ``with`` block runs. The counts are in
+        the yielded :class:`PacketCount` once the block has ended::
+
+            with lab.count_packets(lab.router, ["to-mgmt", "to-data"],
+                                   source="10.225.176.38", port=8080) as replies:
+                lab.tcp_request(lab.client, "10.225.176.38")
+            replies.by_interface  # {"to-mgmt": 0, "to-data": 5}: the reply came back on data
+        """
+        proc = self.popen(ns, sys.executable, "-c", SNIFF, ",".join(ifnames), source, str(port),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
+        if not ready or proc.stdout.readline().strip() != "READY":
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+            raise LabError(f"packet counter in {ns} did not start: {err.strip()}")
+        result = PacketCount()
+        try:
+            yield result
+        finally:
+            try:  # communicate() closes stdin first: the counter's cue to report
+                out, err = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate(timeout=5)
+        if proc.returncode != 0:
+            raise LabError(f"packet counter in {ns} failed: {err.strip()}")
+        result.by_interface.update({k: int(v) for k, v in json.loads(out).items()})
+
+    @contextlib.contextmanager
+    def monitor(self, ns: str, *objects: str) -> Iterator[Monitor]:
+        """Record ``ip -o -ts monitor objects...`` (e.g. ``"address", "rule"``) in ``ns`` while
+        the ``with`` block runs: every kernel notification with the time ``ip`` printed it."""
+        proc = self.popen(ns, "ip", "-o", "-ts", "monitor", *objects, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        result = Monitor()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                event = Monitor.parse(line)
+                if event is not None:
+                    result.events.append(event)
+
+        reader = threading.Thread(target=read, name=f"monitor-{ns}", daemon=True)
+        reader.start()
+        try:
+            self._wait_subscribed(proc, ("ip", "-o", "-ts", "monitor"))
+            yield result
+        finally:
+            time.sleep(0.05)  # the last notifications of the block are still on their way
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            reader.join(timeout=5)
+
+    @staticmethod
+    def _wait_subscribed(proc: subprocess.Popen[str], argv: Sequence[str]) -> None:
+        """Wait until ``ip netns exec`` has become ``argv`` and opened its netlink socket: its
+        multicast subscription follows within microseconds, so nothing later is missed."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError(f"{shlex.join(argv)} exited with {proc.returncode}")
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0")
+                fds = Path(f"/proc/{proc.pid}/fd")
+                if cmdline[: len(argv)] == list(argv) and any(
+                    os.readlink(fd).startswith("socket:") for fd in fds.iterdir()
+                ):
+                    time.sleep(0.02)
+                    return
+            time.sleep(0.005)
+        raise LabError(f"{shlex.join(argv)} did not start listening")
+
+    # ---------------------------------------------------------------- temp files and DHCP
+
+    @property
+    def temp_dir(self) -> Path:
+        """The lab's own temporary directory (mode 0700): DHCP files and logs, and whatever a
+        caller wants gone with the lab (the demo's polroutd configuration). Removed at
+        teardown."""
+        if self._tmp is None:
+            raise LabError("lab is not built")
+        return self._tmp
+
+    @property
+    def data_mac(self) -> str:
+        """The MAC address of the server's ens224 (the DHCP reservation's key)."""
+        links = self.ip_json(self.server, "link", "show", "dev", SERVER_DATA_IF)
+        return str(links[0]["address"])
+
+    def data_address4(self) -> str | None:
+        """The IPv4 address ens224 has right now (with ``dhcp_data``: the leased one)."""
+        for entry in self.ip_json(self.server, "-4", "addr", "show", "dev", SERVER_DATA_IF):
+            for info in entry.get("addr_info", []):
+                if info.get("scope") == "global":
+                    return str(info["local"])
+        return None
+
+    def start_dhcp_server(
+        self, lease_seconds: int = 600, reserve: str = ADDR.server_data4, renew_seconds: int = 2
+    ) -> None:
+        """Serve 10.225.176.0/24 from the router's data-side interface (only there): the
+        router option is 10.225.176.1 and ``reserve`` is the fixed address of ens224's MAC.
+
+        ``lease_seconds`` of 120 or more: dnsmasq, telling the client to renew every
+        ``renew_seconds`` (T1), so :meth:`renew` is quick. Shorter leases (to let one expire
+        within seconds): busybox udhcpd; the client then renews at half the lease.
+        """
+        from polroutd.lab_dhcp import DhcpServer
+
+        self._check_data_address(reserve)
+        if self._dhcp_server is not None and self._dhcp_server.running:
+            raise LabError("a DHCP server is already running; stop_dhcp_server() first")
+        server = DhcpServer(
+            self, self.temp_dir, interface=self.router_data_if, mac=self.data_mac,
+            reserve=reserve, router=ADDR.router_data4, netmask=_netmask(ADDR.prefixlen4),
+            lease_seconds=lease_seconds, renew_seconds=renew_seconds,
+        )
+        self._say(shlex.join(("ip", "netns", "exec", self.router, *server.argv())))
+        server.start()
+        self._dhcp_server = server
+
+    def stop_dhcp_server(self) -> None:
+        """Stop the DHCP server. The client keeps its lease until it expires. Idempotent."""
+        if self._dhcp_server is not None:
+            self._dhcp_server.stop()
+
+    def change_reservation(self, new_address: str) -> None:
+        """Reserve ``new_address`` for ens224 from now on; the client moves to it at its next
+        renewal (:meth:`renew`)."""
+        self._check_data_address(new_address)
+        if self._dhcp_server is None:
+            raise LabError("no DHCP server was started")
+        self._dhcp_server.change_reservation(new_address)
+
+    def start_dhcp_client(self, timeout: float = 10.0) -> str:
+        """Run dhclient on ens224 (server namespace) and wait until the lease is bound and its
+        address is on the interface; returns that address."""
+        address = self._dhcp().start(timeout)
+        self._say(shlex.join(("ip", "netns", "exec", self.server, *self._dhcp().argv())))
+        return address
+
+    def stop_dhcp_client(self) -> None:
+        """Stop dhclient without releasing its lease (the address stays). Idempotent."""
+        if self._dhcp_client is not None:
+            self._dhcp_client.stop()
+
+    @property
+    def lease_path(self) -> Path:
+        """dhclient's lease file (``-lf``): what polroutd's ``dhcp_lease_paths`` should name."""
+        return self._dhcp().lease_path
+
+    @property
+    def dhcp_server_kind(self) -> str | None:
+        """``"dnsmasq"``, ``"udhcpd"`` or None (no server started yet)."""
+        return self._dhcp_server.kind if self._dhcp_server is not None else None
+
+    def renew(self, timeout: float | None = None) -> str:
+        """Wait for the client's next renewal to complete and return the address it holds
+        afterwards. After :meth:`change_reservation` that is the new address (with dnsmasq: the
+        renewal is NAKed and the client rediscovers at once; with udhcpd: the old lease has to
+        expire first). The default timeout covers either."""
+        server = self._dhcp_server
+        if timeout is None:
+            timeout = 10.0 + (
+                2 * server.renew_seconds
+                if server is not None and server.kind == "dnsmasq"
+                else server.lease_seconds if server is not None else 0
+            )
+        client = self._dhcp()
+        event = client.wait_bound(len(client.events()), timeout)
+        return event.new or ""
+
+    def dhcp_events(self) -> list[DhcpEvent]:
+        """Every run of the client's script so far (oldest first)."""
+        return self._dhcp().events()
+
+    def wait_dhcp_event(self, reason: str, timeout: float = 10.0, after: int = 0) -> DhcpEvent:
+        """The first client script run with ``reason`` (e.g. ``"EXPIRE"``) among the events
+        from index ``after`` on, waiting up to ``timeout`` seconds for it."""
+        return self._dhcp().wait_event(after, lambda e: e.reason == reason, timeout)
+
+    def dhcp_log(self, which: str = "client") -> str:
+        """The DHCP client's (``"client"``) or server's (``"server"``) log so far."""
+        if which == "client":
+            path = self._dhcp().log_path
+        elif which == "server" and self._dhcp_server is not None:
+            path = self._dhcp_server.log_path
+        else:
+            raise LabError(f"no DHCP {which} log")
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _dhcp(self) -> DhcpClient:
+        from polroutd.lab_dhcp import DhcpClient
+
+        if self._dhcp_client is None:
+            self._dhcp_client = DhcpClient(self, self.temp_dir, SERVER_DATA_IF)
+        return self._dhcp_client
+
+    def _check_data_address(self, address: str) -> None:
+        net = ipaddress.IPv4Network(ADDR.data_net4)
+        ip = ipaddress.IPv4Address(address)
+        taken = {ADDR.router_data4, ADDR.data_client4}
+        if ip not in net or ip in (net.network_address, net.broadcast_address) or address in taken:
+            raise ValueError(f"{address} is not a free host address of {ADDR.data_net4}")
+
+
+def _netmask(prefixlen: int) -> str:
+    return str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
+
+
+@dataclass
+class PacketCount:
+    """What :meth:`Lab.count_packets` saw: interface name -> frames received."""
+
+    by_interface: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    at: float  # unix time ``ip monitor`` printed it
+    text: str  # one line, e.g. "Deleted 30000: from 10.225.176.38 lookup data proto polroutd"
+
+
+@dataclass
+class Monitor:
+    """Notifications collected by :meth:`Lab.monitor`, oldest first."""
+
+    events: list[MonitorEvent] = field(default_factory=list)
+
+    _LINE = re.compile(r"\[(?P<ts>[0-9T:.-]+)\]\s*(?P<text>.*)")
+
+    @classmethod
+    def parse(cls, line: str) -> MonitorEvent | None:
+        match = cls._LINE.match(line.strip())
+        if match is None:
+            return None
+        # -o puts an object's continuation lines after a backslash; the first line says it all.
+        text = " ".join(match["text"].split("\\")[0].split())
+        return MonitorEvent(datetime.fromisoformat(match["ts"]).timestamp(), text)
+
+    def first(self, *words: str) -> MonitorEvent | None:
+        """The first notification whose text contains every one of ``words``."""
+        return next((e for e in self.events if all(w in e.text for w in words)), None)

@@ -210,5 +210,14 @@ def configure_logging(
     )
 
 
+def reset_logging() -> None:
+    """Undo configure_logging(): remove its handler and restore structlog's defaults."""
+    global _installed_handler
+    if _installed_handler is not None:
+        logging.getLogger().removeHandler(_installed_handler)
+        _installed_handler = None
+    structlog.reset_defaults()
+
+
 def get_logger(name: str = "polroutd", **initial_values: Any) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name, **initial_values)

@@ -89,9 +89,17 @@ class Metrics:
             "polroutd_build_info", "polroutd's version.", ["version"], registry=r
         )
         self.build_info.labels(version=__version__).set(1)
+        # Every series the spec names exists from the start at 0, so Prometheus' increase()
+        # sees the first drift after a restart (a series born at 1 has no visible increase).
         for result in ("ok", "error"):
             self.reconciles.labels(result=result)
             self.config_reloads.labels(result=result)
+        for kind in ("rule", "route"):
+            for change in ("missing", "unexpected", "changed"):
+                self.drift.labels(kind=kind, change=change)
+            for op in ("add", "delete", "replace"):
+                self.repairs.labels(kind=kind, op=op)
+                self.changes.labels(kind=kind, op=op)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -198,6 +198,7 @@ class Gateway:
     source: GatewaySource | None
     reason: str | None = None  # set when address is None and no device route applies
     device_route: bool = False  # "default dev I" without a next hop (point-to-point links)
+    wanted: bool = True  # False when the configuration says gateway = "none"
 
     @property
     def present(self) -> bool:

@@ -102,9 +102,6 @@ class _Snapshot:
             groups[_rule_owner(rule, interfaces).name].rules.append(rule)
         return list(groups.values())
 
-    def link(self, route: Route) -> str | None:
-        return self.names.link(route.oif)
-
 
 def _route_owner(route: Route, interfaces: Sequence[ManagedInterface]) -> ManagedInterface:
     """The interface a route is configured with: its device when that device is managed and the
@@ -202,11 +199,12 @@ def _header(snap: _Snapshot, what: str, load: Sequence[str], notes: Sequence[str
 def _protocol_note(snap: _Snapshot) -> list[str]:
     if snap.protocol.isdigit():
         return []
-    return [f"`proto {snap.protocol}` needs the name in /etc/iproute2/rt_protos.d/ (the polroutd",
-            "package installs it); without it, `ip` rejects the lines."]
+    return [f"`proto {snap.protocol}` is a name from this host's /etc/iproute2/rt_protos(.d); a",
+            "host whose `ip` does not know it rejects the lines (the polroutd package",
+            "registers `polroutd` in /etc/iproute2/rt_protos.d/)."]
 
 
-def _unexpressible(route: Route, snap: _Snapshot, owner: ManagedInterface) -> bool:
+def _unexpressible(route: Route, owner: ManagedInterface) -> bool:
     """networkd and NetworkManager attach a route to the profile's own device only."""
     return route.oif is not None and route.oif != owner.index
 
@@ -328,11 +326,6 @@ def _interfaces(snap: _Snapshot) -> dict[str, str]:
 # ------------------------------------------------------------------ systemd-networkd
 
 
-NETWORKD_ROUTE_KEYS = ("Destination", "Gateway", "Scope", "PreferredSource", "Table", "Metric",
-                       "Protocol")
-NETWORKD_RULE_KEYS = ("From", "Table", "Priority", "Family", "SuppressPrefixLength")
-
-
 def _networkd_table(number: int, snap: _Snapshot) -> str:
     return snap.table(number)  # a name from RouteTable=, main/local/default, or the number
 
@@ -340,7 +333,9 @@ def _networkd_table(number: int, snap: _Snapshot) -> str:
 def _networkd_route(route: Route, snap: _Snapshot) -> list[str]:
     lines = ["[Route]", f"Destination={_prefix(route.dst, route.dst_len, route.family)}"]
     if route.gateway is not None:
-        lines.append(f"Gateway={route.gateway}")
+        # networkd turns GatewayOnLink= on by itself for a .network without static addresses
+        # (DHCP); the route would then differ from polroutd's by the onlink flag.
+        lines += [f"Gateway={route.gateway}", "GatewayOnLink=no"]
     if route.family == AF_INET:
         lines.append(f"Scope={_NETWORKD_SCOPES.get(route.scope, str(route.scope))}")
     if route.prefsrc is not None:
@@ -386,8 +381,8 @@ def _networkd(snap: _Snapshot) -> dict[str, str]:
     for group in snap.by_interface():
         body: list[str] = []
         for route in group.routes:
-            if _unexpressible(route, snap, group.interface):
-                body.append(f"# not expressible here: {route_args(route, snap)}")
+            if _unexpressible(route, group.interface):
+                body += [f"# not expressible here: {route_args(route, snap)}", ""]
                 continue
             body += [*_networkd_route(route, snap), ""]
         for rule in group.rules:
@@ -472,7 +467,7 @@ def _nmcli(snap: _Snapshot) -> dict[str, str]:
         args: list[str] = []
         for family, setting in ((AF_INET, "ipv4"), (AF_INET6, "ipv6")):
             for route in group.routes_of(family):
-                if _unexpressible(route, snap, group.interface):
+                if _unexpressible(route, group.interface):
                     body.append(f"# not expressible here: {route_args(route, snap)}")
                 else:
                     args.append(f"+{setting}.routes {_shell_quote(nm_route(route))}")

@@ -285,3 +285,21 @@ def test_http_endpoints(daemon: RunningDaemon) -> None:
     assert daemon.http("/nope")[0] == 404
     assert daemon.http("/state", "POST")[0] == 405
     assert daemon.http("/metrics", "DELETE")[0] == 405
+
+
+def test_real_prometheus_scrapes_the_daemon_and_the_drift_alert_fires(
+    daemon: RunningDaemon, lab: Lab, tmp_path: Path
+) -> None:
+    from tests.prometheus_server import running_prometheus  # Debian's prometheus: ./dev installs it
+
+    alerts = Path(__file__).parent.parent / "contrib" / "prometheus" / "polroutd-alerts.yml"
+    with running_prometheus(
+        f"127.0.0.1:{HTTP_PORT}", tmp_path / "prom", rule_files=[alerts], netns=lab.server
+    ) as prom:
+        prom.wait_until_target_up()
+        prom.wait_until_rules_evaluated()
+        assert not prom.firing("PolroutdDriftRepaired")
+        lab.run(lab.server, "ip", "rule", "del", "from", ADDR.server_mgmt4, "priority", "30000")
+        daemon.wait_for(lambda: daemon.counters()["repairs"] >= 1, what="repair")
+        alert = prom.wait_for_alert("PolroutdDriftRepaired", timeout=40)
+        assert alert["labels"]["severity"] == "info"

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +31,10 @@ from tests.prometheus_server import (
     INSTALL_HINT,
     PROMTOOL,
     PrometheusServer,
+    free_port,
     have_prometheus,
     have_promtool,
+    http_get,
     running_prometheus,
 )
 
@@ -61,7 +65,7 @@ CONTRACT_VALUES = {
     "result": {"ok", "error"},
     "family": {"ipv4", "ipv6"},
 }
-# Labels Prometheus adds to every scraped series, and the histogram bucket label.
+# Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance"}
 
 needs_promtool = pytest.mark.skipif(not have_promtool(), reason=f"promtool missing: {INSTALL_HINT}")
@@ -114,8 +118,10 @@ _SELECTOR = re.compile(r"(?<![\w:$])([A-Za-z_:][\w:]*)?\s*\{([^{}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
 _IDENT = re.compile(r"(?<![\w:$.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()")
+_AGGREGATIONS = {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk",
+                 "bottomk", "quantile", "count_values"}  # `sum by (x) (...)`: no "(" after
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-             "unless", "bool", "offset", "inf", "nan", "__selector__"}
+             "unless", "bool", "offset", "inf", "nan", "__selector__", *_AGGREGATIONS}
 
 
 @dataclass
@@ -184,6 +190,17 @@ def check_expr(expr: str, exported: dict[str, set[str]], allowed_extra: set[str]
     return problems
 
 
+def family(name: str) -> str:
+    return re.sub(r"_(total|bucket|sum|count|created)$", "", name)
+
+
+def unknown_mentions(text: str, exported: dict[str, set[str]]) -> list[str]:
+    """Any metric mentioned anywhere (comments, descriptions) must exist too."""
+    known = set(exported) | {family(n) for n in exported}
+    return [f"mentions unknown metric {n}"
+            for n in sorted(set(re.findall(r"\bpolroutd_\w+", text)) - known)]
+
+
 # --- the alert rules -----------------------------------------------------------------------
 
 def alert_blocks(text: str) -> dict[str, str]:
@@ -237,9 +254,7 @@ def test_alert_rules_use_only_exported_metrics(exported: dict[str, set[str]]) ->
     assert set(exprs) == set(EXPECTED_ALERTS)
     problems = [f"{name}: {p}" for name, expr in exprs.items()
                 for p in check_expr(expr, exported, allowed_extra={"up"})]
-    # Any metric mentioned anywhere (comments, annotations) must exist too.
-    problems += [f"mentions unknown metric {n}"
-                 for n in sorted(set(re.findall(r"\bpolroutd_\w+", text)) - set(exported))]
+    problems += unknown_mentions(text, exported)
     assert not problems, problems
 
 
@@ -373,14 +388,10 @@ def test_dashboard_uses_only_exported_metrics_and_shows_all(
             names = set(re.findall(r"\bpolroutd_\w+", query))
             problems += [f"variable {var['name']}: unknown metric {n}"
                          for n in names - set(exported)]
-    text = DASHBOARD.read_text()
-    problems += [f"mentions unknown metric {n}"
-                 for n in sorted(set(re.findall(r"\bpolroutd_\w+", text)) - set(exported))]
+    problems += unknown_mentions(DASHBOARD.read_text(), exported)
     assert not problems, problems
     # Every family polroutd exports appears on some panel (one sample name of it suffices).
-    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exported}
-    missing = {f for f in families
-               if not any(re.sub(r"_(total|bucket|sum|count)$", "", s) == f for s in shown)}
+    missing = {family(n) for n in exported} - {family(n) for n in shown}
     assert not missing, f"exported but not on the dashboard: {sorted(missing)}"
 
 
@@ -510,3 +521,60 @@ def test_drift_makes_polroutd_drift_repaired_fire(e2e: E2E) -> None:
                                     labels={"kind": "rule", "change": "missing"})
     # One incident is not a fight.
     assert prom.firing("PolroutdDriftRecurring") == []
+
+
+# --- the same inside a network namespace (how the real daemon will be scraped) ----------------
+
+# An exporter for inside a namespace: serves the file argv[2] on 127.0.0.1:argv[1]/metrics.
+_FILE_EXPORTER = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(sys.argv[2], "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@needs_prometheus
+@pytest.mark.netns
+def test_prometheus_in_a_network_namespace(tmp_path: Path) -> None:
+    """``netns=``: Prometheus and its API calls run inside the namespace, where a target on
+    127.0.0.1 (unreachable from the root namespace) is scraped."""
+    ns = f"polroutd-t-{secrets.token_hex(3)}-prom"
+    exposition = tmp_path / "metrics.txt"
+    m = healthy_metrics()
+    exposition.write_bytes(m.exposition())
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True, timeout=10)
+    exporter: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True,
+                       capture_output=True, timeout=10)
+        port = free_port(ns)
+        exporter = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", _FILE_EXPORTER, str(port),
+             str(exposition)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = f"127.0.0.1:{port}"
+        with running_prometheus(target, tmp_path / "prom", rule_files=[ALERTS],
+                                netns=ns) as prom:
+            # This Prometheus is not reachable from the root namespace, only from inside.
+            assert target.encode() not in http_get(f"{prom.base_url}/api/v1/targets")[1]
+            assert prom.wait_until_target_up()["labels"]["instance"] == target
+            m.drift.labels(kind="route", change="missing").inc()
+            exposition.write_bytes(m.exposition())
+            alert = prom.wait_for_alert("PolroutdDriftRepaired", timeout=30,
+                                        labels={"kind": "route", "instance": target})
+            assert alert["labels"]["change"] == "missing"
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait(10)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=10)
+    assert not Path("/run/netns", ns).exists()

@@ -13,8 +13,10 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -509,3 +511,72 @@ def test_render_to_stdout_and_headers_from_the_cli(lab: Lab, tmp_path: Path) -> 
             assert "STATIC SNAPSHOT" in chunk and str(config) in chunk, (fmt, chunk[:80])
     nothing = polroutd(lab, lab.server, "plan", "--config", str(config))
     assert nothing.returncode == 2  # rendering changed nothing in the kernel
+
+
+NETWORKD = Path("/lib/systemd/systemd-networkd")
+# In the server namespace, privately: our /etc/systemd, a fresh /run/systemd, and a read-only
+# /sys so networkd does not wait for a udev that is not running here.
+NETWORKD_SANDBOX = (
+    'mount --bind "$0" /etc/systemd && mount -o remount,bind,ro /sys'
+    " && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/netif"
+    " && chown systemd-network: /run/systemd/netif && exec " + str(NETWORKD)
+)
+
+
+def _owned_routes(lab: Lab) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in owned(routes(lab, lab.server)))
+
+
+def _rules_without_protocol(items: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps({k: v for k, v in i.items() if k != "protocol"}, sort_keys=True)
+                  for i in items)
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not NETWORKD.exists(), reason="systemd-networkd is not installed")
+def test_systemd_networkd_loads_the_drop_ins_to_the_same_routes_and_rules(
+    lab: Lab, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path)
+    write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
+    _ok(polroutd(lab, lab.server, "apply", "--config", str(config)))
+    applied_routes = _owned_routes(lab)
+    applied_rules = _rules_without_protocol(owned(rules(lab, lab.server)))
+    _ok(polroutd(lab, lab.server, "flush", "--config", str(config)))
+    files = render_in_lab(lab, config, "networkd", tmp_path / "out")
+    etc = tmp_path / "etc-systemd"
+    for name, content in files.items():
+        if name.endswith(".network.d/polroutd.conf"):  # named after the .network file
+            interface = name.split(".")[0]
+            name = f"network/10-{interface}.network.d/polroutd.conf"
+            (etc / "network").mkdir(parents=True, exist_ok=True)
+            (etc / f"network/10-{interface}.network").write_text(
+                f"[Match]\nName={interface}\n\n[Network]\nLinkLocalAddressing=no\n"
+                "IPv6AcceptRA=no\nKeepConfiguration=yes\n")
+        (etc / name).parent.mkdir(parents=True, exist_ok=True)
+        (etc / name).write_text(content)
+    networkd = lab.popen(lab.server, "unshare", "-m", "sh", "-c", NETWORKD_SANDBOX, str(etc),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env={**os.environ, "SYSTEMD_LOG_LEVEL": "info"})
+    deadline = time.monotonic() + 15
+    while _owned_routes(lab) != applied_routes and time.monotonic() < deadline:
+        assert networkd.poll() is None, networkd.stderr.read() if networkd.stderr else ""
+        time.sleep(0.2)
+    # routes carry polroutd's protocol (Protocol=): identical to what apply made
+    assert _owned_routes(lab) == applied_routes
+    # rules get networkd's protocol ("static"), otherwise identical
+    networkd_rules = [r for r in rules(lab, lab.server) if r.get("protocol") == "static"]
+    assert _rules_without_protocol(networkd_rules) == applied_rules
+    # ManageForeignRoutes=no: the main table's default route (not networkd's) is still there
+    main = [r for r in routes(lab, lab.server) if r["family"] == "-4" and "table" not in r]
+    assert any(r["dst"] == "default" and r.get("gateway") == "10.225.160.1" for r in main)
+
+
+def test_write_files_makes_directories_and_the_script_executable(tmp_path: Path) -> None:
+    from polroutd.render import write_files
+
+    files = {**rendered("nmcli"), **rendered("networkd")}
+    written = write_files(tmp_path, files)
+    assert sorted(str(p.relative_to(tmp_path)) for p in written) == sorted(files)
+    assert os.access(tmp_path / "polroutd-nmcli.sh", os.X_OK)
+    assert not os.access(tmp_path / "ens192.network.d" / "polroutd.conf", os.X_OK)

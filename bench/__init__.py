@@ -1,0 +1,8 @@
+"""polroutd's benchmarks (spec §5): ``python -m bench [--quick] [--out FILE.json] [--scenario NAME]``.
+
+Every scenario is built in network namespaces named ``polroutd-bench-<6 hex>-<role>`` and torn
+down afterwards (also on Ctrl-C and SIGTERM); the root network namespace is never changed.
+polroutd and its comparisons (``ip -batch`` of exactly the same operations, and the naive
+``ip monitor`` shell loop a sysadmin would write) run side by side in one run, and every time
+is observed from outside the daemon, on netlink. See docs/performance.md.
+"""

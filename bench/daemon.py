@@ -1,0 +1,180 @@
+"""A real ``polroutd run`` in a benchmark namespace: NOTIFY_SOCKET, HTTP, /proc readings."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.netns import BenchError, in_netns
+
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def polroutd_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
+    )
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "POLROUTD_CONFIG"):
+        env.pop(name, None)
+    env.update(extra or {})
+    return env
+
+
+def polroutd_argv(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "polroutd", *args]
+
+
+class NotifyListener:
+    """A sd_notify datagram socket; records (arrival time, line) of every message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            now = time.perf_counter()
+            with self._cond:
+                self.messages.extend((now, line) for line in data.decode().splitlines())
+                self._cond.notify_all()
+
+    def wait(self, prefix: str, timeout: float, after: int = 0) -> float:
+        """Arrival time of the first message starting with ``prefix`` (from index ``after``)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for at, line in self.messages[after:]:
+                    if line.startswith(prefix):
+                        return at
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"daemon sent no {prefix} within {timeout:.0f} s")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class RunningDaemon:
+    """``polroutd run`` inside ``ns``; the Popen pid is the daemon's (``ip netns exec`` execs)."""
+
+    def __init__(self, ns: str, config: Path, workdir: Path, name: str,
+                 http_port: int | None = None) -> None:
+        self.ns = ns
+        self.http_port = http_port
+        self.notify = NotifyListener(workdir / f"{name}.notify")
+        self.log_path = workdir / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            polroutd_argv(ns, "run", "--config", str(config)),
+            env=polroutd_env({"NOTIFY_SOCKET": str(self.notify.path)}),
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from start to READY=1."""
+        at = self.notify.wait("READY=1", timeout)
+        self.check_alive()
+        return at - self.started
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchError(f"daemon exited {self.proc.returncode}: "
+                             f"{self.log_path.read_text()[-2000:]}")
+
+    # --- /proc ----------------------------------------------------------------------------
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise BenchError("no VmRSS")
+
+    # --- HTTP inside the namespace --------------------------------------------------------
+
+    def http(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        if self.http_port is None:
+            raise BenchError("daemon runs without HTTP")
+        port = self.http_port
+
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+        with in_netns(self.ns, connect) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            chunks = []
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    def state(self) -> dict[str, Any]:
+        status, body = self.http("/state")
+        if status != 200:
+            raise BenchError(f"/state answered {status}")
+        doc: dict[str, Any] = json.loads(body)
+        return doc
+
+    def reconciles(self) -> int:
+        counters = self.state()["counters"]
+        return int(counters["reconciles_ok"]) + int(counters["reconciles_error"])
+
+    def metric(self, name: str) -> float:
+        status, body = self.http("/metrics")
+        if status != 200:
+            raise BenchError(f"/metrics answered {status}")
+        for line in body.decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise BenchError(f"metric {name} not exported")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(5)
+        finally:
+            self.notify.close()
+            self._log.close()

@@ -1,0 +1,279 @@
+"""Logging: JSON lines off a terminal, console lines on one, journald fields when
+$JOURNAL_STREAM names the stream, and stdlib loggers (aiohttp's) through the same pipeline."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pty
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import pytest
+import structlog
+
+from polroutd import logs
+from polroutd.logs import configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    yield
+    logs.reset_logging()
+    structlog.contextvars.clear_contextvars()
+    root.setLevel(level)
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_lines_carry_bound_keys() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    get_logger("polroutd.engine").bind(interface="ens224").info(
+        "rule_added", table=30001, source="10.225.176.38")
+
+    [entry] = json_lines(out)
+    assert entry["event"] == "rule_added"
+    assert entry["interface"] == "ens224"
+    assert entry["table"] == 30001
+    assert entry["source"] == "10.225.176.38"
+    assert entry["level"] == "info"
+    assert entry["logger"] == "polroutd.engine"
+
+
+def test_json_timestamps_are_iso_utc() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    before = datetime.now(UTC)
+    get_logger().info("tick")
+    [entry] = json_lines(out)
+    assert entry["timestamp"].endswith("Z")
+    stamp = datetime.fromisoformat(entry["timestamp"])
+    assert stamp.utcoffset() == timedelta(0)
+    assert abs((stamp - before).total_seconds()) < 5
+
+
+def test_context_variables_are_included() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    structlog.contextvars.bind_contextvars(reconcile=7)
+    get_logger().info("reconciled")
+    assert json_lines(out)[0]["reconcile"] == 7
+
+
+def test_level_filters_structlog_and_stdlib() -> None:
+    out = io.StringIO()
+    configure_logging("json", "warning", stream=out)
+    get_logger().info("hidden")
+    logging.getLogger("aiohttp.server").info("hidden too")
+    get_logger().warning("shown")
+    logging.getLogger("aiohttp.server").error("shown too")
+    assert [e["event"] for e in json_lines(out)] == ["shown", "shown too"]
+
+
+def test_stdlib_logging_goes_through_the_same_output() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)
+    logging.getLogger("aiohttp.access").info("%s %s %d", "GET", "/metrics", 200)
+
+    [entry] = json_lines(out)
+    assert entry["event"] == "GET /metrics 200"
+    assert entry["logger"] == "aiohttp.access"
+    assert entry["level"] == "info"
+    assert "timestamp" in entry
+
+
+def test_exceptions_are_rendered_into_the_json() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    try:
+        raise ValueError("bad gateway address")
+    except ValueError:
+        get_logger().exception("config_reload_failed")
+    [entry] = json_lines(out)
+    assert entry["level"] == "error"
+    assert "ValueError: bad gateway address" in entry["exception"]
+
+
+def test_auto_writes_json_when_not_on_a_terminal() -> None:
+    out = io.StringIO()
+    configure_logging("auto", stream=out, environ={})
+    get_logger().info("started", mode="strict")
+    assert json_lines(out)[0]["mode"] == "strict"
+
+
+def test_console_lines_are_readable_and_plain_off_a_terminal() -> None:
+    out = io.StringIO()
+    configure_logging("console", stream=out, environ={})
+    get_logger().info("reconciled", interfaces=3)
+    line = out.getvalue()
+    assert "reconciled" in line and "interfaces=3" in line and "info" in line
+    assert "\x1b[" not in line  # no colors into a file or pipe
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(line)
+
+
+@pytest.fixture
+def terminal() -> Iterator[tuple[TextIO, int]]:
+    controller, terminal_fd = pty.openpty()
+    stream = os.fdopen(terminal_fd, "w", buffering=1)
+    yield stream, controller
+    stream.close()
+    os.close(controller)
+
+
+def test_auto_writes_colored_console_lines_on_a_terminal(terminal: tuple[TextIO, int]) -> None:
+    stream, controller = terminal
+    configure_logging("auto", stream=stream, environ={})
+    get_logger().info("reconciled", interfaces=3)
+    stream.flush()
+    shown = os.read(controller, 4096).decode()
+    assert "reconciled" in shown and "interfaces" in shown
+    assert "\x1b[" in shown
+    assert not shown.lstrip().startswith("{")
+
+
+# --- journald ------------------------------------------------------------------------------
+
+@pytest.fixture
+def journal_sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    journal = pytest.importorskip("systemd.journal")
+    sent: list[dict[str, Any]] = []
+
+    def capture(MESSAGE: str, **fields: Any) -> None:  # journal.send names it MESSAGE
+        sent.append({"MESSAGE": MESSAGE, **fields})
+
+    monkeypatch.setattr(journal, "send", capture)
+    return sent
+
+
+@pytest.fixture
+def journal_stream(tmp_path: Path) -> Iterator[tuple[TextIO, dict[str, str]]]:
+    """A real file standing in for the journal socket, and the $JOURNAL_STREAM naming it."""
+    with (tmp_path / "stream").open("w") as stream:
+        stat = os.fstat(stream.fileno())
+        yield stream, {"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"}
+
+
+def test_journald_gets_fields_when_journal_stream_matches(
+    journal_sent: list[dict[str, Any]], journal_stream: tuple[TextIO, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    stream, environ = journal_stream
+    configure_logging("auto", stream=stream, environ=environ)
+    get_logger("polroutd.engine").bind(interface="eth1").warning(
+        "gateway_missing", family="ipv4", reason="no lease")
+
+    [entry] = journal_sent
+    assert entry["POLROUTD_EVENT"] == "gateway_missing"
+    assert entry["PRIORITY"] == "4"
+    assert entry["INTERFACE"] == "eth1"
+    assert entry["FAMILY"] == "ipv4"
+    assert entry["REASON"] == "no lease"
+    assert entry["LOGGER"] == "polroutd.engine"
+    assert entry["MESSAGE"].startswith("gateway_missing")
+    assert "interface=eth1" in entry["MESSAGE"]
+    assert entry["CODE_FILE"] == __file__
+    stream.flush()
+    assert (tmp_path / "stream").read_text() == ""  # nothing went to the stream itself
+
+
+def test_journald_values_are_strings_and_names_are_valid(
+    journal_sent: list[dict[str, Any]], journal_stream: tuple[TextIO, dict[str, str]],
+) -> None:
+    stream, environ = journal_stream
+    configure_logging("auto", "debug", stream=stream, environ=environ)
+    get_logger().debug("applied", operations=12, **{"dry-run": False, "message": "x"})
+    logging.getLogger("aiohttp.server").error("handler crashed")
+
+    debug, error = journal_sent
+    assert debug["PRIORITY"] == "7"
+    assert debug["OPERATIONS"] == "12"
+    assert debug["DRY_RUN"] == "False"
+    assert debug["POLROUTD_MESSAGE"] == "x"  # never overrides MESSAGE itself
+    assert error["PRIORITY"] == "3"
+    assert error["POLROUTD_EVENT"] == "handler crashed"
+    assert error["LOGGER"] == "aiohttp.server"
+
+
+def test_json_when_journal_stream_names_another_file(
+    journal_sent: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    with (tmp_path / "other").open("w") as other:
+        stat = os.fstat(other.fileno())
+        configure_logging("auto", stream=out,
+                          environ={"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"})
+    get_logger().info("started")
+    assert journal_sent == []
+    assert json_lines(out)[0]["event"] == "started"
+
+
+def test_json_when_the_journal_module_is_missing(
+    journal_stream: tuple[TextIO, dict[str, str]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "_journal_module", lambda: None)
+    stream, environ = journal_stream
+    configure_logging("auto", stream=stream, environ=environ)
+    get_logger().info("started")
+    stream.flush()
+    assert json.loads((tmp_path / "stream").read_text())["event"] == "started"
+
+
+def test_explicit_format_wins_over_journal_stream(
+    journal_sent: list[dict[str, Any]], journal_stream: tuple[TextIO, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    stream, environ = journal_stream
+    configure_logging("json", stream=stream, environ=environ)
+    get_logger().info("started")
+    stream.flush()
+    assert journal_sent == []
+    assert json.loads((tmp_path / "stream").read_text())["event"] == "started"
+
+
+@pytest.mark.parametrize("value", ["", "garbage", "1:", ":2", "1:2:3"])
+def test_malformed_journal_stream_is_not_the_journal(value: str, tmp_path: Path) -> None:
+    with (tmp_path / "f").open("w") as stream:
+        assert not logs.is_journal_stream(stream, {"JOURNAL_STREAM": value})
+
+
+# --- reconfiguration -----------------------------------------------------------------------
+
+def test_reconfiguring_replaces_only_its_own_handler() -> None:
+    foreign = io.StringIO()
+    foreign_handler = logging.StreamHandler(foreign)
+    logging.getLogger().addHandler(foreign_handler)
+    try:
+        first, second = io.StringIO(), io.StringIO()
+        configure_logging("json", stream=first)
+        configure_logging("json", "debug", stream=second)
+        get_logger().debug("once")
+        assert first.getvalue() == ""
+        assert [e["event"] for e in json_lines(second)] == ["once"]
+        assert foreign.getvalue() != ""  # the other handler is still attached
+    finally:
+        logging.getLogger().removeHandler(foreign_handler)
+
+
+def test_loggers_made_before_configuration_follow_it() -> None:
+    early = get_logger("polroutd.early")
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    early.info("late_configured")
+    assert json_lines(out)[0]["logger"] == "polroutd.early"
+
+
+@pytest.mark.parametrize(("fmt", "level"), [("xml", "info"), ("json", "loud")])
+def test_bad_format_or_level_is_a_value_error(fmt: str, level: str) -> None:
+    with pytest.raises(ValueError, match=fmt if fmt == "xml" else level):
+        configure_logging(fmt, level, stream=io.StringIO())
