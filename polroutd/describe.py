@@ -65,7 +65,7 @@ def rule_text(rule: Rule, names: Names, *, with_protocol: bool = False) -> str:
     if rule.src is not None and rule.src_len:
         words += ["from", _prefix(rule.src, rule.src_len, rule.family)]
     elif rule.family == AF_INET6:
-        words += ["from", "::/0"]  # names the family, so ``ip -batch`` needs no -6
+        words += ["from", "::/0"]  # shows the reader it is IPv6 (``ip`` still needs -6)
     else:
         words += ["from", "all"]
     if rule.dst is not None and rule.dst_len:

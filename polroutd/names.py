@@ -20,8 +20,8 @@ from polroutd.config import (
     RESERVED_TABLE_NAMES,
     Config,
     ConfigError,
-    is_glob,
 )
+from polroutd.globs import is_glob
 from polroutd.model import RESERVED_TABLES
 
 ETC_DIR = Path("/etc/iproute2")

@@ -1,0 +1,137 @@
+"""What every scenario shares: result rows, the run context, statistics, convergence checks."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import netns, nl
+from bench.daemon import REPO, polroutd_argv, polroutd_env
+
+PROTOCOL = 218  # polroutd's built-in protocol number (no rt_protos name needed)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    measure: str
+    unit: str
+    polroutd: float | None
+    ip_batch: float | None = None
+    naive: float | None = None
+    target: str = ""
+    # Whether polroutd met the target (None: no target); judged, never asserted.
+    met: bool | None = None
+
+    @property
+    def ratio_ip(self) -> float | None:
+        if self.polroutd is None or not self.ip_batch:
+            return None
+        return self.polroutd / self.ip_batch
+
+    @property
+    def ratio_naive(self) -> float | None:
+        if self.polroutd is None or not self.naive:
+            return None
+        return self.polroutd / self.naive
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "measure": self.measure, "unit": self.unit,
+            "polroutd": self.polroutd, "ip_batch": self.ip_batch, "naive": self.naive,
+            "ratio_ip_batch": self.ratio_ip, "ratio_naive": self.ratio_naive,
+            "target": self.target or None, "met": self.met,
+        }
+
+
+@dataclass
+class Context:
+    quick: bool
+    workdir: Path
+    say: Callable[[str], None]
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def n(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (p99 of 200 samples is the 198th smallest)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values), "min": min(values), "median": median(values),
+        "p90": percentile(values, 90), "p99": percentile(values, 99), "max": max(values),
+    }
+
+
+def timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
+          timeout: float = 120.0) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Wall time of one command (fork to exit) and its result; raises when it fails."""
+    started = time.perf_counter()
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          check=False, env=env, cwd=REPO)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise netns.BenchError(f"{' '.join(argv[4:7])} failed ({proc.returncode}): "
+                               f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+    return elapsed, proc
+
+
+def polroutd_cli(ns: str, *args: str, timeout: float = 120.0) -> tuple[float, str]:
+    elapsed, proc = timed(polroutd_argv(ns, *args), env=polroutd_env(), timeout=timeout)
+    return elapsed, proc.stdout
+
+
+def owned_sources(sock: nl.Socket) -> Counter[str]:
+    """Source addresses of the IPv4 rules with polroutd's protocol, with their counts."""
+    return Counter(r.src for r in sock.rules() if r.protocol == PROTOCOL and r.src)
+
+
+def check_rules(sock: nl.Socket, expected: set[str], what: str) -> None:
+    """Raises unless the rules with polroutd's protocol are exactly one per expected source."""
+    have = owned_sources(sock)
+    missing = expected - set(have)
+    extra = set(have) - expected
+    dupes = [src for src, count in have.items() if count > 1]
+    if missing or extra or dupes:
+        raise netns.BenchError(
+            f"{what}: not converged: {len(missing)} missing, {len(extra)} unexpected, "
+            f"{len(dupes)} duplicated (e.g. {sorted(missing | extra | set(dupes))[:3]})"
+        )
+
+
+def check_sources(sock: nl.Socket, expected: set[str], what: str,
+                  protocol: int | None = None) -> None:
+    """Raises unless every expected source has a rule (any protocol, or ``protocol``)."""
+    have = {r.src for r in sock.rules() if protocol is None or r.protocol == protocol}
+    missing = expected - have
+    if missing:
+        raise netns.BenchError(f"{what}: {len(missing)} rule(s) missing, "
+                               f"e.g. {sorted(missing)[:3]}")
