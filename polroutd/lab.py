@@ -918,7 +918,7 @@ class Lab:
         return None
 
     def start_dhcp_server(
-        self, lease_seconds: int = 600, reserve: str = ADDR.server_data4, renew_seconds: int = 2
+        self, lease_seconds: int = 600, reserve: str = ADDR.server_data4, renew_seconds: int = 3
     ) -> None:
         """Serve 10.225.176.0/24 from the router's data-side interface (only there): the
         router option is 10.225.176.1 and ``reserve`` is the fixed address of ens224's MAC.
@@ -983,11 +983,12 @@ class Lab:
         expire first). The default timeout covers either."""
         server = self._dhcp_server
         if timeout is None:
-            timeout = 10.0 + (
-                2 * server.renew_seconds
-                if server is not None and server.kind == "dnsmasq"
-                else server.lease_seconds if server is not None else 0
-            )
+            if server is None:
+                timeout = 10.0
+            elif server.kind == "dnsmasq":
+                timeout = 10.0 + 2 * server.renew_seconds
+            else:
+                timeout = 10.0 + server.lease_seconds
         client = self._dhcp()
         event = client.wait_bound(len(client.events()), timeout)
         return event.new or ""

@@ -4,8 +4,8 @@ server's ``ens224``. Used through :class:`polroutd.lab.Lab` (``start_dhcp_server
 Servers (both bound to the router's data-side interface only):
 
 * **dnsmasq** for leases of 2 minutes or more (its minimum). It serves only a fixed reservation
-  for ens224's MAC (``static`` range) and sends a short renewal time T1 (option 58), so the
-  client renews every few seconds. After :meth:`DhcpServer.change_reservation` (hosts file
+  for ens224's MAC (``static`` range) and sends a short renewal time T1 (option 58, at least
+  3 s: dnsmasq sends no shorter one), so the client renews every few seconds. After :meth:`DhcpServer.change_reservation` (hosts file
   rewritten, SIGHUP) the next renewal is, on the wire::
 
       client → DHCPREQUEST for the old address (unicast RENEW)
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BOUND_REASONS",
     "DNSMASQ_MIN_LEASE",
+    "DNSMASQ_MIN_RENEW",
     "DhcpClient",
     "DhcpError",
     "DhcpEvent",
@@ -60,6 +61,7 @@ __all__ = [
 ]
 
 DNSMASQ_MIN_LEASE = 120  # dnsmasq raises anything shorter to 2 minutes
+DNSMASQ_MIN_RENEW = 3  # dnsmasq sends no shorter T1 (it sends 3 for 2, and lease/2 for 1)
 #: Script reasons after which the client holds a lease (``new`` is its address).
 BOUND_REASONS = frozenset({"BOUND", "RENEW", "REBIND", "REBOOT"})
 _DHCP_SERVER_PORT = 67
@@ -181,10 +183,8 @@ class DhcpServer:
 
     def __init__(self, lab: Lab, directory: Path, *, interface: str, mac: str, reserve: str,
                  router: str, netmask: str, lease_seconds: int, renew_seconds: int) -> None:
-        if lease_seconds < 1:
-            raise ValueError("lease_seconds must be positive")
-        if not 1 <= renew_seconds < lease_seconds:
-            raise ValueError("renew_seconds must be at least 1 and below lease_seconds")
+        if lease_seconds < 2:
+            raise ValueError("lease_seconds must be at least 2")
         self.lab = lab
         self.dir = directory
         self.interface = interface
@@ -195,6 +195,10 @@ class DhcpServer:
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
         self.kind: ServerKind = "dnsmasq" if lease_seconds >= DNSMASQ_MIN_LEASE else "udhcpd"
+        # udhcpd sends no T1: its clients renew at half the lease, whatever renew_seconds says.
+        if self.kind == "dnsmasq" and not DNSMASQ_MIN_RENEW <= renew_seconds < lease_seconds:
+            raise ValueError(f"renew_seconds must be from {DNSMASQ_MIN_RENEW} s (dnsmasq sends "
+                             "no shorter renewal time) to below lease_seconds")
         self.log_path = directory / f"{self.kind}.log"
         self._hosts = directory / "dnsmasq.hosts"
         self._conf = directory / "udhcpd.conf"

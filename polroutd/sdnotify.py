@@ -70,7 +70,7 @@ def _choose_sender(notify_socket: str) -> _Sender:
 def _watchdog_usec(environ: Mapping[str, str]) -> int | None:
     watchdog_pid = environ.get("WATCHDOG_PID")
     if watchdog_pid is not None and watchdog_pid.strip() != str(os.getpid()):
-        return None  # the watchdog belongs to another process (we were forked or exec'd by it)
+        return None  # inherited from the watched process: the watchdog is not ours
     try:
         usec = int(environ.get("WATCHDOG_USEC", ""))
     except ValueError:
@@ -104,7 +104,7 @@ class Notifier:
         self._notify("STOPPING=1")
 
     def status(self, text: str) -> None:
-        # One notification per line: a newline in the text would start a new assignment.
+        # A newline would end the STATUS= assignment and start another one (READY=1, say).
         self._notify("STATUS=" + " ".join(text.splitlines()))
 
     def watchdog(self) -> None:

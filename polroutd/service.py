@@ -7,7 +7,7 @@ import os
 
 from polroutd.config import Config, load_config, resolve_config_path
 from polroutd.daemon import Daemon, Deps
-from polroutd.foreign_managers import networkd_warning
+from polroutd.foreign_managers import foreign_manager_warnings
 from polroutd.httpapi import HttpServer
 from polroutd.kernel import EVENT_BUFFER, EventSocket, Netlink
 from polroutd.logs import configure_logging, get_logger
@@ -43,8 +43,7 @@ def _event_buffer() -> int:
 def run_daemon(config: Config, *, debug: bool = False) -> int:
     configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
     log = get_logger()
-    warning = networkd_warning()
-    if warning:
+    for warning in foreign_manager_warnings():
         log.warning("foreign_manager", message=warning)
     config_path = resolve_config_path(
         None if config.source == "<defaults>" else config.source, os.environ

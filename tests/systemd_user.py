@@ -205,7 +205,10 @@ def user_manager(
         unshare = subprocess.Popen(
             ["sh", "-c",
              'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', "sh", str(cgroup),
-             "unshare", "--mount", "--cgroup", "--pid", "--fork", "--mount-proc",
+             # slave: network namespaces added later under /run/netns show up inside, and
+             # nothing mounted inside leaks out
+             "unshare", "--mount", "--propagation", "slave", "--cgroup", "--pid", "--fork",
+             "--mount-proc",
              "--kill-child", "sh", "-c", _NAMESPACE_INIT, "init", str(SYSTEMD_BINARY)],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True,

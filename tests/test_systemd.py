@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from polroutd import sdnotify
+from polroutd.lab import Lab
 from polroutd.sdnotify import Notifier
 from tests import systemd_user
 
@@ -29,6 +30,7 @@ MAX_EXPOSURE = 3.0  # systemd-analyze security: up to 3.9 is "OK"
 
 
 # --- sd_notify -----------------------------------------------------------------------------
+
 
 class Listener:
     """A bound AF_UNIX datagram socket standing in for systemd's notification socket."""
@@ -118,8 +120,12 @@ def test_each_state_change_arrives(
     notifier.stopping()
     assert listener.receive() == "STOPPING=1"
     if sender:
-        assert sender == ["READY=1", "STATUS=3 interfaces, 6 rules, last reconcile 0.004 s ago",
-                          "WATCHDOG=1", "STOPPING=1"]
+        assert sender == [
+            "READY=1",
+            "STATUS=3 interfaces, 6 rules, last reconcile 0.004 s ago",
+            "WATCHDOG=1",
+            "STOPPING=1",
+        ]
 
 
 def test_reloading_carries_the_monotonic_clock(
@@ -228,6 +234,7 @@ def test_no_watchdog_interval_without_a_notify_socket() -> None:
 
 
 # --- the unit file -------------------------------------------------------------------------
+
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
     """systemd unit syntax, enough for our file: sections, repeated keys kept in order,
@@ -355,10 +362,14 @@ def runnable_unit(tmp_path: Path) -> Path:
 
 
 def test_systemd_analyze_verify(runnable_unit: Path) -> None:
-    done = subprocess.run([_systemd_analyze(), "verify", str(runnable_unit)],
-                          capture_output=True, text=True, timeout=60, cwd=runnable_unit.parent)
-    ours = [line for line in (done.stdout + done.stderr).splitlines()
-            if "polroutd.service" in line]
+    done = subprocess.run(
+        [_systemd_analyze(), "verify", str(runnable_unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=runnable_unit.parent,
+    )
+    ours = [line for line in (done.stdout + done.stderr).splitlines() if "polroutd.service" in line]
     assert done.returncode == 0, done.stderr
     assert ours == []
 
@@ -366,10 +377,18 @@ def test_systemd_analyze_verify(runnable_unit: Path) -> None:
 def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     """The check above can fail: a misspelt directive is reported."""
     broken = tmp_path / "polroutd.service"
-    broken.write_text(UNIT.read_text().replace("ExecStart=/usr/bin/polroutd run",
-                                               "ExecStart=/bin/true run\nProtectSytem=yes"))
-    done = subprocess.run([_systemd_analyze(), "verify", str(broken)],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    broken.write_text(
+        UNIT.read_text().replace(
+            "ExecStart=/usr/bin/polroutd run", "ExecStart=/bin/true run\nProtectSytem=yes"
+        )
+    )
+    done = subprocess.run(
+        [_systemd_analyze(), "verify", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert "ProtectSytem" in done.stderr
 
 
@@ -378,10 +397,14 @@ def test_systemd_analyze_security_score(
 ) -> None:
     done = subprocess.run(
         [_systemd_analyze(), "security", "--offline=yes", "--no-pager", str(runnable_unit)],
-        capture_output=True, text=True, timeout=60, cwd=runnable_unit.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=runnable_unit.parent,
     )
-    match = re.search(r"Overall exposure level for polroutd\.service: ([0-9.]+) (\w+)",
-                      done.stdout + done.stderr)
+    match = re.search(
+        r"Overall exposure level for polroutd\.service: ([0-9.]+) (\w+)", done.stdout + done.stderr
+    )
     assert match, done.stdout + done.stderr
     exposure, verdict = float(match[1]), match[2]
     with capsys.disabled():
@@ -400,15 +423,27 @@ def test_sysusers_and_tmpfiles_give_polroutd_the_rt_tables_directory(tmp_path: P
         pytest.skip("systemd-tmpfiles --root needs root to set ownership")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    subprocess.run(["systemd-sysusers", f"--root={root}", str(SYSUSERS)],
-                   check=True, capture_output=True, timeout=60)
-    subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create", str(TMPFILES)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["systemd-sysusers", f"--root={root}", str(SYSUSERS)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    subprocess.run(
+        ["systemd-tmpfiles", f"--root={root}", "--create", str(TMPFILES)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
-    passwd = {line.split(":")[0]: line.split(":") for line in
-              (root / "etc" / "passwd").read_text().splitlines()}
-    group = {line.split(":")[0]: line.split(":") for line in
-             (root / "etc" / "group").read_text().splitlines()}
+    passwd = {
+        line.split(":")[0]: line.split(":")
+        for line in (root / "etc" / "passwd").read_text().splitlines()
+    }
+    group = {
+        line.split(":")[0]: line.split(":")
+        for line in (root / "etc" / "group").read_text().splitlines()
+    }
     assert passwd["polroutd"][6].endswith("nologin")
     directory = (root / "etc" / "iproute2" / "rt_tables.d").stat()
     assert directory.st_uid == 0
@@ -462,6 +497,11 @@ def manager() -> Iterator[systemd_user.UserManager]:
     reason = systemd_user.unavailable_reason()
     if reason is not None:
         pytest.skip(f"no private systemd user manager: {reason}")
+    # `ip netns add` makes /run/netns a shared mount point; it must be one before the manager's
+    # mount namespace is made, so that namespaces added later propagate into it.
+    probe = f"polroutd-t-{secrets.token_hex(3)}-probe"
+    subprocess.run(["ip", "netns", "add", probe], check=True)
+    subprocess.run(["ip", "netns", "del", probe], check=True)
     with systemd_user.user_manager() as running:
         yield running
 
@@ -473,7 +513,9 @@ def test_notify_service_under_a_real_systemd(
     script.write_text(TINY_SERVICE)
     events = tmp_path / "events"
     unit_name = f"tiny-{secrets.token_hex(3)}.service"
-    manager.install_unit(unit_name, textwrap.dedent(f"""\
+    manager.install_unit(
+        unit_name,
+        textwrap.dedent(f"""\
         [Service]
         Type=notify
         NotifyAccess=main
@@ -481,12 +523,12 @@ def test_notify_service_under_a_real_systemd(
         ExecStart={sys.executable} {script} {tmp_path}
         ExecReload=/bin/kill -HUP $MAINPID
         WatchdogSec=2s
-        """))
+        """),
+    )
 
     # Not active before READY=1.
     manager.systemctl("start", "--no-block", unit_name)
-    manager.wait_until(lambda: manager.active_state(unit_name) == "activating", 10,
-                       "activating")
+    manager.wait_until(lambda: manager.active_state(unit_name) == "activating", 10, "activating")
     time.sleep(1.0)
     assert manager.active_state(unit_name) == "activating"
 
@@ -499,20 +541,127 @@ def test_notify_service_under_a_real_systemd(
     manager.systemctl("reload", unit_name)
     manager.wait_until(lambda: "HUP" in events.read_text(), 10, "SIGHUP")
     manager.wait_until(
-        lambda: manager.show(unit_name, "StatusText")["StatusText"] == "reloaded 1", 10,
-        "the status after reload")
+        lambda: manager.show(unit_name, "StatusText")["StatusText"] == "reloaded 1",
+        10,
+        "the status after reload",
+    )
     assert manager.active_state(unit_name) == "active"
 
     # Watchdog pings keep arriving...
     def last_ping() -> int:
-        return int(manager.show(unit_name, "WatchdogTimestampMonotonic")
-                   ["WatchdogTimestampMonotonic"])
+        return int(
+            manager.show(unit_name, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
+        )
 
     first = last_ping()
     manager.wait_until(lambda: last_ping() > first, 5, "a newer watchdog ping")
     # ... and are what keeps the service alive: without them systemd kills it.
     (tmp_path / "hang").touch()
     manager.wait_until(
-        lambda: manager.show(unit_name, "Result")["Result"] == "watchdog", 10,
-        "the watchdog to fire")
+        lambda: manager.show(unit_name, "Result")["Result"] == "watchdog",
+        10,
+        "the watchdog to fire",
+    )
     assert manager.active_state(unit_name) in ("failed", "inactive")
+
+
+# Directives a per-user service manager cannot apply (no user switching, no capability or
+# namespace sandboxing for an unprivileged manager); everything else of the shipped unit stays.
+_NOT_FOR_USER_MANAGERS = {
+    "User",
+    "Group",
+    "AmbientCapabilities",
+    "CapabilityBoundingSet",
+    "ProtectSystem",
+    "ReadWritePaths",
+    "ConfigurationDirectory",
+    "RuntimeDirectory",
+    "ProtectHome",
+    "PrivateTmp",
+    "PrivateDevices",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectClock",
+    "ProtectHostname",
+    "ProtectProc",
+    "ProcSubset",
+    "RestrictNamespaces",
+    "IPAddressDeny",
+    "IPAddressAllow",
+    "RemoveIPC",
+    "ExecStart",
+    "SystemCallFilter",
+    "SystemCallErrorNumber",
+    "MemoryDenyWriteExecute",
+}
+
+
+def user_variant_of_the_shipped_unit(exec_start: str, netns: str, extra: str = "") -> str:
+    overridden = {line.split("=", 1)[0] for line in extra.splitlines()}
+    kept = []
+    for line in UNIT.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        dropped = _NOT_FOR_USER_MANAGERS | overridden
+        if "=" in line and not line.startswith("#") and key in dropped:
+            continue
+        kept.append(line)
+        if line.strip() == "[Service]":
+            # `ip netns exec` execs the daemon: the main PID stays the daemon's, as
+            # NotifyAccess=main wants (a user manager cannot apply NetworkNamespacePath=).
+            kept += [f"ExecStart=/usr/sbin/ip netns exec {netns} {exec_start}", *extra.splitlines()]
+    return "\n".join(kept) + "\n"
+
+
+@pytest.mark.netns
+def test_the_real_daemon_under_a_real_systemd(
+    manager: systemd_user.UserManager, lab: Lab, tmp_path: Path
+) -> None:
+    from tests.netns_tools import owned, rules, write_config, write_lease
+
+    config = write_config(tmp_path, daemon_extra='http_listen = ""\nresync_interval = 3600')
+    write_lease(tmp_path, "ens224", "10.225.176.38", "10.225.176.1")
+    unit_name = f"polroutd-{secrets.token_hex(3)}.service"
+    log = tmp_path / "daemon.log"
+    manager.install_unit(
+        unit_name,
+        user_variant_of_the_shipped_unit(
+            f"{sys.executable} -m polroutd run --config {config}",
+            lab.server,
+            f"Environment=PYTHONPATH={REPO}\nStandardOutput=append:{log}\n"
+            f"StandardError=append:{log}\nWatchdogSec=2s",
+        ),
+    )
+    try:
+        started = manager.systemctl("start", unit_name, check=False)  # waits for READY=1
+        assert started.returncode == 0, (
+            started.stderr
+            + (log.read_text() if log.exists() else "")
+            + manager.systemctl("status", unit_name, check=False).stdout
+        )
+        assert manager.active_state(unit_name) == "active", log.read_text()
+        sources = {r.get("src") for r in owned(rules(lab, lab.server))}
+        assert {"10.225.160.38", "10.225.176.38"} <= sources  # READY came after the rules
+        assert "in sync" in manager.show(unit_name, "StatusText")["StatusText"]
+
+        def last_ping() -> int:
+            return int(
+                manager.show(unit_name, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
+            )
+
+        first = last_ping()
+        manager.wait_until(lambda: last_ping() > first, 5, "the watchdog to be fed")
+
+        config.write_text(config.read_text().replace("[daemon]", '[daemon]\nmode = "main-first"'))
+        manager.systemctl("reload", unit_name)
+        manager.wait_until(
+            lambda: any(r.get("suppress_prefixlen") == 0 for r in owned(rules(lab, lab.server))),
+            10,
+            "the reloaded configuration to apply",
+        )
+        assert manager.active_state(unit_name) == "active"
+    finally:
+        manager.systemctl("stop", unit_name, check=False)
+    assert manager.active_state(unit_name) in ("inactive", "failed")
+    assert "STOPPING" not in log.read_text()  # (logs are structured lines, not notify text)

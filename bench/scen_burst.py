@@ -1,0 +1,5 @@
+from bench.common import Context
+
+
+def run(ctx: Context) -> None:
+    raise NotImplementedError
