@@ -136,8 +136,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from polroutd.demo import run_demo
+    from polroutd.demo import cleanup_demo, run_demo
 
+    if args.cleanup:
+        return cleanup_demo()
     return run_demo(keep=args.keep)
 
 
@@ -191,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "the article's scenario, live, in network namespaces", config=False
     )
     p.add_argument("--keep", action="store_true", help="leave the lab up for exploring")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove what a --keep (or interrupted) demo left behind")
     return parser
 
 

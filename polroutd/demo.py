@@ -60,7 +60,7 @@ STEP_TITLES = (
     "A DHCP renewal brings a new address; polroutd follows",
     "Someone deletes polroutd's rule; it comes back",
     "What the operator sees: /state and /metrics",
-    "Tear down",
+    "Tear down (with --keep: leave it running)",
 )
 
 TOPOLOGY = """\
@@ -265,11 +265,9 @@ class Demo:
         except KeyboardInterrupt:
             self.n.line()
             self.n.failed("interrupted: tearing everything down")
-            self.teardown()
             return EXIT_INTERRUPTED
         finally:
-            if not (self.keep and len(results) == len(self.steps) and all(r[2] for r in results)):
-                self.teardown()
+            self.teardown()  # after --keep's last step there is nothing left to tear down
         self.n.summary(results)
         ok = len(results) == len(self.steps) and all(r[2] for r in results)
         elapsed = time.monotonic() - started
@@ -283,8 +281,10 @@ class Demo:
             self.daemon.stop()
             self.daemon = None
         if self.lab is not None:
+            names = ", ".join(self.lab.namespaces)
             try:
                 self.lab.teardown()
+                self.n.line(f"   removed the lab: {names}")
             except LabError as exc:
                 self.n.failed(f"teardown: {exc}")
             self.lab = None
@@ -358,11 +358,12 @@ class Demo:
     def step_cleanup(self) -> str:
         self.n.say("A demo that crashed (or was left running with --keep) may have left "
                    f"namespaces named {PREFIX}-*. They are removed first, so this run starts "
-                   "from nothing.")
+                   "from nothing. (Those of a demo still running elsewhere are left alone.)")
         removed = remove_stale(PREFIX)
         for ns in removed:
             self.n.block(f"ip netns del {ns}")
-        check(not netns_names_with_prefix(PREFIX), "stale demo namespaces are still there")
+        still_there = [ns for ns in removed if Path("/run/netns", ns).exists()]
+        check(not still_there, f"could not remove {', '.join(still_there)}")
         return f"removed {len(removed)} stale namespace(s)" if removed else "nothing left over"
 
     def step_topology(self) -> str:
@@ -661,11 +662,11 @@ routes = [ {{ to = "10.225.144.0/24", via = "{ADDR.router_data4}", table = "main
         self.lab = None
         for ns in names:
             self.n.block(f"ip netns del {ns}")
-        left = netns_names_with_prefix(PREFIX)
+        left = [ns for ns in names if Path("/run/netns", ns).exists()]
         check(code == 0, f"polroutd exited with {code}")
         check(stopping, "polroutd did not send STOPPING=1")
         check(not left, f"namespaces left: {left}")
-        return "polroutd stopped cleanly (exit 0, STOPPING=1); no demo namespace is left"
+        return "polroutd stopped cleanly (exit 0, STOPPING=1); none of the lab's namespaces is left"
 
     def keep_running(self) -> str:
         lab = self.built
@@ -761,6 +762,8 @@ def cleanup_demo() -> int:
     removed = remove_stale(PREFIX)
     for ns in removed:
         print(f"removed {ns}")
+    for ns in netns_names_with_prefix(PREFIX):
+        print(f"left alone (a demo still running uses it): {ns}")
     if not removed:
         print("nothing to clean up")
-    return 0 if not netns_names_with_prefix(PREFIX) else 1
+    return 1 if any(Path("/run/netns", ns).exists() for ns in removed) else 0

@@ -83,6 +83,7 @@ __all__ = [
     "LabCommandError",
     "LabError",
     "Monitor",
+    "MonitorEvent",
     "PacketCount",
     "created_namespaces",
     "delete_netns",
@@ -167,7 +168,10 @@ class LabCommandError(subprocess.CalledProcessError):
 _created_lock = threading.Lock()
 _created: set[str] = set()
 _live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
-_made_etc_netns = False  # this process created /etc/netns itself: remove it when empty again
+# In /etc/netns when a lab created that directory, so that whichever lab process removes the
+# last entry (labs of several processes may share it) also removes the directory. ip ignores it.
+_ETC_NETNS_MARK = ".made-by-polroutd-lab"
+_OWNER_FILE = "owner"  # in a lab's temporary directory: "<pid> <start time>" of its builder
 
 
 def created_namespaces() -> frozenset[str]:
@@ -280,26 +284,65 @@ def _remove_etc_dir(ns: str) -> None:
     etc = NETNS_ETC_DIR / ns
     if etc.is_dir() and not etc.is_symlink():
         shutil.rmtree(etc, ignore_errors=True)
-    if _made_etc_netns:
-        with contextlib.suppress(OSError):  # not empty (someone else's entry) or gone: fine
+    _remove_etc_netns_if_ours()
+
+
+def _remove_etc_netns_if_ours() -> None:
+    """Remove /etc/netns when a lab created it and nothing but our mark is left in it."""
+    with contextlib.suppress(OSError):  # gone, or another entry appeared meanwhile: fine
+        if os.listdir(NETNS_ETC_DIR) == [_ETC_NETNS_MARK]:
+            (NETNS_ETC_DIR / _ETC_NETNS_MARK).unlink()
             NETNS_ETC_DIR.rmdir()
 
 
 def remove_stale(prefix: str) -> list[str]:
-    """Remove leftover lab namespaces made with ``prefix`` (e.g. after a crashed demo).
+    """Remove leftover lab namespaces made with ``prefix``: of a crashed demo, or one left up
+    with ``--keep``.
 
-    Processes inside them are terminated first, their ``/etc/netns/<name>`` directories and
-    the labs' temporary directories removed. Returns the namespace names that were removed.
+    A lab is left over when the process that built it is gone (or is the calling process);
+    a lab that another live process is using, such as a demo running in another terminal, is
+    left alone. Processes inside removed namespaces are terminated first; their
+    ``/etc/netns/<name>`` directories and the labs' temporary directories are removed too.
+    Returns the namespace names that were removed.
     """
-    names = netns_names_with_prefix(prefix)
-    for ns in names:
-        delete_netns(ns)
-    tokens = {ns[len(prefix) + 1 :].split("-")[0] for ns in names}
-    for token in sorted(tokens):
-        for path in Path(tempfile.gettempdir()).glob(f"{prefix}-{token}-*"):
-            if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid():
-                shutil.rmtree(path, ignore_errors=True)
-    return names
+    by_token: dict[str, list[str]] = {}
+    for ns in netns_names_with_prefix(prefix):
+        by_token.setdefault(ns[len(prefix) + 1 :].split("-")[0], []).append(ns)
+    removed: list[str] = []
+    for token, names in sorted(by_token.items()):
+        temp_dirs = [
+            path for path in Path(tempfile.gettempdir()).glob(f"{prefix}-{token}-*")
+            if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid()
+        ]
+        if any(_owner_alive_elsewhere(path) for path in temp_dirs):
+            continue
+        for ns in names:
+            delete_netns(ns)
+            removed.append(ns)
+        for path in temp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of ``pid`` (clock ticks since boot), which tells a PID reused by another
+    process from the original; None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _owner_alive_elsewhere(temp_dir: Path) -> bool:
+    """True when the process that built the lab of ``temp_dir`` still runs and is not us."""
+    try:
+        pid_text, start = (temp_dir / _OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and _process_start(pid) == start
 
 
 @contextlib.contextmanager
@@ -432,6 +475,7 @@ class Lab:
         started = time.monotonic()
         try:
             self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-{self.token}-"))
+            (self._tmp / _OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
             for ns in self.namespaces:
                 self._add_netns(ns)
             self._sysctls()
@@ -793,13 +837,19 @@ class Lab:
         ``/etc/<file>`` for processes started with ``ip netns exec`` (e.g. a ``resolv.conf`` for
         a DHCP client). Removed at teardown."""
         self._check_ns(ns)
-        global _made_etc_netns
-        if not NETNS_ETC_DIR.exists():
-            NETNS_ETC_DIR.mkdir(mode=0o755, exist_ok=True)
-            _made_etc_netns = True
         path = NETNS_ETC_DIR / ns
-        path.mkdir(exist_ok=True)
-        return path
+        for _ in range(3):  # another lab process may remove /etc/netns in between
+            try:
+                NETNS_ETC_DIR.mkdir(mode=0o755)
+                (NETNS_ETC_DIR / _ETC_NETNS_MARK).touch()
+            except FileExistsError:
+                pass
+            try:
+                path.mkdir(exist_ok=True)
+                return path
+            except FileNotFoundError:
+                continue
+        raise LabError(f"could not create {path}")
 
     # ---------------------------------------------------------------- observing
 

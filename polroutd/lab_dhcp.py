@@ -5,8 +5,9 @@ Servers (both bound to the router's data-side interface only):
 
 * **dnsmasq** for leases of 2 minutes or more (its minimum). It serves only a fixed reservation
   for ens224's MAC (``static`` range) and sends a short renewal time T1 (option 58, at least
-  3 s: dnsmasq sends no shorter one), so the client renews every few seconds. After :meth:`DhcpServer.change_reservation` (hosts file
-  rewritten, SIGHUP) the next renewal is, on the wire::
+  3 s: dnsmasq sends no shorter one), so the client renews every few seconds. After
+  :meth:`DhcpServer.change_reservation` (hosts file rewritten, SIGHUP) the next renewal is, on
+  the wire::
 
       client → DHCPREQUEST for the old address (unicast RENEW)
       server → DHCPNAK "address not available"     client script: EXPIRE, old address removed
