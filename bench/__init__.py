@@ -1,4 +1,6 @@
-"""polroutd's benchmarks (spec §5): ``python -m bench [--quick] [--out FILE.json] [--scenario NAME]``.
+"""polroutd's benchmarks (spec §5).
+
+``python -m bench [--quick] [--out FILE.json] [--scenario NAME ...]``
 
 Every scenario is built in network namespaces named ``polroutd-bench-<6 hex>-<role>`` and torn
 down afterwards (also on Ctrl-C and SIGTERM); the root network namespace is never changed.

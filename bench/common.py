@@ -60,7 +60,7 @@ class Context:
     rows: list[Row] = field(default_factory=list)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full

@@ -138,7 +138,18 @@ class RunningDaemon:
         def connect() -> socket.socket:
             return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
-        with in_netns(self.ns, connect) as sock:
+        # READY=1 may come before the HTTP server listens (both follow start-up): retry a bit
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock = in_netns(self.ns, connect)
+                break
+            except ConnectionRefusedError:
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        with sock:
             sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
             chunks = []
             while chunk := sock.recv(1 << 16):

@@ -8,6 +8,7 @@ per-event latency of the "fork an ``ip`` per event" design, not a functional equ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,10 +42,8 @@ class NaiveLoop:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:

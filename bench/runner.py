@@ -38,7 +38,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "storm": (scen_large.storm, "5,000 address events: convergence, reconciles, RSS"),
 }
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     netns.raise_on_sigterm()
+    interrupted: str | None = None
     try:
         for name in names:
             func, what = SCENARIOS[name]
@@ -133,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 ctx.say(f"!! {name} failed:\n{traceback.format_exc()}")
             ctx.say(f"   ({time.monotonic() - t0:.1f} s)")
+    except (KeyboardInterrupt, netns.Terminated) as exc:
+        interrupted = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        ctx.say(f"!! interrupted ({interrupted}): cleaning up")
     finally:
         for cleanup in reversed(ctx.cleanups):
             try:
@@ -146,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return EXIT_INTERRUPTED
     elapsed = time.monotonic() - started
     produced = {row.scenario for row in ctx.rows}
     for name in names:

@@ -1,8 +1,230 @@
-from bench.common import Context
+"""Scenarios on one long-running daemon at the 1,024-rule size (64 interfaces x 16 addresses,
+main-table default routes, HTTP on): RSS, no-op resync, idle CPU, event latency, storm.
+
+The host and daemon are built by the first of these scenarios that runs and shared by the
+others (the storm, which changes the addresses, runs last in the default order).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench import hosts, netns, nl, scen_latency
+from bench.common import Context, Row, check_rules, median, ms, percentile, summary
+from bench.daemon import RunningDaemon
+
+SHAPE = hosts.HostShape(interfaces=64, per_interface=16)
+HTTP_PORT = 19653
+KEY = "large"
+
+
+@dataclass
+class Large:
+    host: hosts.Host
+    daemon: RunningDaemon
+    ready: float
+    expected: set[str]
+
+
+def _large(ctx: Context) -> Large:
+    existing = ctx.shared.get(KEY)
+    if isinstance(existing, Large):
+        existing.daemon.check_alive()
+        return existing
+    spaces = netns.Namespaces()
+    host = hosts.Host(spaces, "large", SHAPE)
+    config = hosts.write_config(ctx.workdir / "large.toml", ctx.workdir / "large",
+                                http_port=HTTP_PORT)
+    daemon = RunningDaemon(host.ns, config, ctx.workdir, "large", http_port=HTTP_PORT)
+    ctx.cleanups.append(daemon.stop)
+    ready = daemon.wait_ready()
+    large = Large(host, daemon, ready, host.expected_sources())
+    _settle(large)
+    ctx.shared[KEY] = large
+    ctx.say(f"  large: daemon ready in {ms(ready):.0f} ms with {len(large.expected)} rules")
+    return large
+
+
+def _settle(large: Large, quiet: float = 0.5) -> None:
+    """Waits until rules stop changing, then checks they are exactly the expected ones."""
+    watch = nl.RuleWatch(large.host.ns)
+    try:
+        watch.quiet(quiet, 30)
+    finally:
+        watch.close()
+    sock = nl.Socket(large.host.ns)
+    try:
+        check_rules(sock, large.expected, "large host")
+    finally:
+        sock.close()
 
 
 def rss(ctx: Context) -> None:
-    raise NotImplementedError
+    large = _large(ctx)
+    value = large.daemon.rss_kib() / 1024
+    ctx.add(Row("rss", f"daemon VmRSS at {len(large.expected)} rules", "MiB", value,
+                target="<= 80 MiB", met=value <= 80))
+    ctx.details["rss"] = {"vmrss_kib": large.daemon.rss_kib(), "ready_seconds": large.ready}
 
 
-resync = idle = latency = storm = rss
+def _last_reconcile(daemon: RunningDaemon) -> dict[str, Any]:
+    last: dict[str, Any] = daemon.state()["last_reconcile"] or {}
+    return last
+
+
+def resync(ctx: Context) -> None:
+    """A reconcile that finds nothing to do: timed in the daemon (reload-triggered reconciles,
+    /state ``last_reconcile.duration_seconds``) and in-process (``Engine.read_and_decide``)."""
+    large = _large(ctx)
+    daemon = large.daemon
+    durations: list[float] = []
+    for _ in range(ctx.n(10, 3)):
+        before = _last_reconcile(daemon).get("at")
+        daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            last = _last_reconcile(daemon)
+            if last.get("at") != before and last.get("reason") == "reload":
+                break
+            if time.monotonic() > deadline:
+                raise netns.BenchError("no reconcile after SIGHUP")
+            time.sleep(0.05)
+        if last.get("operations") or last.get("result") != "ok":
+            raise netns.BenchError(f"resync was not a no-op: {last}")
+        durations.append(float(last["duration_seconds"]))
+        time.sleep(0.1)
+    inproc = in_process_noop(ctx, large, ctx.n(50, 5))
+    ctx.add(Row("resync", f"no-op reconcile in the daemon at {len(large.expected)} rules", "ms",
+                ms(median(durations)), target="<= 50 ms", met=ms(median(durations)) <= 50))
+    ctx.add(Row("resync", "no-op Engine.read_and_decide() in-process", "ms",
+                ms(inproc["total"]["median"]), target="<= 50 ms",
+                met=ms(inproc["total"]["median"]) <= 50))
+    ctx.details["resync"] = {"daemon_seconds": summary(durations), "in_process_seconds": inproc}
+
+
+def in_process_noop(ctx: Context, large: Large, reps: int) -> dict[str, Any]:
+    from polroutd.config import load_config
+    from polroutd.engine import Engine
+    from polroutd.kernel import Netlink
+
+    kernel = netns.in_netns(large.host.ns, Netlink)
+    phases: dict[str, list[float]] = {"read": [], "decide": [], "total": []}
+    try:
+        engine = Engine(load_config(ctx.workdir / "large.toml"), kernel)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            state = kernel.read_state()
+            t1 = time.perf_counter()
+            decision = engine.decide(state)
+            t2 = time.perf_counter()
+            if not decision.plan.empty:
+                raise netns.BenchError(f"{len(decision.plan.operations)} operations pending")
+            phases["read"].append(t1 - t0)
+            phases["decide"].append(t2 - t1)
+            phases["total"].append(t2 - t0)
+    finally:
+        kernel.close()
+    return {key: summary(values) for key, values in phases.items()}
+
+
+def idle(ctx: Context) -> None:
+    large = _large(ctx)
+    seconds = ctx.n(60, 5)
+    cpu0, t0 = large.daemon.cpu_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    cpu1, t1 = large.daemon.cpu_seconds(), time.perf_counter()
+    pct = 100.0 * (cpu1 - cpu0) / (t1 - t0)
+    ctx.add(Row("idle", f"daemon CPU over {seconds} s at {len(large.expected)} rules",
+                "% core", pct, target="< 0.5 %", met=pct < 0.5))
+    ctx.details["idle"] = {"seconds": t1 - t0, "cpu_seconds": cpu1 - cpu0, "percent": pct}
+
+
+def latency(ctx: Context) -> None:
+    large = _large(ctx)
+    count = ctx.n(200, 10)
+    ctx.say(f"  latency-large: {count} add/remove events")
+    adds, dels = scen_latency.measure(large.host, count, (0.15, 0.25), seed=2)
+    for op, values in (("add", adds), ("remove", dels)):
+        ctx.add(Row("latency-large", f"{len(large.expected)} rules: address {op} -> rule median",
+                    "ms", ms(median(values))))
+        ctx.add(Row("latency-large", f"{len(large.expected)} rules: address {op} -> rule p99",
+                    "ms", ms(percentile(values, 99))))
+    ctx.details["latency-large"] = {"add_seconds": summary(adds), "remove_seconds": summary(dels)}
+    _settle(large)
+
+
+def storm_lines(shape: hosts.HostShape, events: int) -> tuple[list[str], set[str], set[str]]:
+    """``events`` address lines (half adds, half deletes, the last one an add); returns the
+    lines, the sources added for good and the original sources deleted."""
+    def extra(k: int) -> str:
+        return f"10.100.{k % shape.interfaces}.{100 + k // shape.interfaces}"
+
+    adds = events // 2
+    if adds > shape.interfaces * 150:
+        raise ValueError("storm too large for the address plan")
+    removed = {hosts.address(0, shape.per_interface - 1), hosts.address(1, shape.per_interface - 1)}
+    lines = [f"addr del {a}/24 dev {hosts.ifname(int(a.split('.')[2]))}" for a in sorted(removed)]
+    for k in range(adds):
+        if k >= 2:
+            gone = k - 2
+            lines.append(f"addr del {extra(gone)}/24 dev {hosts.ifname(gone % shape.interfaces)}")
+        lines.append(f"addr add {extra(k)}/24 dev {hosts.ifname(k % shape.interfaces)}")
+    kept = {extra(adds - 2), extra(adds - 1)}
+    if len(lines) != events or not lines[-1].startswith("addr add"):
+        raise AssertionError("storm shape")
+    return lines, kept, removed
+
+
+def storm(ctx: Context) -> None:
+    """5,000 address events in one ``ip -batch``: time from the storm's last address event to
+    the last rule change, reconciles (/state counters) and RSS growth."""
+    large = _large(ctx)
+    daemon = large.daemon
+    events = 5000
+    lines, kept, removed = storm_lines(SHAPE, events)
+    batch = ctx.workdir / "storm.ip-batch"
+    batch.write_text("\n".join(lines) + "\n")
+    rss_before = daemon.rss_kib()
+    reconciles_before = daemon.reconciles()
+    overruns_before = daemon.state()["counters"]["netlink_overruns"]
+    watch = nl.RuleWatch(large.host.ns, addresses=True)
+    try:
+        watch.drain()
+        started = time.perf_counter()
+        proc = subprocess.Popen(["ip", "-n", large.host.ns, "-batch", str(batch)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # read events while the storm runs: each is timestamped when it is received
+        last_rule = watch.quiet(1.0, 60)
+        _, err = proc.communicate(timeout=60)
+        exited = time.perf_counter()
+        if proc.returncode != 0:
+            raise netns.BenchError(f"storm batch failed: {err.decode().strip()[:300]}")
+        storm_end = watch.last_address_event
+        address_events = watch.address_events
+    finally:
+        watch.close()
+    if last_rule < storm_end:
+        raise netns.BenchError("no rule change followed the storm's last address event")
+    large.expected = (large.expected - removed) | kept
+    _settle(large)
+    reconciles = daemon.reconciles() - reconciles_before
+    rss_after = daemon.rss_kib()
+    overruns = daemon.state()["counters"]["netlink_overruns"] - overruns_before
+    converge = max(0.0, last_rule - storm_end)
+    growth = (rss_after - rss_before) / 1024
+    ctx.add(Row("storm", f"{events} address events: converged after the last one", "ms",
+                ms(converge), target="<= 1000 ms", met=ms(converge) <= 1000))
+    ctx.add(Row("storm", "reconciles during and after the storm", "count", reconciles,
+                target="<= 50", met=reconciles <= 50))
+    ctx.add(Row("storm", "RSS growth over the storm", "MiB", growth, target="< 5 MiB",
+                met=growth < 5))
+    ctx.details["storm"] = {
+        "events": events, "address_events_seen": address_events,
+        "storm_seconds": storm_end - started, "storm_and_quiet_seconds": exited - started,
+        "converged_after_last_event_seconds": converge, "reconciles": reconciles,
+        "rss_before_kib": rss_before, "rss_after_kib": rss_after, "overruns": overruns,
+    }

@@ -6,6 +6,7 @@ the files beside it, and hands the plan to the kernel.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,11 +14,17 @@ from pathlib import Path
 from typing import Protocol
 
 from polroutd import leases, names
-from polroutd.config import Config
+from polroutd.config import Config, InterfaceSpec
 from polroutd.describe import Names
-from polroutd.desired import Inputs, desired_state, managed_links, table_requests
+from polroutd.desired import (
+    Inputs,
+    desired_state,
+    main_table_defaults,
+    managed_links,
+    table_requests,
+)
 from polroutd.kernel import OpResult
-from polroutd.model import DesiredState, KernelState, Operation, Plan
+from polroutd.model import AF_INET, DesiredState, KernelState, Link, Operation, Plan
 from polroutd.plan import make_plan
 
 
@@ -28,6 +35,8 @@ class Kernel(Protocol):
 
 
 LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
+
+RECORD_SETTLED = 1.0  # seconds after a change from which the recorded-tables file is cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +74,44 @@ class Engine:
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
+        self._recorded_cache: tuple[tuple[int, ...], dict[str, int]] | None = None
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
         found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
         return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
     def _recorded(self) -> dict[str, int]:
-        return names.read_recorded(self._tables_file) if self._tables_file else {}
+        """The recorded-tables file, parsed again only when it changed (by its inode, size and
+        times; contents read within a second of a change are not reused, since a quick second
+        change could keep the same timestamp)."""
+        if self._tables_file is None:
+            return {}
+        try:
+            info = os.stat(self._tables_file)
+        except OSError:
+            self._recorded_cache = None
+            return names.read_recorded(self._tables_file)
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        cached = self._recorded_cache
+        if cached is not None and cached[0] == key:
+            return dict(cached[1])
+        recorded = names.read_recorded(self._tables_file)
+        settled = time.time() - max(info.st_mtime, info.st_ctime) > RECORD_SETTLED
+        self._recorded_cache = (key, dict(recorded)) if settled else None
+        return recorded
+
+    def _lease_candidates(
+        self, state: KernelState, managed: Sequence[tuple[Link, InterfaceSpec | None]]
+    ) -> dict[str, int]:
+        """The interfaces whose IPv4 gateway may come from a DHCP lease (``auto``, and no
+        default route on them in the main table): only these need lease files read."""
+        defaults = main_table_defaults(state, self.protocol)
+        return {
+            link.name: link.index
+            for link, spec in managed
+            if (spec.gateway if spec else "auto") == "auto"
+            and (link.index, AF_INET) not in defaults
+        }
 
     def decide(self, state: KernelState) -> Decision:
         managed = managed_links(state, self.config)
@@ -91,7 +131,7 @@ class Engine:
             protocol=self.protocol,
             tables=assignment.by_interface,
             named_tables=named,
-            lease_gateways=self._lease_reader({link.name: link.index for link, _ in managed}),
+            lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
         )
         desired = desired_state(state, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}

@@ -6,12 +6,13 @@ into this module's typed errors; per-operation failures come back as data, never
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from polroutd import rtnl
 from polroutd.model import (
@@ -41,6 +42,11 @@ DUMP_ATTEMPTS = 5
 # Requests per sendmsg: big enough to amortise syscalls, small enough that the acks of one
 # batch always fit the receive buffer.
 BATCH = 256
+# Receive buffer for one datagram: far above the 32 KiB the kernel puts in one dump datagram.
+# Received into a preallocated buffer: ``recv(1 MiB)`` allocates (and shrinks) a 1 MiB object
+# per datagram, ~35 µs each, which made reading a thousand acknowledgements slower than the
+# kernel's work for the operations themselves.
+RECV_SIZE = 1 << 20
 
 # Outcomes that mean "already as asked": the kernel state is what the operation wanted.
 IDEMPOTENT = {
@@ -81,6 +87,18 @@ class OpResult:
         return errno.errorcode.get(self.errno, str(self.errno)) if self.errno else "OK"
 
 
+class _Receiver:
+    """Reads one datagram at a time into a buffer allocated once."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buffer)
+
+    def recv(self, sock: socket.socket) -> bytes:
+        size = sock.recv_into(self._buffer)
+        return bytes(self._view[:size])
+
+
 def _netlink_socket(rcvbuf: int) -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     try:
@@ -89,10 +107,8 @@ def _netlink_socket(rcvbuf: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK):
-        try:
+        with contextlib.suppress(OSError):  # older kernels: lose the nicety, keep working
             sock.setsockopt(SOL_NETLINK, option, 1)
-        except OSError:  # older kernels: lose the nicety, keep working
-            pass
     sock.bind((0, 0))
     return sock
 
@@ -103,6 +119,14 @@ class Netlink:
     def __init__(self) -> None:
         self._sock = _netlink_socket(REQUEST_BUFFER)
         self._seq = 0
+        self._receiver = _Receiver()
+        self._memo: dict[int, dict[bytes, object]] = {}
+
+    @property
+    def portid(self) -> int:
+        """This socket's netlink port id: the kernel puts it in the events our requests cause."""
+        port: int = self._sock.getsockname()[0]
+        return port
 
     def close(self) -> None:
         self._sock.close()
@@ -119,48 +143,69 @@ class Netlink:
 
     def _recv(self) -> bytes:
         try:
-            return self._sock.recv(1 << 20)
+            return self._receiver.recv(self._sock)
         except OSError as exc:
             raise KernelError(f"netlink receive failed: {exc.strerror}", exc.errno or 0) from exc
 
-    def _dump(self, mtype: int) -> list[rtnl.Message]:
+    def _dump(self, mtype: int) -> list[bytes]:
+        """The payloads of one complete, uninterrupted dump."""
         for _attempt in range(DUMP_ATTEMPTS):
             seq = self._next_seq()
             self._sock.send(rtnl.encode_dump(mtype, seq))
-            messages, interrupted, done = [], False, False
+            payloads: list[bytes] = []
+            interrupted, done = False, False
             while not done:
-                for msg in rtnl.iter_messages(self._recv()):
-                    if msg.seq != seq:
+                for msg_type, flags, msg_seq, _pid, payload in rtnl.iter_raw(self._recv()):
+                    if msg_seq != seq:
                         continue  # a late answer to an earlier request
-                    if msg.flags & rtnl.NLM_F_DUMP_INTR:
+                    if flags & rtnl.NLM_F_DUMP_INTR:
                         interrupted = True
-                    if msg.type == rtnl.NLMSG_DONE:
+                    if msg_type == rtnl.NLMSG_DONE:
                         done = True
                         break
-                    if msg.type == rtnl.NLMSG_ERROR:
-                        code, text = rtnl.decode_error(msg.payload, msg.flags)
+                    if msg_type == rtnl.NLMSG_ERROR:
+                        code, text = rtnl.decode_error(payload, flags)
                         raise KernelError(
                             f"dump {mtype} failed: {text or os.strerror(code)}", code
                         )
-                    messages.append(msg)
+                    payloads.append(payload)
             if not interrupted:
-                return messages
+                return payloads
         raise DumpInterrupted(f"dump {mtype} kept changing under us ({DUMP_ATTEMPTS} tries)")
 
+    def _decoded(
+        self, mtype: int, payloads: Iterable[bytes], decode: Callable[[bytes], T | None]
+    ) -> tuple[T, ...]:
+        """Decodes a dump, reusing what the previous dump of the same type decoded from
+        identical bytes (decoding is a pure function of them): in a steady state most of a
+        dump is unchanged. Only the last dump's entries are kept, so memory stays bounded."""
+        previous = self._memo.get(mtype, {})
+        current: dict[bytes, object] = {}
+        out: list[T] = []
+        for payload in payloads:
+            obj = cast("T | None", previous[payload]) if payload in previous else decode(payload)
+            current[payload] = obj
+            if obj is not None:
+                out.append(obj)
+        self._memo[mtype] = current
+        return tuple(out)
+
     def read_links(self) -> tuple[Link, ...]:
-        return _decoded(self._dump(rtnl.RTM_GETLINK), rtnl.decode_link)
+        return self._decoded(rtnl.RTM_GETLINK, self._dump(rtnl.RTM_GETLINK), rtnl.decode_link)
 
     def read_addresses(self) -> tuple[Address, ...]:
-        return _decoded(self._dump(rtnl.RTM_GETADDR), rtnl.decode_address)
+        return self._decoded(
+            rtnl.RTM_GETADDR, self._dump(rtnl.RTM_GETADDR), rtnl.decode_address
+        )
 
     def read_rules(self) -> tuple[Rule, ...]:
-        return _decoded(self._dump(rtnl.RTM_GETRULE), rtnl.decode_rule)
+        return self._decoded(rtnl.RTM_GETRULE, self._dump(rtnl.RTM_GETRULE), rtnl.decode_rule)
 
     def read_routes(self) -> tuple[Route, ...]:
         # The local table holds one route per address: never ours, often the largest by far.
-        return _decoded(
-            (m for m in self._dump(rtnl.RTM_GETROUTE)
-             if rtnl.route_table_of(m.payload) != RT_TABLE_LOCAL),
+        return self._decoded(
+            rtnl.RTM_GETROUTE,
+            (p for p in self._dump(rtnl.RTM_GETROUTE) if rtnl.route_table_of(p) != RT_TABLE_LOCAL),
             rtnl.decode_route,
         )
 
@@ -190,9 +235,9 @@ class Netlink:
         self._sock.send(b"".join(chunks))
         outcome: dict[int, tuple[int, str | None]] = {}
         while len(outcome) < len(by_seq):
-            for msg in rtnl.iter_messages(self._recv()):
-                if msg.type == rtnl.NLMSG_ERROR and msg.seq in by_seq:
-                    outcome[msg.seq] = rtnl.decode_error(msg.payload, msg.flags)
+            for msg_type, flags, seq, _pid, payload in rtnl.iter_raw(self._recv()):
+                if msg_type == rtnl.NLMSG_ERROR and seq in by_seq:
+                    outcome[seq] = rtnl.decode_error(payload, flags)
         results = []
         for seq, operation in by_seq.items():
             code, text = outcome[seq]
@@ -200,13 +245,6 @@ class Netlink:
                 code, text = 0, None
             results.append(OpResult(operation, code, text))
         return results
-
-
-def _decoded(
-    messages: Iterable[rtnl.Message], decode: Callable[[bytes], T | None]
-) -> tuple[T, ...]:
-    decoded = (decode(msg.payload) for msg in messages)
-    return tuple(obj for obj in decoded if obj is not None)
 
 
 _CREATE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
@@ -228,13 +266,19 @@ def encode_operation(operation: Operation, seq: int) -> bytes:
 
 
 class EventSocket:
-    """Joined to link, address, route and rule groups of both families; non-blocking."""
+    """Joined to link, address, route and rule groups of both families; non-blocking.
 
-    def __init__(self, rcvbuf: int = EVENT_BUFFER) -> None:
+    With ``ignore_portid`` (a ``Netlink.portid``), the events that socket's own requests caused
+    are dropped: they echo what was just applied, so they are no hint of anything to do.
+    """
+
+    def __init__(self, rcvbuf: int = EVENT_BUFFER, *, ignore_portid: int | None = None) -> None:
         self._sock = _netlink_socket(rcvbuf)
         for group in rtnl.EVENT_GROUPS:
             self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
         self._sock.setblocking(False)
+        self._receiver = _Receiver()
+        self._ignore = ignore_portid
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -247,11 +291,15 @@ class EventSocket:
         messages: list[rtnl.Message] = []
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                data = self._receiver.recv(self._sock)
             except BlockingIOError:
                 return messages
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     raise Overrun("netlink event socket overrun (ENOBUFS)", exc.errno) from exc
-                raise KernelError(f"netlink event receive failed: {exc.strerror}", exc.errno or 0)
-            messages.extend(m for m in rtnl.iter_messages(data) if m.type in rtnl.EVENT_TYPES)
+                raise KernelError(
+                    f"netlink event receive failed: {exc.strerror}", exc.errno or 0
+                ) from exc
+            for mtype, flags, seq, pid, payload in rtnl.iter_raw(data):
+                if mtype in rtnl.EVENT_TYPES and (pid != self._ignore or not pid):
+                    messages.append(rtnl.Message(mtype, flags, seq, payload))

@@ -11,6 +11,7 @@ their 0.0.0.0/0 entries, because RFC 3442 makes clients ignore option 3 then.
 from __future__ import annotations
 
 import calendar
+import fnmatch
 import glob
 import ipaddress
 import os
@@ -389,7 +390,7 @@ def find_lease(
     A file found through a pattern with ``{ifname}`` or ``{ifindex}`` belongs to the interface;
     other files count only through dhclient blocks that name it.
     """
-    return select_lease(_interface_leases(interface, ifindex, patterns), now)
+    return select_lease(_interface_leases(interface, ifindex, patterns, _Memo()), now)
 
 
 def lease_gateways(
@@ -397,8 +398,9 @@ def lease_gateways(
 ) -> dict[str, Lease]:
     """Interface name -> usable lease, for the interfaces (name -> ifindex) that have one."""
     found: dict[str, Lease] = {}
+    memo = _Memo()  # files shared by every interface (dhclient*.leases) are read once
     for name, ifindex in interfaces.items():
-        lease = find_lease(name, ifindex, patterns, now)
+        lease = select_lease(_interface_leases(name, ifindex, patterns, memo), now)
         if lease is not None:
             found[name] = lease
     return found
@@ -407,23 +409,118 @@ def lease_gateways(
 _PLACEHOLDER = re.compile(r"\{(ifname|ifindex)\}")
 
 
-def _lease_files(interface: str, ifindex: int, patterns: Sequence[str]) -> dict[str, bool]:
+class _Memo:
+    """What one search shares between interfaces: glob results and file contents (both the
+    same for every interface as long as the search lasts)."""
+
+    def __init__(self) -> None:
+        self.globs: dict[str, list[str]] = {}
+        self.files: dict[str, tuple[bytes, float] | None] = {}
+        self.dhclient: dict[str, list[Lease]] = {}
+
+    def glob(self, pattern: str) -> list[str]:
+        found = self.globs.get(pattern)
+        if found is None:
+            found = self.globs[pattern] = _glob(pattern)
+        return found
+
+    def read(self, path: str) -> tuple[bytes, float] | None:
+        if path not in self.files:
+            self.files[path] = _read_regular_file(path)
+        return self.files[path]
+
+    def dhclient_leases(self, text: str, path: str) -> list[Lease]:
+        leases = self.dhclient.get(path)
+        if leases is None:
+            leases = self.dhclient[path] = parse_dhclient_leases(text, path)
+        return leases
+
+
+LISTING_SETTLED = 1.0  # seconds after its last change from which a directory listing is reused
+MAX_LISTINGS = 1024
+
+
+class _Listings:
+    """Directory listings reused between searches while the directory is unchanged.
+
+    A reconcile looks for every managed interface's lease in every pattern's directory; most
+    of those directories rarely change (or do not exist). Entries are created, removed or
+    renamed only with a change of the directory's mtime/ctime, so a listing is reused while
+    those are as they were; a listing taken within a second of a change is not reused, since a
+    second change within the timestamp granularity could leave them the same.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
+
+    def names(self, directory: str) -> list[str] | None:
+        """The entries of ``directory``; None when it is no readable directory."""
+        try:
+            info = os.stat(directory)
+        except OSError:
+            self._cache.pop(directory, None)
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            self._cache.pop(directory, None)
+            return None
+        key = (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+        cached = self._cache.get(directory)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            self._cache.pop(directory, None)
+            return None
+        if time.time() - max(info.st_mtime, info.st_ctime) > LISTING_SETTLED:
+            if len(self._cache) >= MAX_LISTINGS:
+                self._cache.clear()
+            self._cache[directory] = (key, names)
+        else:
+            self._cache.pop(directory, None)
+        return names
+
+
+_LISTINGS = _Listings()
+
+
+def _glob(pattern: str) -> list[str]:
+    """``sorted(glob.glob(pattern))``; from a reused directory listing when the wildcards are
+    all in the last component of an absolute pattern (every default lease path), with
+    ``glob``'s own rules: ``fnmatch`` on the names, hidden names only for a pattern that
+    starts with a dot."""
+    directory, base = os.path.split(pattern)
+    if not (os.path.isabs(pattern) and base and glob.has_magic(base)
+            and not glob.has_magic(directory)):
+        return sorted(glob.glob(pattern))
+    names = _LISTINGS.names(directory)
+    if not names:
+        return []
+    if not base.startswith("."):
+        names = [name for name in names if not name.startswith(".")]
+    return sorted(os.path.join(directory, name) for name in fnmatch.filter(names, base))
+
+
+def _lease_files(
+    interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo | None = None
+) -> dict[str, bool]:
     """Path -> whether it is named after the interface, in pattern order."""
+    memo = memo or _Memo()
     files: dict[str, bool] = {}
     fill = {"ifname": glob.escape(interface), "ifindex": str(ifindex)}
     for pattern in patterns:
         named = _PLACEHOLDER.search(pattern) is not None
         expanded = _PLACEHOLDER.sub(lambda match: fill[match[1]], pattern)
-        for path in sorted(glob.glob(expanded)):
+        for path in memo.glob(expanded):
             files[path] = files.get(path, False) or named
     return files
 
 
 def _interface_leases(
-    interface: str, ifindex: int, patterns: Sequence[str]
+    interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo
 ) -> Iterator[Lease]:
-    for path, named in _lease_files(interface, ifindex, patterns).items():
-        contents = _read_regular_file(path)
+    for path, named in _lease_files(interface, ifindex, patterns, memo).items():
+        contents = memo.read(path)
         if contents is None:
             continue
         data, mtime = contents
@@ -434,7 +531,7 @@ def _interface_leases(
             continue
         text = data.decode("utf-8", errors="replace")
         if _DHCLIENT_LEASE_BLOCK.search(text):
-            for block_lease in parse_dhclient_leases(text, path):
+            for block_lease in memo.dhclient_leases(text, path):
                 if block_lease.interface == interface or (named and not block_lease.interface):
                     yield replace(block_lease, interface=interface)
         elif named:

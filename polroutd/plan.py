@@ -44,8 +44,13 @@ def _op_order(item: tuple[int, Operation]) -> tuple[object, ...]:
 
 
 def _rule_ops(desired: Iterable[Rule], actual: Iterable[Rule], protocol: int) -> list[Operation]:
-    owned = Counter(r.identity() for r in actual if r.protocol == protocol)
-    owned_rules = {r.identity(): r for r in actual if r.protocol == protocol}
+    owned: Counter[tuple[object, ...]] = Counter()
+    owned_rules: dict[tuple[object, ...], Rule] = {}
+    for r in actual:
+        if r.protocol == protocol:
+            ident = r.identity()
+            owned[ident] += 1
+            owned_rules[ident] = r
     wanted = {r.identity(): r for r in desired}
     ops: list[Operation] = [RuleOp("add", r) for ident, r in wanted.items() if ident not in owned]
     for ident, count in owned.items():
@@ -61,15 +66,23 @@ def _route_ops(
     owned: dict[RouteKey, list[Route]] = {}
     foreign: dict[RouteKey, Route] = {}
     conflicts: list[Conflict] = []
-    for route in sorted(actual, key=route_order):
+    wanted = {route.key: route for route in desired.routes}
+    # Only routes that can matter are sorted and looked at: ours, those in polroutd's tables,
+    # and foreign ones where polroutd wants a route (the main table's own routes are none).
+    relevant: list[tuple[Route, RouteKey]] = []
+    for route in actual:
+        key = route.key
+        if route.protocol == protocol or key in wanted or route.table in desired.tables:
+            relevant.append((route, key))
+    relevant.sort(key=lambda item: route_order(item[0]))
+    for route, key in relevant:
         if route.protocol == protocol:
-            owned.setdefault(route.key, []).append(route)
+            owned.setdefault(key, []).append(route)
         else:
-            foreign.setdefault(route.key, route)
+            foreign.setdefault(key, route)
             if route.table in desired.tables:
                 conflicts.append(Conflict("route", f"foreign route in table {route.table}", route))
     ops: list[tuple[int, Operation]] = []
-    wanted = {route.key: route for route in desired.routes}
     for key, route in wanted.items():
         current = owned.pop(key, [])
         if route in current:
@@ -94,12 +107,20 @@ def _route_ops(
     return ops, conflicts
 
 
-def _rule_conflicts(desired: Iterable[Rule], actual: Iterable[Rule], protocol: int) -> list[Conflict]:
-    places = {(r.selector, r.priority) for r in desired}
+def _rule_conflicts(
+    desired: Iterable[Rule], actual: Iterable[Rule], protocol: int
+) -> list[Conflict]:
+    wanted = list(desired)
+    priorities = {r.priority for r in wanted}
+    # Only a foreign rule at one of polroutd's priorities can conflict: look closer at those.
+    candidates = [r for r in actual if r.protocol != protocol and r.priority in priorities]
+    if not candidates:
+        return []
+    places = {(r.selector, r.priority) for r in wanted}
     return [
         Conflict("rule", f"foreign rule with polroutd's selector at priority {r.priority}", r)
-        for r in actual
-        if r.protocol != protocol and (r.selector, r.priority) in places
+        for r in candidates
+        if (r.selector, r.priority) in places
     ]
 
 
@@ -123,10 +144,14 @@ def classify(plan: Plan, previous: DesiredState | None, current: DesiredState) -
     says so): putting them back follows that change, it is not a repair."""
     if previous is None:
         return [Classified(op, "change", None) for op in plan.operations]
-    old_rules = {r.identity() for r in previous.rules}
-    now_rules = {r.identity() for r in current.rules}
-    old_routes = {r.key: r for r in previous.routes}
-    now_routes = {r.key: r for r in current.routes}
+    if not plan.operations:
+        return []
+    any_rules = any(isinstance(op, RuleOp) for op in plan.operations)
+    any_routes = not all(isinstance(op, RuleOp) for op in plan.operations)
+    old_rules = {r.identity() for r in previous.rules} if any_rules else set()
+    now_rules = {r.identity() for r in current.rules} if any_rules else set()
+    old_routes = {r.key: r for r in previous.routes} if any_routes else {}
+    now_routes = {r.key: r for r in current.routes} if any_routes else {}
     moved = _moved_interfaces(previous, current)
     by_table = {i.table_id: i.index for i in (*previous.interfaces, *current.interfaces)}
     out = []

@@ -132,6 +132,25 @@ def iter_messages(data: bytes) -> Iterator[Message]:
         offset += (length + 3) & ~3
 
 
+def iter_raw(data: bytes) -> Iterator[tuple[int, int, int, int, bytes]]:
+    """``iter_messages`` as plain (type, flags, seq, port id, payload) tuples, for bulk reads.
+
+    In an event the port id is that of the socket whose request caused it (0: the kernel)."""
+    offset, end = 0, len(data)
+    unpack = _HEADER.unpack_from
+    while offset + 16 <= end:
+        length, mtype, flags, seq, pid = unpack(data, offset)
+        if length < 16 or offset + length > end:
+            raise ValueError(f"truncated netlink message at offset {offset}")
+        yield mtype, flags, seq, pid, data[offset + 16 : offset + length]
+        offset += (length + 3) & ~3
+
+
+# The decoders below walk the attributes inline rather than through ``_attrs``: the same
+# framing rules (stop at a length below 4, values sliced to the attribute's length), without
+# a generator and a tuple per attribute, since a read decodes thousands of messages.
+
+
 def _attrs(payload: bytes, start: int) -> Iterator[tuple[int, bytes]]:
     offset, end = start, len(payload)
     while offset + 4 <= end:
@@ -170,13 +189,20 @@ def decode_error(payload: bytes, flags: int) -> tuple[int, str | None]:
 def decode_link(payload: bytes) -> Link | None:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(payload, 0)
     name, kind = None, None
-    for atype, value in _attrs(payload, _IFINFO.size):
+    unpack = _ATTR.unpack_from
+    offset, end = _IFINFO.size, len(payload)
+    while offset + 4 <= end:
+        length, atype = unpack(payload, offset)
+        if length < 4:
+            break
+        atype &= 0x3FFF
         if atype == IFLA_IFNAME:
-            name = _cstr(value)
+            name = _cstr(payload[offset + 4 : offset + length])
         elif atype == IFLA_LINKINFO:
-            for itype, ivalue in _attrs(value, 0):
+            for itype, ivalue in _attrs(payload[offset + 4 : offset + length], 0):
                 if itype == IFLA_INFO_KIND:
                     kind = _cstr(ivalue)
+        offset += (length + 3) & ~3
     if name is None:
         return None
     return Link(
@@ -190,17 +216,25 @@ def decode_address(payload: bytes) -> Address | None:
     if family not in (AF_INET, AF_INET6):
         return None
     address = local = None
-    for atype, value in _attrs(payload, _IFADDR.size):
+    unpack = _ATTR.unpack_from
+    offset, end = _IFADDR.size, len(payload)
+    while offset + 4 <= end:
+        length, atype = unpack(payload, offset)
+        if length < 4:
+            break
+        atype &= 0x3FFF
         if atype == IFA_ADDRESS:
-            address = _addr(family, value)
+            address = payload[offset + 4 : offset + length]
         elif atype == IFA_LOCAL:
-            local = _addr(family, value)
+            local = payload[offset + 4 : offset + length]
         elif atype == IFA_FLAGS:
-            (flags,) = _U32.unpack_from(value, 0)
-    chosen = local or address  # IFA_LOCAL is ours on point-to-point links; IFA_ADDRESS the peer
+            (flags,) = _U32.unpack_from(payload[offset + 4 : offset + length], 0)
+        offset += (length + 3) & ~3
+    # IFA_LOCAL is ours on point-to-point links; IFA_ADDRESS the peer
+    chosen = local if local is not None else address
     if chosen is None:
         return None
-    return Address(index, family, chosen, prefixlen, scope, flags)
+    return Address(index, family, _addr(family, chosen), prefixlen, scope, flags)
 
 
 def route_table_of(payload: bytes) -> int:
@@ -223,7 +257,15 @@ def decode_route(payload: bytes) -> Route | None:
     oif = None
     metric = 0
     extra: list[tuple[int, bytes]] = []
-    for atype, value in _attrs(payload, _RTMSG.size):
+    unpack = _ATTR.unpack_from
+    offset, end = _RTMSG.size, len(payload)
+    while offset + 4 <= end:
+        length, atype = unpack(payload, offset)
+        if length < 4:
+            break
+        atype &= 0x3FFF
+        value = payload[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
         if atype == RTA_DST:
             dst = _addr(family, value)
         elif atype == RTA_GATEWAY:
@@ -257,7 +299,15 @@ def decode_rule(payload: bytes) -> Rule | None:
     suppress: int | None = None
     priority = protocol = 0
     extra: list[tuple[int, bytes]] = []
-    for atype, value in _attrs(payload, _RTMSG.size):
+    unpack = _ATTR.unpack_from
+    offset, end = _RTMSG.size, len(payload)
+    while offset + 4 <= end:
+        length, atype = unpack(payload, offset)
+        if length < 4:
+            break
+        atype &= 0x3FFF
+        value = payload[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
         if atype == FRA_SRC:
             src = _addr(family, value)
         elif atype == FRA_DST:
@@ -346,17 +396,21 @@ def encode_route(mtype: int, flags: int, seq: int, route: Route) -> bytes:
     return _message(mtype, flags, seq, b"".join(parts))
 
 
+# fib_rule_hdr, FRA_PRIORITY, FRA_TABLE and FRA_PROTOCOL (one byte, padded): every rule's head.
+_RULE_HEAD = struct.Struct("=BBBBBBBBI HHI HHI HHB3x")
+
+
 def encode_rule(mtype: int, flags: int, seq: int, rule: Rule) -> bytes:
     family = rule.family
     table_byte = rule.table if rule.table < 256 else 0
     parts = [
-        _RTMSG.pack(
+        _RULE_HEAD.pack(
             family, rule.dst_len, rule.src_len, rule.tos, table_byte, 0, 0, rule.action,
             rule.flags,
+            8, FRA_PRIORITY, rule.priority,
+            8, FRA_TABLE, rule.table,
+            5, FRA_PROTOCOL, rule.protocol,
         ),
-        _u32_attr(FRA_PRIORITY, rule.priority),
-        _u32_attr(FRA_TABLE, rule.table),
-        _attr(FRA_PROTOCOL, bytes([rule.protocol])),
     ]
     if rule.src is not None and rule.src_len:
         parts.append(_attr(FRA_SRC, _pton(family, rule.src)))

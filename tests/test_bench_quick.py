@@ -1,0 +1,77 @@
+"""The benchmark harness (bench/): pure helpers, and a smoke run of its smallest scenario.
+
+No timing is asserted here (spec §5 targets are judged by ``./dev bench``, not by tests); the
+smoke run checks that the scenario produced its numbers, converged and left no namespace.
+CI also runs every scenario once with ``./dev bench --quick``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import hosts, naive, netns, runner
+from bench.common import Row, percentile
+from bench.scen_large import SHAPE, storm_lines
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 201)]
+    assert percentile(values, 50) == 100.0
+    assert percentile(values, 99) == 198.0
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_storm_has_the_asked_events_and_ends_with_an_add() -> None:
+    lines, kept, removed = storm_lines(SHAPE, 5000)
+    assert len(lines) == 5000
+    adds = [line for line in lines if line.startswith("addr add")]
+    assert len(adds) == 2500 and lines[-1].startswith("addr add")
+    assert len(kept) == 2 and len(removed) == 2
+    # what is kept was added last and never deleted; what is removed was there before
+    deleted = {line.split()[2].split("/")[0] for line in lines if line.startswith("addr del")}
+    assert not kept & deleted and removed <= deleted
+    assert removed <= {hosts.address(i, j) for i in range(SHAPE.interfaces)
+                       for j in range(SHAPE.per_interface)}
+
+
+def test_naive_script_maps_interfaces_to_tables() -> None:
+    script = naive.SCRIPT % {"base": 30000, "priority": 30000}
+    assert "ip -4 -o monitor address" in script
+    assert "$((30000 + ${dev#bn}))" in script and "${4%/*}" in script
+
+
+def test_table_and_ratios() -> None:
+    row = Row("cold", "x", "ms", 60.0, ip_batch=30.0, naive=120.0, target="<= 2x", met=True)
+    assert row.ratio_ip == 2.0 and row.ratio_naive == 0.5
+    text = runner.table([row, Row("idle", "cpu", "% core", None)])
+    assert "| cold" in text and "2.00" in text and "yes" in text
+
+
+def test_in_netns_refuses_foreign_namespaces() -> None:
+    with pytest.raises(ValueError):
+        netns.in_netns("not-a-bench-namespace", lambda: None)
+
+
+@pytest.mark.netns
+def test_quick_latency_scenario_runs_and_cleans_up(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "latency", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["ok"] and not doc["errors"]
+    rows = [r for r in doc["rows"] if r["scenario"] == "latency"]
+    assert rows and all(r["polroutd"] is not None and r["naive"] is not None for r in rows)
+    assert doc["details"]["latency"]["events"] == 20
+    assert "removed 4 namespaces" in proc.stderr and "LEFT" not in proc.stderr, proc.stderr
