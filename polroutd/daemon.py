@@ -11,6 +11,7 @@ import errno
 import select
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,17 +20,25 @@ from polroutd import rtnl
 from polroutd.config import Config, ConfigError
 from polroutd.describe import operation_text
 from polroutd.engine import Decision, Engine, Kernel, LeaseReader
-from polroutd.kernel import KernelError, OpResult, Overrun
+from polroutd.kernel import KernelError, Overrun
 from polroutd.logs import get_logger
 from polroutd.metrics import Metrics
-from polroutd.model import AF_INET, AF_INET6, FAMILIES, KernelState, RuleOp, family_name
-from polroutd.plan import classify
+from polroutd.model import (
+    AF_INET,
+    AF_INET6,
+    FAMILIES,
+    KernelState,
+    OpResult,
+    RuleOp,
+    family_name,
+)
+from polroutd.plan import Classified, classify
 from polroutd.schedule import Schedule
 from polroutd.stateview import LastReconcile, state_document
 
 # Races of hot-unplug and link-down: the next event-driven reconcile settles them.
 EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
-STOP_TIMEOUT = 2.0
+LOG_EACH_UP_TO = 32  # operations logged one line each; more are logged one line per cause
 SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
 
 log = get_logger("polroutd.daemon")
@@ -182,14 +191,14 @@ class Daemon:
         ):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, handler)
+        if self.deps.on_started is not None:  # HTTP answers before READY=1 can be sent
+            started = self.deps.on_started(self)
+            if asyncio.iscoroutine(started):
+                await started
         self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
         interval = self.deps.notifier.watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="watchdog"))
-        if self.deps.on_started is not None:
-            started = self.deps.on_started(self)
-            if asyncio.iscoroutine(started):
-                await started
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
         try:
             done, _ = await asyncio.wait(
@@ -353,39 +362,79 @@ class Daemon:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
             return self._finish(started, reason, decision, [], read_error=str(exc))
+        applied, failed = self._account(causes, results)
+        success = self._finish(started, reason, decision, results)  # READY=1 before the logs
+        self._log_operations(decision, applied, failed)
+        return success
+
+    def _account(
+        self, causes: list[Classified], results: list[OpResult]
+    ) -> tuple[list[Classified], list[tuple[Classified, OpResult]]]:
+        """Counts drift, repairs, changes and errors; returns what was applied and what failed."""
         outcome = {id(r.operation): r for r in results}
+        tally: Counter[tuple[str, str, str]] = Counter()
+        applied: list[Classified] = []
+        failed: list[tuple[Classified, OpResult]] = []
         for item in causes:
             op = item.operation
             result = outcome.get(id(op))
-            text = operation_text(op, decision.names)
             if item.cause == "drift":
-                self.prom.drift.labels(kind=op.kind, change=item.drift).inc()
-                self.status.counters["drift"] += 1
+                tally["drift", op.kind, item.drift or ""] += 1
             if result is None:
                 continue
             if result.ok:
-                counter = self.prom.repairs if item.cause == "drift" else self.prom.changes
-                counter.labels(kind=op.kind, op=op.op).inc()
-                self.status.counters["repairs" if item.cause == "drift" else "changes"] += 1
-                log.info("applied", op=text, cause=item.cause, drift=item.drift)
+                tally["repairs" if item.cause == "drift" else "changes", op.kind, op.op] += 1
+                applied.append(item)
             else:
+                tally["operation_errors", op.kind, op.op] += 1
                 self.prom.operation_errors.labels(
                     kind=op.kind, op=op.op, errno=result.error_name
                 ).inc()
-                self.status.counters["operation_errors"] += 1
-                level = log.info if result.errno in EXPECTED_ERRNOS else log.warning
-                level(
-                    "operation_failed",
-                    op=text,
+                failed.append((item, result))
+        for (name, kind, what), count in tally.items():
+            self.status.counters[name] += count
+            if name == "drift":
+                self.prom.drift.labels(kind=kind, change=what).inc(count)
+            elif name != "operation_errors":
+                metric = self.prom.repairs if name == "repairs" else self.prom.changes
+                metric.labels(kind=kind, op=what).inc(count)
+        return applied, failed
+
+    def _log_operations(
+        self,
+        decision: Decision,
+        applied: list[Classified],
+        failed: list[tuple[Classified, OpResult]],
+    ) -> None:
+        """Each operation once, at info, with its cause; a large reconcile (a cold start) as one
+        line per cause, since a line per operation costs more than applying it."""
+        names = decision.names
+        if len(applied) <= LOG_EACH_UP_TO:
+            for item in applied:
+                log.info(
+                    "applied",
+                    op=operation_text(item.operation, names),
                     cause=item.cause,
-                    errno=result.error_name,
-                    message=result.message,
-                    expected=result.errno in EXPECTED_ERRNOS,
-                    action="retrying with backoff",
+                    drift=item.drift,
                 )
+        else:
+            for cause in ("change", "drift"):
+                ops = [operation_text(i.operation, names) for i in applied if i.cause == cause]
+                if ops:
+                    log.info("applied", cause=cause, count=len(ops), ops=ops)
+        for item, result in failed:
+            expected = result.errno in EXPECTED_ERRNOS
+            (log.info if expected else log.warning)(
+                "operation_failed",
+                op=operation_text(item.operation, names),
+                cause=item.cause,
+                errno=result.error_name,
+                message=result.message,
+                expected=expected,
+                action="retrying with backoff",
+            )
         for conflict in decision.plan.conflicts:
             log.debug("conflict", kind=conflict.kind, message=conflict.message)
-        return self._finish(started, reason, decision, results)
 
     def _finish(
         self,

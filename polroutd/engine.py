@@ -23,8 +23,7 @@ from polroutd.desired import (
     managed_links,
     table_requests,
 )
-from polroutd.kernel import OpResult
-from polroutd.model import AF_INET, DesiredState, KernelState, Link, Operation, Plan
+from polroutd.model import AF_INET, DesiredState, KernelState, Link, Operation, OpResult, Plan
 from polroutd.plan import make_plan
 
 

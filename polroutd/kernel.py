@@ -11,7 +11,6 @@ import errno
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from polroutd import rtnl
@@ -21,6 +20,7 @@ from polroutd.model import (
     KernelState,
     Link,
     Operation,
+    OpResult,
     Route,
     RouteOp,
     Rule,
@@ -70,21 +70,6 @@ class DumpInterrupted(KernelError):
 
 class Overrun(KernelError):
     """The event socket lost messages (ENOBUFS): its picture of the kernel is no longer whole."""
-
-
-@dataclass(frozen=True, slots=True)
-class OpResult:
-    operation: Operation
-    errno: int = 0  # 0: done, or the kernel was already as asked
-    message: str | None = None  # the kernel's extended-ack text, when it gave one
-
-    @property
-    def ok(self) -> bool:
-        return self.errno == 0
-
-    @property
-    def error_name(self) -> str:
-        return errno.errorcode.get(self.errno, str(self.errno)) if self.errno else "OK"
 
 
 class _Receiver:

@@ -6,6 +6,7 @@ that the kernel considers equal compare equal here.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -185,6 +186,23 @@ class RouteOp:
 
 
 Operation = RuleOp | RouteOp
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """What the kernel said to one operation."""
+
+    operation: Operation
+    errno: int = 0  # 0: done, or the kernel was already as asked
+    message: str | None = None  # the kernel's extended-ack text, when it gave one
+
+    @property
+    def ok(self) -> bool:
+        return self.errno == 0
+
+    @property
+    def error_name(self) -> str:
+        return errno.errorcode.get(self.errno, str(self.errno)) if self.errno else "OK"
 
 
 GatewaySource = Literal["config", "main-table", "dhcp-lease"]

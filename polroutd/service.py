@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 from polroutd.config import Config, load_config, resolve_config_path
@@ -51,11 +52,16 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
     netlink = Netlink()
     deps = Deps(
         kernel=netlink,
-        events_factory=lambda: EventSocket(_event_buffer()),
+        # Events our own requests cause are echoes of what we just did: not a reason to look again.
+        events_factory=lambda: EventSocket(_event_buffer(), ignore_portid=netlink.portid),
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
     )
     log.info("starting", config=config.source, mode=config.daemon.mode)
+    # The libraries' start-up objects never die: keep the collector from walking them on
+    # every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes).
+    gc.collect()
+    gc.freeze()
     try:
         return asyncio.run(serve(config, deps))
     finally:

@@ -9,8 +9,7 @@ from typing import Any
 from polroutd import __version__
 from polroutd.describe import Names, conflict_json, operation_text, route_json, rule_json
 from polroutd.engine import Decision
-from polroutd.kernel import OpResult
-from polroutd.model import Gateway, RouteKey, RouteOp, RuleOp
+from polroutd.model import Gateway, OpResult, RouteKey, RouteOp, RuleOp
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from polroutd.kernel import IDEMPOTENT, KernelError, OpResult
-from polroutd.model import KernelState, Link, Operation, Route, RouteOp, Rule, RuleOp
+from polroutd.kernel import IDEMPOTENT, KernelError
+from polroutd.model import KernelState, Link, Operation, OpResult, Route, RouteOp, Rule, RuleOp
 
 
 def _rule_match(existing: Rule, wanted: Rule) -> bool:

@@ -24,9 +24,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from polroutd.kernel import OpResult
 from polroutd.lab import ADDR, Lab
-from polroutd.model import AF_INET, Conflict, Plan, Route, RouteOp, RuleOp
+from polroutd.model import AF_INET, Conflict, OpResult, Plan, Route, RouteOp, RuleOp
 from polroutd.stateview import LastReconcile, state_document
 from polroutd.status import (
     EXIT_IN_SYNC,
