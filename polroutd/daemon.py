@@ -351,8 +351,10 @@ class Daemon:
         started = self.deps.clock()
         try:
             decision = self.engine.decide(self._read_settled())
-        except (KernelError, OSError) as exc:
-            # Never plan from a partial picture: nothing is applied, the read is retried.
+        except (KernelError, OSError, ConfigError) as exc:
+            # Never plan from a partial picture: nothing is applied, the read is retried. (A
+            # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
+            # hot-plugged interfaces: reported and retried, not fatal.)
             return self._finish(started, reason, None, [], read_error=str(exc))
         previous = (
             self.status.decision.desired if self.status.last_ok and self.status.decision else None

@@ -279,3 +279,18 @@ async def test_startup_removes_stale_objects_of_an_earlier_run(count: int) -> No
     remaining = {r.src for r in kernel.state.rules if r.protocol == 218}
     assert not remaining & {r.src for r in stale}
     assert await h2.stop() == 0
+
+
+async def test_a_table_range_exhausted_at_run_time_is_an_error_not_a_crash() -> None:
+    config = Config(
+        daemon=replace(CONFIG.daemon, table_range=(40000, 40000)),
+        interfaces=(InterfaceSpec(name="ens*"),),  # one table per interface: two needed
+    )
+    h = Harness(FakeKernel(article_state()), config)
+    task = asyncio.create_task(h.daemon.run())
+    await h.until(lambda: h.counter("reconciles_error") >= 1)
+    last = h.daemon.state()["last_reconcile"]
+    assert "table_range" in last["errors"][0]["message"]
+    assert not task.done()  # still running, retrying with backoff
+    h.task = task
+    assert await h.stop() == 0
