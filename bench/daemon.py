@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.netns import BenchError, in_netns
+from polroutd.notify_listener import NotifyListener
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -35,54 +34,6 @@ def polroutd_argv(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, sys.executable, "-m", "polroutd", *args]
 
 
-class NotifyListener:
-    """A sd_notify datagram socket; records (arrival time, line) of every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            now = time.perf_counter()
-            with self._cond:
-                self.messages.extend((now, line) for line in data.decode().splitlines())
-                self._cond.notify_all()
-
-    def wait(self, prefix: str, timeout: float, after: int = 0) -> float:
-        """Arrival time of the first message starting with ``prefix`` (from index ``after``)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.messages[after:]:
-                    if line.startswith(prefix):
-                        return at
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BenchError(f"daemon sent no {prefix} within {timeout:.0f} s")
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-
 class RunningDaemon:
     """``polroutd run`` inside ``ns``; the Popen pid is the daemon's (``ip netns exec`` execs)."""
 
@@ -90,7 +41,7 @@ class RunningDaemon:
                  http_port: int | None = None) -> None:
         self.ns = ns
         self.http_port = http_port
-        self.notify = NotifyListener(workdir / f"{name}.notify")
+        self.notify = NotifyListener(workdir / f"{name}.notify", clock=time.perf_counter)
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("w")
         self.started = time.perf_counter()
@@ -107,8 +58,10 @@ class RunningDaemon:
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Seconds from start to READY=1."""
-        at = self.notify.wait("READY=1", timeout)
+        at = self.notify.first("READY=1", timeout)
         self.check_alive()
+        if at is None:
+            raise BenchError(f"daemon sent no READY=1 within {timeout:.0f} s")
         return at - self.started
 
     def check_alive(self) -> None:

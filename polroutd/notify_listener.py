@@ -11,17 +11,21 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["NotifyListener"]
 
 
 class NotifyListener:
-    """A datagram socket at ``path`` recording every notify line with its arrival time
-    (``time.monotonic()``). Use as a context manager or call :meth:`close`."""
+    """A datagram socket at ``path`` recording every notify line with its arrival time (by
+    ``clock``: ``time.monotonic`` unless a benchmark wants ``time.perf_counter``). Use as a
+    context manager or call :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self._clock = clock
+        self._arrived = threading.Condition()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         self.sock.settimeout(0.2)  # lets the reader thread notice close() promptly
@@ -38,9 +42,12 @@ class NotifyListener:
                 continue
             except OSError:
                 return
-            now = time.monotonic()
-            for line in data.decode(errors="replace").splitlines():
-                self.messages.append((now, line))
+            now = self._clock()
+            with self._arrived:
+                self.messages.extend(
+                    (now, line) for line in data.decode(errors="replace").splitlines()
+                )
+                self._arrived.notify_all()
 
     def seen(self, prefix: str) -> list[str]:
         """Every message received so far that starts with ``prefix`` (e.g. ``"READY=1"``)."""
@@ -55,6 +62,20 @@ class NotifyListener:
                 return False
             time.sleep(0.01)
         return True
+
+    def first(self, prefix: str, timeout: float, after: int = 0) -> float | None:
+        """Arrival time of the first message starting with ``prefix`` (among those from index
+        ``after`` on), waiting up to ``timeout`` seconds; None when none came."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                for at, line in self.messages[after:]:
+                    if line.startswith(prefix):
+                        return at
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._arrived.wait(left)
 
     def close(self) -> None:
         """Stop listening and remove the socket file. Idempotent."""
