@@ -20,11 +20,11 @@ import secrets
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TypeVar
 
-from polroutd.lab import delete_netns
+from polroutd.lab import delete_netns, sigint_deferred
 
 PREFIX = "polroutd-bench"
 NETNS_DIR = "/run/netns"
@@ -79,7 +79,7 @@ def delete(name: str) -> None:
 
 def teardown_all() -> list[str]:
     """Removes every namespace this process created; returns their names."""
-    with _held_sigint():
+    with sigint_deferred():
         with _lock:
             names = list(reversed(_created))
         for name in names:
@@ -93,25 +93,6 @@ def leftovers() -> list[str]:
     with _lock:
         names = list(_created)
     return [n for n in names if os.path.exists(os.path.join(NETNS_DIR, n))]
-
-
-@contextlib.contextmanager
-def _held_sigint() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum: int, _frame: FrameType | None) -> None:
-        pending.append(signum)
-
-    previous = signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt
 
 
 class Terminated(BaseException):

@@ -12,7 +12,7 @@ import select
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -521,7 +521,3 @@ class Daemon:
         sync = "in sync" if s.in_sync else "NOT in sync"
         last = f"last reconcile {s.last.result} ({s.last.reason})" if s.last else "starting"
         return f"{interfaces} interfaces, {rules} rules, {sync}; {last}"
-
-
-def counters_snapshot(status: Status) -> Mapping[str, int]:
-    return dict(status.counters)

@@ -75,6 +75,29 @@ TOPOLOGY = """\
                                 data 10.225.176.0/24"""
 
 
+def lab_config(http_listen: str, rt_tables: Path, lease_path: Path) -> str:
+    """The spec's example configuration (§4), adapted to the lab: used by the demo and by the
+    end-to-end suite, so both exercise the same thing."""
+    return f"""\
+# polroutd demo: the spec's example configuration, adapted to the lab.
+[daemon]
+http_listen = "{http_listen}"
+resync_interval = 3600     # an hour: every repair shown comes from a kernel event
+rt_tables_file = "{rt_tables}"
+dhcp_lease_paths = ["{lease_path}"]
+log_format = "json"
+
+[[interface]]
+name = "{SERVER_MGMT_IF}"
+table = "mgt"
+
+[[interface]]
+name = "{SERVER_DATA_IF}"
+table = "data"
+routes = [ {{ to = "10.225.144.0/24", via = "{ADDR.router_data4}", table = "main" }} ]
+"""
+
+
 class StepFailed(Exception):
     """A step did not behave as narrated; the message says how."""
 
@@ -485,24 +508,7 @@ class Demo:
             self.names_visible = True
         rt_tables.parent.mkdir(parents=True, exist_ok=True)
         config = lab.temp_dir / "polroutd.toml"
-        config.write_text(f"""\
-# polroutd demo: the spec's example configuration, adapted to the lab.
-[daemon]
-http_listen = "{HTTP_LISTEN}"
-resync_interval = 3600     # an hour: every repair shown comes from a kernel event
-rt_tables_file = "{rt_tables}"
-dhcp_lease_paths = ["{lab.lease_path}"]
-log_format = "json"
-
-[[interface]]
-name = "{SERVER_MGMT_IF}"
-table = "mgt"
-
-[[interface]]
-name = "{SERVER_DATA_IF}"
-table = "data"
-routes = [ {{ to = "10.225.144.0/24", via = "{ADDR.router_data4}", table = "main" }} ]
-""")
+        config.write_text(lab_config(HTTP_LISTEN, rt_tables, lab.lease_path))
         return config
 
     def step_data_works(self) -> str:

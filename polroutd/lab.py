@@ -89,6 +89,7 @@ __all__ = [
     "delete_netns",
     "netns_names_with_prefix",
     "remove_stale",
+    "sigint_deferred",
 ]
 
 log = logging.getLogger("polroutd.lab")
@@ -346,7 +347,7 @@ def _owner_alive_elsewhere(temp_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
+def sigint_deferred() -> Iterator[None]:
     """Hold back SIGINT while the body runs; deliver it afterwards (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -508,7 +509,7 @@ class Lab:
         Idempotent. SIGINT is deferred until teardown is complete. Raises :class:`LabError` if
         a namespace of this lab still exists afterwards.
         """
-        with _sigint_deferred(), self._lock:
+        with sigint_deferred(), self._lock:
             self._built = False
             self._stop_processes()
             self._dhcp_server = self._dhcp_client = None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from polroutd.demo import lab_config
 from polroutd.lab import ADDR, ROUTER_MGMT_IF, SERVER_DATA_IF, SERVER_MGMT_IF, Lab
 from tests.conftest import LAB_PREFIX
 from tests.daemon_proc import HTTP_PORT, RunningDaemon
@@ -27,24 +28,10 @@ T = TypeVar("T")
 
 
 def write_config(tmp: Path, lab: Lab) -> Path:
-    """The spec's example configuration, with the lab's lease file."""
+    """The demo's configuration, with this test's HTTP port and table-name file."""
     path = tmp / "polroutd.toml"
-    path.write_text(f"""
-[daemon]
-http_listen = "127.0.0.1:{HTTP_PORT}"
-resync_interval = 3600
-rt_tables_file = "{tmp}/iproute2/rt_tables.d/polroutd.conf"
-dhcp_lease_paths = ["{lab.lease_path}"]
-
-[[interface]]
-name = "{SERVER_MGMT_IF}"
-table = "mgt"
-
-[[interface]]
-name = "{SERVER_DATA_IF}"
-table = "data"
-routes = [ {{ to = "10.225.144.0/24", via = "{ADDR.router_data4}", table = "main" }} ]
-""")
+    rt_tables = tmp / "iproute2" / "rt_tables.d" / "polroutd.conf"
+    path.write_text(lab_config(f"127.0.0.1:{HTTP_PORT}", rt_tables, lab.lease_path))
     return path
 
 
