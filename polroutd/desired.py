@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from polroutd.config import Config, InterfaceSpec, RouteSpec
@@ -55,13 +55,13 @@ def managed_links(state: KernelState, config: Config) -> list[tuple[Link, Interf
             if spec is not None:
                 matched.append((link, spec))
         return matched
-    with_global = {a.index for a in state.addresses if a.is_global}
+    with_global = {a.ifindex for a in state.addresses if a.is_global}
     excluded = config.daemon.exclude
     return [
         (link, None)
         for link in links
         if not link.loopback
-        and link.index in with_global
+        and link.ifindex in with_global
         and not _excluded(link.name, tuple(excluded))
     ]
 
@@ -101,7 +101,7 @@ def _addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
     by_index: dict[int, list[Address]] = {}
     for a in state.addresses:
         if a.is_global:
-            by_index.setdefault(a.index, []).append(a)
+            by_index.setdefault(a.ifindex, []).append(a)
     for addresses in by_index.values():
         addresses.sort(key=_address_order)
     return by_index
@@ -142,7 +142,7 @@ def choose_gateway(
     if main_defaults is None:
         main_defaults = main_table_defaults(state, inputs.protocol)
     defaults = sorted(
-        main_defaults.get((link.index, family), ()), key=lambda r: (r.metric, r.gateway or "")
+        main_defaults.get((link.ifindex, family), ()), key=lambda r: (r.metric, r.gateway or "")
     )
     if defaults:
         best = defaults[0]
@@ -246,9 +246,9 @@ def _unmanaged_copies(
 ) -> list[Route]:
     """Main-table routes through local unmanaged devices (docker0, virbr0, cni0, ...)."""
     local_unmanaged = {
-        link.index
+        link.ifindex
         for link in state.links
-        if link.index not in managed_indexes and not link.loopback
+        if link.ifindex not in managed_indexes and not link.loopback
     }
     return [
         r for r in state.routes
@@ -261,8 +261,8 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
     config = inputs.config
     protocol = inputs.protocol
     managed = managed_links(state, config)
-    managed_indexes = {link.index for link, _ in managed}
-    down = {link.index for link in state.links if not link.up}
+    managed_indexes = {link.ifindex for link, _ in managed}
+    down = {link.ifindex for link in state.links if not link.up}
     copies = (
         _unmanaged_copies(state, managed_indexes, protocol)
         if config.daemon.mode == "strict" else []
@@ -295,7 +295,7 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         priority = (
             spec.priority if spec and spec.priority else None
         ) or config.daemon.rule_priority
-        addresses = by_index.get(link.index, [])
+        addresses = by_index.get(link.ifindex, [])
         gateways = {
             AF_INET: choose_gateway(
                 link, AF_INET, spec.gateway if spec else "auto", state, inputs, main_defaults
@@ -310,19 +310,19 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
             key = (a.family, a.address, priority, table.id)
             if key not in rules:
                 rules[key] = _source_rule(a.family, a.address, priority, table.id, protocol)
-        for route in _connected_routes(addresses, table.id, link.index, protocol):
+        for route in _connected_routes(addresses, table.id, link.ifindex, protocol):
             want(route)
         families_here = {a.family for a in addresses}
         for family in FAMILIES:
             if gateways[family].present and family in families_here:  # no rule, no use
-                want(_default_route(family, gateways[family], table.id, link.index, protocol))
+                want(_default_route(family, gateways[family], table.id, link.ifindex, protocol))
         for extra in spec.routes if spec else ():
-            want(_extra_route(extra, table.id, link.index, inputs))
+            want(_extra_route(extra, table.id, link.ifindex, inputs))
         for copy in copies:
-            want(replace(copy, table=table.id, protocol=protocol, extra=()))
+            want(copy._replace(table=table.id, protocol=protocol, extra=()))
         interfaces.append(
             ManagedInterface(
-                name=link.name, index=link.index, up=link.up, carrier=link.carrier,
+                name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
                 addresses=tuple(f"{a.address}/{a.prefixlen}" for a in addresses),
                 table_id=table.id, table_name=table.name, priority=priority,
                 gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],

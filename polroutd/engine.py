@@ -106,10 +106,10 @@ class Engine:
         default route on them in the main table): only these need lease files read."""
         defaults = main_table_defaults(state, self.protocol)
         return {
-            link.name: link.index
+            link.name: link.ifindex
             for link, spec in managed
             if (spec.gateway if spec else "auto") == "auto"
-            and (link.index, AF_INET) not in defaults
+            and (link.ifindex, AF_INET) not in defaults
         }
 
     def decide(self, state: KernelState) -> Decision:
@@ -136,7 +136,7 @@ class Engine:
         table_names = {number: name for name, number in self.registry.tables.items()}
         table_names.update({number: name for name, number in named.items()})
         description = Names(
-            links={link.index: link.name for link in state.links},
+            links={link.ifindex: link.name for link in state.links},
             tables=table_names,
             protocols={number: name for name, number in self.registry.protocols.items()}
             | {self.protocol: self._protocol_name()},

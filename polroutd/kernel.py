@@ -39,8 +39,8 @@ SO_RCVBUFFORCE = 33
 REQUEST_BUFFER = 8 << 20
 EVENT_BUFFER = 32 << 20  # memory is only used while events queue up
 DUMP_ATTEMPTS = 5
-# Requests per sendmsg: big enough to amortise syscalls, small enough that the acks of one
-# batch always fit the receive buffer.
+# Requests per sendmsg: big enough to amortise syscalls, small enough that the error messages
+# of one batch (were every operation to fail) always fit the receive buffer.
 BATCH = 256
 # Receive buffer for one datagram: far above the 32 KiB the kernel puts in one dump datagram.
 # Received into a preallocated buffer: ``recv(1 MiB)`` allocates (and shrinks) a 1 MiB object
@@ -54,6 +54,7 @@ IDEMPOTENT = {
     ("rule", "delete"): errno.ENOENT,
     ("route", "delete"): errno.ESRCH,
 }
+_SUCCESS: tuple[int, str | None] = (0, None)
 
 
 class KernelError(Exception):
@@ -211,30 +212,37 @@ class Netlink:
         return results
 
     def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:
+        """One sendmsg for the whole batch. The requests ask for no acknowledgement (the kernel
+        still answers every failure), and a final NOOP that does is the barrier: netlink
+        handles one sendmsg's messages in order, so once its ack arrives, an operation without
+        an error message succeeded. One datagram to read instead of one per operation."""
         by_seq: dict[int, Operation] = {}
         chunks = []
         for operation in batch:
             seq = self._next_seq()
             by_seq[seq] = operation
             chunks.append(encode_operation(operation, seq))
+        barrier = self._next_seq()
+        chunks.append(rtnl.encode_barrier(barrier))
         self._sock.send(b"".join(chunks))
-        outcome: dict[int, tuple[int, str | None]] = {}
-        while len(outcome) < len(by_seq):
+        errors: dict[int, tuple[int, str | None]] = {}
+        while barrier not in errors:
             for msg_type, flags, seq, _pid, payload in rtnl.iter_raw(self._recv()):
-                if msg_type == rtnl.NLMSG_ERROR and seq in by_seq:
-                    outcome[seq] = rtnl.decode_error(payload, flags)
+                if msg_type == rtnl.NLMSG_ERROR and (seq in by_seq or seq == barrier):
+                    errors[seq] = rtnl.decode_error(payload, flags)
         results = []
         for seq, operation in by_seq.items():
-            code, text = outcome[seq]
+            code, text = errors.get(seq, _SUCCESS)
             if code == IDEMPOTENT.get((operation.kind, operation.op)):
-                code, text = 0, None
+                code, text = _SUCCESS
             results.append(OpResult(operation, code, text))
         return results
 
 
-_CREATE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
-_REPLACE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
-_DELETE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK
+# No NLM_F_ACK: only failures are answered (see Netlink._apply_batch).
+_CREATE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+_REPLACE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
+_DELETE = rtnl.NLM_F_REQUEST
 
 
 def encode_operation(operation: Operation, seq: int) -> bytes:

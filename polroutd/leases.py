@@ -19,7 +19,7 @@ import re
 import socket
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Literal
@@ -415,13 +415,20 @@ class _Memo:
 
     def __init__(self) -> None:
         self.globs: dict[str, list[str]] = {}
+        self.listings: dict[str, list[str] | None] = {}
         self.files: dict[str, tuple[bytes, float] | None] = {}
         self.dhclient: dict[str, list[Lease]] = {}
+
+    def names(self, directory: str) -> list[str] | None:
+        """One listing per directory per search: every interface's patterns share it."""
+        if directory not in self.listings:
+            self.listings[directory] = _LISTINGS.names(directory)
+        return self.listings[directory]
 
     def glob(self, pattern: str) -> list[str]:
         found = self.globs.get(pattern)
         if found is None:
-            found = self.globs[pattern] = _glob(pattern)
+            found = self.globs[pattern] = _glob(pattern, self.names)
         return found
 
     def read(self, path: str) -> tuple[bytes, float] | None:
@@ -484,16 +491,22 @@ class _Listings:
 _LISTINGS = _Listings()
 
 
-def _glob(pattern: str) -> list[str]:
-    """``sorted(glob.glob(pattern))``; from a reused directory listing when the wildcards are
-    all in the last component of an absolute pattern (every default lease path), with
-    ``glob``'s own rules: ``fnmatch`` on the names, hidden names only for a pattern that
-    starts with a dot."""
+def _glob(
+    pattern: str, names_in: Callable[[str], list[str] | None] = _LISTINGS.names
+) -> list[str]:
+    """``sorted(glob.glob(pattern))``; from a directory listing (``names_in``) when the last
+    component of an absolute pattern is all that may hold wildcards (every default lease
+    path), with ``glob``'s own rules: ``fnmatch`` on the names, hidden names only for a
+    pattern that starts with a dot, a name without wildcards found when it exists (a dangling
+    symlink included)."""
     directory, base = os.path.split(pattern)
-    if not (os.path.isabs(pattern) and base and glob.has_magic(base)
-            and not glob.has_magic(directory)):
+    if not (os.path.isabs(pattern) and base and not glob.has_magic(directory)):
         return sorted(glob.glob(pattern))
-    names = _LISTINGS.names(directory)
+    names = names_in(directory)
+    if not glob.has_magic(base):
+        if names is None or base in (os.curdir, os.pardir):  # not in any listing: ask the path
+            return [pattern] if os.path.lexists(pattern) else []
+        return [pattern] if base in names else []
     if not names:
         return []
     if not base.startswith("."):

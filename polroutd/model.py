@@ -2,13 +2,17 @@
 
 Pure data, no I/O. Addresses are canonical strings (``socket.inet_ntop`` form), so two objects
 that the kernel considers equal compare equal here.
+
+The records the kernel reads and writes in thousands (links, addresses, routes, rules and the
+operations on them) are NamedTuples: immutable values like the frozen dataclasses used for the
+rest, but three to four times cheaper to build, which a cold start of a thousand rules feels.
 """
 
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 AF_INET = 2
 AF_INET6 = 10
@@ -48,9 +52,8 @@ def host_len(family: int) -> int:
     return 32 if family == AF_INET else 128
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    index: int
+class Link(NamedTuple):
+    ifindex: int
     name: str
     up: bool  # IFF_UP: administratively up
     carrier: bool  # IFF_LOWER_UP
@@ -58,9 +61,8 @@ class Link:
     kind: str | None = None  # IFLA_INFO_KIND: "veth", "bridge", ...
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    index: int
+class Address(NamedTuple):
+    ifindex: int
     family: int
     address: str
     prefixlen: int
@@ -76,8 +78,7 @@ class Address:
         return self.scope == RT_SCOPE_UNIVERSE and not self.flags & IFA_F_DADFAILED
 
 
-@dataclass(frozen=True, slots=True)
-class RouteKey:
+class RouteKey(NamedTuple):
     """How the kernel tells routes apart within a table (``ip route replace`` matches on this)."""
 
     family: int
@@ -88,8 +89,7 @@ class RouteKey:
     metric: int
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     family: int
     table: int
     dst: str  # network address; "0.0.0.0" or "::" for default
@@ -115,8 +115,7 @@ class Route:
         return self.dst_len == 0
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     family: int
     priority: int
     table: int
@@ -152,8 +151,8 @@ class Rule:
         )
 
     def identity(self) -> tuple[object, ...]:
-        """Everything that makes two rules the same rule, protocol aside."""
-        return (*self.selector, self.priority, self.action, self.table, self.suppress_prefixlen)
+        """Everything that makes two rules the same rule, protocol aside (every other field)."""
+        return self[:3] + self[4:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,30 +165,33 @@ class KernelState:
     rules: tuple[Rule, ...] = ()
 
     def link_by_index(self) -> dict[int, Link]:
-        return {link.index: link for link in self.links}
+        return {link.ifindex: link for link in self.links}
 
 
-@dataclass(frozen=True, slots=True)
-class RuleOp:
+class RuleOp(NamedTuple):
     op: Literal["add", "delete"]
     rule: Rule
-    kind: Kind = field(default="rule", init=False)
+
+    @property
+    def kind(self) -> Kind:
+        return "rule"
 
 
-@dataclass(frozen=True, slots=True)
-class RouteOp:
+class RouteOp(NamedTuple):
     op: OpName
     route: Route
     # For "replace": the route in the kernel that is being replaced (ours, same key).
     previous: Route | None = None
-    kind: Kind = field(default="route", init=False)
+
+    @property
+    def kind(self) -> Kind:
+        return "route"
 
 
 Operation = RuleOp | RouteOp
 
 
-@dataclass(frozen=True, slots=True)
-class OpResult:
+class OpResult(NamedTuple):
     """What the kernel said to one operation."""
 
     operation: Operation

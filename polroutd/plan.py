@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from polroutd.desired import route_order, rule_order
 from polroutd.model import (
@@ -128,8 +127,7 @@ Change = Literal["missing", "unexpected", "changed"]
 _DRIFT: dict[str, Change] = {"add": "missing", "delete": "unexpected", "replace": "changed"}
 
 
-@dataclass(frozen=True, slots=True)
-class Classified:
+class Classified(NamedTuple):
     """One planned operation, said to repair drift or to follow a change of the desired state."""
 
     operation: Operation

@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from polroutd.model import (
     AF_INET,
@@ -114,8 +114,7 @@ _IFADDR = struct.Struct("=BBBBI")
 _NO_SUPPRESS = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     type: int
     flags: int
     seq: int
@@ -206,7 +205,7 @@ def decode_link(payload: bytes) -> Link | None:
     if name is None:
         return None
     return Link(
-        index=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP),
+        ifindex=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP),
         loopback=bool(flags & IFF_LOOPBACK), kind=kind,
     )
 
@@ -359,6 +358,11 @@ def _message(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
 
 def _pton(family: int, address: str) -> bytes:
     return socket.inet_pton(family, address)
+
+
+def encode_barrier(seq: int) -> bytes:
+    """A NOOP the kernel acknowledges: placed after requests sent without NLM_F_ACK."""
+    return _message(NLMSG_NOOP, NLM_F_REQUEST | NLM_F_ACK, seq, b"")
 
 
 def encode_dump(mtype: int, seq: int, family: int = 0) -> bytes:

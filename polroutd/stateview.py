@@ -38,8 +38,9 @@ def present_after(
     decision: Decision, results: Sequence[OpResult]
 ) -> tuple[set[tuple[object, ...]], set[RouteKey]]:
     """Identities of desired rules and keys of desired routes that the kernel holds now."""
-    owned_rules = {r.identity() for r in decision.state.rules if r in decision.desired.rules}
-    owned_routes = {r.key for r in decision.state.routes if r in decision.desired.routes}
+    desired_rules, desired_routes = set(decision.desired.rules), set(decision.desired.routes)
+    owned_rules = {r.identity() for r in decision.state.rules if r in desired_rules}
+    owned_routes = {r.key for r in decision.state.routes if r in desired_routes}
     for result in results:
         op = result.operation
         if not result.ok:

@@ -111,10 +111,10 @@ class FakeKernel:
 
     # Helpers for tests that play "someone else" changing the kernel.
     def set_link(self, link: Link) -> None:
-        links = [old for old in self.state.links if old.index != link.index] + [link]
+        links = [old for old in self.state.links if old.ifindex != link.ifindex] + [link]
         routes = self.state.routes
         if not link.up:  # the kernel drops a down device's IPv4 routes, without telling anyone
-            routes = tuple(r for r in routes if not (r.oif == link.index and r.family == 2))
+            routes = tuple(r for r in routes if not (r.oif == link.ifindex and r.family == 2))
         self.state = replace(self.state, links=tuple(links), routes=routes)
 
     def remove_rule(self, rule: Rule) -> None:

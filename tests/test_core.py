@@ -163,7 +163,7 @@ def test_down_interface_keeps_rules_but_not_routes() -> None:
     state = article_state()
     state = replace(
         state,
-        links=tuple(replace(k, up=False) if k.name == "ens224" else k for k in state.links),
+        links=tuple(k._replace(up=False) if k.name == "ens224" else k for k in state.links),
     )
     desired = desired_state(state, inputs())
     assert any(r.src == "10.225.176.38" for r in desired.rules)
@@ -385,7 +385,7 @@ def test_foreign_route_in_the_way_is_a_conflict_not_an_operation() -> None:
     state = article_state()
     desired = desired_state(state, inputs())
     target = next(r for r in desired.routes if r.table == 1 and r.is_default)
-    squatter = replace(target, protocol=4, gateway="10.225.160.99")
+    squatter = target._replace(protocol=4, gateway="10.225.160.99")
     plan = make_plan(desired, replace(state, routes=(*state.routes, squatter)), PROTO)
     assert not any(isinstance(op, RouteOp) and op.route.key == target.key for op in plan.operations)
     assert any(c.foreign == squatter for c in plan.conflicts)
@@ -406,10 +406,24 @@ def test_classify_drift_versus_change() -> None:
     renewed_state = replace(
         state,
         addresses=tuple(
-            replace(a, address="10.225.176.77") if a.address == "10.225.176.38" else a
+            a._replace(address="10.225.176.77") if a.address == "10.225.176.38" else a
             for a in state.addresses
         ),
     )
     renewed = desired_state(renewed_state, inputs())
     plan = make_plan(renewed, replace(kernel.state, addresses=renewed_state.addresses), PROTO)
     assert plan.operations and all(c.cause == "change" for c in classify(plan, desired, renewed))
+
+
+def test_a_rules_identity_is_every_field_but_its_protocol() -> None:
+    rule = Rule(AF_INET, 30000, 100, PROTO, src="10.0.0.1", src_len=32)
+    different = {
+        "family": 10, "priority": 1, "table": 7, "src": "10.0.0.2", "src_len": 24,
+        "dst": "10.9.0.0", "dst_len": 16, "action": 2, "suppress_prefixlen": 0,
+        "iifname": "eth0", "oifname": "eth1", "fwmark": 3, "tos": 4, "flags": 2,
+        "extra": ((99, b"x"),),
+    }
+    assert set(different) | {"protocol"} == set(Rule._fields)
+    assert rule._replace(protocol=3).identity() == rule.identity()
+    for field, value in different.items():
+        assert rule._replace(**{field: value}).identity() != rule.identity(), field

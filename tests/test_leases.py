@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import glob
 import os
 import socket
 import struct
@@ -10,12 +11,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polroutd.config import DEFAULT_LEASE_PATHS
 from polroutd.leases import (
     Lease,
+    _glob,
+    _Memo,
     find_lease,
     lease_gateways,
     parse_dhclient_leases,
@@ -570,3 +573,43 @@ def test_lease_gateways(root: Path) -> None:
         "ens192": "10.225.160.1",
         "eth5": "203.0.113.1",
     }
+
+
+# --- the lease search's glob: glob.glob's answers, from one directory listing ------------------
+
+NAME = st.text(alphabet="ab.-[]*?x0", min_size=1, max_size=6).filter(lambda n: n not in (".", ".."))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=st.sets(NAME, max_size=8),
+    dangling=st.sets(NAME, max_size=2),
+    patterns=st.lists(
+        st.one_of(
+            st.text(alphabet="ab.-[]*?x0!", min_size=1, max_size=6),
+            st.sampled_from(["*", ".*", "*a*", "?", "??", "[.a]*", "[!a]*", "a", ".", ".."]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_lease_glob_agrees_with_glob_glob(
+    tmp_path_factory: pytest.TempPathFactory,
+    files: set[str],
+    dangling: set[str],
+    patterns: list[str],
+) -> None:
+    directory = tmp_path_factory.mktemp("leases")
+    for name in files:
+        (directory / name).write_text("x")
+    for name in dangling - files:
+        (directory / name).symlink_to(directory / "missing-target")
+    missing = directory / "no-such-dir"
+    for pattern in patterns:
+        for where in (directory, missing):
+            full = f"{where}/{pattern}"
+            memo = _Memo()
+            assert memo.glob(full) == sorted(glob.glob(full)), full
+            assert _glob(full) == sorted(glob.glob(full)), full

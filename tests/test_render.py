@@ -61,7 +61,7 @@ def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> De
         lease_gateways={"ens224": "10.225.176.1"} if lease else {},
     )
     desired = desired_state(state, inputs)
-    names = Names(links={link.index: link.name for link in state.links},
+    names = Names(links={link.ifindex: link.name for link in state.links},
                   tables={30000: "mgt", 30001: "data"}, protocols={PROTO: "polroutd"})
     return Decision(state, desired, make_plan(desired, state, PROTO), names,
                     {"mgt": 30000, "data": 30001})
