@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import time
@@ -9,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import netns, nl
 from bench.daemon import REPO, polroutd_argv, polroutd_env
@@ -91,22 +92,33 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+class Timed(NamedTuple):
+    wall: float  # seconds, fork to exit
+    # user + system seconds of the process, the kernel's netlink work for it included (it runs
+    # in the sender's context); steadier than wall time on a machine shared with other load
+    cpu: float
+    proc: subprocess.CompletedProcess[str]
+
+
 def timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
-          timeout: float = 120.0) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Wall time of one command (fork to exit) and its result; raises when it fails."""
+          timeout: float = 120.0) -> Timed:
+    """Wall and CPU time of one command and its result; raises when it fails. (``ip netns
+    exec`` execs the command, so the waited-for child is the command itself.)"""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
                           check=False, env=env, cwd=REPO)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise netns.BenchError(f"{' '.join(argv[4:7])} failed ({proc.returncode}): "
                                f"{(proc.stderr or proc.stdout).strip()[-800:]}")
-    return elapsed, proc
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timed(elapsed, cpu, proc)
 
 
-def polroutd_cli(ns: str, *args: str, timeout: float = 120.0) -> tuple[float, str]:
-    elapsed, proc = timed(polroutd_argv(ns, *args), env=polroutd_env(), timeout=timeout)
-    return elapsed, proc.stdout
+def polroutd_cli(ns: str, *args: str, timeout: float = 120.0) -> Timed:
+    return timed(polroutd_argv(ns, *args), env=polroutd_env(), timeout=timeout)
 
 
 def owned_sources(sock: nl.Socket) -> Counter[str]:

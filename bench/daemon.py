@@ -64,6 +64,15 @@ class RunningDaemon:
             raise BenchError(f"daemon sent no READY=1 within {timeout:.0f} s")
         return at - self.started
 
+    def starting_to_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from the daemon's first STATUS (sent just before its first reconcile) to
+        READY=1, both as they arrived here: the start-up without the interpreter and imports."""
+        ready = self.wait_ready(timeout) + self.started
+        starting = self.notify.first("STATUS=starting", 0)
+        if starting is None:
+            raise BenchError("daemon sent READY=1 without a STATUS=starting before it")
+        return ready - starting
+
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise BenchError(f"daemon exited {self.proc.returncode}: "

@@ -93,9 +93,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     decision = engine.read_and_decide()
     results = engine.apply(decision)
     failed = [r for r in results if not r.ok]
+    lines = []  # one write, not a thousand print() calls
     for result in results:
         status = "" if result.ok else f"  FAILED {result.error_name}: {result.message or ''}"
-        print(operation_text(result.operation, decision.names) + status.rstrip())
+        lines.append(operation_text(result.operation, decision.names) + status.rstrip() + "\n")
+    sys.stdout.write("".join(lines))
     for conflict in decision.plan.conflicts:
         print(f"! conflict: {conflict_text(conflict, decision.names)}")
     print(f"applied {len(results) - len(failed)} operation(s), {len(failed)} failed")

@@ -195,6 +195,7 @@ class Daemon:
             started = self.deps.on_started(self)
             if asyncio.iscoroutine(started):
                 await started
+        self.deps.notifier.status("starting: first reconcile")
         self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
         interval = self.deps.notifier.watchdog_interval()
         if interval:
@@ -359,13 +360,14 @@ class Daemon:
         previous = (
             self.status.decision.desired if self.status.last_ok and self.status.decision else None
         )
-        causes = classify(decision.plan, previous, decision.desired)
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
             return self._finish(started, reason, decision, [], read_error=str(exc))
+        # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
+        success = self._finish(started, reason, decision, results)
+        causes = classify(decision.plan, previous, decision.desired)
         applied, failed = self._account(causes, results)
-        success = self._finish(started, reason, decision, results)  # READY=1 before the logs
         self._log_operations(decision, applied, failed)
         return success
 

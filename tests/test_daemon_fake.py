@@ -131,6 +131,7 @@ async def test_ready_only_after_the_first_reconcile_converged() -> None:
     task = asyncio.create_task(h.daemon.run())
     await h.until(lambda: h.counter("reconciles_error") == 1)
     assert "READY=1" not in h.notifier.sent
+    assert h.notifier.sent[0] == "STATUS=starting: first reconcile"  # systemctl status says so
     assert h.daemon.readiness()[0] is False
     await h.until(lambda: h.daemon.status.converged_once)  # retried with backoff
     assert h.notifier.sent.count("READY=1") == 1
