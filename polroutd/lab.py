@@ -32,6 +32,11 @@ Namespaces are named ``<prefix>-<6 hex>-<role>``, role one of ``server``, ``rout
 them, deletes them and removes ``/etc/netns/<namespace>`` if it exists; it is idempotent, runs on
 ``__exit__``, when :meth:`Lab.build` fails (including on ``KeyboardInterrupt``) and at
 interpreter exit for labs still alive, and defers ``SIGINT`` until it has finished.
+
+Around this module: :mod:`polroutd.lab_netns` (namespace naming, deletion, leftovers),
+:mod:`polroutd.lab_probes` (what tests and the demo observe: round trips, counters, captures,
+notifications), :mod:`polroutd.lab_dhcp` (the DHCP server and client) and
+:mod:`polroutd.lab_scripts` (the small programs run inside the namespaces).
 """
 
 from __future__ import annotations
@@ -42,26 +47,41 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
-import select
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from polroutd.lab_scripts import HTTP_GET, PING, SNIFF, TCP_CLIENT, TCP_SERVER
+from polroutd.lab_netns import (
+    ETC_NETNS_MARK,
+    NETNS_ETC_DIR,
+    NETNS_RUN_DIR,
+    OWNER_FILE,
+    ROLES,
+    LabCommandError,
+    LabError,
+    check_prefix,
+    checked,
+    delete_netns,
+    netns_names_with_prefix,
+    process_start,
+    remove_etc_dir,
+    remove_stale,
+    run_command,
+    sigint_deferred,
+)
+from polroutd.lab_probes import LabProbes, Monitor, MonitorEvent, PacketCount
+from polroutd.lab_scripts import PING
 
 if TYPE_CHECKING:
     from polroutd.lab_dhcp import DhcpClient, DhcpEvent, DhcpServer
@@ -95,7 +115,6 @@ __all__ = [
 log = logging.getLogger("polroutd.lab")
 
 DEFAULT_PREFIX = "polroutd-lab"
-ROLES = ("server", "router", "client", "dataclient")
 
 SERVER_MGMT_IF = "ens192"
 SERVER_DATA_IF = "ens224"
@@ -105,11 +124,6 @@ ROUTER_DATA_IF = "to-data"
 ROUTER_CLIENT_IF = "to-client"
 ROUTER_DATACLIENT_IF = "to-dataclient"
 ROUTER_BRIDGE_DATA_IF = "br-data"
-
-NETNS_RUN_DIR = Path("/run/netns")
-NETNS_ETC_DIR = Path("/etc/netns")
-
-_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -150,29 +164,12 @@ class LabAddresses:
 ADDR = LabAddresses()
 
 
-class LabError(RuntimeError):
-    """The lab could not be built, used or torn down as asked."""
-
-
-class LabCommandError(subprocess.CalledProcessError):
-    """A command run by the lab failed; unlike the base class, ``str()`` includes stderr."""
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        err = self.stderr.strip() if isinstance(self.stderr, str) else ""
-        return f"{text}: {err}" if err else text
-
-
 # --------------------------------------------------------------------------------------------
 # Module-level bookkeeping: what this process created, and labs still alive at exit.
 
 _created_lock = threading.Lock()
 _created: set[str] = set()
 _live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
-# In /etc/netns when a lab created that directory, so that whichever lab process removes the
-# last entry (labs of several processes may share it) also removes the directory. ip ignores it.
-_ETC_NETNS_MARK = ".made-by-polroutd-lab"
-_OWNER_FILE = "owner"  # in a lab's temporary directory: "<pid> <start time>" of its builder
 
 
 def created_namespaces() -> frozenset[str]:
@@ -190,193 +187,7 @@ def _teardown_live_labs() -> None:
 atexit.register(_teardown_live_labs)
 
 
-def _check_prefix(prefix: str) -> None:
-    if not _PREFIX_RE.fullmatch(prefix):
-        raise ValueError(
-            f"invalid lab prefix {prefix!r}: lower-case letters, digits and '-', at most 40"
-        )
-
-
-def _name_re(prefix: str) -> re.Pattern[str]:
-    roles = "|".join(ROLES)
-    return re.compile(rf"{re.escape(prefix)}-[0-9a-f]{{6}}-(?:{roles})")
-
-
-def _exec(argv: Sequence[str], *, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    # A new session: a Ctrl-C at the terminal must not kill half-done setup/teardown commands;
-    # the Python side decides what to do with the interrupt.
-    return subprocess.run(
-        list(argv),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        start_new_session=True,
-    )
-
-
-def _checked(
-    proc: subprocess.CompletedProcess[str], argv: Sequence[str]
-) -> subprocess.CompletedProcess[str]:
-    if proc.returncode != 0:
-        raise LabCommandError(proc.returncode, list(argv), proc.stdout, proc.stderr)
-    return proc
-
-
-def netns_names_with_prefix(prefix: str) -> list[str]:
-    """Existing namespaces that look like lab namespaces made with ``prefix`` (sorted).
-
-    Only names of the exact form ``<prefix>-<6 hex>-<role>`` match, so a prefix never catches
-    namespaces that merely start with the same letters.
-    """
-    _check_prefix(prefix)
-    pattern = _name_re(prefix)
-    try:
-        names = os.listdir(NETNS_RUN_DIR)
-    except FileNotFoundError:
-        return []
-    return sorted(n for n in names if pattern.fullmatch(n))
-
-
-def _kill_netns_processes(ns: str, grace: float = 1.0) -> None:
-    """Terminate (then kill) every process whose network namespace is ``ns``."""
-
-    def pids() -> list[int]:
-        proc = _exec(["ip", "netns", "pids", ns])
-        return [int(p) for p in proc.stdout.split() if p.isdigit() and int(p) != os.getpid()]
-
-    found = pids()
-    if not found:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            found = pids()
-            if not found:
-                return
-            time.sleep(0.02)
-    if found:
-        log.warning("processes %s survived SIGKILL in namespace %s", found, ns)
-
-
-def delete_netns(ns: str) -> None:
-    """Kill every process in namespace ``ns``, delete it and its ``/etc/netns/<ns>`` directory.
-
-    Never raises for kernel/process failures (they are logged); check ``/run/netns/<ns>``
-    afterwards if it matters. Raises ``ValueError`` for a name that is not a plain file name.
-    """
-    if not ns or "/" in ns or ns in (".", ".."):
-        raise ValueError(f"invalid namespace name {ns!r}")
-    try:
-        _kill_netns_processes(ns)
-    except Exception as exc:  # keep going: deleting the namespace matters most
-        log.warning("could not list/kill processes in %s: %s", ns, exc)
-    if (NETNS_RUN_DIR / ns).exists():
-        proc = _exec(["ip", "netns", "del", ns])
-        if proc.returncode != 0:
-            log.warning("ip netns del %s failed: %s", ns, proc.stderr.strip())
-    _remove_etc_dir(ns)
-
-
-def _remove_etc_dir(ns: str) -> None:
-    etc = NETNS_ETC_DIR / ns
-    if etc.is_dir() and not etc.is_symlink():
-        shutil.rmtree(etc, ignore_errors=True)
-    _remove_etc_netns_if_ours()
-
-
-def _remove_etc_netns_if_ours() -> None:
-    """Remove /etc/netns when a lab created it and nothing but our mark is left in it."""
-    with contextlib.suppress(OSError):  # gone, or another entry appeared meanwhile: fine
-        if os.listdir(NETNS_ETC_DIR) == [_ETC_NETNS_MARK]:
-            (NETNS_ETC_DIR / _ETC_NETNS_MARK).unlink()
-            NETNS_ETC_DIR.rmdir()
-
-
-def remove_stale(prefix: str) -> list[str]:
-    """Remove leftover lab namespaces made with ``prefix``: of a crashed demo, or one left up
-    with ``--keep``.
-
-    A lab is left over when the process that built it is gone (or is the calling process);
-    a lab that another live process is using, such as a demo running in another terminal, is
-    left alone. Processes inside removed namespaces are terminated first; their
-    ``/etc/netns/<name>`` directories and the labs' temporary directories are removed too.
-    Returns the namespace names that were removed.
-    """
-    by_token: dict[str, list[str]] = {}
-    for ns in netns_names_with_prefix(prefix):
-        by_token.setdefault(ns[len(prefix) + 1 :].split("-")[0], []).append(ns)
-    removed: list[str] = []
-    for token, names in sorted(by_token.items()):
-        temp_dirs = [
-            path for path in Path(tempfile.gettempdir()).glob(f"{prefix}-{token}-*")
-            if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid()
-        ]
-        if any(_owner_alive_elsewhere(path) for path in temp_dirs):
-            continue
-        for ns in names:
-            delete_netns(ns)
-            removed.append(ns)
-        for path in temp_dirs:
-            shutil.rmtree(path, ignore_errors=True)
-    return removed
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of ``pid`` (clock ticks since boot), which tells a PID reused by another
-    process from the original; None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def _owner_alive_elsewhere(temp_dir: Path) -> bool:
-    """True when the process that built the lab of ``temp_dir`` still runs and is not us."""
-    try:
-        pid_text, start = (temp_dir / _OWNER_FILE).read_text().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return False
-    return pid != os.getpid() and _process_start(pid) == start
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold back SIGINT while the body runs; deliver it afterwards (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum: int, _frame: FrameType | None) -> None:
-        pending.append(signum)
-
-    try:
-        previous = signal.signal(signal.SIGINT, hold)
-    except ValueError:  # not the main interpreter
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            if callable(previous):
-                previous(signal.SIGINT, None)
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
-
-
-# --------------------------------------------------------------------------------------------
-
-
-class Lab:
+class Lab(LabProbes):
     """Figure 3 of the article in network namespaces: server, router, client (+ data client).
 
     Use as a context manager (``with Lab() as lab: ...``) or call :meth:`build` and
@@ -401,7 +212,7 @@ class Lab:
         dhcp_data: bool = False,
         narrate: Callable[[str], None] | None = None,
     ) -> None:
-        _check_prefix(prefix)
+        check_prefix(prefix)
         if server_rp_filter not in (0, 1, 2):
             raise ValueError("server_rp_filter must be 0, 1 or 2")
         self.prefix = prefix
@@ -476,7 +287,7 @@ class Lab:
         started = time.monotonic()
         try:
             self._tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-{self.token}-"))
-            (self._tmp / _OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
+            (self._tmp / OWNER_FILE).write_text(f"{os.getpid()} {process_start(os.getpid())}\n")
             for ns in self.namespaces:
                 self._add_netns(ns)
             self._sysctls()
@@ -521,7 +332,7 @@ class Lab:
                     self._say(f"ip netns del {ns}")
                     delete_netns(ns)
                 else:
-                    _remove_etc_dir(ns)
+                    remove_etc_dir(ns)
             self._namespaces = [ns for ns in self._namespaces if (NETNS_RUN_DIR / ns).exists()]
             _live_labs.discard(self)
             if self._namespaces:
@@ -536,7 +347,7 @@ class Lab:
 
     def _host(self, *argv: str) -> None:
         self._say(shlex.join(argv))
-        _checked(_exec(argv), argv)
+        checked(run_command(argv), argv)
 
     def _add_netns(self, ns: str) -> None:
         if (NETNS_RUN_DIR / ns).exists():
@@ -552,7 +363,7 @@ class Lab:
     def _in_ns(self, ns: str, *argv: str) -> None:
         full = ("ip", "netns", "exec", ns, *argv)
         self._say(shlex.join(full))
-        _checked(_exec(full), full)
+        checked(run_command(full), full)
 
     def _batch(self, ns: str, lines: Sequence[str]) -> None:
         argv = ("ip", "netns", "exec", ns, "ip", "-batch", "-")
@@ -567,7 +378,7 @@ class Lab:
             check=False,
             start_new_session=True,
         )
-        _checked(proc, argv)
+        checked(proc, argv)
 
     def _sysctls(self) -> None:
         # Before any link exists or is moved in: links take the namespace's "default" settings.
@@ -696,8 +507,8 @@ class Lab:
         """
         self._check_ns(ns)
         full = ("ip", "netns", "exec", ns, *argv)
-        proc = _exec(full, timeout=timeout)
-        return _checked(proc, full) if check else proc
+        proc = run_command(full, timeout=timeout)
+        return checked(proc, full) if check else proc
 
     def ip_json(self, ns: str, *argv: str) -> Any:
         """Run ``ip -j argv...`` in ``ns`` and return the parsed JSON (``[]`` for no output)."""
@@ -743,96 +554,6 @@ class Lab:
                     with contextlib.suppress(OSError):
                         stream.close()
 
-    def start_tcp_server(self, ns: str, port: int = 8080) -> None:
-        """Start a TCP server on ``[::]:port`` (dual-stack) inside ``ns`` and wait until it
-        listens. Each connection is answered with one line
-        ``polroutd-lab reached-at <local address> from <peer address>``. It runs until
-        teardown."""
-        proc = self.popen(
-            ns,
-            sys.executable,
-            "-c",
-            TCP_SERVER,
-            str(port),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
-        line = proc.stdout.readline() if ready else ""
-        if line.strip() != "LISTENING":
-            proc.kill()
-            _, err = proc.communicate(timeout=2)
-            raise LabError(f"TCP server in {ns} on port {port} did not start: {err.strip()}")
-
-    def tcp_request(
-        self, ns: str, address: str, port: int = 8080, timeout: float = 2.0
-    ) -> str | None:
-        """Connect from ``ns`` to ``address``, send a line and return the server's answer, or
-        ``None`` when no full round trip happened within ``timeout`` seconds."""
-        proc = self.run(
-            ns,
-            sys.executable,
-            "-c",
-            TCP_CLIENT,
-            address,
-            str(port),
-            str(timeout),
-            check=False,
-            timeout=timeout + 10,
-        )
-        return proc.stdout.strip() if proc.returncode == 0 else None
-
-    def tcp_connect(self, ns: str, address: str, port: int = 8080, timeout: float = 2.0) -> bool:
-        """True when a full TCP request/response round trip from ``ns`` to ``address``
-        succeeds within ``timeout`` seconds."""
-        return self.tcp_request(ns, address, port, timeout) is not None
-
-    def ping(self, ns: str, address: str, count: int = 1, timeout: float = 2.0) -> bool:
-        """Send ``count`` ICMP(v6) echo requests from ``ns``; True when any was answered within
-        ``timeout`` seconds (per request)."""
-        proc = self.run(
-            ns,
-            sys.executable,
-            "-c",
-            PING,
-            address,
-            str(count),
-            str(timeout),
-            check=False,
-            timeout=count * timeout + 10,
-        )
-        return proc.returncode == 0
-
-    def link_counters(self, ns: str, ifname: str) -> tuple[int, int]:
-        """``(rx_packets, tx_packets)`` of ``ifname`` in ``ns``."""
-        links = self.ip_json(ns, "-s", "link", "show", "dev", ifname)
-        if not links:
-            raise LabError(f"no link {ifname} in {ns}")
-        stats = links[0]["stats64"]
-        return int(stats["rx"]["packets"]), int(stats["tx"]["packets"])
-
-    def netstat(self, ns: str) -> dict[str, int]:
-        """The kernel's ``/proc/net/netstat`` and ``/proc/net/snmp`` counters of ``ns``, keyed
-        ``"<Group>.<Name>"`` (e.g. ``"TcpExt.IPReversePathFilter"``)."""
-        counters: dict[str, int] = {}
-        for path in ("/proc/net/netstat", "/proc/net/snmp"):
-            lines = self.run(ns, "cat", path).stdout.splitlines()
-            for head, values in zip(lines[::2], lines[1::2], strict=False):
-                group, _, names = head.partition(":")
-                for name, value in zip(
-                    names.split(), values.partition(":")[2].split(), strict=False
-                ):
-                    with contextlib.suppress(ValueError):
-                        counters[f"{group}.{name}"] = int(value)
-        return counters
-
-    def rp_filter_drops(self, ns: str) -> int:
-        """IPv4 packets dropped so far by the reverse-path filter in ``ns``
-        (``TcpExt.IPReversePathFilter``)."""
-        return self.netstat(ns).get("TcpExt.IPReversePathFilter", 0)
-
     def etc_dir(self, ns: str) -> Path:
         """Create (if needed) and return ``/etc/netns/<ns>``: files there are bind-mounted over
         ``/etc/<file>`` for processes started with ``ip netns exec`` (e.g. a ``resolv.conf`` for
@@ -842,7 +563,7 @@ class Lab:
         for _ in range(3):  # another lab process may remove /etc/netns in between
             try:
                 NETNS_ETC_DIR.mkdir(mode=0o755)
-                (NETNS_ETC_DIR / _ETC_NETNS_MARK).touch()
+                (NETNS_ETC_DIR / ETC_NETNS_MARK).touch()
             except FileExistsError:
                 pass
             try:
@@ -851,97 +572,6 @@ class Lab:
             except FileNotFoundError:
                 continue
         raise LabError(f"could not create {path}")
-
-    # ---------------------------------------------------------------- observing
-
-    def http_get(self, ns: str, url: str, method: str = "GET") -> tuple[int, str]:
-        """``(status, body)`` of an HTTP request made from inside ``ns`` (e.g. to a daemon's
-        ``http://127.0.0.1:9641/state``). Raises :class:`LabError` when nothing answered."""
-        proc = self.run(ns, sys.executable, "-c", HTTP_GET, url, method, check=False)
-        if proc.returncode != 0:
-            raise LabError(f"no HTTP answer from {url} in {ns}: {proc.stderr.strip()}")
-        status, _, body = proc.stdout.partition("\n")
-        return int(status), body
-
-    @contextlib.contextmanager
-    def count_packets(
-        self, ns: str, ifnames: Sequence[str], *, source: str, port: int = 0
-    ) -> Iterator[PacketCount]:
-        """Count, per interface of ``ns``, the received frames carrying TCP from
-        ``source``:``port`` (``port=0``: any) while the ``with`` block runs. The counts are in
-        the yielded :class:`PacketCount` once the block has ended::
-
-            with lab.count_packets(lab.router, ["to-mgmt", "to-data"],
-                                   source="10.225.176.38", port=8080) as replies:
-                lab.tcp_request(lab.client, "10.225.176.38")
-            replies.by_interface  # {"to-mgmt": 0, "to-data": 5}: the reply came back on data
-        """
-        proc = self.popen(ns, sys.executable, "-c", SNIFF, ",".join(ifnames), source, str(port),
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdin is not None and proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
-        if not ready or proc.stdout.readline().strip() != "READY":
-            proc.kill()
-            _, err = proc.communicate(timeout=5)
-            raise LabError(f"packet counter in {ns} did not start: {err.strip()}")
-        result = PacketCount()
-        try:
-            yield result
-        finally:
-            try:  # communicate() closes stdin first: the counter's cue to report
-                out, err = proc.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate(timeout=5)
-        if proc.returncode != 0:
-            raise LabError(f"packet counter in {ns} failed: {err.strip()}")
-        result.by_interface.update({k: int(v) for k, v in json.loads(out).items()})
-
-    @contextlib.contextmanager
-    def monitor(self, ns: str, *objects: str) -> Iterator[Monitor]:
-        """Record ``ip -o -ts monitor objects...`` (e.g. ``"address", "rule"``) in ``ns`` while
-        the ``with`` block runs: every kernel notification with the time ``ip`` printed it."""
-        proc = self.popen(ns, "ip", "-o", "-ts", "monitor", *objects, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        result = Monitor()
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                event = Monitor.parse(line)
-                if event is not None:
-                    result.events.append(event)
-
-        reader = threading.Thread(target=read, name=f"monitor-{ns}", daemon=True)
-        reader.start()
-        try:
-            self._wait_subscribed(proc, ("ip", "-o", "-ts", "monitor"))
-            yield result
-        finally:
-            time.sleep(0.05)  # the last notifications of the block are still on their way
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            reader.join(timeout=5)
-
-    @staticmethod
-    def _wait_subscribed(proc: subprocess.Popen[str], argv: Sequence[str]) -> None:
-        """Wait until ``ip netns exec`` has become ``argv`` and opened its netlink socket: its
-        multicast subscription follows within microseconds, so nothing later is missed."""
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LabError(f"{shlex.join(argv)} exited with {proc.returncode}")
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0")
-                fds = Path(f"/proc/{proc.pid}/fd")
-                if cmdline[: len(argv)] == list(argv) and any(
-                    os.readlink(fd).startswith("socket:") for fd in fds.iterdir()
-                ):
-                    time.sleep(0.02)
-                    return
-            time.sleep(0.005)
-        raise LabError(f"{shlex.join(argv)} did not start listening")
 
     # ---------------------------------------------------------------- temp files and DHCP
 
@@ -1083,38 +713,3 @@ class Lab:
 
 def _netmask(prefixlen: int) -> str:
     return str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
-
-
-@dataclass
-class PacketCount:
-    """What :meth:`Lab.count_packets` saw: interface name -> frames received."""
-
-    by_interface: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MonitorEvent:
-    at: float  # unix time ``ip monitor`` printed it
-    text: str  # one line, e.g. "Deleted 30000: from 10.225.176.38 lookup data proto polroutd"
-
-
-@dataclass
-class Monitor:
-    """Notifications collected by :meth:`Lab.monitor`, oldest first."""
-
-    events: list[MonitorEvent] = field(default_factory=list)
-
-    _LINE = re.compile(r"\[(?P<ts>[0-9T:.-]+)\]\s*(?P<text>.*)")
-
-    @classmethod
-    def parse(cls, line: str) -> MonitorEvent | None:
-        match = cls._LINE.match(line.strip())
-        if match is None:
-            return None
-        # -o puts an object's continuation lines after a backslash; the first line says it all.
-        text = " ".join(match["text"].split("\\")[0].split())
-        return MonitorEvent(datetime.fromisoformat(match["ts"]).timestamp(), text)
-
-    def first(self, *words: str) -> MonitorEvent | None:
-        """The first notification whose text contains every one of ``words``."""
-        return next((e for e in self.events if all(w in e.text for w in words)), None)
