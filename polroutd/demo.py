@@ -24,7 +24,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import polroutd
 from polroutd.lab import (
     ADDR,
     ROUTER_DATA_IF,
@@ -37,7 +36,7 @@ from polroutd.lab import (
     netns_names_with_prefix,
     remove_stale,
 )
-from polroutd.notify_listener import NotifyListener
+from polroutd.lab_daemon import LabDaemon
 
 __all__ = ["PREFIX", "STEP_TITLES", "cleanup_demo", "run_demo"]
 
@@ -163,85 +162,6 @@ class Narrator:
 
 
 # --------------------------------------------------------------------------------------------
-# polroutd itself, run the way systemd would
-
-
-class DaemonProcess:
-    """``polroutd run`` in the server namespace with a real ``NOTIFY_SOCKET``."""
-
-    def __init__(self, lab: Lab, config: Path) -> None:
-        self.lab = lab
-        self.config = config
-        self.log_path = lab.temp_dir / "polroutd.log"
-        self.notify = NotifyListener(lab.temp_dir / "notify.sock")
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path))
-        for name in ("WATCHDOG_USEC", "WATCHDOG_PID", "POLROUTD_CONFIG"):
-            env.pop(name, None)
-        # The daemon must import this very polroutd, installed or run from a source tree.
-        source_root = str(Path(polroutd.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root,
-                                                          env.get("PYTHONPATH")]))
-        self.argv = [sys.executable, "-m", "polroutd", "run", "--config", str(config)]
-        self.started = time.monotonic()
-        with self.log_path.open("w") as log:
-            self.proc = lab.popen(lab.server, *self.argv, env=env, stdin=subprocess.DEVNULL,
-                                  stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 20.0) -> float:
-        """Seconds until READY=1."""
-        deadline = time.monotonic() + timeout
-        while not self.notify.seen("READY=1"):
-            if self.proc.poll() is not None:
-                raise StepFailed(f"polroutd exited with {self.proc.returncode}: "
-                                 f"{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise StepFailed(f"no READY=1 within {timeout:g} s: {self.log_tail()}")
-            time.sleep(0.01)
-        ready_at = next(t for t, m in self.notify.messages if m == "READY=1")
-        return ready_at - self.started
-
-    def get(self, path: str) -> str:
-        status, body = self.lab.http_get(self.lab.server, f"http://{HTTP_LISTEN}{path}")
-        if status != 200:
-            raise StepFailed(f"GET {path} answered {status}: {body[:200]}")
-        return body
-
-    def state(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.get("/state"))
-        return doc
-
-    def log_events(self, event: str) -> list[dict[str, Any]]:
-        """The daemon's JSON log records with this ``event`` name."""
-        records = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("event") == event:
-                records.append(record)
-        return records
-
-    def log_tail(self, lines: int = 5) -> str:
-        text = self.log_path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:]) or "(no output)"
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM, as systemd would; the exit code (None if it had to be killed)."""
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-                return None
-        finally:
-            self.notify.close()
-
-
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -255,7 +175,7 @@ class Demo:
         self.n = narrator
         self.keep = keep
         self.lab: Lab | None = None
-        self.daemon: DaemonProcess | None = None
+        self.daemon: LabDaemon | None = None
         self.data_address = ADDR.server_data4
         self.tables = Tables("mgt", "data")
         self.names_visible = False
@@ -322,6 +242,14 @@ class Demo:
     def ns(self, role: str) -> str:
         return {"server": self.built.server, "router": self.built.router,
                 "client": self.built.client}[role]
+
+    def get(self, path: str) -> str:
+        """A page of the daemon's HTTP API; the step fails unless it answers 200."""
+        assert self.daemon is not None
+        status, body = self.daemon.http(path)
+        if status != 200:
+            raise StepFailed(f"GET {path} answered {status}: {body[:200]}")
+        return body
 
     def sh(self, role: str, *argv: str, show: bool = True, limit: int = 14) -> str:
         """Run ``argv`` in a lab namespace and show it as ``role# command`` plus its output."""
@@ -471,7 +399,7 @@ class Demo:
         lab = self.built
         config = self.write_config()
         self.n.command("server", f"cat {config}", config.read_text(), limit=20)
-        self.daemon = DaemonProcess(lab, config)
+        self.daemon = LabDaemon(lab, config, http_listen=HTTP_LISTEN)
         ready_after = self.daemon.wait_ready()
         self.n.command("server", shlex.join(["polroutd", "run", "--config", str(config)]),
                        f"NOTIFY_SOCKET got READY=1 after {ready_after:.2f} s")
@@ -630,7 +558,7 @@ class Demo:
         }
         self.n.command("server", f"curl -s http://{HTTP_LISTEN}/state   (excerpt)",
                        _compact_json(excerpt), limit=30)
-        metrics = self.daemon.get("/metrics")
+        metrics = self.get("/metrics")
         wanted = ("polroutd_in_sync", "polroutd_drift_detected_total",
                   "polroutd_repairs_total", "polroutd_changes_total",
                   "polroutd_reconciles_total", "polroutd_interface_gateway_present")

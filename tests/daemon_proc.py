@@ -1,51 +1,27 @@
-"""A real ``polroutd run`` inside a lab namespace, with a real NOTIFY_SOCKET and HTTP probes."""
+"""A real ``polroutd run`` inside a lab namespace (``polroutd.lab_daemon``), with what the
+tests add: waiting with assertion messages, counters, signals."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from polroutd.lab import Lab
-from polroutd.notify_listener import NotifyListener
+from polroutd.lab_daemon import LabDaemon
 
 HTTP_PORT = 19641
 
-_HTTP_GET = r"""
-import sys, urllib.request, urllib.error
-req = urllib.request.Request("http://127.0.0.1:%s" % sys.argv[1] + sys.argv[2], method=sys.argv[3])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-try:
-    with opener.open(req, timeout=3) as r:
-        print(r.status); sys.stdout.write(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); sys.stdout.write(e.read().decode())
-"""
 
-
-class RunningDaemon:
+class RunningDaemon(LabDaemon):
     def __init__(self, lab: Lab, config: Path, tmp: Path, *, watchdog_usec: int = 200_000,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.lab = lab
-        self.config = config
-        self.notify = NotifyListener(tmp / f"notify-{time.monotonic_ns()}.sock")
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path),
-                   WATCHDOG_USEC=str(watchdog_usec), **(extra_env or {}))
-        env.pop("WATCHDOG_PID", None)
-        self.log_path = tmp / f"daemon-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("w")
-        self.proc = lab.popen(lab.server, sys.executable, "-m", "polroutd", "run", "--config",
-                              str(config), env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL)
+        super().__init__(lab, config, http_listen=f"127.0.0.1:{HTTP_PORT}", directory=tmp,
+                         watchdog_usec=watchdog_usec, extra_env=extra_env)
 
     def log(self) -> str:
-        return self.log_path.read_text()
+        return self.log_text()
 
     def wait_for(self, cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
@@ -56,20 +32,9 @@ class RunningDaemon:
                 raise AssertionError(f"timed out waiting for {what}\n{self.log()[-3000:]}")
             time.sleep(0.02)
 
-    def wait_ready(self) -> None:
-        self.wait_for(lambda: bool(self.notify.seen("READY=1")), what="READY=1")
-
-    def http(self, path: str, method: str = "GET") -> tuple[int, str]:
-        out = self.lab.run(self.lab.server, sys.executable, "-c", _HTTP_GET, str(HTTP_PORT), path,
-                           method).stdout
-        status, _, body = out.partition("\n")
-        return int(status), body
-
-    def state(self) -> dict[str, Any]:
-        status, body = self.http("/state")
-        assert status == 200, body
-        doc: dict[str, Any] = json.loads(body)
-        return doc
+    def wait_ready(self, timeout: float = 10.0) -> float:
+        self.wait_for(lambda: bool(self.notify.seen("READY=1")), timeout, what="READY=1")
+        return super().wait_ready(0)
 
     def counters(self) -> dict[str, int]:
         counters: dict[str, int] = self.state()["counters"]
@@ -77,12 +42,3 @@ class RunningDaemon:
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 5.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.notify.close()
-            self._log.close()
