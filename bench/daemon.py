@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.netns import BenchError, in_netns
+from polroutd.lab_netns import stop_process
 from polroutd.notify_listener import NotifyListener
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,13 +141,7 @@ class RunningDaemon:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait(5)
+            return stop_process(self.proc, timeout)
         finally:
             self.notify.close()
             self._log.close()

@@ -59,6 +59,19 @@ def timed_burst(ns: str, batch: Path, expected: set[str], timeout: float) -> dic
         watch.close()
 
 
+def ip_batch_burst(host: hosts.Host, batch: Path, expected: set[str]) -> dict[str, float]:
+    """``timed_burst`` of ``ip -batch`` on ``host``, checked, then the host removed."""
+    timing = timed_burst(host.ns, batch, expected, 60)
+    sock = nl.Socket(host.ns)
+    try:
+        check_rules(sock, expected, f"burst: {batch.name}")
+    finally:
+        sock.close()
+    netns.delete(host.peer)
+    netns.delete(host.ns)
+    return timing
+
+
 def run(ctx: Context) -> None:
     spaces = netns.Namespaces()
     address_batch = ctx.workdir / "burst-addresses.ip-batch"
@@ -99,28 +112,14 @@ def run(ctx: Context) -> None:
     ipb_config = hosts.write_config(ctx.workdir / "burst-ipb.toml", ctx.workdir / "burst-ipb")
     rules_batch, routes, rules = render_batch(ctx, ipb.ns, ipb_config, "burst")
     ctx.say(f"  burst: ip -batch of {routes} routes + {rules} rules")
-    details["ip_batch_operations"] = timed_burst(ipb.ns, rules_batch, expected, 60)
-    sock = nl.Socket(ipb.ns)
-    try:
-        check_rules(sock, expected, "burst ip -batch")
-    finally:
-        sock.close()
-    netns.delete(ipb.peer)
-    netns.delete(ipb.ns)
+    details["ip_batch_operations"] = ip_batch_burst(ipb, rules_batch, expected)
 
     # ip -batch of the addresses and then those operations, on a host without addresses
     ipc = hosts.Host(spaces, "burstc", SHAPE, with_addresses=False)
     combined = ctx.workdir / "burst-combined.ip-batch"
     combined.write_text(address_batch.read_text() + rules_batch.read_text())
     ctx.say(f"  burst: ip -batch of {len(expected)} addresses, then the same operations")
-    details["ip_batch"] = timed_burst(ipc.ns, combined, expected, 60)
-    sock = nl.Socket(ipc.ns)
-    try:
-        check_rules(sock, expected, "burst ip -batch with addresses")
-    finally:
-        sock.close()
-    netns.delete(ipc.peer)
-    netns.delete(ipc.ns)
+    details["ip_batch"] = ip_batch_burst(ipc, combined, expected)
 
     # the naive loop
     naive_host = hosts.Host(spaces, "burstn", SHAPE, with_addresses=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 import polroutd
 from polroutd.lab import Lab
-from polroutd.lab_netns import LabError
+from polroutd.lab_netns import LabError, stop_process
 from polroutd.notify_listener import NotifyListener
 
 _instances = itertools.count(1)
@@ -101,13 +100,6 @@ class LabDaemon:
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, as systemd would; the exit code (None if it had to be killed)."""
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-                return None
+            return stop_process(self.proc, timeout)
         finally:
             self.notify.close()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 ROLES = ("server", "router", "client", "dataclient")
 NETNS_RUN_DIR = Path("/run/netns")
@@ -201,6 +202,19 @@ def _owner_alive_elsewhere(temp_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     return pid != os.getpid() and process_start(pid) == start
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> int | None:
+    """SIGTERM, as systemd would stop a service, then SIGKILL after ``timeout`` seconds; the
+    exit code, None when it had to be killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+        return None
 
 
 @contextlib.contextmanager
