@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from polroutd.lab import LabError
+from polroutd.lab_netns import stop_process
 
 if TYPE_CHECKING:
     from polroutd.lab import Lab
@@ -225,15 +226,8 @@ class DhcpServer:
         """Stop the server (SIGTERM). Leases it handed out stay with the client until they
         expire. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
     def change_reservation(self, address: str) -> None:
         """Reserve ``address`` for the MAC from now on (see the module docstring for what the
@@ -356,15 +350,8 @@ class DhcpClient:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop dhclient without releasing (SIGTERM); the address stays. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
     def events(self) -> list[DhcpEvent]:
         try:
