@@ -32,10 +32,6 @@ class RunningDaemon(LabDaemon):
                 raise AssertionError(f"timed out waiting for {what}\n{self.log()[-3000:]}")
             time.sleep(0.02)
 
-    def wait_ready(self, timeout: float = 10.0) -> float:
-        self.wait_for(lambda: bool(self.notify.seen("READY=1")), timeout, what="READY=1")
-        return super().wait_ready(0)
-
     def counters(self) -> dict[str, int]:
         counters: dict[str, int] = self.state()["counters"]
         return counters
