@@ -7,12 +7,18 @@ Run by scen_cold inside the benchmark host's namespace; prints one JSON line. It
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 
 def main() -> int:
+    here = os.stat("/proc/self/ns/net").st_ino
+    if not any(ns.stat().st_ino == here for ns in Path("/run/netns").glob("polroutd-bench-*")):
+        print("bench.cold_child changes the kernel's rules: run it only inside a benchmark "
+              "namespace (ip netns exec NS ...), as scen_cold does", file=sys.stderr)
+        return 2
     from polroutd.config import load_config
     from polroutd.engine import Engine
     from polroutd.kernel import Netlink

@@ -130,15 +130,6 @@ class RunningDaemon:
         counters = self.state()["counters"]
         return int(counters["reconciles_ok"]) + int(counters["reconciles_error"])
 
-    def metric(self, name: str) -> float:
-        status, body = self.http("/metrics")
-        if status != 200:
-            raise BenchError(f"/metrics answered {status}")
-        for line in body.decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-        raise BenchError(f"metric {name} not exported")
-
     def stop(self, timeout: float = 10.0) -> int | None:
         try:
             return stop_process(self.proc, timeout)

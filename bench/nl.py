@@ -102,9 +102,6 @@ class Socket:
     def close(self) -> None:
         self.sock.close()
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def recv(self, timeout: float) -> bytes | None:
         """One datagram, or None after ``timeout`` seconds of nothing."""
         readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))

@@ -20,16 +20,13 @@ class RunningDaemon(LabDaemon):
         super().__init__(lab, config, http_listen=f"127.0.0.1:{HTTP_PORT}", directory=tmp,
                          watchdog_usec=watchdog_usec, extra_env=extra_env)
 
-    def log(self) -> str:
-        return self.log_text()
-
     def wait_for(self, cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log_text()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}\n{self.log()[-3000:]}")
+                raise AssertionError(f"timed out waiting for {what}\n{self.log_text()[-3000:]}")
             time.sleep(0.02)
 
     def counters(self) -> dict[str, int]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from polroutd.kernel import IDEMPOTENT, KernelError
-from polroutd.model import KernelState, Link, Operation, OpResult, Route, RouteOp, Rule, RuleOp
+from polroutd.model import KernelState, Operation, OpResult, RouteOp, Rule, RuleOp
 
 
 def _rule_match(existing: Rule, wanted: Rule) -> bool:
@@ -110,15 +110,5 @@ class FakeKernel:
         return 0
 
     # Helpers for tests that play "someone else" changing the kernel.
-    def set_link(self, link: Link) -> None:
-        links = [old for old in self.state.links if old.ifindex != link.ifindex] + [link]
-        routes = self.state.routes
-        if not link.up:  # the kernel drops a down device's IPv4 routes, without telling anyone
-            routes = tuple(r for r in routes if not (r.oif == link.ifindex and r.family == 2))
-        self.state = replace(self.state, links=tuple(links), routes=routes)
-
     def remove_rule(self, rule: Rule) -> None:
         self.state = replace(self.state, rules=tuple(r for r in self.state.rules if r != rule))
-
-    def add_route(self, route: Route) -> None:
-        self.state = replace(self.state, routes=(*self.state.routes, route))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from polroutd.lab import Lab
+from polroutd.lab import Lab, delete_netns
 
 PROTO = 218  # the built-in number for "polroutd" when rt_protos does not name it
 
@@ -101,3 +104,33 @@ def write_lease(tmp: Path, interface: str, address: str, router: str) -> None:
         f"  option subnet-mask 255.255.255.0;\n  option routers {router};\n"
         "  renew 4 2099/11/26 10:00:00;\n  expire 4 2099/11/26 12:00:00;\n}\n"
     )
+
+
+@contextmanager
+def namespace() -> Iterator[str]:
+    """A bare namespace with ``eth0`` (10.1.0.2/24, 2001:db8:1::2/64) and a default route,
+    deleted afterwards with whatever runs inside it."""
+    ns = f"polroutd-t-{secrets.token_hex(3)}-foreign"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        batch = "\n".join(
+            [
+                "link set lo up",
+                "link add eth0 type veth peer name peer0",
+                "link set eth0 up",
+                "link set peer0 up",
+                "addr add 10.1.0.2/24 dev eth0",
+                "addr add 2001:db8:1::2/64 dev eth0 nodad",
+                "route add default via 10.1.0.1 dev eth0",
+            ]
+        )
+        subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)
+        yield ns
+    finally:
+        delete_netns(ns)
+
+
+def ip(ns: str, *args: str) -> str:
+    return subprocess.run(
+        ["ip", "-n", ns, *args], check=True, capture_output=True, text=True
+    ).stdout

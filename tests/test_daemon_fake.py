@@ -148,6 +148,7 @@ async def test_drift_is_repaired_and_counted_apart_from_changes() -> None:
     changes = h.counter("changes")
     assert changes > 0 and h.counter("drift") == 0
     owned = [r for r in h.kernel.state.rules if r.protocol == 218]
+    assert owned
     for rule in owned:
         h.kernel.remove_rule(rule)
     h.events.push(rtnl.RTM_DELRULE)
@@ -233,6 +234,7 @@ async def test_stop_leaves_the_kernel_state_in_place_by_default() -> None:
     h = Harness(FakeKernel(article_state()))
     await h.start()
     owned = [r for r in h.kernel.state.rules if r.protocol == 218]
+    assert owned
     assert await h.stop() == 0
     assert [r for r in h.kernel.state.rules if r.protocol == 218] == owned
 
@@ -256,8 +258,7 @@ async def test_a_dying_task_stops_the_daemon_with_exit_1_and_no_leaked_tasks() -
 async def test_watchdog_is_fed_only_while_healthy() -> None:
     h = Harness(FakeKernel(article_state()))
     await h.start()
-    await asyncio.sleep(0.05)
-    assert h.notifier.sent.count("WATCHDOG=1") >= 2
+    await h.until(lambda: h.notifier.sent.count("WATCHDOG=1") >= 2)
     assert h.daemon.health() == (True, "ok")
     assert await h.stop() == 0
 
@@ -269,6 +270,7 @@ async def test_startup_removes_stale_objects_of_an_earlier_run(count: int) -> No
     await h.start()
     assert await h.stop() == 0
     stale = [op.rule for op in kernel.applied if isinstance(op, RuleOp)][:count]
+    assert stale
     # the interface vanished while the daemon was stopped
     state = kernel.state
     kernel.state = replace(

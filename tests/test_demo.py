@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def leftovers(token: str) -> list[str]:
     entries, temporary directories, processes."""
     left = [str(p) for pattern in (f"/run/netns/{PREFIX}-{token}-*",
                                    f"/etc/netns/{PREFIX}-{token}-*",
-                                   f"/tmp/{PREFIX}-{token}-*")
+                                   f"{tempfile.gettempdir()}/{PREFIX}-{token}-*")
             for p in Path("/").glob(pattern.lstrip("/"))]
     for proc in Path("/proc").glob("[0-9]*"):
         try:

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from polroutd.kernel import BATCH
-from tests.test_foreign_netns import ip, namespace
+from tests.netns_tools import ip, namespace
 
 pytestmark = pytest.mark.netns
 

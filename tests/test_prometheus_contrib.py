@@ -26,6 +26,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from polroutd.lab_netns import delete_netns, stop_process
 from polroutd.metrics import Metrics
 from tests.prometheus_server import (
     INSTALL_HINT,
@@ -574,7 +575,6 @@ def test_prometheus_in_a_network_namespace(tmp_path: Path) -> None:
             assert alert["labels"]["change"] == "missing"
     finally:
         if exporter is not None:
-            exporter.terminate()
-            exporter.wait(10)
-        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=10)
+            stop_process(exporter, 10)
+        delete_netns(ns)  # kills whatever is left inside first
     assert not Path("/run/netns", ns).exists()

@@ -106,6 +106,7 @@ def test_output_matches_the_golden_files(fmt: str) -> None:
         for name, content in files.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
             (directory / name).write_text(content)
+        pytest.skip("golden files rewritten: review the diff")
     expected = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
     assert sorted(files) == expected
     for name, content in files.items():

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.test_foreign_netns import namespace
+from tests.netns_tools import namespace
 
 pytestmark = pytest.mark.netns
 
