@@ -101,6 +101,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for conflict in decision.plan.conflicts:
         print(f"! conflict: {conflict_text(conflict, decision.names)}")
     print(f"applied {len(results) - len(failed)} operation(s), {len(failed)} failed")
+    if engine.tables_file_error:
+        print(f"polroutd: warning: {engine.tables_file_error} (table names not recorded)",
+              file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import select
 import signal
 import time
 from collections import Counter
@@ -27,7 +26,9 @@ from polroutd.model import (
     AF_INET,
     AF_INET6,
     FAMILIES,
+    DesiredState,
     KernelState,
+    Operation,
     OpResult,
     RuleOp,
     family_name,
@@ -88,8 +89,9 @@ class Status:
     results: list[OpResult] = field(default_factory=list)
     last: LastReconcile | None = None
     converged_once: bool = False
-    last_ok: bool = False
-    in_sync: bool = False
+    in_sync: bool = False  # the last reconcile succeeded
+    # The desired state of the last successful reconcile: drift is measured against it.
+    last_good: DesiredState | None = None
     config_error: str | None = None
     counters: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
@@ -116,6 +118,9 @@ class Daemon:
         self.deps = deps
         self.prom = metrics or Metrics()
         self.engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader)
+        # Operations that failed last time: retrying one is not new drift.
+        self._failed_last: set[Operation] = set()
+        self._tables_file_error: str | None = None
         self.status = Status()
         self.schedule = self._new_schedule(config)
         self._events: EventSource | None = None
@@ -156,7 +161,7 @@ class Daemon:
         s = self.status
         if not s.converged_once:
             return False, "the first reconcile has not converged yet"
-        if not s.last_ok:
+        if not s.in_sync:
             return False, "the last reconcile failed; see /state last_reconcile.errors"
         return True, "ready"
 
@@ -282,10 +287,7 @@ class Daemon:
         return bool(messages)
 
     def _events_pending(self) -> bool:
-        if self._events is None:
-            return False
-        readable, _, _ = select.select([self._events.fileno()], [], [], 0)
-        return bool(readable) and self._consume_events()
+        return self._events is not None and self._consume_events()
 
     def _read_settled(self) -> KernelState:
         """A kernel read that no change raced: links, addresses, routes and rules are dumped
@@ -326,15 +328,17 @@ class Daemon:
         self.deps.notifier.reloading()
         try:
             config = self.deps.load_config()
-            engine = Engine(config, self.deps.kernel, lease_reader=self.deps.lease_reader)
+            engine = Engine(config, self.deps.kernel, lease_reader=self.deps.lease_reader,
+                            applied_tables=self.engine.applied_tables)
         except ConfigError as exc:
             self.status.config_error = str(exc)
             self.prom.config_reloads.labels(result="error").inc()
             self.status.counters["config_reloads_error"] += 1
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:
-            if config.daemon.http_listen != self.config.daemon.http_listen:
-                log.warning("reload_http_listen_ignored", reason="takes effect on restart")
+            for key in ("http_listen", "log_format", "log_level"):
+                if getattr(config.daemon, key) != getattr(self.config.daemon, key):
+                    log.warning(f"reload_{key}_ignored", reason="takes effect on restart")
             self.config, self.engine = config, engine
             self.status.config_error = None
             self.schedule.debounce = config.daemon.debounce
@@ -344,7 +348,8 @@ class Daemon:
             self.status.counters["config_reloads_ok"] += 1
             self.schedule.mark_dirty(self.deps.clock(), "reload")
             log.info("reloaded", config=config.source)
-        self.deps.notifier.ready()
+        if self.status.converged_once:  # before that, READY=1 waits for convergence
+            self.deps.notifier.ready()
 
     # --- one reconcile --------------------------------------------------------------------------
 
@@ -357,9 +362,7 @@ class Daemon:
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
             # hot-plugged interfaces: reported and retried, not fatal.)
             return self._finish(started, reason, None, [], read_error=str(exc))
-        previous = (
-            self.status.decision.desired if self.status.last_ok and self.status.decision else None
-        )
+        previous = self.status.last_good
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
@@ -369,7 +372,15 @@ class Daemon:
         causes = classify(decision.plan, previous, decision.desired)
         applied, failed = self._account(causes, results)
         self._log_operations(decision, applied, failed)
+        self._report_tables_file()
         return success
+
+    def _report_tables_file(self) -> None:
+        error = self.engine.tables_file_error
+        if error != self._tables_file_error and error is not None:
+            log.warning("rt_tables_file_not_written", error=error,
+                        action="applied anyway; ip shows table numbers, not names")
+        self._tables_file_error = error
 
     def _account(
         self, causes: list[Classified], results: list[OpResult]
@@ -382,7 +393,7 @@ class Daemon:
         for item in causes:
             op = item.operation
             result = outcome.get(id(op))
-            if item.cause == "drift":
+            if item.cause == "drift" and op not in self._failed_last:  # a retry is not new drift
                 tally["drift", op.kind, item.drift or ""] += 1
             if result is None:
                 continue
@@ -395,6 +406,7 @@ class Daemon:
                     kind=op.kind, op=op.op, errno=result.error_name
                 ).inc()
                 failed.append((item, result))
+        self._failed_last = {item.operation for item, _ in failed}
         for (name, kind, what), count in tally.items():
             self.status.counters[name] += count
             if name == "drift":
@@ -475,8 +487,9 @@ class Daemon:
         if decision is not None:
             s.decision, s.results = decision, results
             self._update_gauges(decision, results)
-        s.last_ok = success
         s.in_sync = success
+        if success and decision is not None:
+            s.last_good = decision.desired
         self.prom.in_sync.set(1 if success else 0)
         if success:
             self.prom.last_success.set(self.deps.wallclock())

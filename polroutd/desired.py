@@ -86,18 +86,13 @@ def _any_address(family: int) -> str:
     return "0.0.0.0" if family == AF_INET else "::"
 
 
-def _interface_addresses(state: KernelState, index: int) -> list[Address]:
-    """Global addresses of one interface, primaries first, in a dump-order-independent order."""
-    return _addresses_by_interface(state).get(index, [])
-
-
 def _address_order(a: Address) -> tuple[int, bool, tuple[int, int]]:
     return (a.family, a.secondary, _ip_key(a.address))
 
 
 def _addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
-    """Global addresses by interface index, each list ordered as ``_interface_addresses``
-    orders it (one pass over the addresses, not one per interface)."""
+    """Global addresses by interface index, each interface's primaries first, in an order that
+    does not depend on the dump's (one pass over the addresses, not one per interface)."""
     by_index: dict[int, list[Address]] = {}
     for a in state.addresses:
         if a.is_global:
@@ -282,7 +277,7 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         drops such routes silently when the last address goes)."""
         if route.oif in down:
             return False
-        if route.gateway is None or route.gateway.startswith("fe80:"):
+        if route.gateway is None or _link_local(route.gateway):
             return True
         return (route.oif, route.family) in families_on
 
@@ -363,6 +358,13 @@ def _addr_key(address: str | None) -> tuple[int, int]:
     if address is None:
         return (0, 0)
     return _ip_key(address)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _link_local(address: str) -> bool:
+    """An IPv6 gateway in fe80::/10: reached through the interface itself, whatever its global
+    addresses."""
+    return ":" in address and ipaddress.ip_address(address).is_link_local
 
 
 @functools.lru_cache(maxsize=1 << 16)

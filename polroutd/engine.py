@@ -64,7 +64,12 @@ class Engine:
     """Turns a configuration into decisions against whatever kernel it is given."""
 
     def __init__(
-        self, config: Config, kernel: Kernel, *, lease_reader: LeaseReader | None = None
+        self,
+        config: Config,
+        kernel: Kernel,
+        *,
+        lease_reader: LeaseReader | None = None,
+        applied_tables: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
         self.kernel = kernel
@@ -74,12 +79,21 @@ class Engine:
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
         self._recorded_cache: tuple[tuple[int, ...], dict[str, int]] | None = None
+        # The table numbers last applied: they stay with their names even when there is no
+        # recorded-tables file (disabled, or not writable), as long as this process runs.
+        self._applied_tables: dict[str, int] = dict(applied_tables or {})
+        self.tables_file_error: str | None = None  # why the file could not be written, if so
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
         found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
         return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
     def _recorded(self) -> dict[str, int]:
+        """The table numbers applied so far in this process, overridden by the recorded-tables
+        file (which carries them across restarts)."""
+        return {**self._applied_tables, **self._recorded_file()}
+
+    def _recorded_file(self) -> dict[str, int]:
         """The recorded-tables file, parsed again only when it changed (by its inode, size and
         times; contents read within a second of a change are not reused, since a quick second
         change could keep the same timestamp)."""
@@ -151,18 +165,31 @@ class Engine:
     def read_and_decide(self) -> Decision:
         return self.decide(self.kernel.read_state())
 
+    @property
+    def applied_tables(self) -> Mapping[str, int]:
+        """Table name -> number as last applied (hand it to the Engine that replaces this one)."""
+        return self._applied_tables
+
     def record_tables(self, decision: Decision) -> bool:
-        """Keeps the rt_tables.d file in step, so ``ip`` shows table names. True if rewritten."""
+        """Keeps the rt_tables.d file in step, so ``ip`` shows table names and numbers survive a
+        restart. True if rewritten. A file that cannot be written stops nothing: the reason is
+        kept in ``tables_file_error`` (the kernel needs numbers, not names)."""
+        self._applied_tables = dict(decision.recorded_tables)
         if self._tables_file is None:
             return False
         content = names.render_recorded(decision.recorded_tables)
-        return names.write_if_changed(self._tables_file, content)
+        try:
+            written = names.write_if_changed(self._tables_file, content)
+        except OSError as exc:
+            self.tables_file_error = f"cannot write {self._tables_file}: {exc.strerror or exc}"
+            return False
+        self.tables_file_error = None
+        return written
 
     def apply(self, decision: Decision) -> list[OpResult]:
+        results = self.kernel.apply(decision.plan.operations) if not decision.plan.empty else []
         self.record_tables(decision)
-        if decision.plan.empty:
-            return []
-        return self.kernel.apply(decision.plan.operations)
+        return results
 
     def flush_plan(self, state: KernelState) -> Plan:
         """Every object with polroutd's protocol, deleted."""

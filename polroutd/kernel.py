@@ -127,6 +127,12 @@ class Netlink:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         return self._seq
 
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.send(data)
+        except OSError as exc:
+            raise KernelError(f"netlink send failed: {exc.strerror}", exc.errno or 0) from exc
+
     def _recv(self) -> bytes:
         try:
             return self._receiver.recv(self._sock)
@@ -137,7 +143,7 @@ class Netlink:
         """The payloads of one complete, uninterrupted dump."""
         for _attempt in range(DUMP_ATTEMPTS):
             seq = self._next_seq()
-            self._sock.send(rtnl.encode_dump(mtype, seq))
+            self._send(rtnl.encode_dump(mtype, seq))
             payloads: list[bytes] = []
             interrupted, done = False, False
             while not done:
@@ -224,7 +230,7 @@ class Netlink:
             chunks.append(encode_operation(operation, seq))
         barrier = self._next_seq()
         chunks.append(rtnl.encode_barrier(barrier))
-        self._sock.send(b"".join(chunks))
+        self._send(b"".join(chunks))
         errors: dict[int, tuple[int, str | None]] = {}
         while barrier not in errors:
             for msg_type, flags, seq, _pid, payload in rtnl.iter_raw(self._recv()):

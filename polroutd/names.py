@@ -305,7 +305,7 @@ def read_recorded(path: Path) -> dict[str, int]:
     """Our own recorded tables; none when the file does not exist yet."""
     try:
         return parse_name_file(path.read_text(encoding="utf-8", errors="replace"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not written yet, or cannot be
         return {}
 
 

@@ -408,9 +408,6 @@ def _networkd(snap: _Snapshot) -> dict[str, str]:
 
 # ------------------------------------------------------------------ NetworkManager (nmcli)
 
-NMCLI_ROUTE_ATTRIBUTES = ("table", "scope", "src")  # of nm-settings-nmcli's documented set
-
-
 def nm_route(route: Route) -> str:
     """An ``ipv4.routes``/``ipv6.routes`` entry: ``ip[/prefix] [next-hop] [metric]
     [attribute=value]...`` (nm-settings-nmcli). Tables are numbers: NM knows no names."""

@@ -27,7 +27,7 @@ class Schedule:
     dirty_since: float | None = None
     last_event: float = float("-inf")
     last_reconcile_end: float = float("-inf")
-    next_resync: float = 0.0
+    next_resync: float = float("inf")  # set by each finished reconcile; the first one is asked for
     retry_at: float | None = None
     failures: int = 0
     pending_reason: str = "event"

@@ -8,14 +8,16 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from polroutd import rtnl
 from polroutd.config import Config, ConfigError, DaemonSettings, InterfaceSpec
 from polroutd.daemon import Daemon, Deps
+from polroutd.engine import Engine
 from polroutd.kernel import Overrun
-from polroutd.model import RuleOp
+from polroutd.model import AF_INET, Address, Link, RuleOp
 from tests.fakekernel import FakeKernel
 from tests.test_core import article_state
 
@@ -132,6 +134,7 @@ async def test_ready_only_after_the_first_reconcile_converged() -> None:
     await h.until(lambda: h.counter("reconciles_error") == 1)
     assert "READY=1" not in h.notifier.sent
     assert h.notifier.sent[0] == "STATUS=starting: first reconcile"  # systemctl status says so
+    assert h.daemon.status.last is not None and h.daemon.status.last.reason == "startup"
     assert h.daemon.readiness()[0] is False
     await h.until(lambda: h.daemon.status.converged_once)  # retried with backoff
     assert h.notifier.sent.count("READY=1") == 1
@@ -297,3 +300,72 @@ async def test_a_table_range_exhausted_at_run_time_is_an_error_not_a_crash() -> 
     assert not task.done()  # still running, retrying with backoff
     h.task = task
     assert await h.stop() == 0
+
+
+async def test_a_repair_that_fails_counts_its_drift_once_and_the_retry_repairs_it() -> None:
+    h = Harness(FakeKernel(article_state()))
+    await h.start()
+    changes = h.counter("changes")
+    victim = next(r for r in h.kernel.state.rules if r.protocol == 218)
+    h.kernel.remove_rule(victim)
+    h.kernel.fail_next.append(("rule", "add", errno.EPERM))
+    h.events.push(rtnl.RTM_DELRULE)
+    await h.until(lambda: h.counter("operation_errors") == 1)
+    assert h.counter("drift") == 1 and h.counter("repairs") == 0
+    await h.until(lambda: h.counter("repairs") == 1)  # retried with backoff
+    assert h.counter("drift") == 1  # the retry is not new drift
+    assert h.counter("changes") == changes  # nor a change: drift is measured against the
+    assert h.daemon.status.in_sync  # last successful desired state, not the failed attempt
+    # drift after that is drift again
+    h.kernel.remove_rule(victim)
+    h.events.push(rtnl.RTM_DELRULE)
+    await h.until(lambda: h.counter("repairs") == 2)
+    assert h.counter("drift") == 2 and h.counter("changes") == changes
+    assert await h.stop() == 0
+
+
+async def test_a_reload_before_the_first_convergence_does_not_say_ready() -> None:
+    kernel = FakeKernel(article_state(), fail_next=[("rule", "add", errno.EPERM)] * 20)
+    h = Harness(kernel)
+    task = asyncio.create_task(h.daemon.run())
+    await h.until(lambda: h.counter("reconciles_error") >= 1)
+    h.daemon.request_reload()
+    await h.until(lambda: "RELOADING=1" in h.notifier.sent)
+    await h.until(lambda: h.counter("config_reloads_ok") == 1)
+    assert "READY=1" not in h.notifier.sent
+    kernel.fail_next.clear()
+    await h.until(lambda: h.daemon.status.converged_once, timeout=10)
+    assert h.notifier.sent.count("READY=1") == 1
+    h.task = task
+    assert await h.stop() == 0
+
+
+async def test_an_unwritable_tables_file_does_not_stop_the_rules(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = replace(CONFIG, daemon=replace(
+        CONFIG.daemon, rt_tables_file=str(blocker / "rt_tables.d" / "polroutd.conf")))
+    h = Harness(FakeKernel(article_state()), config)
+    await h.start()  # READY: the rules are in place
+    assert any(r.protocol == 218 for r in h.kernel.state.rules)
+    assert h.daemon.engine.tables_file_error is not None
+    assert str(blocker) in h.daemon.engine.tables_file_error
+    assert await h.stop() == 0
+
+
+def test_without_a_tables_file_automatic_numbers_stay_with_their_interfaces() -> None:
+    kernel = FakeKernel(article_state())
+    engine = Engine(Config(daemon=DaemonSettings(rt_tables_file="", protocol=218)), kernel)
+    first = engine.decide(kernel.read_state())
+    engine.apply(first)
+    before = {i.name: i.table_id for i in first.desired.interfaces}
+    # an interface whose name sorts first appears (hot-plug)
+    state = kernel.read_state()
+    kernel.state = replace(
+        state,
+        links=(*state.links, Link(9, "aa0", True, True)),
+        addresses=(*state.addresses, Address(9, AF_INET, "192.0.2.9", 24)),
+    )
+    after = {i.name: i.table_id for i in engine.decide(kernel.read_state()).desired.interfaces}
+    assert {name: after[name] for name in before} == before
+    assert after["aa0"] not in before.values()
