@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import random
 import signal
 import time
 from collections import Counter
@@ -78,6 +79,7 @@ class Deps:
     lease_reader: LeaseReader | None = None
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)  # jitters the resync
     on_started: Callable[[Daemon], Any] | None = None  # e.g. start the HTTP server
 
 
@@ -122,20 +124,18 @@ class Daemon:
         self._failed_last: set[Operation] = set()
         self._tables_file_error: str | None = None
         self.status = Status()
-        self.schedule = self._new_schedule(config)
+        self.schedule = Schedule(
+            debounce=config.daemon.debounce,
+            max_delay=config.daemon.max_delay,
+            resync_interval=config.daemon.resync_interval,
+            rng=deps.rng,
+        )
         self._events: EventSource | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload_requested = False
         self._tasks: list[asyncio.Task[None]] = []
         self._gateway_labels: set[tuple[str, str]] = set()
-
-    @staticmethod
-    def _new_schedule(config: Config) -> Schedule:
-        d = config.daemon
-        return Schedule(
-            debounce=d.debounce, max_delay=d.max_delay, resync_interval=d.resync_interval
-        )
 
     # --- control ------------------------------------------------------------------------------
 

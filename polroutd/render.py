@@ -495,22 +495,23 @@ def render(
     fmt: str,
     protocol_name: str,
     *,
+    generated_at: datetime,
     numeric_tables: bool = False,
-    generated_at: datetime | None = None,
     config_file: str | None = None,
 ) -> dict[str, str]:
     """The files of one format: relative name -> content.
 
     ``protocol_name`` is how ``ip`` is to name polroutd's protocol (a name it knows, else the
     number). ``numeric_tables`` writes table numbers instead of names (for loading where no
-    rt_tables names exist). Pass ``generated_at`` for reproducible output; it defaults to now.
+    rt_tables names exist). ``generated_at`` is the time the header states (the caller's clock:
+    rendering itself is pure).
     """
     names = _without_table_names(decision.names) if numeric_tables else decision.names
     snap = _Snapshot(
         desired=decision.desired,
         names=names,
         protocol=protocol_name,
-        generated_at=generated_at or datetime.now(UTC),
+        generated_at=generated_at,
         config_file=config_file,
     )
     try:

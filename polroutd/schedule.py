@@ -4,7 +4,7 @@ passed in), so the daemon loop's timing can be tested with a fake clock."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
@@ -23,7 +23,7 @@ class Schedule:
     debounce: float
     max_delay: float
     resync_interval: float
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random  # the resync jitter's source (given: this module stays deterministic)
     dirty_since: float | None = None
     last_event: float = float("-inf")
     last_reconcile_end: float = float("-inf")
