@@ -19,9 +19,9 @@ def main() -> int:
         print("bench.cold_child changes the kernel's rules: run it only inside a benchmark "
               "namespace (ip netns exec NS ...), as scen_cold does", file=sys.stderr)
         return 2
-    from polroutd.config import load_config
+    from polroutd.config.parse import load_config
     from polroutd.engine import Engine
-    from polroutd.kernel import Netlink
+    from polroutd.netlink.kernel import Netlink
 
     engine = Engine(load_config(Path(sys.argv[1])), Netlink())
     t0 = time.perf_counter()

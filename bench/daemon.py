@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.netns import BenchError, in_netns
-from polroutd.lab_netns import stop_process
-from polroutd.notify_listener import NotifyListener
+from polroutd.lab.netns import stop_process
+from polroutd.lab.notify_listener import NotifyListener
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

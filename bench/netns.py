@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TypeVar
 
-from polroutd.lab import delete_netns, sigint_deferred
+from polroutd.lab.lab import delete_netns, sigint_deferred
 
 PREFIX = "polroutd-bench"
 NETNS_DIR = "/run/netns"

@@ -1,7 +1,7 @@
 """A minimal rtnetlink client for observing and poking a namespace from outside the daemon.
 
-Deliberately independent of ``polroutd.rtnl`` (the code under test): it knows just enough of
-the wire format to add and delete IPv4 addresses, dump rules, and timestamp rule events.
+Deliberately independent of ``polroutd.netlink.codec`` (the code under test): it knows just
+enough of the wire format to add and delete IPv4 addresses, dump rules, and timestamp rule events.
 """
 
 from __future__ import annotations

@@ -107,9 +107,9 @@ def resync(ctx: Context) -> None:
 
 
 def in_process_noop(ctx: Context, large: Large, reps: int) -> dict[str, Any]:
-    from polroutd.config import load_config
+    from polroutd.config.parse import load_config
     from polroutd.engine import Engine
-    from polroutd.kernel import Netlink
+    from polroutd.netlink.kernel import Netlink
 
     kernel = netns.in_netns(large.host.ns, Netlink)
     phases: dict[str, list[float]] = {"read": [], "decide": [], "total": []}

@@ -1,5 +1,5 @@
 import sys
 
-from polroutd.cli import main
+from polroutd.cli.main import main
 
 sys.exit(main())

@@ -9,22 +9,24 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from polroutd import leases, names
-from polroutd.config import Config, InterfaceSpec
-from polroutd.describe import Names
-from polroutd.desired import (
+from polroutd.core import tables
+from polroutd.core.decision import Decision
+from polroutd.core.describe import Names
+from polroutd.core.desired import (
     Inputs,
     desired_state,
     main_table_defaults,
     managed_links,
     table_requests,
 )
-from polroutd.model import AF_INET, DesiredState, KernelState, Link, Operation, OpResult, Plan
-from polroutd.plan import make_plan
+from polroutd.core.limits import AF_INET
+from polroutd.core.model import DesiredState, KernelState, Link, Operation, OpResult, Plan
+from polroutd.core.plan import make_plan
+from polroutd.core.settings import Config, InterfaceSpec
+from polroutd.inputs import leases, rt_tables
 
 
 class Kernel(Protocol):
@@ -38,25 +40,14 @@ LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
 RECORD_SETTLED = 1.0  # seconds after a change from which the recorded-tables file is cached
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What one read of the kernel leads to."""
-
-    state: KernelState
-    desired: DesiredState
-    plan: Plan
-    names: Names
-    recorded_tables: Mapping[str, int]
-
-
-def resolve_names(config: Config) -> tuple[names.NameRegistry, int]:
+def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
     """The name registry and protocol number for a configuration; raises ConfigError for names
     that cannot be resolved, before anything touches the kernel."""
-    registry = names.read_registry(names.config_dirs_for(config.daemon.rt_tables_file))
-    protocol = names.resolve_protocol(config.daemon.protocol, registry, config.source)
+    registry = rt_tables.read_registry(rt_tables.config_dirs_for(config.daemon.rt_tables_file))
+    protocol = tables.resolve_protocol(config.daemon.protocol, registry, config.source)
     tables_file = config.daemon.rt_tables_file
-    recorded = names.read_recorded(Path(tables_file)) if tables_file else {}
-    names.check_route_tables(config, registry, recorded)
+    recorded = rt_tables.read_recorded(Path(tables_file)) if tables_file else {}
+    tables.check_route_tables(config, registry, recorded)
     return registry, protocol
 
 
@@ -103,12 +94,12 @@ class Engine:
             info = os.stat(self._tables_file)
         except OSError:
             self._recorded_cache = None
-            return names.read_recorded(self._tables_file)
+            return rt_tables.read_recorded(self._tables_file)
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         cached = self._recorded_cache
         if cached is not None and cached[0] == key:
             return dict(cached[1])
-        recorded = names.read_recorded(self._tables_file)
+        recorded = rt_tables.read_recorded(self._tables_file)
         settled = time.time() - max(info.st_mtime, info.st_ctime) > RECORD_SETTLED
         self._recorded_cache = (key, dict(recorded)) if settled else None
         return recorded
@@ -129,7 +120,7 @@ class Engine:
     def decide(self, state: KernelState) -> Decision:
         managed = managed_links(state, self.config)
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
-        assignment = names.assign_tables(
+        assignment = tables.assign_tables(
             table_requests(managed),
             registry=self.registry,
             recorded=self._recorded(),
@@ -177,9 +168,9 @@ class Engine:
         self._applied_tables = dict(decision.recorded_tables)
         if self._tables_file is None:
             return False
-        content = names.render_recorded(decision.recorded_tables)
+        content = tables.render_recorded(decision.recorded_tables)
         try:
-            written = names.write_if_changed(self._tables_file, content)
+            written = rt_tables.write_if_changed(self._tables_file, content)
         except OSError as exc:
             self.tables_file_error = f"cannot write {self._tables_file}: {exc.strerror or exc}"
             return False

@@ -1,4 +1,4 @@
-"""Shared fixtures: real-kernel tests run in throwaway network namespaces (``polroutd.lab``).
+"""Shared fixtures: real-kernel tests run in throwaway network namespaces (``polroutd.lab.lab``).
 
 * ``require_netadmin`` skips a test unless namespaces can be created (root / CAP_NET_ADMIN);
   tests marked ``@pytest.mark.netns`` get the same skip automatically.
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from polroutd import lab as lab_module
-from polroutd.lab import Lab
+from polroutd.lab import lab as lab_module
+from polroutd.lab.lab import Lab
 
 LAB_PREFIX = "polroutd-t"
 NETADMIN_REASON = "needs CAP_NET_ADMIN (run as root)"

@@ -1,4 +1,4 @@
-"""A real ``polroutd run`` inside a lab namespace (``polroutd.lab_daemon``), with what the
+"""A real ``polroutd run`` inside a lab namespace (``polroutd.lab.daemon``), with what the
 tests add: waiting with assertion messages, counters, signals."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from polroutd.lab import Lab
-from polroutd.lab_daemon import LabDaemon
+from polroutd.lab.daemon import LabDaemon
+from polroutd.lab.lab import Lab
 
 HTTP_PORT = 19641
 

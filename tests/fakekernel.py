@@ -12,8 +12,9 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from polroutd.kernel import IDEMPOTENT, KernelError
-from polroutd.model import KernelState, Operation, OpResult, RouteOp, Rule, RuleOp
+from polroutd.core.errors import KernelError
+from polroutd.core.model import KernelState, Operation, OpResult, RouteOp, Rule, RuleOp
+from polroutd.netlink.kernel import IDEMPOTENT
 
 
 def _rule_match(existing: Rule, wanted: Rule) -> bool:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from polroutd.lab import Lab, delete_netns
+from polroutd.lab.lab import Lab, delete_netns
 
 PROTO = 218  # the built-in number for "polroutd" when rt_protos does not name it
 

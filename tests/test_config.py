@@ -13,19 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polroutd.config import (
-    DEFAULT_EXCLUDE,
-    Config,
-    ConfigError,
-    DaemonSettings,
-    InterfaceSpec,
-    RouteSpec,
-    load_config,
-    parse_config,
-    resolve_config_path,
-)
-from polroutd.globs import overlap_witness
-from polroutd.tomllines import key_lines, line_of
+from polroutd.config.parse import load_config, parse_config, resolve_config_path
+from polroutd.config.tomllines import key_lines, line_of
+from polroutd.core.errors import ConfigError
+from polroutd.core.globs import overlap_witness
+from polroutd.core.settings import DEFAULT_EXCLUDE, Config, DaemonSettings, InterfaceSpec, RouteSpec
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "contrib" / "polroutd.example.toml"
 

@@ -9,23 +9,11 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polroutd.config import Config, DaemonSettings, InterfaceSpec, RouteSpec
-from polroutd.desired import Inputs, TableRef, desired_state
-from polroutd.model import (
-    AF_INET,
-    AF_INET6,
-    IFA_F_SECONDARY,
-    RT_SCOPE_LINK,
-    RT_TABLE_MAIN,
-    Address,
-    KernelState,
-    Link,
-    Route,
-    RouteOp,
-    Rule,
-    RuleOp,
-)
-from polroutd.plan import classify, make_plan
+from polroutd.core.desired import Inputs, TableRef, desired_state
+from polroutd.core.limits import AF_INET, AF_INET6, IFA_F_SECONDARY, RT_SCOPE_LINK, RT_TABLE_MAIN
+from polroutd.core.model import Address, KernelState, Link, Route, RouteOp, Rule, RuleOp
+from polroutd.core.plan import classify, make_plan
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
 from tests.fakekernel import FakeKernel
 
 PROTO = 218

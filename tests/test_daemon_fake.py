@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from polroutd import rtnl
-from polroutd.config import Config, ConfigError, DaemonSettings, InterfaceSpec
-from polroutd.daemon import Daemon, Deps
+from polroutd.core.errors import ConfigError, Overrun
+from polroutd.core.limits import AF_INET
+from polroutd.core.model import Address, Link, RuleOp
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
+from polroutd.daemon.loop import Daemon, Deps
 from polroutd.engine import Engine
-from polroutd.kernel import Overrun
-from polroutd.model import AF_INET, Address, Link, RuleOp
+from polroutd.netlink import codec as rtnl
 from tests.fakekernel import FakeKernel
 from tests.test_core import article_state
 

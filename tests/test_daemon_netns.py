@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from polroutd.lab import ADDR, Lab
+from polroutd.lab.lab import ADDR, Lab
 from tests.daemon_proc import HTTP_PORT, RunningDaemon
 from tests.netns_tools import (
     PROTO,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from polroutd.demo import PREFIX, STEP_TITLES, Demo, StepFailed, run_demo
-from polroutd.lab_scripts import HTTP_GET
+from polroutd.cli.demo import PREFIX, STEP_TITLES, Demo, StepFailed, run_demo
+from polroutd.lab.scripts import HTTP_GET
 
 pytestmark = pytest.mark.netns
 
@@ -101,7 +101,7 @@ def test_interrupted_demo_leaves_nothing_behind(
 
 def test_keep_leaves_polroutd_running_until_cleanup(require_netadmin: None) -> None:
     etc_netns_existed = Path("/etc/netns").exists()
-    proc = demo_process("-c", "import sys; from polroutd.demo import run_demo; "
+    proc = demo_process("-c", "import sys; from polroutd.cli.demo import run_demo; "
                               "sys.exit(run_demo(keep=True))")
     out, _ = proc.communicate(timeout=120)
     token = TOKEN.search(out)
@@ -119,7 +119,7 @@ def test_keep_leaves_polroutd_running_until_cleanup(require_netadmin: None) -> N
                                capture_output=True, text=True, timeout=10).stdout
         assert "lookup data proto polroutd" in rules  # names visible in the namespace
     finally:
-        cleanup = demo_process("-c", "import sys; from polroutd.demo import cleanup_demo; "
+        cleanup = demo_process("-c", "import sys; from polroutd.cli.demo import cleanup_demo; "
                                      "sys.exit(cleanup_demo())")
         cleaned, _ = cleanup.communicate(timeout=60)
     assert cleanup.returncode == 0, cleaned

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from polroutd.demo import lab_config
-from polroutd.lab import ADDR, ROUTER_MGMT_IF, SERVER_DATA_IF, SERVER_MGMT_IF, Lab
+from polroutd.cli.demo import lab_config
+from polroutd.lab.lab import ADDR, ROUTER_MGMT_IF, SERVER_DATA_IF, SERVER_MGMT_IF, Lab
 from tests.conftest import LAB_PREFIX
 from tests.daemon_proc import HTTP_PORT, RunningDaemon
 from tests.netns_tools import owned, recorded_tables, routes, rules

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from polroutd.lab import ADDR, Lab
+from polroutd.lab.lab import ADDR, Lab
 from tests.netns_tools import (
     foreign,
     owned,
@@ -82,7 +82,7 @@ def test_apply_is_idempotent_and_never_duplicates(lab: Lab, tmp_path: Path) -> N
     assert plan.returncode == 0 and "in sync" in plan.stdout
     before = owned(rules(lab, lab.server))
     loop = (
-        "from polroutd.cli import main\n"
+        "from polroutd.cli.main import main\n"
         f"codes = {{main(['apply', '--config', {str(config)!r}]) for _ in range(100)}}\n"
         "assert codes == {0}, codes\n"
     )

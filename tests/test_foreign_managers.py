@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from polroutd import names
-from polroutd.foreign_managers import (
+from polroutd.core import tables as names
+from polroutd.inputs.foreign_managers import (
     foreign_manager_warnings,
     networkd_config_files,
     networkd_warning,

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from polroutd.httpapi import (
+from polroutd.adapters.http import (
     SHUTDOWN_TIMEOUT,
     HttpServer,
     StateProvider,
@@ -29,7 +29,7 @@ from polroutd.httpapi import (
     openapi_document,
     parse_listen,
 )
-from polroutd.metrics import Metrics
+from polroutd.adapters.metrics import Metrics
 
 PATHS = ("/healthz", "/readyz", "/metrics", "/state", "/openapi.json")
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from polroutd.kernel import BATCH
+from polroutd.netlink.kernel import BATCH
 from tests.netns_tools import ip, namespace
 
 pytestmark = pytest.mark.netns
@@ -22,8 +22,9 @@ pytestmark = pytest.mark.netns
 # Runs inside the namespace (eth0 has 10.1.0.2/24); prints [errno, message] per operation.
 PROBE = r"""
 import json, socket, sys
-from polroutd.kernel import Netlink
-from polroutd.model import AF_INET, RT_SCOPE_LINK, Route, RouteOp, Rule, RuleOp
+from polroutd.netlink.kernel import Netlink
+from polroutd.core.model import Route, RouteOp, Rule, RuleOp
+from polroutd.core.limits import AF_INET, RT_SCOPE_LINK
 
 eth0 = socket.if_nametoindex("eth0")
 def rule(src, table=100):

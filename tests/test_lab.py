@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from polroutd.lab import (
+from polroutd.lab.dhcp import DhcpEvent, parse_events
+from polroutd.lab.lab import (
     ADDR,
     ROUTER_BRIDGE_DATA_IF,
     ROUTER_CLIENT_IF,
@@ -29,7 +30,6 @@ from polroutd.lab import (
     netns_names_with_prefix,
     remove_stale,
 )
-from polroutd.lab_dhcp import DhcpEvent, parse_events
 
 pytestmark = pytest.mark.netns
 
@@ -412,7 +412,7 @@ def test_remove_stale_spares_a_live_lab_of_another_process_but_takes_a_crashed_o
 ) -> None:
     prefix = f"polroutd-ts{secrets.token_hex(2)}"
     root = Path(__file__).resolve().parent.parent
-    builder = (f"import sys\nfrom polroutd.lab import Lab\nlab = Lab(prefix={prefix!r})\n"
+    builder = (f"import sys\nfrom polroutd.lab.lab import Lab\nlab = Lab(prefix={prefix!r})\n"
                "lab.build()\nprint(lab.token, flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", builder], cwd=root, text=True,
                             env=dict(os.environ, PYTHONPATH=str(root)),

@@ -1,4 +1,4 @@
-"""Gateway discovery from DHCP lease files (polroutd.leases)."""
+"""Gateway discovery from DHCP lease files (polroutd.inputs.leases)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polroutd.config import DEFAULT_LEASE_PATHS
-from polroutd.leases import (
+from polroutd.core.settings import DEFAULT_LEASE_PATHS
+from polroutd.inputs.leases import (
     Lease,
     _glob,
     _Memo,

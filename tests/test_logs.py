@@ -16,8 +16,8 @@ from typing import Any, TextIO
 import pytest
 import structlog
 
-from polroutd import logs
-from polroutd.logs import configure_logging, get_logger
+from polroutd.adapters import logs
+from polroutd.adapters.logs import configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)

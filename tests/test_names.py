@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polroutd.config import Config, ConfigError, parse_config
-from polroutd.names import (
+from polroutd.config.parse import parse_config
+from polroutd.core.errors import ConfigError
+from polroutd.core.settings import Config
+from polroutd.core.tables import (
     DEFAULT_PROTOCOL_NUMBER,
     RECORDED_HEADER,
     NameRegistry,
@@ -19,12 +21,14 @@ from polroutd.names import (
     TableRef,
     assign_tables,
     check_route_tables,
-    config_dirs_for,
     parse_name_file,
-    read_recorded,
-    read_registry,
     render_recorded,
     resolve_protocol,
+)
+from polroutd.inputs.rt_tables import (
+    config_dirs_for,
+    read_recorded,
+    read_registry,
     write_if_changed,
 )
 

@@ -26,8 +26,8 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from polroutd.lab_netns import delete_netns, stop_process
-from polroutd.metrics import Metrics
+from polroutd.adapters.metrics import Metrics
+from polroutd.lab.netns import delete_netns, stop_process
 from tests.prometheus_server import (
     INSTALL_HINT,
     PROMTOOL,

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from polroutd.config import Config, DaemonSettings
-from polroutd.describe import Names
-from polroutd.desired import Inputs, desired_state
-from polroutd.engine import Decision
-from polroutd.lab import ADDR, Lab
-from polroutd.names import TableRef
-from polroutd.plan import make_plan
-from polroutd.render import FORMATS, concatenate, ip_protocol_name, nm_route, render
+from polroutd.cli.render import FORMATS, concatenate, ip_protocol_name, nm_route, render
+from polroutd.core.decision import Decision
+from polroutd.core.describe import Names
+from polroutd.core.desired import Inputs, desired_state
+from polroutd.core.plan import make_plan
+from polroutd.core.settings import Config, DaemonSettings
+from polroutd.core.tables import TableRef
+from polroutd.lab.lab import ADDR, Lab
 from tests.netns_tools import (
     PROTO,
     foreign,
@@ -574,7 +574,7 @@ def test_systemd_networkd_loads_the_drop_ins_to_the_same_routes_and_rules(
 
 
 def test_write_files_makes_directories_and_the_script_executable(tmp_path: Path) -> None:
-    from polroutd.render import write_files
+    from polroutd.cli.render import write_files
 
     files = {**rendered("nmcli"), **rendered("networkd")}
     written = write_files(tmp_path, files)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from polroutd import rtnl
-from polroutd.kernel import encode_operation
-from polroutd.model import AF_INET, AF_INET6, Route, RouteOp, Rule, RuleOp
+from polroutd.core.limits import AF_INET, AF_INET6
+from polroutd.core.model import Route, RouteOp, Rule, RuleOp
+from polroutd.netlink import codec as rtnl
+from polroutd.netlink.kernel import encode_operation
 
 v4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
 v6 = st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n)))

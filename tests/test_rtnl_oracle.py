@@ -28,7 +28,7 @@ SETUP = [
 PROBE = r"""
 import json
 from pyroute2 import IPRoute
-from polroutd.kernel import Netlink
+from polroutd.netlink.kernel import Netlink
 
 def rules_ours():
     with Netlink() as nl:

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from polroutd.schedule import BACKOFF_MAX, Schedule
+from polroutd.core.schedule import BACKOFF_MAX, Schedule
 
 
 def schedule() -> Schedule:

@@ -24,10 +24,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from polroutd.lab import ADDR, Lab
-from polroutd.model import AF_INET, Conflict, OpResult, Plan, Route, RouteOp, RuleOp
-from polroutd.stateview import LastReconcile, state_document
-from polroutd.status import (
+from polroutd.cli.status import (
     EXIT_IN_SYNC,
     EXIT_NOT_IN_SYNC,
     EXIT_UNREACHABLE,
@@ -37,6 +34,10 @@ from polroutd.status import (
     format_status,
     status_command,
 )
+from polroutd.core.limits import AF_INET
+from polroutd.core.model import Conflict, OpResult, Plan, Route, RouteOp, RuleOp
+from polroutd.core.stateview import LastReconcile, state_document
+from polroutd.lab.lab import ADDR, Lab
 from tests.netns_tools import polroutd, recorded_tables, write_config, write_lease
 from tests.test_render import article_decision
 

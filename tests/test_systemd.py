@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from polroutd import sdnotify
-from polroutd.lab import Lab
-from polroutd.lab_netns import delete_netns
-from polroutd.sdnotify import Notifier
+from polroutd.adapters import sdnotify
+from polroutd.adapters.sdnotify import Notifier
+from polroutd.lab.lab import Lab
+from polroutd.lab.netns import delete_netns
 from tests import systemd_user
 
 REPO = Path(__file__).resolve().parent.parent
@@ -459,7 +459,7 @@ def test_sysusers_and_tmpfiles_give_polroutd_the_rt_tables_directory(tmp_path: P
 TINY_SERVICE = textwrap.dedent("""\
     import os, signal, sys, time
     from pathlib import Path
-    from polroutd.sdnotify import Notifier
+    from polroutd.adapters.sdnotify import Notifier
 
     workdir = Path(sys.argv[1])
     notifier = Notifier()

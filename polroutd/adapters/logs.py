@@ -14,7 +14,6 @@ stdlib loggers (aiohttp's) go through the same pipeline.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -66,12 +65,12 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def _journal_module() -> ModuleType | None:
-    # Imported by name: the repository's own systemd/ directory (unit files) would otherwise be
-    # taken by mypy for the untyped systemd-python package, as a namespace package.
     try:
-        return importlib.import_module("systemd.journal")
+        from systemd import journal
     except ImportError:
         return None
+    module: ModuleType = journal
+    return module
 
 
 def choose_output(fmt: str, stream: TextIO, environ: Mapping[str, str]) -> OutputKind:

@@ -13,9 +13,9 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar, cast
 
-from polroutd import rtnl
-from polroutd.model import (
-    RT_TABLE_LOCAL,
+from polroutd.core.errors import DumpInterrupted, KernelError, Overrun
+from polroutd.core.limits import RT_TABLE_LOCAL
+from polroutd.core.model import (
     Address,
     KernelState,
     Link,
@@ -26,6 +26,7 @@ from polroutd.model import (
     Rule,
     RuleOp,
 )
+from polroutd.netlink import codec as rtnl
 
 T = TypeVar("T")
 
@@ -55,22 +56,6 @@ IDEMPOTENT = {
     ("route", "delete"): errno.ESRCH,
 }
 _SUCCESS: tuple[int, str | None] = (0, None)
-
-
-class KernelError(Exception):
-    """A netlink failure that makes a whole read or the socket unusable."""
-
-    def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.errno = code
-
-
-class DumpInterrupted(KernelError):
-    """The kernel changed the table while it was being dumped, more often than we retried."""
-
-
-class Overrun(KernelError):
-    """The event socket lost messages (ENOBUFS): its picture of the kernel is no longer whole."""
 
 
 class _Receiver:

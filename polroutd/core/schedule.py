@@ -3,11 +3,17 @@ passed in), so the daemon loop's timing can be tested with a fake clock."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import Protocol
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
+
+
+class Jitter(Protocol):
+    """A source of uniform random numbers (``random.Random`` is one)."""
+
+    def uniform(self, a: float, b: float) -> float: ...
 
 
 @dataclass
@@ -23,7 +29,7 @@ class Schedule:
     debounce: float
     max_delay: float
     resync_interval: float
-    rng: random.Random  # the resync jitter's source (given: this module stays deterministic)
+    rng: Jitter  # the resync jitter's source (given: this module stays deterministic)
     dirty_since: float | None = None
     last_event: float = float("-inf")
     last_reconcile_end: float = float("-inf")

@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from polroutd import __version__
-from polroutd.config import Config, ConfigError, load_config, resolve_config_path
-from polroutd.describe import (
+from polroutd.config.parse import load_config, resolve_config_path
+from polroutd.core.describe import (
     Names,
     conflict_json,
     conflict_text,
     operation_json,
     operation_text,
 )
-from polroutd.kernel import KernelError
-from polroutd.model import Plan
+from polroutd.core.errors import ConfigError, KernelError
+from polroutd.core.model import Plan
+from polroutd.core.settings import Config
 
 if TYPE_CHECKING:
     from polroutd.engine import Engine
@@ -42,7 +43,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _engine(config: Config) -> Engine:
     from polroutd.engine import Engine
-    from polroutd.kernel import Netlink
+    from polroutd.netlink.kernel import Netlink
 
     return Engine(config, Netlink())
 
@@ -122,26 +123,26 @@ def cmd_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from polroutd.service import run_daemon
+    from polroutd.daemon.service import run_daemon
 
     return run_daemon(_load(args), debug=args.debug)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from polroutd.render import render_command
+    from polroutd.cli.render import render_command
 
     engine = _engine(_load(args))
     return render_command(engine, args.format, Path(args.out) if args.out else None)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from polroutd.status import status_command
+    from polroutd.cli.status import status_command
 
     return status_command(args.url)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from polroutd.demo import cleanup_demo, run_demo
+    from polroutd.cli.demo import cleanup_demo, run_demo
 
     if args.cleanup:
         return cleanup_demo()

@@ -6,13 +6,14 @@ import asyncio
 import gc
 import os
 
-from polroutd.config import Config, load_config, resolve_config_path
-from polroutd.daemon import Daemon, Deps
-from polroutd.foreign_managers import foreign_manager_warnings
-from polroutd.httpapi import HttpServer
-from polroutd.kernel import EVENT_BUFFER, EventSocket, Netlink
-from polroutd.logs import configure_logging, get_logger
-from polroutd.sdnotify import Notifier
+from polroutd.adapters.http import HttpServer
+from polroutd.adapters.logs import configure_logging, get_logger
+from polroutd.adapters.sdnotify import Notifier
+from polroutd.config.parse import load_config, resolve_config_path
+from polroutd.core.settings import Config
+from polroutd.daemon.loop import Daemon, Deps
+from polroutd.inputs.foreign_managers import foreign_manager_warnings
+from polroutd.netlink.kernel import EVENT_BUFFER, EventSocket, Netlink
 
 
 async def serve(config: Config, deps: Deps) -> int:

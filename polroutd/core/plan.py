@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
-from polroutd.desired import route_order, rule_order
-from polroutd.model import (
+from polroutd.core.desired import route_order, rule_order
+from polroutd.core.model import (
     Conflict,
     DesiredState,
     KernelState,

@@ -9,8 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from polroutd.config import Config, InterfaceSpec, RouteSpec
-from polroutd.model import (
+from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     FAMILIES,
@@ -20,6 +19,8 @@ from polroutd.model import (
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTN_UNICAST,
+)
+from polroutd.core.model import (
     Address,
     DesiredState,
     Gateway,
@@ -31,7 +32,8 @@ from polroutd.model import (
     family_name,
     host_len,
 )
-from polroutd.names import TableRef
+from polroutd.core.settings import Config, InterfaceSpec, RouteSpec
+from polroutd.core.tables import TableRef
 
 
 @dataclass(frozen=True, slots=True)

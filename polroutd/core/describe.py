@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from polroutd.model import (
+from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     IP6_DEFAULT_METRIC,
@@ -15,6 +15,8 @@ from polroutd.model import (
     RT_TABLE_DEFAULT,
     RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
+)
+from polroutd.core.model import (
     Conflict,
     Operation,
     Route,

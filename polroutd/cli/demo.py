@@ -24,7 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from polroutd.lab import (
+from polroutd.lab.daemon import LabDaemon
+from polroutd.lab.lab import (
     ADDR,
     ROUTER_DATA_IF,
     ROUTER_MGMT_IF,
@@ -36,7 +37,6 @@ from polroutd.lab import (
     netns_names_with_prefix,
     remove_stale,
 )
-from polroutd.lab_daemon import LabDaemon
 
 __all__ = ["PREFIX", "STEP_TITLES", "cleanup_demo", "run_demo"]
 

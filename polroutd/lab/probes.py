@@ -1,5 +1,5 @@
 """What the lab's tests and the demo observe: TCP and ICMP round trips, packet and kernel
-counters, HTTP answers, netlink notifications. A mixin of :class:`polroutd.lab.Lab`, which
+counters, HTTP answers, netlink notifications. A mixin of :class:`polroutd.lab.lab.Lab`, which
 provides the commands it runs (``run``, ``popen``, ``ip_json``) inside its namespaces."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from polroutd.lab_netns import LabError
-from polroutd.lab_scripts import HTTP_GET, PING, SNIFF, TCP_CLIENT, TCP_SERVER
+from polroutd.lab.netns import LabError
+from polroutd.lab.scripts import HTTP_GET, PING, SNIFF, TCP_CLIENT, TCP_SERVER
 
 
 class LabProbes(ABC):

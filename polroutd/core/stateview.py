@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from polroutd import __version__
-from polroutd.describe import Names, conflict_json, operation_text, route_json, rule_json
-from polroutd.engine import Decision
-from polroutd.model import Gateway, OpResult, RouteKey, RouteOp, RuleOp
+from polroutd.core.decision import Decision
+from polroutd.core.describe import Names, conflict_json, operation_text, route_json, rule_json
+from polroutd.core.model import Gateway, OpResult, RouteKey, RouteOp, RuleOp
 
 
 @dataclass(frozen=True, slots=True)

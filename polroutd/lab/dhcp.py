@@ -1,5 +1,5 @@
 """Real DHCP on the lab's data network: a server in the router namespace, ISC dhclient on the
-server's ``ens224``. Used through :class:`polroutd.lab.Lab` (``start_dhcp_server`` and friends).
+server's ``ens224``. Used through :class:`polroutd.lab.lab.Lab` (``start_dhcp_server`` and friends).
 
 Servers (both bound to the router's data-side interface only):
 
@@ -43,13 +43,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, Protocol
 
-from polroutd.lab import LabError
-from polroutd.lab_netns import stop_process
+from polroutd.lab.netns import LabError, stop_process
 
-if TYPE_CHECKING:
-    from polroutd.lab import Lab
+
+class Lab(Protocol):
+    """What the DHCP server and client need of the lab (``polroutd.lab.lab.Lab``)."""
+
+    router: str
+    server: str
+
+    def run(
+        self, ns: str, *argv: str, check: bool = True, timeout: float = 10
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def popen(self, ns: str, *argv: str, **kwargs: Any) -> subprocess.Popen[str]: ...
 
 __all__ = [
     "BOUND_REASONS",

@@ -13,15 +13,8 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from polroutd.model import (
-    AF_INET,
-    AF_INET6,
-    RT_TABLE_COMPAT,
-    Address,
-    Link,
-    Route,
-    Rule,
-)
+from polroutd.core.limits import AF_INET, AF_INET6, RT_TABLE_COMPAT
+from polroutd.core.model import Address, Link, Route, Rule
 
 # Message types (linux/rtnetlink.h, linux/netlink.h).
 NLMSG_NOOP = 1

@@ -13,119 +13,44 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from polroutd.globs import is_glob, overlap_witness
-from polroutd.model import RESERVED_TABLES, RT_TABLE_MAIN
-from polroutd.tomllines import key_lines, line_of
+from polroutd.config.tomllines import key_lines, line_of
+from polroutd.core.errors import ConfigError
+from polroutd.core.globs import is_glob, overlap_witness
+from polroutd.core.limits import (
+    IFNAMSIZ,
+    MAIN_RULE_PRIORITY,
+    MAX_METRIC,
+    MAX_PORT,
+    MAX_PROTOCOL,
+    MAX_RULE_PRIORITY,
+    MAX_TABLE,
+    MIN_MAIN_FIRST_PRIORITY,
+    RESERVED_PROTOCOLS,
+    RESERVED_TABLE_NAMES,
+    RESERVED_TABLES,
+    RT_TABLE_MAIN,
+)
+from polroutd.core.settings import (
+    GATEWAY_WORDS,
+    LEASE_PATH_PLACEHOLDERS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MODES,
+    Config,
+    DaemonSettings,
+    InterfaceSpec,
+    RouteSpec,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/polroutd/polroutd.toml")
 CONFIG_ENV_VAR = "POLROUTD_CONFIG"
 
-DEFAULT_EXCLUDE = (
-    "lo", "docker*", "veth*", "br-*", "virbr*", "cni*", "cali*", "flannel*", "tun*", "tap*",
-    "wg*", "tailscale*",
-)
-
-# Where the common DHCP clients keep their leases. "{ifname}" and "{ifindex}" are filled in per
-# interface; files without them are searched for the interface name they mention.
-DEFAULT_LEASE_PATHS = (
-    "/run/systemd/netif/leases/{ifindex}",
-    "/var/lib/NetworkManager/internal-*-{ifname}.lease",
-    "/var/lib/NetworkManager/dhclient-*-{ifname}.lease",
-    "/var/lib/dhcp/dhclient*.leases",
-    "/var/lib/dhclient/*.lease",
-    "/var/lib/dhclient/*.leases",
-    "/var/lib/dhcpcd/{ifname}.lease",
-    "/var/lib/dhcpcd/dhcpcd-{ifname}.lease",
-    "/var/lib/dhcpcd5/dhcpcd-{ifname}.lease",
-)
-LEASE_PATH_PLACEHOLDERS = frozenset({"ifname", "ifindex"})
-
-# The kernel's limits and reserved values, in one place.
-MAIN_RULE_PRIORITY = 32766  # "from all lookup main": polroutd's rules must come before it
-MAX_RULE_PRIORITY = MAIN_RULE_PRIORITY - 1
-MIN_MAIN_FIRST_PRIORITY = 2  # main-first puts one rule just ahead (priority - 1 >= 1)
-MAX_TABLE = 2**32 - 1
-MAX_METRIC = 2**32 - 1
-MAX_PROTOCOL = 255
-MAX_PORT = 65535
-IFNAMSIZ = 16  # interface names are at most 15 bytes
-# Table and protocol names the kernel reserves; polroutd never takes these.
-RESERVED_TABLE_NAMES: Mapping[str, int] = {"unspec": 0, "default": 253, "main": 254, "local": 255}
-RESERVED_PROTOCOLS: Mapping[int, str] = {
-    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static",
-}
-
-MODES = ("strict", "main-first")
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-GATEWAY_WORDS = ("auto", "none")
-
 _PROTOCOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
-
-Mode = Literal["strict", "main-first"]
-GatewaySetting = str  # "auto", "none", or an address of the right family
-
-
-class ConfigError(Exception):
-    """An invalid configuration: names the file, the key (and line) and what is expected."""
-
-    def __init__(self, source: str, key: str, problem: str, line: int | None = None) -> None:
-        self.source = source
-        self.key = key
-        self.problem = problem
-        self.line = line
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {key}: {problem}")
-
-
-@dataclass(frozen=True, slots=True)
-class RouteSpec:
-    """An extra route from ``[[interface]] routes``."""
-
-    to: str  # a network in canonical "addr/len" form ("default" is "0.0.0.0/0" or "::/0")
-    via: str | None = None
-    table: str | int | None = None  # None: the interface's own table; "main" or a number or name
-    metric: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class InterfaceSpec:
-    name: str  # exact name or shell glob
-    table: str | int | None = None  # None: a table named after the interface
-    gateway: GatewaySetting = "auto"
-    gateway6: GatewaySetting = "auto"
-    priority: int | None = None
-    routes: tuple[RouteSpec, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonSettings:
-    http_listen: str = "127.0.0.1:9641"  # "" disables HTTP
-    resync_interval: float = 60.0
-    debounce: float = 0.02
-    max_delay: float = 0.25
-    protocol: str | int = "polroutd"
-    mode: Mode = "strict"
-    rule_priority: int = 30000
-    table_range: tuple[int, int] = (30000, 30999)
-    rt_tables_file: str = "/etc/iproute2/rt_tables.d/polroutd.conf"  # "" = don't write
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    cleanup_on_exit: bool = False
-    log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "info"
-    dhcp_lease_paths: tuple[str, ...] = DEFAULT_LEASE_PATHS
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    daemon: DaemonSettings = field(default_factory=DaemonSettings)
-    interfaces: tuple[InterfaceSpec, ...] = ()
-    source: str = "<defaults>"  # the file it came from, for messages
 
 
 # --- finding and reading the file -----------------------------------------------------------

@@ -22,7 +22,7 @@ asymmetric IPv6 replies are *forwarded* (they can still be observed with :meth:`
 
 With ``dhcp_data=True`` the server's ens224 gets no static IPv4 address: it is leased by real
 DHCP (:meth:`Lab.start_dhcp_server` in the router namespace, :meth:`Lab.start_dhcp_client` runs
-ISC dhclient on ens224; see :mod:`polroutd.lab_dhcp` for the servers used and what a renewal
+ISC dhclient on ens224; see :mod:`polroutd.lab.dhcp` for the servers used and what a renewal
 with a new address looks like on the wire). The DHCP client never touches ``resolv.conf``, the
 hostname or routes; its lease file, pid file, script and logs live in the lab's temporary
 directory (:attr:`Lab.temp_dir`), which teardown removes.
@@ -33,10 +33,10 @@ them, deletes them and removes ``/etc/netns/<namespace>`` if it exists; it is id
 ``__exit__``, when :meth:`Lab.build` fails (including on ``KeyboardInterrupt``) and at
 interpreter exit for labs still alive, and defers ``SIGINT`` until it has finished.
 
-Around this module: :mod:`polroutd.lab_netns` (namespace naming, deletion, leftovers),
-:mod:`polroutd.lab_probes` (what tests and the demo observe: round trips, counters, captures,
-notifications), :mod:`polroutd.lab_dhcp` (the DHCP server and client) and
-:mod:`polroutd.lab_scripts` (the small programs run inside the namespaces).
+Around this module: :mod:`polroutd.lab.netns` (namespace naming, deletion, leftovers),
+:mod:`polroutd.lab.probes` (what tests and the demo observe: round trips, counters, captures,
+notifications), :mod:`polroutd.lab.dhcp` (the DHCP server and client) and
+:mod:`polroutd.lab.scripts` (the small programs run inside the namespaces).
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from polroutd.lab_netns import (
+from polroutd.lab.dhcp import DhcpClient, DhcpEvent, DhcpServer
+from polroutd.lab.netns import (
     ETC_NETNS_MARK,
     NETNS_ETC_DIR,
     NETNS_RUN_DIR,
@@ -80,11 +81,8 @@ from polroutd.lab_netns import (
     run_command,
     sigint_deferred,
 )
-from polroutd.lab_probes import LabProbes, Monitor, MonitorEvent, PacketCount
-from polroutd.lab_scripts import PING
-
-if TYPE_CHECKING:
-    from polroutd.lab_dhcp import DhcpClient, DhcpEvent, DhcpServer
+from polroutd.lab.probes import LabProbes, Monitor, MonitorEvent, PacketCount
+from polroutd.lab.scripts import PING
 
 __all__ = [
     "ADDR",
@@ -608,7 +606,6 @@ class Lab(LabProbes):
         ``renew_seconds`` (T1), so :meth:`renew` is quick. Shorter leases (to let one expire
         within seconds): busybox udhcpd; the client then renews at half the lease.
         """
-        from polroutd.lab_dhcp import DhcpServer
 
         self._check_data_address(reserve)
         if self._dhcp_server is not None and self._dhcp_server.running:
@@ -697,7 +694,6 @@ class Lab(LabProbes):
             return ""
 
     def _dhcp(self) -> DhcpClient:
-        from polroutd.lab_dhcp import DhcpClient
 
         if self._dhcp_client is None:
             self._dhcp_client = DhcpClient(self, self.temp_dir, SERVER_DATA_IF)

@@ -14,31 +14,14 @@ import errno
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-AF_INET = 2
-AF_INET6 = 10
-FAMILIES = (AF_INET, AF_INET6)
-
-RT_TABLE_UNSPEC = 0
-RT_TABLE_COMPAT = 252
-RT_TABLE_DEFAULT = 253
-RT_TABLE_MAIN = 254
-RT_TABLE_LOCAL = 255
-RESERVED_TABLES = frozenset({RT_TABLE_UNSPEC, RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL})
-
-RT_SCOPE_UNIVERSE = 0
-RT_SCOPE_LINK = 253
-RT_SCOPE_HOST = 254
-
-RTN_UNICAST = 1
-
-FR_ACT_TO_TBL = 1
-
-IFA_F_SECONDARY = 0x01
-IFA_F_DADFAILED = 0x08
-IFA_F_NOPREFIXROUTE = 0x200
-
-# IPv6 routes added with metric 0 are stored by the kernel with metric 1024.
-IP6_DEFAULT_METRIC = 1024
+from polroutd.core.limits import (
+    AF_INET,
+    FR_ACT_TO_TBL,
+    IFA_F_DADFAILED,
+    IFA_F_SECONDARY,
+    RT_SCOPE_UNIVERSE,
+    RTN_UNICAST,
+)
 
 Kind = Literal["rule", "route"]
 OpName = Literal["add", "delete", "replace"]

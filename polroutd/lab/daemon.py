@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import polroutd
-from polroutd.lab import Lab
-from polroutd.lab_netns import LabError, stop_process
-from polroutd.notify_listener import NotifyListener
+from polroutd.lab.lab import Lab
+from polroutd.lab.netns import LabError, stop_process
+from polroutd.lab.notify_listener import NotifyListener
 
 _instances = itertools.count(1)
 

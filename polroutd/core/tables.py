@@ -1,32 +1,24 @@
-"""Table and protocol names (spec §2.5): iproute2's rt_tables / rt_protos files, and table numbers.
+"""Table and protocol names and numbers (spec §2.5), decided without I/O.
 
-Reading the files and the recorded-tables file is I/O; ``assign_tables`` is pure, so the same
-inputs always give the same tables and a number, once allocated to a name, stays with it.
+``assign_tables`` is pure: the same inputs always give the same tables, and a number, once
+allocated to a name, stays with it. The files these names come from are read by
+``polroutd.inputs.rt_tables``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
 
-from polroutd.config import (
+from polroutd.core.errors import ConfigError, TableRangeExhausted
+from polroutd.core.globs import is_glob
+from polroutd.core.limits import (
     MAX_PROTOCOL,
     RESERVED_PROTOCOLS,
-    RESERVED_TABLE_NAMES,
-    Config,
-    ConfigError,
+    RESERVED_TABLES,
 )
-from polroutd.globs import is_glob
-from polroutd.model import RESERVED_TABLES
-
-ETC_DIR = Path("/etc/iproute2")
-USR_DIR = Path("/usr/share/iproute2")
-DEFAULT_CONFIG_DIRS = (ETC_DIR, USR_DIR)
+from polroutd.core.settings import Config
 
 # Used for protocol = "polroutd" when no rt_protos file names it, so a fresh machine works.
 DEFAULT_PROTOCOL_NAME = "polroutd"
@@ -78,48 +70,6 @@ class NameRegistry:
     def table_name(self, number: int) -> str | None:
         """The first name registered for a table number."""
         return next((name for name, n in self.tables.items() if n == number), None)
-
-
-def read_registry(config_dirs: Sequence[Path] = DEFAULT_CONFIG_DIRS) -> NameRegistry:
-    """The names in ``rt_tables``, ``rt_tables.d/*.conf``, ``rt_protos`` and ``rt_protos.d``.
-
-    Earlier directories win over later ones; the kernel's reserved names always win, and the
-    well-known protocols fill in what no file names.
-    """
-    tables = {name: number for name, number in RESERVED_TABLE_NAMES.items()}
-    protocols = {name: number for number, name in RESERVED_PROTOCOLS.items()}
-    for directory in config_dirs:
-        for name, number in _read_names(directory, "rt_tables").items():
-            tables.setdefault(name, number)
-        for name, number in _read_names(directory, "rt_protos").items():
-            protocols.setdefault(name, number)
-    for name, number in WELL_KNOWN_PROTOCOLS.items():
-        protocols.setdefault(name, number)
-    return NameRegistry(tables=tables, protocols=protocols)
-
-
-def _read_names(directory: Path, base: str) -> dict[str, int]:
-    names: dict[str, int] = {}
-    drop_ins = sorted((directory / f"{base}.d").glob("*.conf"))
-    for path in [directory / base, *drop_ins]:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue  # iproute2 also skips files it cannot read
-        for name, number in parse_name_file(text).items():
-            names.setdefault(name, number)
-    return names
-
-
-def config_dirs_for(rt_tables_file: str) -> tuple[Path, ...]:
-    """Where to read names from: the iproute2 directory our file lives in, then the defaults.
-
-    ``/x/iproute2/rt_tables.d/polroutd.conf`` gives ``(/x/iproute2, /usr/share/iproute2)``; a
-    file elsewhere (or none) gives ``(/etc/iproute2, /usr/share/iproute2)``.
-    """
-    path = Path(rt_tables_file)
-    first = path.parent.parent if rt_tables_file and path.parent.name == "rt_tables.d" else ETC_DIR
-    return tuple(dict.fromkeys((first, USR_DIR)))
 
 
 def resolve_protocol(setting: str | int, registry: NameRegistry, source: str) -> int:
@@ -203,7 +153,7 @@ def assign_tables(
             while candidate in used:
                 candidate += 1
             if candidate > high:
-                raise ConfigError(
+                raise TableRangeExhausted(
                     source,
                     "daemon.table_range",
                     f"no free table number left in {low}..{high} for table {name!r}; "
@@ -301,14 +251,6 @@ def check_route_tables(
             )
 
 
-def read_recorded(path: Path) -> dict[str, int]:
-    """Our own recorded tables; none when the file does not exist yet."""
-    try:
-        return parse_name_file(path.read_text(encoding="utf-8", errors="replace"))
-    except (FileNotFoundError, NotADirectoryError):  # not written yet, or cannot be
-        return {}
-
-
 def render_recorded(recorded: Mapping[str, int]) -> str:
     lines = [f"{number} {name}\n" for name, number in sorted(recorded.items(), key=_by_number)]
     return RECORDED_HEADER + "".join(lines)
@@ -318,34 +260,3 @@ def _by_number(item: tuple[str, int]) -> tuple[int, str]:
     return item[1], item[0]
 
 
-def write_if_changed(path: Path, content: str) -> bool:
-    """Atomically replaces ``path`` with ``content``; False (and no write) when already equal."""
-    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
-        if path.read_text(encoding="utf-8") == content:
-            return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # ip(8) run by any user reads it
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-    return True
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Makes the rename itself durable."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

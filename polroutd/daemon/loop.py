@@ -16,27 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from polroutd import rtnl
-from polroutd.config import Config, ConfigError
-from polroutd.describe import operation_text
-from polroutd.engine import Decision, Engine, Kernel, LeaseReader
-from polroutd.kernel import KernelError, Overrun
-from polroutd.logs import get_logger
-from polroutd.metrics import Metrics
-from polroutd.model import (
-    AF_INET,
-    AF_INET6,
-    FAMILIES,
-    DesiredState,
-    KernelState,
-    Operation,
-    OpResult,
-    RuleOp,
-    family_name,
-)
-from polroutd.plan import Classified, classify
-from polroutd.schedule import Schedule
-from polroutd.stateview import LastReconcile, state_document
+from polroutd.adapters.logs import get_logger
+from polroutd.adapters.metrics import Metrics
+from polroutd.core.decision import Decision
+from polroutd.core.describe import operation_text
+from polroutd.core.errors import ConfigError, KernelError, Overrun
+from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
+from polroutd.core.model import DesiredState, KernelState, Operation, OpResult, RuleOp, family_name
+from polroutd.core.plan import Classified, classify
+from polroutd.core.schedule import Schedule
+from polroutd.core.settings import Config
+from polroutd.core.stateview import LastReconcile, state_document
+from polroutd.engine import Engine, Kernel, LeaseReader
+from polroutd.netlink import codec as rtnl
 
 # Races of hot-unplug and link-down: the next event-driven reconcile settles them.
 EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polroutd.describe import Names, route_text, rule_text
-from polroutd.model import (
+from polroutd.core.describe import Names, route_text, rule_text
+from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     IP6_DEFAULT_METRIC,
@@ -30,15 +30,12 @@ from polroutd.model import (
     RT_TABLE_DEFAULT,
     RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
-    DesiredState,
-    ManagedInterface,
-    Route,
-    Rule,
-    host_len,
 )
+from polroutd.core.model import DesiredState, ManagedInterface, Route, Rule, host_len
 
 if TYPE_CHECKING:
-    from polroutd.engine import Decision, Engine
+    from polroutd.core.decision import Decision
+    from polroutd.engine import Engine
 
 FORMATS = ("ip-batch", "ifcfg", "interfaces", "networkd", "nmcli")
 

@@ -8,13 +8,12 @@ watchdog).
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import time
 from collections.abc import Callable, Mapping
 
-from polroutd.logs import get_logger
+from polroutd.adapters.logs import get_logger
 
 log = get_logger("polroutd.sdnotify")
 
@@ -22,10 +21,8 @@ _Sender = Callable[[str], None]
 
 
 def _load_libsystemd_notify() -> Callable[[str], bool] | None:
-    # Imported by name: the repository's own systemd/ directory (unit files) would otherwise be
-    # taken by mypy for the untyped systemd-python package, as a namespace package.
     try:
-        daemon = importlib.import_module("systemd.daemon")
+        from systemd import daemon
     except ImportError:
         return None
     notify: Callable[[str], bool] = daemon.notify

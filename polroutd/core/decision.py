@@ -1,0 +1,20 @@
+"""What one read of the kernel leads to: shared by the engine, the daemon and ``/state``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from polroutd.core.describe import Names
+from polroutd.core.model import DesiredState, KernelState, Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one read of the kernel leads to."""
+
+    state: KernelState
+    desired: DesiredState
+    plan: Plan
+    names: Names
+    recorded_tables: Mapping[str, int]

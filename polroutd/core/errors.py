@@ -1,0 +1,49 @@
+"""Every error polroutd raises on purpose descends from ``PolroutdError``.
+
+The command line maps each family to its exit code in one place (``polroutd.cli.main``); the
+daemon tells a configuration problem from a kernel failure by class, never by message.
+"""
+
+from __future__ import annotations
+
+
+class PolroutdError(Exception):
+    """The root: an expected failure with a message fit for one line on stderr."""
+
+
+class UsageError(PolroutdError):
+    """The command line was used wrongly (exit 2)."""
+
+
+class ConfigError(PolroutdError):
+    """An invalid configuration: names the file, the key (and line) and what is expected."""
+
+    def __init__(self, source: str, key: str, problem: str, line: int | None = None) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {key}: {problem}")
+
+
+class TableRangeExhausted(ConfigError):
+    """A configuration that only the kernel's state reveals as impossible: more interfaces than
+    ``table_range`` has numbers. Raised at run time, so the daemon fails that reconcile and
+    keeps running instead of refusing the configuration."""
+
+
+class KernelError(PolroutdError):
+    """A netlink request failed as a whole (not one operation: those are ``OpResult``)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+class DumpInterrupted(KernelError):
+    """The kernel changed the table while it was being dumped, more often than we retried."""
+
+
+class Overrun(KernelError):
+    """The event socket lost messages (ENOBUFS): its picture of the kernel is no longer whole."""

@@ -1,0 +1,101 @@
+"""iproute2's name files on disk: the system's rt_tables / rt_protos, and polroutd's own
+recorded-tables file, written atomically. What the names mean is decided in
+``polroutd.core.tables``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from polroutd.core.limits import RESERVED_PROTOCOLS, RESERVED_TABLE_NAMES
+from polroutd.core.tables import WELL_KNOWN_PROTOCOLS, NameRegistry, parse_name_file
+
+ETC_DIR = Path("/etc/iproute2")
+USR_DIR = Path("/usr/share/iproute2")
+DEFAULT_CONFIG_DIRS = (ETC_DIR, USR_DIR)
+
+def read_registry(config_dirs: Sequence[Path] = DEFAULT_CONFIG_DIRS) -> NameRegistry:
+    """The names in ``rt_tables``, ``rt_tables.d/*.conf``, ``rt_protos`` and ``rt_protos.d``.
+
+    Earlier directories win over later ones; the kernel's reserved names always win, and the
+    well-known protocols fill in what no file names.
+    """
+    tables = {name: number for name, number in RESERVED_TABLE_NAMES.items()}
+    protocols = {name: number for number, name in RESERVED_PROTOCOLS.items()}
+    for directory in config_dirs:
+        for name, number in _read_names(directory, "rt_tables").items():
+            tables.setdefault(name, number)
+        for name, number in _read_names(directory, "rt_protos").items():
+            protocols.setdefault(name, number)
+    for name, number in WELL_KNOWN_PROTOCOLS.items():
+        protocols.setdefault(name, number)
+    return NameRegistry(tables=tables, protocols=protocols)
+
+
+def _read_names(directory: Path, base: str) -> dict[str, int]:
+    names: dict[str, int] = {}
+    drop_ins = sorted((directory / f"{base}.d").glob("*.conf"))
+    for path in [directory / base, *drop_ins]:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue  # iproute2 also skips files it cannot read
+        for name, number in parse_name_file(text).items():
+            names.setdefault(name, number)
+    return names
+
+
+def config_dirs_for(rt_tables_file: str) -> tuple[Path, ...]:
+    """Where to read names from: the iproute2 directory our file lives in, then the defaults.
+
+    ``/x/iproute2/rt_tables.d/polroutd.conf`` gives ``(/x/iproute2, /usr/share/iproute2)``; a
+    file elsewhere (or none) gives ``(/etc/iproute2, /usr/share/iproute2)``.
+    """
+    path = Path(rt_tables_file)
+    first = path.parent.parent if rt_tables_file and path.parent.name == "rt_tables.d" else ETC_DIR
+    return tuple(dict.fromkeys((first, USR_DIR)))
+
+
+def read_recorded(path: Path) -> dict[str, int]:
+    """Our own recorded tables; none when the file does not exist yet."""
+    try:
+        return parse_name_file(path.read_text(encoding="utf-8", errors="replace"))
+    except (FileNotFoundError, NotADirectoryError):  # not written yet, or cannot be
+        return {}
+
+
+def write_if_changed(path: Path, content: str) -> bool:
+    """Atomically replaces ``path`` with ``content``; False (and no write) when already equal."""
+    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+        if path.read_text(encoding="utf-8") == content:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # ip(8) run by any user reads it
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(path.parent)
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the rename itself durable."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
