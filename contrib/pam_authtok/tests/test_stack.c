@@ -283,6 +283,34 @@ static void setup(void)
 	write_file("duo.db", "joan\nnonutf\nbig\n", 16);
 }
 
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw);
+
+/*
+ * pam_wrapper copies libpam and the services to /tmp/pam.X, writes its pid
+ * there and removes the dir in a destructor.  Under valgrind the launcher,
+ * which is preloaded too and then exec()s the tool, never runs that
+ * destructor: remove the dirs left with our child's pid (ours only).
+ */
+static void remove_wrapper_dirs(pid_t pid)
+{
+	const char *names = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	char dir[64], pidfile[80], buf[32];
+	const char *c;
+
+	for (c = names; *c; c++) {
+		FILE *f;
+
+		snprintf(dir, sizeof(dir), "/tmp/pam.%c", *c);
+		snprintf(pidfile, sizeof(pidfile), "%s/pid", dir);
+		f = fopen(pidfile, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) != NULL && atol(buf) == (long)pid)
+			nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		fclose(f);
+	}
+}
+
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb; (void)flag; (void)ftw;
@@ -690,6 +718,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	nftw(tdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	remove_wrapper_dirs(pid);
 	if (!WIFEXITED(status)) {
 		fprintf(stderr, "test_stack child died (signal %d)\n",
 			WIFSIGNALED(status) ? WTERMSIG(status) : 0);
