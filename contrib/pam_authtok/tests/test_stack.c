@@ -250,6 +250,8 @@ static void setup(void)
 	});
 	SERVICE("probe_strip", probe(f, "prefix=duo: strip prompt=password: debug"));
 	SERVICE("probe_whole", probe(f, "prefix=duo: debug"));
+	/* pam.conf's bracket syntax for an argument with spaces. */
+	SERVICE("probe_spaces", probe(f, "prefix=duo: [prompt=Password or duo:password: ]"));
 	/* Broken configurations, each alone and "required". */
 	SERVICE("bad_noprefix", line(f, "auth required %s/pam_authtok.so strip debug", moddir));
 	SERVICE("bad_emptyprefix", line(f, "auth required %s/pam_authtok.so prefix= strip", moddir));
@@ -612,7 +614,25 @@ static void tests(void)
 	check(o.cs.prompts == 1 && strcmp(o.cs.prompt, "Password: ") == 0,
 	      "default prompt is \"%s\"", o.cs.prompt);
 	done(&o);
+	run("probe_spaces", "joan", "duo:" CAMPUS, PAM_SUCCESS, -1, &o);
+	check(o.cs.prompts == 1 && strcmp(o.cs.prompt, "Password or duo:password: ") == 0,
+	      "bracketed prompt is \"%s\"", o.cs.prompt);
+	check(o.matched == 1, "bracketed prompt: prefix did not match");
+	done(&o);
 	end_case("probe_*", "password: / Password: ");
+
+	/* The conversation fails (the client hung up): no token, no crash;
+	 * pam_get_authtok reports PAM_AUTHTOK_ERR, which pam_authtok passes on;
+	 * the strict control stops, the article's control leaves it to VASCO,
+	 * which finds no token. */
+	begin("conversation fails: no token");
+	run("article_strict", "joan", NULL, PAM_AUTHTOK_ERR, -1, &o);
+	check(o.vasco + o.krb5 + o.duo == 0, "strict: a database was asked");
+	done(&o);
+	run("article", "joan", NULL, PAM_AUTH_ERR, -1, &o);
+	check(o.vasco == 1 && o.krb5 + o.duo == 0, "article: expected VASCO only");
+	done(&o);
+	end_case("article(_strict)", "PAM_AUTHTOK_ERR / PAM_AUTH_ERR");
 
 	/* debug logs decisions (and never the token: checked in run()). */
 	begin("debug logs decisions, nothing without it");
