@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from polroutd.lab import topology
 from polroutd.lab.dhcp import DhcpEvent, parse_events
 from polroutd.lab.lab import (
     ADDR,
@@ -181,10 +182,10 @@ def test_teardown_removes_everything_even_if_body_raises(require_netadmin: None)
 def test_interrupted_build_cleans_up(
     require_netadmin: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(self: Lab) -> None:
-        raise KeyboardInterrupt
+    def interrupted(shape: topology.Shape) -> list[str]:
+        raise KeyboardInterrupt  # while configuring the server: the router is wired already
 
-    monkeypatch.setattr(Lab, "_configure_server", interrupted)
+    monkeypatch.setattr(topology, "server_lines", interrupted)
     lab = Lab(prefix=PREFIX)
     with pytest.raises(KeyboardInterrupt):
         lab.build()
