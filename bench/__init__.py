@@ -8,3 +8,12 @@ polroutd and its comparisons (``ip -batch`` of exactly the same operations, and 
 ``ip monitor`` shell loop a sysadmin would write) run side by side in one run, and every time
 is observed from outside the daemon, on netlink. See docs/performance.md.
 """
+
+from polroutd.lab.netns import LabError
+
+#: The benchmarks' namespaces are ``<PREFIX>-<6 hex>-<role>``.
+PREFIX = "polroutd-bench"
+
+
+class BenchError(LabError):
+    """A scenario could not be built or did not converge."""

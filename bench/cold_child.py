@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from bench import PREFIX
+
 
 def main() -> int:
     here = os.stat("/proc/self/ns/net").st_ino
-    if not any(ns.stat().st_ino == here for ns in Path("/run/netns").glob("polroutd-bench-*")):
+    if not any(ns.stat().st_ino == here for ns in Path("/run/netns").glob(f"{PREFIX}-*")):
         print("bench.cold_child changes the kernel's rules: run it only inside a benchmark "
               "namespace (ip netns exec NS ...), as scen_cold does", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -12,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bench import netns, nl
-from bench.daemon import REPO, polroutd_argv, polroutd_env
+from bench import PREFIX, BenchError, nl
+from polroutd.lab import netns
+from polroutd.lab.daemon import LabDaemon, polroutd_env
 
+REPO = Path(__file__).resolve().parent.parent
 PROTOCOL = 218  # polroutd's built-in protocol number (no rt_protos name needed)
 
 
@@ -111,10 +114,27 @@ def timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise netns.BenchError(f"{' '.join(argv[4:7])} failed ({proc.returncode}): "
+        raise BenchError(f"{' '.join(argv[4:7])} failed ({proc.returncode}): "
                                f"{(proc.stderr or proc.stdout).strip()[-800:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Timed(elapsed, cpu, proc)
+
+
+def polroutd_argv(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "polroutd", *args]
+
+
+def start_daemon(ctx: Context, ns: str, config: Path, http_port: int | None = None) -> LabDaemon:
+    """``polroutd run`` in benchmark namespace ``ns``, timed with ``time.perf_counter``."""
+    listen = None if http_port is None else f"127.0.0.1:{http_port}"
+    return LabDaemon(netns.Namespaces(PREFIX), ns, config, directory=ctx.workdir,
+                     http_listen=listen, clock=time.perf_counter)
+
+
+def reconcile_count(daemon: LabDaemon) -> int:
+    """Reconciles the daemon has made so far, successful or not."""
+    counters = daemon.counters()
+    return int(counters["reconciles_ok"]) + int(counters["reconciles_error"])
 
 
 def polroutd_cli(ns: str, *args: str, timeout: float = 120.0) -> Timed:
@@ -133,7 +153,7 @@ def check_rules(sock: nl.Socket, expected: set[str], what: str) -> None:
     extra = set(have) - expected
     dupes = [src for src, count in have.items() if count > 1]
     if missing or extra or dupes:
-        raise netns.BenchError(
+        raise BenchError(
             f"{what}: not converged: {len(missing)} missing, {len(extra)} unexpected, "
             f"{len(dupes)} duplicated (e.g. {sorted(missing | extra | set(dupes))[:3]})"
         )
@@ -145,5 +165,5 @@ def check_sources(sock: nl.Socket, expected: set[str], what: str,
     have = {r.src for r in sock.rules() if protocol is None or r.protocol == protocol}
     missing = expected - have
     if missing:
-        raise netns.BenchError(f"{what}: {len(missing)} rule(s) missing, "
+        raise BenchError(f"{what}: {len(missing)} rule(s) missing, "
                                f"e.g. {sorted(missing)[:3]}")

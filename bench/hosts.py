@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import netns
+from polroutd.lab import netns
 
 BASE_TABLE = 30000  # polroutd allocates from its default range in interface-name order
 PRIORITY = 30000
@@ -62,7 +62,7 @@ class Host:
         netns.batch(self.peer, [f"link set p{i} up" for i in range(n)])
         netns.batch(self.ns, [f"link set {ifname(i)} up" for i in range(n)])
         self.index = {link["ifname"]: int(link["ifindex"]) for link in json.loads(
-            netns.run(["ip", "-n", self.ns, "-j", "link", "show"]).stdout)}
+            netns.run_checked(["ip", "-n", self.ns, "-j", "link", "show"]).stdout)}
         if with_addresses:
             self.add_addresses()
 

@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bench.netns import BenchError, in_netns
+from bench import BenchError
+from polroutd.lab.netns import in_netns
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import netns, scen_burst, scen_cold, scen_large, scen_latency
+from bench import scen_burst, scen_cold, scen_large, scen_latency
 from bench.common import Context, Row
+from polroutd.lab import netns
 
 Scenario = Callable[[Context], None]
 
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.monotonic()
             try:
                 func(ctx)
-            except netns.BenchError as exc:
+            except netns.LabError as exc:
                 errors[name] = str(exc)
                 ctx.say(f"!! {name} failed: {exc}")
             except Exception as exc:  # a bug in a scenario must not skip the others

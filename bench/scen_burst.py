@@ -27,12 +27,21 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import hosts, netns, nl
-from bench.common import Context, Row, check_rules, check_sources, median, ms
-from bench.daemon import RunningDaemon
+from bench import PREFIX, BenchError, hosts, nl
+from bench.common import (
+    Context,
+    Row,
+    check_rules,
+    check_sources,
+    median,
+    ms,
+    reconcile_count,
+    start_daemon,
+)
 from bench.naive import NaiveLoop
 from bench.scen_cold import render_batch
 from bench.scen_latency import warm_up
+from polroutd.lab import netns
 
 SHAPE = hosts.HostShape(interfaces=64, per_interface=16, gateways=False)
 HTTP_PORT = 19652
@@ -51,7 +60,7 @@ def timed_burst(ns: str, batch: Path, expected: set[str], timeout: float) -> dic
         _, err = proc.communicate(timeout=timeout)
         exited = time.perf_counter()
         if proc.returncode != 0:
-            raise netns.BenchError(f"ip -batch failed: {err.decode().strip()[:300]}")
+            raise BenchError(f"ip -batch failed: {err.decode().strip()[:300]}")
         return {
             "converged": max(seen.values()) - started,
             "first_rule": min(seen.values()) - started,
@@ -83,10 +92,10 @@ def polroutd_burst(ctx: Context, spaces: netns.Namespaces, address_batch: Path,
     expected = host.expected_sources()
     config = hosts.write_config(ctx.workdir / "burst.toml", ctx.workdir / f"burst{rep}",
                                 http_port=HTTP_PORT)
-    daemon = RunningDaemon(host.ns, config, ctx.workdir, f"burst{rep}", http_port=HTTP_PORT)
+    daemon = start_daemon(ctx, host.ns, config, http_port=HTTP_PORT)
     try:
-        daemon.wait_ready()
-        before = daemon.reconciles()
+        daemon.wait_ready(60)
+        before = reconcile_count(daemon)
         timing = timed_burst(host.ns, address_batch, expected, 60)
         watch = nl.RuleWatch(host.ns)
         try:
@@ -98,7 +107,7 @@ def polroutd_burst(ctx: Context, spaces: netns.Namespaces, address_batch: Path,
             check_rules(sock, expected, "burst")
         finally:
             sock.close()
-        timing["reconciles"] = daemon.reconciles() - before
+        timing["reconciles"] = reconcile_count(daemon) - before
         daemon.check_alive()
     finally:
         daemon.stop()
@@ -128,7 +137,7 @@ def naive_burst(spaces: netns.Namespaces, address_batch: Path) -> dict[str, floa
 
 def run(ctx: Context) -> None:
     reps = ctx.n(5, 1)
-    spaces = netns.Namespaces()
+    spaces = netns.Namespaces(PREFIX)
     shape_host = hosts.Host(spaces, "burstr", SHAPE)  # has the addresses: for rendering
     expected = shape_host.expected_sources()
     address_batch = ctx.workdir / "burst-addresses.ip-batch"

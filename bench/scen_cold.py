@@ -30,8 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import hosts, netns, nl
+from bench import PREFIX, BenchError, hosts, nl
 from bench.common import (
+    REPO,
     Context,
     Row,
     Timed,
@@ -39,11 +40,14 @@ from bench.common import (
     median,
     ms,
     owned_sources,
+    polroutd_argv,
     polroutd_cli,
+    start_daemon,
     summary,
     timed,
 )
-from bench.daemon import REPO, RunningDaemon, polroutd_argv, polroutd_env
+from polroutd.lab import netns
+from polroutd.lab.daemon import polroutd_env
 
 LARGE = hosts.HostShape(interfaces=64, per_interface=16)
 
@@ -59,13 +63,13 @@ def render_batch(ctx: Context, ns: str, config: Path, name: str) -> tuple[Path, 
     polroutd_cli(ns, "render", "--format", "ip-batch", "--config", str(config), "--out", str(out))
     lines = batch_lines((out / "polroutd.ip-batch").read_text())
     if batch_lines((out / "polroutd6.ip-batch").read_text()):
-        raise netns.BenchError("unexpected IPv6 operations in the rendered batch")
+        raise BenchError("unexpected IPv6 operations in the rendered batch")
     routes = sum(line.startswith("route add ") for line in lines)
     rules = sum(line.startswith("rule add ") for line in lines)
     _, plan_text = timed_plan(ns, config)
     ops = json.loads(plan_text)["operations"]
     if len(ops) != len(lines) or routes + rules != len(lines):
-        raise netns.BenchError(f"render gave {len(lines)} lines, plan {len(ops)} operations")
+        raise BenchError(f"render gave {len(lines)} lines, plan {len(ops)} operations")
     return out / "polroutd.ip-batch", routes, rules
 
 
@@ -76,7 +80,7 @@ def timed_plan(ns: str, config: Path) -> tuple[float, str]:
                           capture_output=True, text=True, timeout=120, env=polroutd_env(),
                           cwd=REPO, check=False)
     if proc.returncode not in (0, 2):
-        raise netns.BenchError(f"polroutd plan failed: {proc.stderr.strip()[-500:]}")
+        raise BenchError(f"polroutd plan failed: {proc.stderr.strip()[-500:]}")
     return time.perf_counter() - started, proc.stdout
 
 
@@ -84,14 +88,14 @@ def flush(ns: str, config: Path, tables_file: Path, sock: nl.Socket) -> None:
     polroutd_cli(ns, "flush", "--config", str(config))
     tables_file.unlink(missing_ok=True)
     if owned_sources(sock):
-        raise netns.BenchError("flush left rules behind")
+        raise BenchError("flush left rules behind")
 
 
 def daemon_ready(ctx: Context, ns: str, config: Path, name: str) -> tuple[float, float]:
     """(start to READY=1, first STATUS to READY=1) of one daemon start, in seconds."""
-    daemon = RunningDaemon(ns, config, ctx.workdir, name)
+    daemon = start_daemon(ctx, ns, config)
     try:
-        return daemon.wait_ready(), daemon.starting_to_ready()
+        return daemon.wait_ready(60), daemon.starting_to_ready()
     finally:
         daemon.stop()
 
@@ -102,7 +106,7 @@ def in_fresh_process(ns: str, config: Path, sock: nl.Socket, expected: set[str],
     _, out = polroutd_cli_module(ns, "bench.cold_child", str(config))
     phases: dict[str, float] = json.loads(out)
     if phases.get("failed") or phases.get("operations") != operations:
-        raise netns.BenchError(f"cold child: {phases}")
+        raise BenchError(f"cold child: {phases}")
     check_rules(sock, expected, "cold child")
     flush(ns, config, tables_file, sock)
     return phases
@@ -116,7 +120,7 @@ def polroutd_cli_module(ns: str, module: str, *args: str) -> tuple[float, str]:
 
 def run(ctx: Context) -> None:
     reps = ctx.n(25, 2)
-    spaces = netns.Namespaces()
+    spaces = netns.Namespaces(PREFIX)
     full = hosts.Host(spaces, "full", LARGE)
     empty = hosts.Host(spaces, "empty", LARGE, with_addresses=False)
     ipb = hosts.Host(spaces, "ipb", LARGE)

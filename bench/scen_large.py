@@ -13,9 +13,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import hosts, netns, nl, scen_latency
-from bench.common import Context, Row, check_rules, median, ms, percentile, summary
-from bench.daemon import RunningDaemon
+from bench import PREFIX, BenchError, hosts, nl, scen_latency
+from bench.common import (
+    Context,
+    Row,
+    check_rules,
+    median,
+    ms,
+    percentile,
+    reconcile_count,
+    start_daemon,
+    summary,
+)
+from polroutd.lab import netns
+from polroutd.lab.daemon import LabDaemon
 
 SHAPE = hosts.HostShape(interfaces=64, per_interface=16)
 HTTP_PORT = 19653
@@ -25,7 +36,7 @@ KEY = "large"
 @dataclass
 class Large:
     host: hosts.Host
-    daemon: RunningDaemon
+    daemon: LabDaemon
     ready: float
     expected: set[str]
 
@@ -35,13 +46,13 @@ def _large(ctx: Context) -> Large:
     if isinstance(existing, Large):
         existing.daemon.check_alive()
         return existing
-    spaces = netns.Namespaces()
+    spaces = netns.Namespaces(PREFIX)
     host = hosts.Host(spaces, "large", SHAPE)
     config = hosts.write_config(ctx.workdir / "large.toml", ctx.workdir / "large",
                                 http_port=HTTP_PORT)
-    daemon = RunningDaemon(host.ns, config, ctx.workdir, "large", http_port=HTTP_PORT)
+    daemon = start_daemon(ctx, host.ns, config, http_port=HTTP_PORT)
     ctx.cleanups.append(daemon.stop)
-    ready = daemon.wait_ready()
+    ready = daemon.wait_ready(60)
     large = Large(host, daemon, ready, host.expected_sources())
     _settle(large)
     ctx.shared[KEY] = large
@@ -71,7 +82,7 @@ def rss(ctx: Context) -> None:
     ctx.details["rss"] = {"vmrss_kib": large.daemon.rss_kib(), "ready_seconds": large.ready}
 
 
-def _last_reconcile(daemon: RunningDaemon) -> dict[str, Any]:
+def _last_reconcile(daemon: LabDaemon) -> dict[str, Any]:
     last: dict[str, Any] = daemon.state()["last_reconcile"] or {}
     return last
 
@@ -91,10 +102,10 @@ def resync(ctx: Context) -> None:
             if last.get("at") != before and last.get("reason") == "reload":
                 break
             if time.monotonic() > deadline:
-                raise netns.BenchError("no reconcile after SIGHUP")
+                raise BenchError("no reconcile after SIGHUP")
             time.sleep(0.05)
         if last.get("operations") or last.get("result") != "ok":
-            raise netns.BenchError(f"resync was not a no-op: {last}")
+            raise BenchError(f"resync was not a no-op: {last}")
         durations.append(float(last["duration_seconds"]))
         time.sleep(0.1)
     inproc = in_process_noop(ctx, large, ctx.n(50, 5))
@@ -122,7 +133,7 @@ def in_process_noop(ctx: Context, large: Large, reps: int) -> dict[str, Any]:
             decision = engine.decide(state)
             t2 = time.perf_counter()
             if not decision.plan.empty:
-                raise netns.BenchError(f"{len(decision.plan.operations)} operations pending")
+                raise BenchError(f"{len(decision.plan.operations)} operations pending")
             phases["read"].append(t1 - t0)
             phases["decide"].append(t2 - t1)
             phases["total"].append(t2 - t0)
@@ -189,7 +200,7 @@ def storm(ctx: Context) -> None:
     batch = ctx.workdir / "storm.ip-batch"
     batch.write_text("\n".join(lines) + "\n")
     rss_before = daemon.rss_kib()
-    reconciles_before = daemon.reconciles()
+    reconciles_before = reconcile_count(daemon)
     overruns_before = daemon.state()["counters"]["netlink_overruns"]
     watch = nl.RuleWatch(large.host.ns, addresses=True)
     try:
@@ -202,16 +213,16 @@ def storm(ctx: Context) -> None:
         _, err = proc.communicate(timeout=60)
         exited = time.perf_counter()
         if proc.returncode != 0:
-            raise netns.BenchError(f"storm batch failed: {err.decode().strip()[:300]}")
+            raise BenchError(f"storm batch failed: {err.decode().strip()[:300]}")
         storm_end = watch.last_address_event
         address_events = watch.address_events
     finally:
         watch.close()
     if last_rule < storm_end:
-        raise netns.BenchError("no rule change followed the storm's last address event")
+        raise BenchError("no rule change followed the storm's last address event")
     large.expected = (large.expected - removed) | kept
     _settle(large)
-    reconciles = daemon.reconciles() - reconciles_before
+    reconciles = reconcile_count(daemon) - reconciles_before
     rss_after = daemon.rss_kib()
     overruns = daemon.state()["counters"]["netlink_overruns"] - overruns_before
     converge = max(0.0, last_rule - storm_end)

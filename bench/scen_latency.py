@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 import time
 
-from bench import hosts, netns, nl
-from bench.common import Context, Row, ms, percentile, summary
-from bench.daemon import RunningDaemon
+from bench import PREFIX, BenchError, hosts, nl
+from bench.common import Context, Row, ms, percentile, reconcile_count, start_daemon, summary
 from bench.naive import NaiveLoop
+from polroutd.lab import netns
 
 SMALL = hosts.HostShape(interfaces=4, per_interface=2)
 HTTP_PORT = 19651
@@ -75,19 +75,19 @@ def _rows(ctx: Context, scenario: str, label: str, adds: list[float], dels: list
 def run(ctx: Context) -> None:
     """Small multi-homed host (4 interfaces x 2 addresses), daemon with HTTP and metrics."""
     count = ctx.n(200, 20)
-    spaces = netns.Namespaces()
+    spaces = netns.Namespaces(PREFIX)
     host = hosts.Host(spaces, "lat", SMALL)
     config = hosts.write_config(ctx.workdir / "latency.toml", ctx.workdir / "latency",
                                 http_port=HTTP_PORT)
-    daemon = RunningDaemon(host.ns, config, ctx.workdir, "latency", http_port=HTTP_PORT)
+    daemon = start_daemon(ctx, host.ns, config, http_port=HTTP_PORT)
     try:
-        ready = daemon.wait_ready()
+        ready = daemon.wait_ready(60)
         ctx.say(f"  latency: daemon ready in {ms(ready):.0f} ms; {count} add/remove events")
         if daemon.http("/readyz")[0] != 200:
-            raise netns.BenchError("daemon not ready on /readyz")
+            raise BenchError("daemon not ready on /readyz")
         adds, dels = measure(host, count, (0.08, 0.14), seed=1)
         rss = daemon.rss_kib()
-        reconciles = daemon.reconciles()
+        reconciles = reconcile_count(daemon)
         daemon.check_alive()
     finally:
         daemon.stop()
@@ -122,7 +122,7 @@ def warm_up(host: hosts.Host, timeout: float = 10.0) -> None:
             try:
                 watch.wait_for({addr}, set(), 0.5)
                 break
-            except netns.BenchError:
+            except BenchError:
                 if time.monotonic() > deadline:
                     raise
                 request.wait_ack(request.address("delete", index, addr, 24))

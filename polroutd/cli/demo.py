@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from polroutd.lab.article import article_config
 from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.lab import (
     ADDR,
@@ -75,26 +76,15 @@ TOPOLOGY = """\
 
 
 def lab_config(http_listen: str, rt_tables: Path, lease_path: Path) -> str:
-    """The spec's example configuration (§4), adapted to the lab: used by the demo and by the
-    end-to-end suite, so both exercise the same thing."""
-    return f"""\
-# polroutd demo: the spec's example configuration, adapted to the lab.
-[daemon]
-http_listen = "{http_listen}"
-resync_interval = 3600     # an hour: every repair shown comes from a kernel event
-rt_tables_file = "{rt_tables}"
-dhcp_lease_paths = ["{lease_path}"]
-log_format = "json"
-
-[[interface]]
-name = "{SERVER_MGMT_IF}"
-table = "mgt"
-
-[[interface]]
-name = "{SERVER_DATA_IF}"
-table = "data"
-routes = [ {{ to = "10.225.144.0/24", via = "{ADDR.router_data4}", table = "main" }} ]
-"""
+    """The article's example configuration (:mod:`polroutd.lab.article`) as the demo runs it:
+    used by the demo and by the end-to-end suite, so both exercise the same thing."""
+    return "# polroutd demo: the spec's example configuration, adapted to the lab.\n" + (
+        article_config(rt_tables_file=str(rt_tables), lease_paths=[str(lease_path)],
+                       daemon_lines=[f'http_listen = "{http_listen}"',
+                                     "resync_interval = 3600     # an hour: every repair shown "
+                                     "comes from a kernel event",
+                                     'log_format = "json"'])
+    )
 
 
 class StepFailed(Exception):
@@ -259,7 +249,7 @@ class Demo:
         return out
 
     def request(self, address: str, timeout: float = 2.0) -> str | None:
-        answer = self.built.tcp_request(self.built.client, address, TCP_PORT, timeout)
+        answer = self.built.probes.tcp_request(self.built.client, address, TCP_PORT, timeout)
         shown = answer if answer is not None else f"no answer within {timeout:g} s"
         self.n.command("client", f"connect {address} port {TCP_PORT}", f"-> {shown}")
         return answer
@@ -270,12 +260,12 @@ class Demo:
         on the data side, and the rp_filter drops, while the block runs."""
         lab = self.built
         counts: dict[str, int] = {}
-        drops = lab.rp_filter_drops(lab.router)
-        with lab.count_packets(lab.router, [ROUTER_MGMT_IF, ROUTER_DATA_IF], source=source,
+        drops = lab.probes.rp_filter_drops(lab.router)
+        with lab.probes.count_packets(lab.router, [ROUTER_MGMT_IF, ROUTER_DATA_IF], source=source,
                                port=TCP_PORT) as replies:
             yield counts
         counts.update(replies.by_interface)
-        counts["drops"] = lab.rp_filter_drops(lab.router) - drops
+        counts["drops"] = lab.probes.rp_filter_drops(lab.router) - drops
         self.n.command("router", f"count TCP replies from {source}:{TCP_PORT}, per interface",
                        f"arrived on {ROUTER_MGMT_IF} (management side): {counts[ROUTER_MGMT_IF]}\n"
                        f"arrived on {ROUTER_DATA_IF} (data side):       {counts[ROUTER_DATA_IF]}\n"
@@ -366,7 +356,7 @@ class Demo:
         self.n.say("The client opens a TCP connection to the management address. Request and "
                    "reply both travel over the management network: nothing unusual.")
         lab = self.built
-        lab.start_tcp_server(lab.server, TCP_PORT)
+        lab.probes.start_tcp_server(lab.server, TCP_PORT)
         answer = self.request(ADDR.server_mgmt4)
         expected = f"polroutd-lab reached-at {ADDR.server_mgmt4} from {ADDR.client4}"
         check(answer == expected, f"expected {expected!r}, got {answer!r}")
@@ -399,7 +389,8 @@ class Demo:
         lab = self.built
         config = self.write_config()
         self.n.command("server", f"cat {config}", config.read_text(), limit=20)
-        self.daemon = LabDaemon(lab, config, http_listen=HTTP_LISTEN)
+        self.daemon = LabDaemon(lab, lab.server, config, directory=lab.temp_dir,
+                                http_listen=HTTP_LISTEN)
         ready_after = self.daemon.wait_ready()
         self.n.command("server", shlex.join(["polroutd", "run", "--config", str(config)]),
                        f"NOTIFY_SOCKET got READY=1 after {ready_after:.2f} s")
@@ -467,7 +458,7 @@ class Demo:
         old, new = self.data_address, NEW_DATA_ADDRESS
         rules_before = self.sh("server", "ip", "rule", show=False)
         log_mark = len(lab.dhcp_log("client"))
-        with lab.monitor(lab.server, "address", "rule") as monitor:
+        with lab.probes.monitor(lab.server, "address", "rule") as monitor:
             lab.change_reservation(new)
             got = lab.renew()
             self.wait(lambda: self.rule_for(new) is not None and self.rule_for(old) is None,
@@ -510,7 +501,7 @@ class Demo:
         check(rule is not None, f"no rule for {address} to delete")
         assert rule is not None
         before = self.daemon.state()["counters"]
-        with lab.monitor(lab.server, "rule") as monitor:
+        with lab.probes.monitor(lab.server, "rule") as monitor:
             self.sh("server", "ip", "rule", "del", "from", address, "lookup",
                     str(rule["table"]), "priority", str(rule["priority"]))
             self.wait(lambda: self.rule_for(address) is not None, 5.0,

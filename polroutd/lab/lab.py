@@ -18,7 +18,8 @@ through ``to-mgmt``; the router's strict reverse-path filter drops that asymmetr
 IPv6 is configured alongside (``2001:db8:<net>::/64``, router link-local ``fe80::1`` on the
 server-facing links). There is no IPv6 reverse-path filter on the router: neither nft nor
 ip6tables is available on the machines this runs on, and IPv6 has no ``rp_filter`` sysctl, so
-asymmetric IPv6 replies are *forwarded* (they can still be observed with :meth:`Lab.link_counters`).
+asymmetric IPv6 replies are *forwarded* (they can still be observed with
+``lab.probes.link_counters``).
 
 With ``dhcp_data=True`` the server's ens224 gets no static IPv4 address: it is leased by real
 DHCP (:meth:`Lab.start_dhcp_server` in the router namespace, :meth:`Lab.start_dhcp_client` runs
@@ -34,8 +35,9 @@ them, deletes them and removes ``/etc/netns/<namespace>`` if it exists; it is id
 interpreter exit for labs still alive, and defers ``SIGINT`` until it has finished.
 
 Around this module: :mod:`polroutd.lab.netns` (namespace naming, deletion, leftovers),
-:mod:`polroutd.lab.probes` (what tests and the demo observe: round trips, counters, captures,
-notifications), :mod:`polroutd.lab.dhcp` (the DHCP server and client) and
+:mod:`polroutd.lab.topology` (the figure as data: names, addresses, the wiring's ``ip`` lines),
+:mod:`polroutd.lab.probes` (``lab.probes``: what tests and the demo observe: round trips,
+counters, captures, notifications), :mod:`polroutd.lab.dhcp` (the DHCP server and client) and
 :mod:`polroutd.lab.scripts` (the small programs run inside the namespaces).
 """
 
@@ -57,11 +59,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from polroutd.lab import topology
 from polroutd.lab.dhcp import DhcpClient, DhcpEvent, DhcpServer
 from polroutd.lab.netns import (
     ETC_NETNS_MARK,
@@ -81,8 +83,20 @@ from polroutd.lab.netns import (
     run_command,
     sigint_deferred,
 )
-from polroutd.lab.probes import LabProbes, Monitor, MonitorEvent, PacketCount
+from polroutd.lab.probes import Monitor, MonitorEvent, PacketCount, Probes
 from polroutd.lab.scripts import PING
+from polroutd.lab.topology import (
+    ADDR,
+    CLIENT_IF,
+    ROUTER_BRIDGE_DATA_IF,
+    ROUTER_CLIENT_IF,
+    ROUTER_DATA_IF,
+    ROUTER_DATACLIENT_IF,
+    ROUTER_MGMT_IF,
+    SERVER_DATA_IF,
+    SERVER_MGMT_IF,
+    LabAddresses,
+)
 
 __all__ = [
     "ADDR",
@@ -114,54 +128,6 @@ log = logging.getLogger("polroutd.lab")
 
 DEFAULT_PREFIX = "polroutd-lab"
 
-SERVER_MGMT_IF = "ens192"
-SERVER_DATA_IF = "ens224"
-CLIENT_IF = "eth0"
-ROUTER_MGMT_IF = "to-mgmt"
-ROUTER_DATA_IF = "to-data"
-ROUTER_CLIENT_IF = "to-client"
-ROUTER_DATACLIENT_IF = "to-dataclient"
-ROUTER_BRIDGE_DATA_IF = "br-data"
-
-
-@dataclass(frozen=True)
-class LabAddresses:
-    """Every address of the lab (figure 3 of the article, plus IPv6)."""
-
-    prefixlen4: int = 24
-    prefixlen6: int = 64
-
-    mgmt_net4: str = "10.225.160.0/24"
-    data_net4: str = "10.225.176.0/24"
-    client_net4: str = "10.225.128.0/24"
-    mgmt_net6: str = "2001:db8:160::/64"
-    data_net6: str = "2001:db8:176::/64"
-    client_net6: str = "2001:db8:128::/64"
-
-    server_mgmt4: str = "10.225.160.38"
-    server_data4: str = "10.225.176.38"
-    server_mgmt6: str = "2001:db8:160::38"
-    server_data6: str = "2001:db8:176::38"
-
-    router_mgmt4: str = "10.225.160.1"
-    router_data4: str = "10.225.176.1"
-    router_client4: str = "10.225.128.1"
-    router_mgmt6: str = "2001:db8:160::1"
-    router_data6: str = "2001:db8:176::1"
-    router_client6: str = "2001:db8:128::1"
-    #: The router's link-local address on both server-facing links (the server's IPv6 gateway).
-    router_ll6: str = "fe80::1"
-
-    client4: str = "10.225.128.10"
-    client6: str = "2001:db8:128::10"
-    data_client4: str = "10.225.176.50"
-    data_client6: str = "2001:db8:176::50"
-
-
-#: The lab's addresses; a :class:`Lab` exposes the same object as ``lab.addresses``.
-ADDR = LabAddresses()
-
-
 # --------------------------------------------------------------------------------------------
 # Module-level bookkeeping: what this process created, and labs still alive at exit.
 
@@ -185,7 +151,7 @@ def _teardown_live_labs() -> None:
 atexit.register(_teardown_live_labs)
 
 
-class Lab(LabProbes):
+class Lab:
     """Figure 3 of the article in network namespaces: server, router, client (+ data client).
 
     Use as a context manager (``with Lab() as lab: ...``) or call :meth:`build` and
@@ -220,14 +186,18 @@ class Lab(LabProbes):
         self.server_rp_filter = server_rp_filter
         self.dhcp_data = dhcp_data
         self.addresses = ADDR
+        self.probes = Probes(self)
         self.server = f"{prefix}-{self.token}-server"
         self.router = f"{prefix}-{self.token}-router"
         self.client = f"{prefix}-{self.token}-client"
         self.data_client: str | None = (
             f"{prefix}-{self.token}-dataclient" if with_data_client else None
         )
+        #: The namespaces and the options that change how they are wired.
+        self.shape = topology.Shape(self.server, self.router, self.client, self.data_client,
+                                    ipv6, server_rp_filter, dhcp_data)
         #: The router's layer-3 interface on the data network (``br-data`` with a data client).
-        self.router_data_if = ROUTER_BRIDGE_DATA_IF if with_data_client else ROUTER_DATA_IF
+        self.router_data_if = self.shape.router_data_if
         self._narrate = narrate
         self._namespaces: list[str] = []  # created and not yet deleted, in creation order
         self._procs: list[subprocess.Popen[str]] = []
@@ -288,20 +258,14 @@ class Lab(LabProbes):
             (self._tmp / OWNER_FILE).write_text(f"{os.getpid()} {process_start(os.getpid())}\n")
             for ns in self.namespaces:
                 self._add_netns(ns)
-            self._sysctls()
-            self._wire_router()
-            self._configure_server()
-            self._configure_client(
-                self.client, ADDR.client4, ADDR.router_client4, ADDR.client6, ADDR.router_client6
-            )
-            if self.data_client is not None:
-                self._configure_client(
-                    self.data_client,
-                    ADDR.data_client4,
-                    ADDR.router_data4,
-                    ADDR.data_client6,
-                    ADDR.router_ll6,
-                )
+            shape = self.shape
+            for ns, settings in topology.sysctls(shape):
+                self._sysctl(ns, *settings)
+            self._batch(self.router, topology.router_lines(shape))
+            self._sysctl(self.router, *topology.router_rp_filters(shape))
+            self._batch(self.server, topology.server_lines(shape))
+            for ns, lines in topology.clients(shape):
+                self._batch(ns, lines)
             self._warm_neighbours()
         except BaseException:
             try:
@@ -377,107 +341,6 @@ class Lab(LabProbes):
             start_new_session=True,
         )
         checked(proc, argv)
-
-    def _sysctls(self) -> None:
-        # Before any link exists or is moved in: links take the namespace's "default" settings.
-        common = [
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-            "net.ipv6.conf.all.accept_ra=0",
-            "net.ipv6.conf.default.accept_ra=0",
-        ]
-        self._sysctl(
-            self.router,
-            *common,
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-            "net.ipv4.conf.all.rp_filter=1",
-            "net.ipv4.conf.default.rp_filter=1",
-        )
-        self._sysctl(
-            self.server,
-            *common,
-            f"net.ipv4.conf.all.rp_filter={self.server_rp_filter}",
-            f"net.ipv4.conf.default.rp_filter={self.server_rp_filter}",
-        )
-        for ns in (self.client, self.data_client):
-            if ns is not None:
-                self._sysctl(ns, *common)
-
-    def _wire_router(self) -> None:
-        a = ADDR
-        lines = [
-            "link set lo up",
-            f"link add {ROUTER_MGMT_IF} type veth peer name {SERVER_MGMT_IF}",
-            f"link set {SERVER_MGMT_IF} netns {self.server}",
-            f"link add {ROUTER_DATA_IF} type veth peer name {SERVER_DATA_IF}",
-            f"link set {SERVER_DATA_IF} netns {self.server}",
-            f"link add {ROUTER_CLIENT_IF} type veth peer name {CLIENT_IF}",
-            f"link set {CLIENT_IF} netns {self.client}",
-        ]
-        l3_ifs = [ROUTER_MGMT_IF, self.router_data_if, ROUTER_CLIENT_IF]
-        up = [ROUTER_MGMT_IF, ROUTER_DATA_IF, ROUTER_CLIENT_IF]
-        if self.data_client is not None:
-            lines += [
-                f"link add {ROUTER_DATACLIENT_IF} type veth peer name {CLIENT_IF}",
-                f"link set {CLIENT_IF} netns {self.data_client}",
-                f"link add {ROUTER_BRIDGE_DATA_IF} type bridge stp_state 0 mcast_snooping 0",
-                f"link set {ROUTER_DATA_IF} master {ROUTER_BRIDGE_DATA_IF}",
-                f"link set {ROUTER_DATACLIENT_IF} master {ROUTER_BRIDGE_DATA_IF}",
-            ]
-            up += [ROUTER_DATACLIENT_IF, ROUTER_BRIDGE_DATA_IF]
-        lines += [f"link set {ifname} up" for ifname in up]
-        data_if = self.router_data_if
-        lines += [
-            f"addr add {a.router_mgmt4}/{a.prefixlen4} dev {ROUTER_MGMT_IF}",
-            f"addr add {a.router_data4}/{a.prefixlen4} dev {data_if}",
-            f"addr add {a.router_client4}/{a.prefixlen4} dev {ROUTER_CLIENT_IF}",
-        ]
-        if self.ipv6:
-            lines += [
-                f"addr add {a.router_mgmt6}/{a.prefixlen6} dev {ROUTER_MGMT_IF} nodad",
-                f"addr add {a.router_ll6}/64 dev {ROUTER_MGMT_IF} nodad",
-                f"addr add {a.router_data6}/{a.prefixlen6} dev {data_if} nodad",
-                f"addr add {a.router_ll6}/64 dev {data_if} nodad",
-                f"addr add {a.router_client6}/{a.prefixlen6} dev {ROUTER_CLIENT_IF} nodad",
-            ]
-        self._batch(self.router, lines)
-        # Explicit per-interface strict rp_filter (the kernel uses max(all, interface)).
-        self._sysctl(self.router, *(f"net.ipv4.conf.{i}.rp_filter=1" for i in l3_ifs))
-
-    def _configure_server(self) -> None:
-        a = ADDR
-        lines = [
-            "link set lo up",
-            f"link set {SERVER_MGMT_IF} up",
-            f"link set {SERVER_DATA_IF} up",
-            f"addr add {a.server_mgmt4}/{a.prefixlen4} dev {SERVER_MGMT_IF}",
-            f"route add default via {a.router_mgmt4} dev {SERVER_MGMT_IF}",
-        ]
-        if not self.dhcp_data:
-            lines.insert(4, f"addr add {a.server_data4}/{a.prefixlen4} dev {SERVER_DATA_IF}")
-        if self.ipv6:
-            lines += [
-                f"addr add {a.server_mgmt6}/{a.prefixlen6} dev {SERVER_MGMT_IF} nodad",
-                f"addr add {a.server_data6}/{a.prefixlen6} dev {SERVER_DATA_IF} nodad",
-                f"route add ::/0 via {a.router_ll6} dev {SERVER_MGMT_IF}",
-            ]
-        self._batch(self.server, lines)
-
-    def _configure_client(self, ns: str, addr4: str, gw4: str, addr6: str, gw6: str) -> None:
-        a = ADDR
-        lines = [
-            "link set lo up",
-            f"link set {CLIENT_IF} up",
-            f"addr add {addr4}/{a.prefixlen4} dev {CLIENT_IF}",
-            f"route add default via {gw4} dev {CLIENT_IF}",
-        ]
-        if self.ipv6:
-            lines += [
-                f"addr add {addr6}/{a.prefixlen6} dev {CLIENT_IF} nodad",
-                f"route add ::/0 via {gw6} dev {CLIENT_IF}",
-            ]
-        self._batch(ns, lines)
 
     def _warm_neighbours(self) -> None:
         # A real server talks through its default gateway all the time, so the router's MAC

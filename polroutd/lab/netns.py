@@ -8,19 +8,22 @@ root network namespace.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 ROLES = ("server", "router", "client", "dataclient")
 NETNS_RUN_DIR = Path("/run/netns")
@@ -242,3 +245,169 @@ def sigint_deferred() -> Iterator[None]:
                 previous(signal.SIGINT, None)
             elif previous == signal.SIG_DFL:
                 raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------
+# Loose namespaces: the benchmarks' hosts and the tests' bare namespaces, without a Lab.
+
+CLONE_NEWNET = 0x40000000
+_ROLE_RE = re.compile(r"[a-z0-9]{1,12}")
+_loose_lock = threading.Lock()
+_loose: list[str] = []  # created by Namespaces in this process and not yet deleted
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+T = TypeVar("T")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised so that teardown in ``finally`` runs (see :func:`raise_on_sigterm`)."""
+
+
+def raise_on_sigterm() -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise Terminated(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_checked(argv: Sequence[str], *, input_text: str | None = None,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``argv``, its text output; :class:`LabError` naming the command when it fails."""
+    proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(argv[:6])} ... failed ({proc.returncode}): "
+                       f"{proc.stderr.strip()[:500]}")
+    return proc
+
+
+class Namespaces:
+    """Namespaces ``<prefix>-<token>-<role>`` sharing one random token, each with ``lo`` up.
+    Every one this process creates is remembered until deleted, and :func:`teardown_all`
+    removes what is left (the benchmarks call it in ``finally``)."""
+
+    def __init__(self, prefix: str) -> None:
+        check_prefix(prefix)
+        self.prefix = prefix
+        self.token = secrets.token_hex(3)
+
+    def add(self, role: str) -> str:
+        if not _ROLE_RE.fullmatch(role):
+            raise ValueError(f"bad namespace role {role!r}")
+        name = f"{self.prefix}-{self.token}-{role}"
+        with _loose_lock:
+            _loose.append(name)  # before creating: a half-made namespace is cleaned too
+        run_checked(["ip", "netns", "add", name])
+        run_checked(["ip", "-n", name, "link", "set", "lo", "up"])
+        return name
+
+    def run(
+        self, ns: str, *argv: str, check: bool = True, timeout: float = 10
+    ) -> subprocess.CompletedProcess[str]:
+        full = ("ip", "netns", "exec", _ours(ns), *argv)
+        proc = run_command(full, timeout=timeout)
+        return checked(proc, full) if check else proc
+
+    def popen(self, ns: str, *argv: str, **kwargs: Any) -> subprocess.Popen[str]:
+        """Start ``argv`` inside ``ns`` in a new session (text mode)."""
+        kwargs.setdefault("start_new_session", True)
+        kwargs["text"] = True
+        return subprocess.Popen(["ip", "netns", "exec", _ours(ns), *argv], **kwargs)
+
+
+def _ours(name: str) -> str:
+    with _loose_lock:
+        if name not in _loose:
+            raise ValueError(f"not a namespace made by this process: {name!r}")
+    return name
+
+
+def delete(name: str) -> None:
+    """Kills every process in namespace ``name`` (one of :class:`Namespaces`) and deletes it."""
+    with _loose_lock:
+        if name in _loose:
+            _loose.remove(name)
+    delete_netns(name)
+
+
+def teardown_all() -> list[str]:
+    """Removes every namespace :class:`Namespaces` made in this process; returns their names."""
+    with sigint_deferred():
+        with _loose_lock:
+            names = list(reversed(_loose))
+        for name in names:
+            with contextlib.suppress(Exception):
+                delete(name)
+        return names
+
+
+def leftovers() -> list[str]:
+    """Namespaces this process made that still exist (should be none after teardown)."""
+    with _loose_lock:
+        names = list(_loose)
+    return [n for n in names if (NETNS_RUN_DIR / n).exists()]
+
+
+def in_netns(name: str, func: Callable[[], T]) -> T:
+    """``func()`` run by a thread that has entered namespace ``name`` (and then exits).
+
+    A socket stays in the namespace it was created in, while this process (and every other
+    thread of it) stays in the root namespace. Use it to create sockets there; never to run
+    long work. Only namespaces :class:`Namespaces` made in this process are entered; raises if
+    the namespace cannot be entered, so nothing is ever created in the root namespace by
+    mistake.
+    """
+    _ours(name)
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            fd = os.open(NETNS_RUN_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({name}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box["value"] = func()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"netns-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def batch(ns: str, lines: Sequence[str], *, timeout: float = 120.0) -> None:
+    """``ip -n NS -batch -``: many changes for one process start."""
+    if lines:
+        run_checked(["ip", "-n", ns, "-batch", "-"], input_text="\n".join(lines) + "\n",
+                    timeout=timeout)
+
+
+def sysctl(ns: str, *settings: str) -> None:
+    run_checked(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", *settings])
+
+
+@contextlib.contextmanager
+def bare_namespace(prefix: str) -> Iterator[str]:
+    """A namespace ``<prefix>-<6 hex>-bare`` with ``eth0`` (10.1.0.2/24, 2001:db8:1::2/64, its
+    veth peer left in the same namespace) and a default route, deleted afterwards with
+    whatever runs inside it."""
+    spaces = Namespaces(prefix)
+    ns = spaces.add("bare")
+    try:
+        batch(ns, [
+            "link add eth0 type veth peer name peer0",
+            "link set eth0 up",
+            "link set peer0 up",
+            "addr add 10.1.0.2/24 dev eth0",
+            "addr add 2001:db8:1::2/64 dev eth0 nodad",
+            "route add default via 10.1.0.1 dev eth0",
+        ])
+        yield ns
+    finally:
+        delete(ns)

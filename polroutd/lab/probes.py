@@ -1,6 +1,6 @@
 """What the lab's tests and the demo observe: TCP and ICMP round trips, packet and kernel
-counters, HTTP answers, netlink notifications. A mixin of :class:`polroutd.lab.lab.Lab`, which
-provides the commands it runs (``run``, ``popen``, ``ip_json``) inside its namespaces."""
+counters, HTTP answers, netlink notifications. A :class:`polroutd.lab.lab.Lab` has one as
+``lab.probes``; it runs its commands inside the lab's namespaces through the lab."""
 
 from __future__ import annotations
 
@@ -14,37 +14,53 @@ import subprocess
 import sys
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from polroutd.lab.netns import LabError
 from polroutd.lab.scripts import HTTP_GET, PING, SNIFF, TCP_CLIENT, TCP_SERVER
 
 
-class LabProbes(ABC):
-    """Observations made from inside the lab's namespaces."""
+class Runner(Protocol):
+    """Runs commands inside namespaces (a lab, or the benchmarks' namespaces)."""
 
-    @abstractmethod
     def run(
         self, ns: str, *argv: str, check: bool = True, timeout: float = 10
     ) -> subprocess.CompletedProcess[str]: ...
 
-    @abstractmethod
+
+class CommandRunner(Runner, Protocol):
+    """What the probes need of the lab: commands run inside its namespaces."""
+
     def popen(self, ns: str, *argv: str, **kwargs: Any) -> subprocess.Popen[str]: ...
 
-    @abstractmethod
     def ip_json(self, ns: str, *argv: str) -> Any: ...
+
+
+def http_get(runner: Runner, ns: str, url: str, method: str = "GET") -> tuple[int, str]:
+    """``(status, body)`` of an HTTP request made from inside ``ns`` through ``runner``."""
+    proc = runner.run(ns, sys.executable, "-c", HTTP_GET, url, method, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"no HTTP answer from {url} in {ns}: {proc.stderr.strip()}")
+    status, _, body = proc.stdout.partition("\n")
+    return int(status), body
+
+
+class Probes:
+    """Observations made from inside the lab's namespaces."""
+
+    def __init__(self, lab: CommandRunner) -> None:
+        self.lab = lab
 
     def start_tcp_server(self, ns: str, port: int = 8080) -> None:
         """Start a TCP server on ``[::]:port`` (dual-stack) inside ``ns`` and wait until it
         listens. Each connection is answered with one line
         ``polroutd-lab reached-at <local address> from <peer address>``. It runs until
         teardown."""
-        proc = self.popen(
+        proc = self.lab.popen(
             ns,
             sys.executable,
             "-c",
@@ -67,7 +83,7 @@ class LabProbes(ABC):
     ) -> str | None:
         """Connect from ``ns`` to ``address``, send a line and return the server's answer, or
         ``None`` when no full round trip happened within ``timeout`` seconds."""
-        proc = self.run(
+        proc = self.lab.run(
             ns,
             sys.executable,
             "-c",
@@ -88,7 +104,7 @@ class LabProbes(ABC):
     def ping(self, ns: str, address: str, count: int = 1, timeout: float = 2.0) -> bool:
         """Send ``count`` ICMP(v6) echo requests from ``ns``; True when any was answered within
         ``timeout`` seconds (per request)."""
-        proc = self.run(
+        proc = self.lab.run(
             ns,
             sys.executable,
             "-c",
@@ -103,7 +119,7 @@ class LabProbes(ABC):
 
     def link_counters(self, ns: str, ifname: str) -> tuple[int, int]:
         """``(rx_packets, tx_packets)`` of ``ifname`` in ``ns``."""
-        links = self.ip_json(ns, "-s", "link", "show", "dev", ifname)
+        links = self.lab.ip_json(ns, "-s", "link", "show", "dev", ifname)
         if not links:
             raise LabError(f"no link {ifname} in {ns}")
         stats = links[0]["stats64"]
@@ -114,7 +130,7 @@ class LabProbes(ABC):
         ``"<Group>.<Name>"`` (e.g. ``"TcpExt.IPReversePathFilter"``)."""
         counters: dict[str, int] = {}
         for path in ("/proc/net/netstat", "/proc/net/snmp"):
-            lines = self.run(ns, "cat", path).stdout.splitlines()
+            lines = self.lab.run(ns, "cat", path).stdout.splitlines()
             for head, values in zip(lines[::2], lines[1::2], strict=False):
                 group, _, names = head.partition(":")
                 for name, value in zip(
@@ -132,11 +148,7 @@ class LabProbes(ABC):
     def http_get(self, ns: str, url: str, method: str = "GET") -> tuple[int, str]:
         """``(status, body)`` of an HTTP request made from inside ``ns`` (e.g. to a daemon's
         ``http://127.0.0.1:9641/state``). Raises :class:`LabError` when nothing answered."""
-        proc = self.run(ns, sys.executable, "-c", HTTP_GET, url, method, check=False)
-        if proc.returncode != 0:
-            raise LabError(f"no HTTP answer from {url} in {ns}: {proc.stderr.strip()}")
-        status, _, body = proc.stdout.partition("\n")
-        return int(status), body
+        return http_get(self.lab, ns, url, method)
 
     @contextlib.contextmanager
     def count_packets(
@@ -151,7 +163,7 @@ class LabProbes(ABC):
                 lab.tcp_request(lab.client, "10.225.176.38")
             replies.by_interface  # {"to-mgmt": 0, "to-data": 5}: the reply came back on data
         """
-        proc = self.popen(ns, sys.executable, "-c", SNIFF, ",".join(ifnames), source, str(port),
+        proc = self.lab.popen(ns, sys.executable, "-c", SNIFF, ",".join(ifnames), source, str(port),
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdin is not None and proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10.0)
@@ -176,7 +188,7 @@ class LabProbes(ABC):
     def monitor(self, ns: str, *objects: str) -> Iterator[Monitor]:
         """Record ``ip -o -ts monitor objects...`` (e.g. ``"address", "rule"``) in ``ns`` while
         the ``with`` block runs: every kernel notification with the time ``ip`` printed it."""
-        proc = self.popen(ns, "ip", "-o", "-ts", "monitor", *objects, stdin=subprocess.DEVNULL,
+        proc = self.lab.popen(ns, "ip", "-o", "-ts", "monitor", *objects, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         result = Monitor()
 

@@ -15,9 +15,11 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.lab import ADDR, Lab
-from tests.daemon_proc import HTTP_PORT, RunningDaemon
-from tests.netns_tools import (
+from tests.support import REPO
+from tests.support.lab_tools import (
+    HTTP_PORT,
     PROTO,
     foreign,
     owned,
@@ -25,22 +27,21 @@ from tests.netns_tools import (
     recorded_tables,
     routes,
     rules,
+    start_daemon,
     tables,
     write_config,
     write_lease,
 )
 
-pytestmark = pytest.mark.netns
-
 DAEMON = f'http_listen = "127.0.0.1:{HTTP_PORT}"\nresync_interval = 3600'
-SCHEMA = json.loads((Path(__file__).parent.parent / "polroutd" / "state.schema.json").read_text())
+SCHEMA = json.loads((REPO / "polroutd" / "state.schema.json").read_text())
 
 
 @pytest.fixture
-def daemon(lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
+def daemon(lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
     config = write_config(tmp_path, daemon_extra=DAEMON)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
-    d = RunningDaemon(lab, config, tmp_path)
+    d = start_daemon(lab, config, tmp_path)
     try:
         d.wait_ready()
         yield d
@@ -57,7 +58,7 @@ def owned_sources(lab: Lab) -> set[str]:
     return {r.get("src", "") for r in owned(rules(lab, lab.server))}
 
 
-def test_ready_after_rules_exist_then_status_and_watchdog(daemon: RunningDaemon, lab: Lab) -> None:
+def test_ready_after_rules_exist_then_status_and_watchdog(daemon: LabDaemon, lab: Lab) -> None:
     ready_at = next(t for t, m in daemon.notify.messages if m == "READY=1")
     assert owned_sources(lab) >= {ADDR.server_mgmt4, ADDR.server_data4}
     status_before_ready = [
@@ -70,12 +71,12 @@ def test_ready_after_rules_exist_then_status_and_watchdog(daemon: RunningDaemon,
     assert daemon.http("/healthz")[0] == 200
     daemon.wait_for(lambda: len(daemon.notify.seen("WATCHDOG=1")) >= 3, what="watchdog pings")
     assert any("in sync" in m for m in daemon.notify.seen("STATUS="))
-    lab.start_tcp_server(lab.server)
-    assert lab.tcp_connect(lab.client, ADDR.server_data4)
+    lab.probes.start_tcp_server(lab.server)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_data4)
 
 
 def test_events_alone_repair_drift_and_count_it(
-    daemon: RunningDaemon, lab: Lab, tmp_path: Path
+    daemon: LabDaemon, lab: Lab, tmp_path: Path
 ) -> None:
     before = daemon.counters()
     numbers = recorded_tables(tmp_path)
@@ -138,7 +139,7 @@ def test_events_alone_repair_drift_and_count_it(
 
 
 def test_address_renewals_are_changes_and_latency_is_printed(
-    daemon: RunningDaemon, lab: Lab
+    daemon: LabDaemon, lab: Lab
 ) -> None:
     before = daemon.counters()
     latencies = []
@@ -162,7 +163,7 @@ def test_address_renewals_are_changes_and_latency_is_printed(
 
 
 def test_link_down_up_routes_return_without_resync(
-    daemon: RunningDaemon, lab: Lab, tmp_path: Path
+    daemon: LabDaemon, lab: Lab, tmp_path: Path
 ) -> None:
     mgt = str(recorded_tables(tmp_path)["mgt"])
     lab.run(lab.server, "ip", "link", "set", "ens192", "down")
@@ -183,7 +184,7 @@ def test_link_down_up_routes_return_without_resync(
 
 def test_netlink_overrun_is_counted_and_state_converges(lab: Lab, tmp_path: Path) -> None:
     config = write_config(tmp_path, daemon_extra=DAEMON)
-    d = RunningDaemon(lab, config, tmp_path, extra_env={"POLROUTD_EVENT_RCVBUF": "4096"})
+    d = start_daemon(lab, config, tmp_path, extra_env={"POLROUTD_EVENT_RCVBUF": "4096"})
     try:
         d.wait_ready()
         d.signal(signal.SIGSTOP)  # events pile up while the daemon cannot read
@@ -197,7 +198,7 @@ def test_netlink_overrun_is_counted_and_state_converges(lab: Lab, tmp_path: Path
         d.stop()
 
 
-def test_sighup_reload_broken_then_valid(daemon: RunningDaemon, lab: Lab) -> None:
+def test_sighup_reload_broken_then_valid(daemon: LabDaemon, lab: Lab) -> None:
     good = daemon.config.read_text()
     daemon.config.write_text(good + "\n[daemon.bogus]\n")
     daemon.signal(signal.SIGHUP)
@@ -219,7 +220,7 @@ def test_sighup_reload_broken_then_valid(daemon: RunningDaemon, lab: Lab) -> Non
 
 def test_sigterm_leaves_state_and_cleanup_on_exit_removes_it(lab: Lab, tmp_path: Path) -> None:
     config = write_config(tmp_path, daemon_extra=DAEMON)
-    d = RunningDaemon(lab, config, tmp_path)
+    d = start_daemon(lab, config, tmp_path)
     d.wait_ready()
     kept = owned(rules(lab, lab.server))
     started = time.monotonic()
@@ -230,7 +231,7 @@ def test_sigterm_leaves_state_and_cleanup_on_exit_removes_it(lab: Lab, tmp_path:
     foreign_before = (foreign(rules(lab, lab.server)), foreign(routes(lab, lab.server)))
 
     config = write_config(tmp_path, daemon_extra=DAEMON + "\ncleanup_on_exit = true")
-    d = RunningDaemon(lab, config, tmp_path)
+    d = start_daemon(lab, config, tmp_path)
     d.wait_ready()
     assert d.stop() == 0
     assert not owned(rules(lab, lab.server)) and not owned(routes(lab, lab.server))
@@ -239,14 +240,14 @@ def test_sigterm_leaves_state_and_cleanup_on_exit_removes_it(lab: Lab, tmp_path:
 
 def test_restart_after_sigkill_adopts_and_removes_stale(lab: Lab, tmp_path: Path) -> None:
     config = write_config(tmp_path, daemon_extra=DAEMON)
-    d = RunningDaemon(lab, config, tmp_path)
+    d = start_daemon(lab, config, tmp_path)
     d.wait_ready()
     d.signal(signal.SIGKILL)
     d.proc.wait(5)
     d.stop()
     # while it was down: an address went away
     lab.run(lab.server, "ip", "addr", "del", f"{ADDR.server_mgmt4}/24", "dev", "ens192")
-    d = RunningDaemon(lab, config, tmp_path)
+    d = start_daemon(lab, config, tmp_path)
     try:
         d.wait_ready()
         mine = owned(rules(lab, lab.server))
@@ -258,7 +259,7 @@ def test_restart_after_sigkill_adopts_and_removes_stale(lab: Lab, tmp_path: Path
         d.stop()
 
 
-def test_http_endpoints(daemon: RunningDaemon) -> None:
+def test_http_endpoints(daemon: LabDaemon) -> None:
     status, body = daemon.http("/metrics")
     assert status == 200
     names = {f.name for f in text_string_to_metric_families(body)}
@@ -297,11 +298,13 @@ def test_http_endpoints(daemon: RunningDaemon) -> None:
 
 
 def test_real_prometheus_scrapes_the_daemon_and_the_drift_alert_fires(
-    daemon: RunningDaemon, lab: Lab, tmp_path: Path
+    daemon: LabDaemon, lab: Lab, tmp_path: Path
 ) -> None:
-    from tests.prometheus_server import running_prometheus  # Debian's prometheus: ./dev installs it
+    from tests.support.prometheus_server import (
+        running_prometheus,  # Debian's prometheus: ./dev installs it
+    )
 
-    alerts = Path(__file__).parent.parent / "contrib" / "prometheus" / "polroutd-alerts.yml"
+    alerts = Path(__file__).resolve().parents[2] / "contrib" / "prometheus" / "polroutd-alerts.yml"
     with running_prometheus(
         f"127.0.0.1:{HTTP_PORT}", tmp_path / "prom", rule_files=[alerts], netns=lab.server
     ) as prom:

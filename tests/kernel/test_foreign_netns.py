@@ -7,13 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.netns_tools import PROTO, ip, namespace
-
-pytestmark = pytest.mark.netns
+from tests.support.lab_tools import PROTO, ip, namespace
 
 TABLE = 30000
 CONFIG = """

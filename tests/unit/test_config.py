@@ -19,7 +19,7 @@ from polroutd.core.errors import ConfigError
 from polroutd.core.globs import overlap_witness
 from polroutd.core.settings import DEFAULT_EXCLUDE, Config, DaemonSettings, InterfaceSpec, RouteSpec
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "contrib" / "polroutd.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "contrib" / "polroutd.example.toml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,9 +9,7 @@ import sys
 
 import pytest
 
-from tests.netns_tools import namespace
-
-pytestmark = pytest.mark.netns
+from tests.support.lab_tools import namespace
 
 SETUP = [
     "route add 192.0.2.0/24 via 10.1.0.1 dev eth0 table 300 proto static metric 7",

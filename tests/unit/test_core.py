@@ -13,76 +13,12 @@ from polroutd.core.desired import Inputs, TableRef, desired_state
 from polroutd.core.limits import AF_INET, AF_INET6, IFA_F_SECONDARY, RT_SCOPE_LINK, RT_TABLE_MAIN
 from polroutd.core.model import Address, KernelState, Link, Route, RouteOp, Rule, RuleOp
 from polroutd.core.plan import classify, make_plan
-from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
-from tests.fakekernel import FakeKernel
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
+from tests.support.article import DOCKER, LO, PROTO, SPEC_EXAMPLE, article_state
+from tests.support.fakes import FakeKernel
 
-PROTO = 218
 FOREIGN_PROTOS = (3, 4, 16, 66, 186)
 
-MGMT = Link(2, "ens192", up=True, carrier=True)
-DATA = Link(3, "ens224", up=True, carrier=True)
-DOCKER = Link(4, "docker0", up=True, carrier=False, kind="bridge")
-LO = Link(1, "lo", up=True, carrier=True, loopback=True)
-
-
-def article_state() -> KernelState:
-    return KernelState(
-        links=(LO, MGMT, DATA, DOCKER),
-        addresses=(
-            Address(1, AF_INET, "127.0.0.1", 8, scope=254),
-            Address(2, AF_INET, "10.225.160.38", 24),
-            Address(3, AF_INET, "10.225.176.38", 24),
-            Address(4, AF_INET, "172.17.0.1", 16),
-            Address(3, AF_INET6, "2001:db8:176::38", 64),
-            Address(3, AF_INET6, "fe80::38", 64, scope=253),
-        ),
-        routes=(
-            Route(AF_INET, RT_TABLE_MAIN, "0.0.0.0", 0, 3, oif=2, gateway="10.225.160.1"),
-            Route(
-                AF_INET,
-                RT_TABLE_MAIN,
-                "10.225.160.0",
-                24,
-                2,
-                scope=RT_SCOPE_LINK,
-                oif=2,
-                prefsrc="10.225.160.38",
-            ),
-            Route(
-                AF_INET,
-                RT_TABLE_MAIN,
-                "10.225.176.0",
-                24,
-                2,
-                scope=RT_SCOPE_LINK,
-                oif=3,
-                prefsrc="10.225.176.38",
-            ),
-            Route(
-                AF_INET,
-                RT_TABLE_MAIN,
-                "172.17.0.0",
-                16,
-                2,
-                scope=RT_SCOPE_LINK,
-                oif=4,
-                prefsrc="172.17.0.1",
-            ),
-            Route(AF_INET6, RT_TABLE_MAIN, "::", 0, 9, metric=1024, oif=3, gateway="fe80::1"),
-        ),
-    )
-
-
-SPEC_EXAMPLE = Config(
-    interfaces=(
-        InterfaceSpec(name="ens192", table="mgt"),
-        InterfaceSpec(
-            name="ens224",
-            table="data",
-            routes=(RouteSpec(to="10.225.144.0/24", via="10.225.176.1", table="main"),),
-        ),
-    )
-)
 
 
 def inputs(config: Config = SPEC_EXAMPLE, leases: dict[str, str] | None = None) -> Inputs:

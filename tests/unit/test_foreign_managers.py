@@ -15,7 +15,7 @@ from polroutd.inputs.foreign_managers import (
     networkmanager_warning,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONTRIB = REPO / "contrib"
 BOTH_OFF = "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n"
 

@@ -19,9 +19,7 @@ import pytest
 from polroutd.cli.demo import PREFIX, STEP_TITLES, Demo, StepFailed, run_demo
 from polroutd.lab.scripts import HTTP_GET
 
-pytestmark = pytest.mark.netns
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = re.compile(rf"ip netns exec {PREFIX}-([0-9a-f]{{6}})-server")
 
 

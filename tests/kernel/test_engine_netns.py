@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from polroutd.lab.lab import ADDR, Lab
-from tests.netns_tools import (
+from tests.support.lab_tools import (
     foreign,
     owned,
     polroutd,
@@ -20,21 +20,19 @@ from tests.netns_tools import (
     write_lease,
 )
 
-pytestmark = pytest.mark.netns
-
 
 def test_the_articles_problem_is_fixed_by_apply(lab: Lab, tmp_path: Path) -> None:
     config = write_config(tmp_path)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
-    lab.start_tcp_server(lab.server)
-    assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
-    assert not lab.tcp_connect(lab.client, ADDR.server_data4)  # asymmetric reply dropped
+    lab.probes.start_tcp_server(lab.server)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
+    assert not lab.probes.tcp_connect(lab.client, ADDR.server_data4)  # asymmetric reply dropped
 
     result = polroutd(lab, lab.server, "apply", "--config", str(config))
     assert result.returncode == 0, result.stderr
 
-    assert lab.tcp_connect(lab.client, ADDR.server_data4)
-    assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_data4)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
 
 
 def test_spec_example_gives_the_articles_tables_and_rules(lab: Lab, tmp_path: Path) -> None:
@@ -179,8 +177,8 @@ def test_main_first_mode_adds_the_suppress_rule(lab: Lab, tmp_path: Path) -> Non
         ("-4", 29999, "main"),
         ("-6", 29999, "main"),
     }
-    lab.start_tcp_server(lab.server)
-    assert lab.tcp_connect(lab.client, ADDR.server_data4)
+    lab.probes.start_tcp_server(lab.server)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_data4)
 
 
 BAD_CONFIGS = [

@@ -19,8 +19,8 @@ from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from polroutd.daemon.loop import Daemon, Deps
 from polroutd.engine import Engine
 from polroutd.netlink import codec as rtnl
-from tests.fakekernel import FakeKernel
-from tests.test_core import article_state
+from tests.support.article import article_state
+from tests.support.fakes import FakeKernel
 
 CONFIG = Config(
     daemon=DaemonSettings(

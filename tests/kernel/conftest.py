@@ -1,12 +1,13 @@
-"""Shared fixtures: real-kernel tests run in throwaway network namespaces (``polroutd.lab.lab``).
+"""The tree that needs the kernel: every test here runs as root, in throwaway network namespaces
+(``polroutd.lab``), with a real systemd, Prometheus or DHCP where it says so.
 
-* ``require_netadmin`` skips a test unless namespaces can be created (root / CAP_NET_ADMIN);
-  tests marked ``@pytest.mark.netns`` get the same skip automatically.
+* Every test here is marked ``netns`` (so ``pytest -m "not netns"`` runs what needs no root)
+  and is skipped unless namespaces can be created (root / CAP_NET_ADMIN).
 * ``lab`` yields a built ``Lab(prefix="polroutd-t")`` and tears it down afterwards.
-* At the end of the session the root namespace's rules must be unchanged, and any
-  namespace a lab of this test process created that still exists is removed and the session
-  fails loudly. (Namespaces of concurrently running test processes, which share the prefix,
-  are not this session's and are left alone.)
+* At the end of the session the root namespace's rules must be unchanged, and any namespace
+  a lab (or ``polroutd.lab.netns.Namespaces``) of this test process created that still exists
+  is removed and the session fails loudly. (Namespaces of concurrently running test
+  processes, which share the prefix, are not this session's and are left alone.)
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from polroutd.lab import lab as lab_module
+from polroutd.lab import netns
 from polroutd.lab.lab import Lab
+from tests.support.lab_tools import LAB_PREFIX
 
-LAB_PREFIX = "polroutd-t"
 NETADMIN_REASON = "needs CAP_NET_ADMIN (run as root)"
 
 
@@ -41,6 +44,15 @@ def _can_make_netns() -> bool:
         return False
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False, timeout=10)
     return True
+
+
+KERNEL_TREE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if KERNEL_TREE in item.path.parents:
+            item.add_marker(pytest.mark.netns)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -79,7 +91,7 @@ def _no_leftover_namespaces() -> Iterator[None]:
     yield
     assert _root_rules() == rules_before, "the root network namespace's rules changed"
     existing = set(lab_module.netns_names_with_prefix(LAB_PREFIX))
-    leftovers = sorted(existing & lab_module.created_namespaces())
+    leftovers = sorted(existing & lab_module.created_namespaces()) + netns.teardown_all()
     if leftovers:
         for ns in leftovers:
             lab_module.delete_netns(ns)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from polroutd.lab import topology
 from polroutd.lab.dhcp import DhcpEvent, parse_events
 from polroutd.lab.lab import (
     ADDR,
@@ -30,8 +31,6 @@ from polroutd.lab.lab import (
     netns_names_with_prefix,
     remove_stale,
 )
-
-pytestmark = pytest.mark.netns
 
 PREFIX = "polroutd-t"
 FAIL_TIMEOUT = 1.0  # the asymmetric case waits this long; keep the file fast
@@ -96,64 +95,64 @@ def test_topology_matches_figure_3(lab: Lab) -> None:
         assert _sysctl(lab, lab.router, f"net.ipv4.conf.{ifname}.rp_filter") == "1"
     assert _sysctl(lab, lab.router, "net.ipv4.ip_forward") == "1"
     assert _sysctl(lab, lab.router, "net.ipv6.conf.all.forwarding") == "1"
-    assert lab.ping(lab.client, ADDR.router_client4)
-    assert lab.ping(lab.server, ADDR.router_ll6 + "%" + SERVER_MGMT_IF)
+    assert lab.probes.ping(lab.client, ADDR.router_client4)
+    assert lab.probes.ping(lab.server, ADDR.router_ll6 + "%" + SERVER_MGMT_IF)
 
 
 def test_client_reaches_management_address(lab: Lab) -> None:
-    lab.start_tcp_server(lab.server)
-    assert lab.tcp_request(lab.client, ADDR.server_mgmt4) == (
+    lab.probes.start_tcp_server(lab.server)
+    assert lab.probes.tcp_request(lab.client, ADDR.server_mgmt4) == (
         f"polroutd-lab reached-at {ADDR.server_mgmt4} from {ADDR.client4}"
     )
-    assert lab.tcp_connect(lab.client, ADDR.server_mgmt6)
-    assert lab.ping(lab.client, ADDR.server_mgmt4)
-    assert lab.ping(lab.client, ADDR.server_mgmt6)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt6)
+    assert lab.probes.ping(lab.client, ADDR.server_mgmt4)
+    assert lab.probes.ping(lab.client, ADDR.server_mgmt6)
 
 
 def test_data_address_fails_asymmetric_reply_dropped(lab: Lab) -> None:
-    lab.start_tcp_server(lab.server)
-    data_tx0 = lab.link_counters(lab.router, ROUTER_DATA_IF)[1]
-    mgmt_rx0 = lab.link_counters(lab.router, ROUTER_MGMT_IF)[0]
-    ens224_rx0 = lab.link_counters(lab.server, SERVER_DATA_IF)[0]
-    drops0 = lab.rp_filter_drops(lab.router)
+    lab.probes.start_tcp_server(lab.server)
+    data_tx0 = lab.probes.link_counters(lab.router, ROUTER_DATA_IF)[1]
+    mgmt_rx0 = lab.probes.link_counters(lab.router, ROUTER_MGMT_IF)[0]
+    ens224_rx0 = lab.probes.link_counters(lab.server, SERVER_DATA_IF)[0]
+    drops0 = lab.probes.rp_filter_drops(lab.router)
 
-    assert not lab.tcp_connect(lab.client, ADDR.server_data4, timeout=FAIL_TIMEOUT)
+    assert not lab.probes.tcp_connect(lab.client, ADDR.server_data4, timeout=FAIL_TIMEOUT)
 
     # The request went out of the router's data side and reached the server's ens224 ...
-    assert lab.link_counters(lab.router, ROUTER_DATA_IF)[1] > data_tx0
-    assert lab.link_counters(lab.server, SERVER_DATA_IF)[0] > ens224_rx0
+    assert lab.probes.link_counters(lab.router, ROUTER_DATA_IF)[1] > data_tx0
+    assert lab.probes.link_counters(lab.server, SERVER_DATA_IF)[0] > ens224_rx0
     # ... the reply came back on the management side, where strict rp_filter dropped it.
-    assert lab.link_counters(lab.router, ROUTER_MGMT_IF)[0] > mgmt_rx0
-    assert lab.rp_filter_drops(lab.router) > drops0
+    assert lab.probes.link_counters(lab.router, ROUTER_MGMT_IF)[0] > mgmt_rx0
+    assert lab.probes.rp_filter_drops(lab.router) > drops0
 
 
 def test_ipv6_asymmetric_reply_is_forwarded_no_ipv6_rpfilter(lab: Lab) -> None:
     """No IPv6 reverse-path filter exists in the lab (no nft/ip6tables): the asymmetric IPv6
     reply returns through the management side and is forwarded. The counters show it."""
-    lab.start_tcp_server(lab.server)
-    mgmt_rx0 = lab.link_counters(lab.router, ROUTER_MGMT_IF)[0]
-    assert lab.tcp_request(lab.client, ADDR.server_data6) == (
+    lab.probes.start_tcp_server(lab.server)
+    mgmt_rx0 = lab.probes.link_counters(lab.router, ROUTER_MGMT_IF)[0]
+    assert lab.probes.tcp_request(lab.client, ADDR.server_data6) == (
         f"polroutd-lab reached-at {ADDR.server_data6} from {ADDR.client6}"
     )
-    assert lab.link_counters(lab.router, ROUTER_MGMT_IF)[0] > mgmt_rx0
+    assert lab.probes.link_counters(lab.router, ROUTER_MGMT_IF)[0] > mgmt_rx0
 
 
 def test_manual_policy_routing_fixes_data_address(lab: Lab) -> None:
-    lab.start_tcp_server(lab.server)
+    lab.probes.start_tcp_server(lab.server)
     _article_fix(lab)
-    data_rx0 = lab.link_counters(lab.router, ROUTER_DATA_IF)[0]
-    drops0 = lab.rp_filter_drops(lab.router)
+    data_rx0 = lab.probes.link_counters(lab.router, ROUTER_DATA_IF)[0]
+    drops0 = lab.probes.rp_filter_drops(lab.router)
 
-    assert lab.tcp_request(lab.client, ADDR.server_data4) == (
+    assert lab.probes.tcp_request(lab.client, ADDR.server_data4) == (
         f"polroutd-lab reached-at {ADDR.server_data4} from {ADDR.client4}"
     )
-    assert lab.ping(lab.client, ADDR.server_data4)
-    assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
-    assert lab.tcp_connect(lab.client, ADDR.server_data6)
-    assert lab.tcp_connect(lab.client, ADDR.server_mgmt6)
+    assert lab.probes.ping(lab.client, ADDR.server_data4)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_data6)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt6)
     # Replies from the data address now leave through the data side: symmetric, no drops.
-    assert lab.link_counters(lab.router, ROUTER_DATA_IF)[0] > data_rx0
-    assert lab.rp_filter_drops(lab.router) == drops0
+    assert lab.probes.link_counters(lab.router, ROUTER_DATA_IF)[0] > data_rx0
+    assert lab.probes.rp_filter_drops(lab.router) == drops0
 
 
 def test_teardown_removes_everything_even_if_body_raises(require_netadmin: None) -> None:
@@ -161,7 +160,7 @@ def test_teardown_removes_everything_even_if_body_raises(require_netadmin: None)
     with pytest.raises(RuntimeError, match="boom"), lab:
         names = lab.namespaces
         assert all(_exists(ns) for ns in names)
-        lab.start_tcp_server(lab.server)
+        lab.probes.start_tcp_server(lab.server)
         tracked = lab.popen(lab.client, "sleep", "60")
         # A process the lab did not start (e.g. a daemon that forked away) is also ended.
         untracked = subprocess.Popen(["ip", "netns", "exec", lab.router, "sleep", "60"])
@@ -183,10 +182,10 @@ def test_teardown_removes_everything_even_if_body_raises(require_netadmin: None)
 def test_interrupted_build_cleans_up(
     require_netadmin: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(self: Lab) -> None:
-        raise KeyboardInterrupt
+    def interrupted(shape: topology.Shape) -> list[str]:
+        raise KeyboardInterrupt  # while configuring the server: the router is wired already
 
-    monkeypatch.setattr(Lab, "_configure_server", interrupted)
+    monkeypatch.setattr(topology, "server_lines", interrupted)
     lab = Lab(prefix=PREFIX)
     with pytest.raises(KeyboardInterrupt):
         lab.build()
@@ -217,15 +216,15 @@ def test_data_client_reaches_data_address_directly(require_netadmin: None) -> No
             for link in lab.ip_json(lab.router, "link", "show", "master", ROUTER_BRIDGE_DATA_IF)
         }
         assert ports == {ROUTER_DATA_IF, ROUTER_DATACLIENT_IF}
-        lab.start_tcp_server(lab.server)
-        assert lab.tcp_request(lab.data_client, ADDR.server_data4) == (
+        lab.probes.start_tcp_server(lab.server)
+        assert lab.probes.tcp_request(lab.data_client, ADDR.server_data4) == (
             f"polroutd-lab reached-at {ADDR.server_data4} from {ADDR.data_client4}"
         )
-        assert lab.tcp_connect(lab.data_client, ADDR.server_data6)
-        assert lab.ping(lab.data_client, ADDR.router_data4)
+        assert lab.probes.tcp_connect(lab.data_client, ADDR.server_data6)
+        assert lab.probes.ping(lab.data_client, ADDR.router_data4)
         # The router-zone client still sees the article's problem with a bridged data side.
-        assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
-        assert not lab.tcp_connect(lab.client, ADDR.server_data4, timeout=FAIL_TIMEOUT)
+        assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
+        assert not lab.probes.tcp_connect(lab.client, ADDR.server_data4, timeout=FAIL_TIMEOUT)
     assert not any(_exists(ns) for ns in lab.namespaces)
 
 
@@ -233,8 +232,8 @@ def test_ipv4_only_lab(require_netadmin: None) -> None:
     with Lab(prefix=PREFIX, ipv6=False) as lab:
         addrs = lab.ip_json(lab.server, "-6", "addr", "show", "scope", "global")
         assert all(not entry.get("addr_info") for entry in addrs)
-        lab.start_tcp_server(lab.server)
-        assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
+        lab.probes.start_tcp_server(lab.server)
+        assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,8 +283,8 @@ def test_dhcp_leases_the_data_address_and_touches_nothing_else(require_netadmin:
         assert not Path("/etc/netns", lab.server).exists()  # no resolv.conf for the namespace
         # The server answers on the router's data side only.
         assert "DHCPACK(to-data)" in lab.dhcp_log("server")
-        lab.start_tcp_server(lab.server)
-        assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
+        lab.probes.start_tcp_server(lab.server)
+        assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
     assert not tmp.exists()
     assert _resolv_conf() == resolv_before
 
@@ -333,18 +332,18 @@ def test_short_lease_server_moves_the_client_after_expiry(require_netadmin: None
 
 
 def test_count_packets_and_monitor(lab: Lab) -> None:
-    lab.start_tcp_server(lab.server)
-    with lab.count_packets(lab.router, [ROUTER_MGMT_IF, ROUTER_DATA_IF],
+    lab.probes.start_tcp_server(lab.server)
+    with lab.probes.count_packets(lab.router, [ROUTER_MGMT_IF, ROUTER_DATA_IF],
                            source=ADDR.server_mgmt4, port=8080) as replies:
-        assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
+        assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
     assert replies.by_interface[ROUTER_MGMT_IF] >= 3  # SYN-ACK, answer, FIN at least
     assert replies.by_interface[ROUTER_DATA_IF] == 0
-    with lab.count_packets(lab.router, [ROUTER_MGMT_IF], source=ADDR.server_mgmt4,
+    with lab.probes.count_packets(lab.router, [ROUTER_MGMT_IF], source=ADDR.server_mgmt4,
                            port=9) as other:
-        assert lab.tcp_connect(lab.client, ADDR.server_mgmt4)
+        assert lab.probes.tcp_connect(lab.client, ADDR.server_mgmt4)
     assert other.by_interface == {ROUTER_MGMT_IF: 0}  # another source port is not counted
 
-    with lab.monitor(lab.server, "address", "rule") as events:
+    with lab.probes.monitor(lab.server, "address", "rule") as events:
         lab.run(lab.server, "ip", "addr", "add", "10.225.176.99/24", "dev", SERVER_DATA_IF)
         lab.run(lab.server, "ip", "rule", "add", "from", "10.225.176.99", "lookup", "100")
         lab.run(lab.server, "ip", "addr", "del", "10.225.176.99/24", "dev", SERVER_DATA_IF)
@@ -363,15 +362,15 @@ def test_http_get_inside_a_namespace(lab: Lab) -> None:
     deadline = time.monotonic() + 10
     while True:
         try:
-            status, body = lab.http_get(lab.server, "http://127.0.0.1:18080/")
+            status, body = lab.probes.http_get(lab.server, "http://127.0.0.1:18080/")
             break
         except LabError:
             assert server.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
     assert status == 200 and "Directory listing" in body
-    assert lab.http_get(lab.server, "http://127.0.0.1:18080/nope")[0] == 404
+    assert lab.probes.http_get(lab.server, "http://127.0.0.1:18080/nope")[0] == 404
     with pytest.raises(LabError):  # nothing listens there in the client namespace
-        lab.http_get(lab.client, "http://127.0.0.1:18080/")
+        lab.probes.http_get(lab.client, "http://127.0.0.1:18080/")
 
 
 def test_remove_stale_removes_dhcp_processes_and_temp_dir(require_netadmin: None) -> None:
@@ -411,7 +410,7 @@ def test_remove_stale_spares_a_live_lab_of_another_process_but_takes_a_crashed_o
     require_netadmin: None,
 ) -> None:
     prefix = f"polroutd-ts{secrets.token_hex(2)}"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     builder = (f"import sys\nfrom polroutd.lab.lab import Lab\nlab = Lab(prefix={prefix!r})\n"
                "lab.build()\nprint(lab.token, flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", builder], cwd=root, text=True,

@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from polroutd.adapters.metrics import Metrics
+
 PROMETHEUS = "prometheus"
 PROMTOOL = "promtool"
 INSTALL_HINT = "apt-get install prometheus (Debian package; includes promtool)"
@@ -314,3 +318,23 @@ def running_prometheus(target: str, workdir: Path, *, rule_files: Sequence[Path]
         yield server
     finally:
         server.stop()
+
+
+needs_prometheus = pytest.mark.skipif(not have_prometheus(),
+                                      reason=f"prometheus missing: {INSTALL_HINT}")
+
+
+def healthy_metrics() -> Metrics:
+    """What a converged daemon with two interfaces exports (no alert condition)."""
+    m = Metrics()
+    m.in_sync.set(1)
+    m.last_success.set(time.time())
+    m.managed_interfaces.set(2)
+    m.owned_rules.set(4)
+    m.owned_routes.set(6)
+    m.reconciles.labels(result="ok").inc(3)
+    m.reconcile_duration.observe(0.004)
+    for iface in ("ens192", "ens224"):
+        m.gateway_present.labels(interface=iface, family="ipv4").set(1)
+    m.netlink_events.labels(type="address").inc(2)
+    return m

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,32 +10,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from polroutd.lab.lab import Lab, delete_netns
+from polroutd.lab.article import article_config
+from polroutd.lab.daemon import LabDaemon
+from polroutd.lab.lab import Lab
+from polroutd.lab.netns import bare_namespace
+from tests.support.article import PROTO
 
-PROTO = 218  # the built-in number for "polroutd" when rt_protos does not name it
-
-SPEC_EXAMPLE = """
-[daemon]
-rt_tables_file = "{tmp}/iproute2/rt_tables.d/polroutd.conf"
-dhcp_lease_paths = ["{tmp}/leases/*.leases"]
-{daemon_extra}
-
-[[interface]]
-name = "ens192"
-table = "mgt"
-
-[[interface]]
-name = "ens224"
-table = "data"
-routes = [ {{ to = "10.225.144.0/24", via = "10.225.176.1", table = "main" }} ]
-"""
+LAB_PREFIX = "polroutd-t"  # every namespace of the tests: lab ones and bare ones
+HTTP_PORT = 19641  # the daemon's HTTP API inside a lab's server namespace
 
 
-def write_config(tmp: Path, text: str = SPEC_EXAMPLE, daemon_extra: str = "") -> Path:
+def write_config(tmp: Path, daemon_extra: str = "") -> Path:
+    """The article's example configuration (:mod:`polroutd.lab.article`), its files in ``tmp``."""
     (tmp / "leases").mkdir(exist_ok=True)
     path = tmp / "polroutd.toml"
-    path.write_text(text.format(tmp=tmp, daemon_extra=daemon_extra))
+    path.write_text(article_config(rt_tables_file=f"{tmp}/iproute2/rt_tables.d/polroutd.conf",
+                                   lease_paths=[f"{tmp}/leases/*.leases"],
+                                   daemon_lines=[daemon_extra] if daemon_extra else []))
     return path
+
+
+def start_daemon(lab: Lab, config: Path, tmp: Path, *, watchdog_usec: int = 200_000,
+                 extra_env: dict[str, str] | None = None) -> LabDaemon:
+    """``polroutd run`` in the lab's server, HTTP on :data:`HTTP_PORT`, a watchdog asked for."""
+    return LabDaemon(lab, lab.server, config, directory=tmp,
+                     http_listen=f"127.0.0.1:{HTTP_PORT}", watchdog_usec=watchdog_usec,
+                     extra_env=extra_env)
 
 
 def polroutd(
@@ -108,26 +107,9 @@ def write_lease(tmp: Path, interface: str, address: str, router: str) -> None:
 
 @contextmanager
 def namespace() -> Iterator[str]:
-    """A bare namespace with ``eth0`` (10.1.0.2/24, 2001:db8:1::2/64) and a default route,
-    deleted afterwards with whatever runs inside it."""
-    ns = f"polroutd-t-{secrets.token_hex(3)}-foreign"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        batch = "\n".join(
-            [
-                "link set lo up",
-                "link add eth0 type veth peer name peer0",
-                "link set eth0 up",
-                "link set peer0 up",
-                "addr add 10.1.0.2/24 dev eth0",
-                "addr add 2001:db8:1::2/64 dev eth0 nodad",
-                "route add default via 10.1.0.1 dev eth0",
-            ]
-        )
-        subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)
+    """A bare namespace (:func:`polroutd.lab.netns.bare_namespace`) with the tests' prefix."""
+    with bare_namespace(LAB_PREFIX) as ns:
         yield ns
-    finally:
-        delete_netns(ns)
 
 
 def ip(ns: str, *args: str) -> str:

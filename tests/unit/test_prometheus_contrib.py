@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,21 +25,21 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from polroutd.adapters.metrics import Metrics
-from polroutd.lab.netns import delete_netns, stop_process
-from tests.prometheus_server import (
+from tests.support import ALERTS
+from tests.support.prometheus_server import (
     INSTALL_HINT,
     PROMTOOL,
     PrometheusServer,
-    free_port,
     have_prometheus,
     have_promtool,
-    http_get,
+    healthy_metrics,
+    needs_prometheus,
     running_prometheus,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "contrib" / "prometheus"
-ALERTS = PROM_DIR / "polroutd-alerts.yml"
+
 ALERT_TESTS = PROM_DIR / "polroutd-alerts.test.yml"
 SCRAPE_EXAMPLE = PROM_DIR / "prometheus.example.yml"
 DASHBOARD = ROOT / "contrib" / "grafana" / "polroutd-dashboard.json"
@@ -70,8 +68,6 @@ CONTRACT_VALUES = {
 TARGET_LABELS = {"job", "instance"}
 
 needs_promtool = pytest.mark.skipif(not have_promtool(), reason=f"promtool missing: {INSTALL_HINT}")
-needs_prometheus = pytest.mark.skipif(not have_prometheus(),
-                                      reason=f"prometheus missing: {INSTALL_HINT}")
 
 
 # --- what polroutd exports -------------------------------------------------------------------
@@ -438,22 +434,6 @@ class StandInExporter:
         self.thread.join(5)
 
 
-def healthy_metrics() -> Metrics:
-    """What a converged daemon with two interfaces exports (no alert condition)."""
-    m = Metrics()
-    m.in_sync.set(1)
-    m.last_success.set(time.time())
-    m.managed_interfaces.set(2)
-    m.owned_rules.set(4)
-    m.owned_routes.set(6)
-    m.reconciles.labels(result="ok").inc(3)
-    m.reconcile_duration.observe(0.004)
-    for iface in ("ens192", "ens224"):
-        m.gateway_present.labels(interface=iface, family="ipv4").set(1)
-    m.netlink_events.labels(type="address").inc(2)
-    return m
-
-
 @dataclass
 class E2E:
     prom: PrometheusServer
@@ -522,59 +502,3 @@ def test_drift_makes_polroutd_drift_repaired_fire(e2e: E2E) -> None:
                                     labels={"kind": "rule", "change": "missing"})
     # One incident is not a fight.
     assert prom.firing("PolroutdDriftRecurring") == []
-
-
-# --- the same inside a network namespace (how the real daemon will be scraped) ----------------
-
-# An exporter for inside a namespace: serves the file argv[2] on 127.0.0.1:argv[1]/metrics.
-_FILE_EXPORTER = r"""
-import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = open(sys.argv[2], "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
-
-
-@needs_prometheus
-@pytest.mark.netns
-def test_prometheus_in_a_network_namespace(tmp_path: Path) -> None:
-    """``netns=``: Prometheus and its API calls run inside the namespace, where a target on
-    127.0.0.1 (unreachable from the root namespace) is scraped."""
-    ns = f"polroutd-t-{secrets.token_hex(3)}-prom"
-    exposition = tmp_path / "metrics.txt"
-    m = healthy_metrics()
-    exposition.write_bytes(m.exposition())
-    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True, timeout=10)
-    exporter: subprocess.Popen[bytes] | None = None
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True,
-                       capture_output=True, timeout=10)
-        port = free_port(ns)
-        exporter = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", _FILE_EXPORTER, str(port),
-             str(exposition)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        target = f"127.0.0.1:{port}"
-        with running_prometheus(target, tmp_path / "prom", rule_files=[ALERTS],
-                                netns=ns) as prom:
-            # This Prometheus is not reachable from the root namespace, only from inside.
-            assert target.encode() not in http_get(f"{prom.base_url}/api/v1/targets")[1]
-            assert prom.wait_until_target_up()["labels"]["instance"] == target
-            m.drift.labels(kind="route", change="missing").inc()
-            exposition.write_bytes(m.exposition())
-            alert = prom.wait_for_alert("PolroutdDriftRepaired", timeout=30,
-                                        labels={"kind": "route", "instance": target})
-            assert alert["labels"]["change"] == "missing"
-    finally:
-        if exporter is not None:
-            stop_process(exporter, 10)
-        delete_netns(ns)  # kills whatever is left inside first
-    assert not Path("/run/netns", ns).exists()

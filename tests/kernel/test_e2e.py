@@ -16,12 +16,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from polroutd.cli.demo import lab_config
+from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.lab import ADDR, ROUTER_MGMT_IF, SERVER_DATA_IF, SERVER_MGMT_IF, Lab
-from tests.conftest import LAB_PREFIX
-from tests.daemon_proc import HTTP_PORT, RunningDaemon
-from tests.netns_tools import owned, recorded_tables, routes, rules
-
-pytestmark = pytest.mark.netns
+from tests.support.lab_tools import (
+    HTTP_PORT,
+    LAB_PREFIX,
+    owned,
+    recorded_tables,
+    routes,
+    rules,
+    start_daemon,
+)
 
 PORT = 8080
 T = TypeVar("T")
@@ -41,7 +46,7 @@ def start_lab(lease_seconds: int = 600) -> Lab:
     try:
         lab.start_dhcp_server(lease_seconds=lease_seconds)
         lab.start_dhcp_client()
-        lab.start_tcp_server(lab.server, PORT)
+        lab.probes.start_tcp_server(lab.server, PORT)
     except BaseException:
         lab.teardown()
         raise
@@ -58,8 +63,8 @@ def dhcp_lab(require_netadmin: None) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def daemon(dhcp_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
-    d = RunningDaemon(dhcp_lab, write_config(tmp_path, dhcp_lab), tmp_path)
+def daemon(dhcp_lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
+    d = start_daemon(dhcp_lab, write_config(tmp_path, dhcp_lab), tmp_path)
     try:
         d.wait_ready()
         yield d
@@ -70,13 +75,13 @@ def daemon(dhcp_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
 def replies(lab: Lab, source: str, request: Callable[[], T]) -> tuple[T, dict[str, int]]:
     """Run ``request``; also count the TCP segments from ``source``:PORT that reach the router
     on its management side (``mgmt``) and its data side (``data``), and rp_filter drops."""
-    drops = lab.rp_filter_drops(lab.router)
-    with lab.count_packets(lab.router, [ROUTER_MGMT_IF, lab.router_data_if], source=source,
+    drops = lab.probes.rp_filter_drops(lab.router)
+    with lab.probes.count_packets(lab.router, [ROUTER_MGMT_IF, lab.router_data_if], source=source,
                            port=PORT) as seen:
         result = request()
     return result, {"mgmt": seen.by_interface[ROUTER_MGMT_IF],
                     "data": seen.by_interface[lab.router_data_if],
-                    "drops": lab.rp_filter_drops(lab.router) - drops}
+                    "drops": lab.probes.rp_filter_drops(lab.router) - drops}
 
 
 def answer(address: str, peer: str = ADDR.client4) -> str:
@@ -98,7 +103,7 @@ def reply_route(lab: Lab, to: str, source: str) -> str:
     return lab.run(lab.server, "ip", "route", "get", to, "from", source).stdout
 
 
-def move_data_address(lab: Lab, daemon: RunningDaemon, new: str) -> None:
+def move_data_address(lab: Lab, daemon: LabDaemon, new: str) -> None:
     lab.change_reservation(new)
     assert lab.renew() == new
     daemon.wait_for(lambda: set(owned_sources4(lab)) == {ADDR.server_mgmt4, new},
@@ -122,7 +127,7 @@ def test_step2_data_address_is_leased_and_the_only_default_route_is_management(
 
 def test_step3_client_reaches_management_address_over_tcp(dhcp_lab: Lab) -> None:
     got, seen = replies(dhcp_lab, ADDR.server_mgmt4,
-                        lambda: dhcp_lab.tcp_request(dhcp_lab.client, ADDR.server_mgmt4))
+                        lambda: dhcp_lab.probes.tcp_request(dhcp_lab.client, ADDR.server_mgmt4))
     assert got == answer(ADDR.server_mgmt4)
     assert seen["mgmt"] > 0 and seen["data"] == 0 and seen["drops"] == 0
 
@@ -130,7 +135,7 @@ def test_step3_client_reaches_management_address_over_tcp(dhcp_lab: Lab) -> None
 def test_step4_data_address_fails_reply_leaves_via_management_and_is_dropped(
     dhcp_lab: Lab,
 ) -> None:
-    got, seen = replies(dhcp_lab, ADDR.server_data4, lambda: dhcp_lab.tcp_request(
+    got, seen = replies(dhcp_lab, ADDR.server_data4, lambda: dhcp_lab.probes.tcp_request(
         dhcp_lab.client, ADDR.server_data4, timeout=1.0))
     assert got is None
     assert seen["mgmt"] > 0 and seen["data"] == 0  # the asymmetric reply ...
@@ -140,7 +145,7 @@ def test_step4_data_address_fails_reply_leaves_via_management_and_is_dropped(
 
 
 def test_step5_polroutd_ready_with_rules_for_the_leased_address(
-    dhcp_lab: Lab, daemon: RunningDaemon, tmp_path: Path
+    dhcp_lab: Lab, daemon: LabDaemon, tmp_path: Path
 ) -> None:
     lab = dhcp_lab
     assert daemon.notify.seen("READY=1")
@@ -156,15 +161,15 @@ def test_step5_polroutd_ready_with_rules_for_the_leased_address(
 
 
 def test_step6_tcp_to_both_addresses_replies_return_where_requests_came_in(
-    dhcp_lab: Lab, daemon: RunningDaemon
+    dhcp_lab: Lab, daemon: LabDaemon
 ) -> None:
     lab = dhcp_lab
     got, seen = replies(lab, ADDR.server_data4,
-                        lambda: lab.tcp_request(lab.client, ADDR.server_data4))
+                        lambda: lab.probes.tcp_request(lab.client, ADDR.server_data4))
     assert got == answer(ADDR.server_data4)
     assert seen["data"] > 0 and seen["mgmt"] == 0 and seen["drops"] == 0
     got, seen = replies(lab, ADDR.server_mgmt4,
-                        lambda: lab.tcp_request(lab.client, ADDR.server_mgmt4))
+                        lambda: lab.probes.tcp_request(lab.client, ADDR.server_mgmt4))
     assert got == answer(ADDR.server_mgmt4)
     assert seen["mgmt"] > 0 and seen["data"] == 0 and seen["drops"] == 0
     route = reply_route(lab, ADDR.client4, ADDR.server_data4)
@@ -172,12 +177,12 @@ def test_step6_tcp_to_both_addresses_replies_return_where_requests_came_in(
 
 
 def test_step7_renewal_with_new_address_rule_follows_and_address_is_reachable(
-    dhcp_lab: Lab, daemon: RunningDaemon, tmp_path: Path
+    dhcp_lab: Lab, daemon: LabDaemon, tmp_path: Path
 ) -> None:
     lab = dhcp_lab
     before = daemon.counters()
     move_data_address(lab, daemon, "10.225.176.77")
-    got, seen = replies(lab, "10.225.176.77", lambda: lab.tcp_request(lab.client,
+    got, seen = replies(lab, "10.225.176.77", lambda: lab.probes.tcp_request(lab.client,
                                                                        "10.225.176.77"))
     assert got == answer("10.225.176.77")
     assert seen["data"] > 0 and seen["mgmt"] == 0
@@ -188,7 +193,7 @@ def test_step7_renewal_with_new_address_rule_follows_and_address_is_reachable(
 
 
 def test_step8_deleted_rule_is_repaired_and_counted_as_drift(
-    dhcp_lab: Lab, daemon: RunningDaemon, tmp_path: Path
+    dhcp_lab: Lab, daemon: LabDaemon, tmp_path: Path
 ) -> None:
     lab = dhcp_lab
     before = daemon.counters()
@@ -201,11 +206,11 @@ def test_step8_deleted_rule_is_repaired_and_counted_as_drift(
     after = daemon.counters()
     assert after["drift"] == before["drift"] + 1
     assert after["changes"] == before["changes"]
-    assert lab.tcp_connect(lab.client, ADDR.server_data4)
+    assert lab.probes.tcp_connect(lab.client, ADDR.server_data4)
 
 
 def test_step9_state_and_metrics_show_gateway_sources_and_counters(
-    dhcp_lab: Lab, daemon: RunningDaemon
+    dhcp_lab: Lab, daemon: LabDaemon
 ) -> None:
     lab = dhcp_lab
     lab.run(lab.server, "ip", "rule", "del", "from", ADDR.server_mgmt4, "priority", "30000")
@@ -233,24 +238,24 @@ def test_step9_state_and_metrics_show_gateway_sources_and_counters(
 # --- beyond the demo ----------------------------------------------------------------------
 
 
-def test_data_zone_client_reaches_both_addresses(dhcp_lab: Lab, daemon: RunningDaemon) -> None:
+def test_data_zone_client_reaches_both_addresses(dhcp_lab: Lab, daemon: LabDaemon) -> None:
     lab = dhcp_lab
     data_client = lab.data_client
     assert data_client is not None
     peer = ADDR.data_client4
     # On-link: the data table's connected route keeps replies to the data zone direct.
-    assert lab.tcp_request(data_client, ADDR.server_data4) == answer(ADDR.server_data4, peer)
+    assert lab.probes.tcp_request(data_client, ADDR.server_data4) == answer(ADDR.server_data4, peer)
     route = reply_route(lab, peer, ADDR.server_data4)
     assert f"dev {SERVER_DATA_IF}" in route and "via" not in route
     # Through the router, both ways: the management address answers via its own gateway.
     got, seen = replies(lab, ADDR.server_mgmt4,
-                        lambda: lab.tcp_request(data_client, ADDR.server_mgmt4))
+                        lambda: lab.probes.tcp_request(data_client, ADDR.server_mgmt4))
     assert got == answer(ADDR.server_mgmt4, peer)
     assert seen["mgmt"] > 0 and seen["drops"] == 0
 
 
 def test_several_renewals_in_a_row_rules_follow_as_changes_without_leftovers(
-    dhcp_lab: Lab, daemon: RunningDaemon, tmp_path: Path
+    dhcp_lab: Lab, daemon: LabDaemon, tmp_path: Path
 ) -> None:
     lab = dhcp_lab
     before = daemon.counters()
@@ -269,7 +274,7 @@ def test_several_renewals_in_a_row_rules_follow_as_changes_without_leftovers(
     assert after["changes"] - before["changes"] >= 3 * 2  # per renewal: one rule out, one in
     state = daemon.state()
     assert all(r["present"] for r in state["rules"] + state["routes"])
-    assert lab.tcp_connect(lab.client, "10.225.176.83")
+    assert lab.probes.tcp_connect(lab.client, "10.225.176.83")
 
 
 def test_expired_lease_removes_address_and_rule_then_rediscovery_restores_them(
@@ -277,7 +282,7 @@ def test_expired_lease_removes_address_and_rule_then_rediscovery_restores_them(
 ) -> None:
     lab = start_lab(lease_seconds=4)  # busybox udhcpd: a lease that can expire in seconds
     try:
-        d = RunningDaemon(lab, write_config(tmp_path, lab), tmp_path)
+        d = start_daemon(lab, write_config(tmp_path, lab), tmp_path)
         try:
             d.wait_ready()
             assert ADDR.server_data4 in owned_sources4(lab)

@@ -12,12 +12,8 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from polroutd.netlink.kernel import BATCH
-from tests.netns_tools import ip, namespace
-
-pytestmark = pytest.mark.netns
+from tests.support.lab_tools import ip, namespace
 
 # Runs inside the namespace (eth0 has 10.1.0.2/24); prints [errno, message] per operation.
 PROBE = r"""
