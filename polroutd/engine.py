@@ -37,13 +37,29 @@ class Kernel(Protocol):
 
 LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
 
+Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
 RECORD_SETTLED = 1.0  # seconds after a change from which the recorded-tables file is cached
+
+
+def read_system_registry(config: Config) -> tables.NameRegistry:
+    """The system's table and protocol names: never polroutd's own records file."""
+    tables_file = config.daemon.rt_tables_file
+    return rt_tables.read_registry(
+        rt_tables.config_dirs_for(tables_file), exclude=Path(tables_file) if tables_file else None
+    )
+
+
+def registry_signature(config: Config) -> rt_tables.RegistrySignature:
+    tables_file = config.daemon.rt_tables_file
+    return rt_tables.registry_signature(
+        rt_tables.config_dirs_for(tables_file), exclude=Path(tables_file) if tables_file else None
+    )
 
 
 def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
     """The name registry and protocol number for a configuration; raises ConfigError for names
     that cannot be resolved, before anything touches the kernel."""
-    registry = rt_tables.read_registry(rt_tables.config_dirs_for(config.daemon.rt_tables_file))
+    registry = read_system_registry(config)
     protocol = tables.resolve_protocol(config.daemon.protocol, registry, config.source)
     tables_file = config.daemon.rt_tables_file
     recorded = rt_tables.read_recorded(Path(tables_file)) if tables_file else {}
@@ -61,48 +77,63 @@ class Engine:
         *,
         lease_reader: LeaseReader | None = None,
         applied_tables: Mapping[str, int] | None = None,
+        applied_unused: Mapping[str, float] | None = None,
+        wallclock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.kernel = kernel
+        self._registry_signature = registry_signature(config)
         self.registry, self.protocol = resolve_names(config)
+        self._wallclock = wallclock
         self._lease_reader = lease_reader or self._read_leases
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
-        self._recorded_cache: tuple[tuple[int, ...], dict[str, int]] | None = None
+        self._recorded_cache: tuple[tuple[int, ...], Records] | None = None
         # The table numbers last applied: they stay with their names even when there is no
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
+        self._applied_unused: dict[str, float] = dict(applied_unused or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
         found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
         return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
-    def _recorded(self) -> dict[str, int]:
+    def _recorded(self) -> Records:
         """The table numbers applied so far in this process, overridden by the recorded-tables
-        file (which carries them across restarts)."""
-        return {**self._applied_tables, **self._recorded_file()}
+        file (which carries them across restarts); and since when unused ones are unused."""
+        recorded, unused = self._recorded_file()
+        kept_here = {name: when for name, when in self._applied_unused.items()
+                     if name not in recorded}
+        return {**self._applied_tables, **recorded}, {**kept_here, **unused}
 
-    def _recorded_file(self) -> dict[str, int]:
+    def _refresh_registry(self) -> None:
+        """Reads the system's names again when their files changed (the protocol stays)."""
+        signature = registry_signature(self.config)
+        if signature != self._registry_signature:
+            self._registry_signature = signature
+            self.registry = read_system_registry(self.config)
+
+    def _recorded_file(self) -> Records:
         """The recorded-tables file, parsed again only when it changed (by its inode, size and
         times; contents read within a second of a change are not reused, since a quick second
         change could keep the same timestamp)."""
         if self._tables_file is None:
-            return {}
+            return {}, {}
         try:
             info = os.stat(self._tables_file)
         except OSError:
             self._recorded_cache = None
-            return rt_tables.read_recorded(self._tables_file)
+            return rt_tables.read_records(self._tables_file)
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         cached = self._recorded_cache
         if cached is not None and cached[0] == key:
-            return dict(cached[1])
-        recorded = rt_tables.read_recorded(self._tables_file)
+            return dict(cached[1][0]), dict(cached[1][1])
+        records = rt_tables.read_records(self._tables_file)
         settled = time.time() - max(info.st_mtime, info.st_ctime) > RECORD_SETTLED
-        self._recorded_cache = (key, dict(recorded)) if settled else None
-        return recorded
+        self._recorded_cache = (key, (dict(records[0]), dict(records[1]))) if settled else None
+        return records
 
     def _lease_candidates(
         self, state: KernelState, managed: Sequence[tuple[Link, InterfaceSpec | None]]
@@ -118,15 +149,19 @@ class Engine:
         }
 
     def decide(self, state: KernelState) -> Decision:
+        self._refresh_registry()
         managed = managed_links(state, self.config)
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
+        recorded, unused_since = self._recorded()
         assignment = tables.assign_tables(
             table_requests(managed),
             registry=self.registry,
-            recorded=self._recorded(),
+            recorded=recorded,
             table_range=self.config.daemon.table_range,
             in_use=foreign_tables,
             source=self.config.source,
+            unused_since=unused_since,
+            now=self._wallclock(),
         )
         named = {**self.registry.tables, **assignment.recorded}
         named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
@@ -136,6 +171,7 @@ class Engine:
             tables=assignment.by_interface,
             named_tables=named,
             lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
+            table_errors=assignment.unassigned,
         )
         desired = desired_state(state, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}
@@ -147,7 +183,7 @@ class Engine:
             | {self.protocol: self._protocol_name()},
         )
         return Decision(state, desired, make_plan(desired, state, self.protocol), description,
-                        assignment.recorded)
+                        assignment.recorded, assignment.unused_since)
 
     def _protocol_name(self) -> str:
         setting = self.config.daemon.protocol
@@ -161,14 +197,20 @@ class Engine:
         """Table name -> number as last applied (hand it to the Engine that replaces this one)."""
         return self._applied_tables
 
+    @property
+    def applied_unused(self) -> Mapping[str, float]:
+        """Since when the unused ones among ``applied_tables`` are unused."""
+        return self._applied_unused
+
     def record_tables(self, decision: Decision) -> bool:
         """Keeps the rt_tables.d file in step, so ``ip`` shows table names and numbers survive a
         restart. True if rewritten. A file that cannot be written stops nothing: the reason is
         kept in ``tables_file_error`` (the kernel needs numbers, not names)."""
         self._applied_tables = dict(decision.recorded_tables)
+        self._applied_unused = dict(decision.unused_tables)
         if self._tables_file is None:
             return False
-        content = tables.render_recorded(decision.recorded_tables)
+        content = tables.render_recorded(decision.recorded_tables, decision.unused_tables)
         try:
             written = rt_tables.write_if_changed(self._tables_file, content)
         except OSError as exc:

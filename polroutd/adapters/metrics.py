@@ -79,6 +79,13 @@ class Metrics:
             ["interface", "family"],
             registry=r,
         )
+        self.conflicts = Gauge(
+            "polroutd_conflicts",
+            "Foreign objects standing where polroutd wants its own (a foreign route in one of "
+            "polroutd's tables, a foreign rule with polroutd's selector and priority).",
+            ["kind"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "polroutd_config_reloads",
             "Configuration reloads (SIGHUP), by result.",
@@ -95,6 +102,7 @@ class Metrics:
             self.reconciles.labels(result=result)
             self.config_reloads.labels(result=result)
         for kind in ("rule", "route"):
+            self.conflicts.labels(kind=kind).set(0)
             for change in ("missing", "unexpected", "changed"):
                 self.drift.labels(kind=kind, change=change)
             for op in ("add", "delete", "replace"):

@@ -78,12 +78,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "in_sync": plan.empty,
                     "operations": [operation_json(op, decision.names) for op in plan.operations],
                     "conflicts": [conflict_json(c, decision.names) for c in plan.conflicts],
+                    "skipped": [{"name": s.name, "index": s.index, "reason": s.reason}
+                                for s in decision.desired.skipped],
                 },
                 indent=2,
             )
         )
     else:
         _print_plan(plan, decision.names)
+        for skipped in decision.desired.skipped:
+            print(f"- skipped {skipped.name}: {skipped.reason}")
         count = len(plan.operations)
         print("in sync: nothing to do" if plan.empty else f"{count} operation(s) pending")
     return EXIT_OK if plan.empty else EXIT_USAGE

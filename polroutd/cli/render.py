@@ -115,7 +115,7 @@ def _rule_owner(rule: Rule, interfaces: Sequence[ManagedInterface]) -> ManagedIn
     """The interface holding the rule's source address; rules without one (main-first's
     suppress rule) go with the first interface."""
     for interface in interfaces:
-        if any(a.split("/")[0] == rule.src for a in interface.addresses):
+        if any(a.split("/")[0].split()[0] == rule.src for a in interface.addresses):
             return interface
     owner = next((i for i in interfaces if i.table_id == rule.table), None)
     return owner or interfaces[0]

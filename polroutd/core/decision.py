@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from polroutd.core.describe import Names
 from polroutd.core.model import DesiredState, KernelState, Plan
@@ -18,3 +18,4 @@ class Decision:
     plan: Plan
     names: Names
     recorded_tables: Mapping[str, int]
+    unused_tables: Mapping[str, float] = field(default_factory=dict)  # name -> unused since

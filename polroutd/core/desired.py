@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
 from polroutd.core.limits import (
@@ -29,6 +29,7 @@ from polroutd.core.model import (
     ManagedInterface,
     Route,
     Rule,
+    SkippedInterface,
     family_name,
     host_len,
 )
@@ -45,27 +46,66 @@ class Inputs:
     tables: Mapping[str, TableRef]  # interface name -> its table
     named_tables: Mapping[str, int]  # every table name known (for extra routes' "table")
     lease_gateways: Mapping[str, str]  # interface name -> IPv4 router from its DHCP lease
+    # interface name -> why it has no table (no number left in table_range): it is skipped
+    table_errors: Mapping[str, str] = field(default_factory=dict)
 
 
 def managed_links(state: KernelState, config: Config) -> list[tuple[Link, InterfaceSpec | None]]:
     """The interfaces polroutd manages, by name, with the configuration entry that matched."""
+    return select_links(state, config)[0]
+
+
+def select_links(
+    state: KernelState, config: Config
+) -> tuple[list[tuple[Link, InterfaceSpec | None]], list[SkippedInterface]]:
+    """The interfaces polroutd manages, and those selected (by a configuration entry, or by the
+    default rule) that it leaves alone with the reason: loopbacks, VRF devices and ports of a
+    VRF, bond, bridge or team (docs/topologies.md)."""
     links = sorted(state.links, key=lambda link: link.name)
+    selected: list[tuple[Link, InterfaceSpec | None]] = []
     if config.interfaces:
-        matched: list[tuple[Link, InterfaceSpec | None]] = []
         for link in links:
             spec = next((s for s in config.interfaces if fnmatchcase(link.name, s.name)), None)
             if spec is not None:
-                matched.append((link, spec))
-        return matched
-    with_global = {a.ifindex for a in state.addresses if a.is_global}
-    excluded = config.daemon.exclude
-    return [
-        (link, None)
-        for link in links
-        if not link.loopback
-        and link.ifindex in with_global
-        and not _excluded(link.name, tuple(excluded))
-    ]
+                selected.append((link, spec))
+    else:
+        with_global = {a.ifindex for a in state.addresses if a.is_global}
+        excluded = tuple(config.daemon.exclude)
+        selected = [
+            (link, None) for link in links
+            if link.ifindex in with_global and not _excluded(link.name, excluded)
+        ]
+    if not any(link.loopback or link.master or link.kind == "vrf" for link, _ in selected):
+        return selected, []
+    by_index = state.link_by_index()
+    managed: list[tuple[Link, InterfaceSpec | None]] = []
+    skipped: list[SkippedInterface] = []
+    for link, spec in selected:
+        reason = _unmanageable(link, by_index)
+        if reason is None:
+            managed.append((link, spec))
+        elif spec is not None or not link.loopback:  # lo is silently left out by default
+            skipped.append(SkippedInterface(link.name, link.ifindex, reason))
+    return managed, skipped
+
+
+def _unmanageable(link: Link, by_index: Mapping[int, Link]) -> str | None:
+    """Why polroutd must leave this interface alone, if it must."""
+    if link.loopback:
+        return "a loopback interface: its addresses are local, not a way out"
+    if link.kind == "vrf":
+        return "a VRF device: the VRF's own table routes for its ports"
+    if link.master is None:
+        return None
+    master = by_index.get(link.master)
+    name = master.name if master else f"ifindex {link.master}"
+    kind = master.kind if master and master.kind else "master"
+    if kind == "vrf":
+        return (
+            f"enslaved to VRF {name}: its addresses are local only inside the VRF, so a source "
+            "rule outside it cannot work; policy routing inside a VRF is out of scope"
+        )
+    return f"a port of {kind} {name}: traffic leaves through {name}, which polroutd may manage"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -143,9 +183,15 @@ def choose_gateway(
     )
     if defaults:
         best = defaults[0]
+        passed_over = tuple(
+            (other.gateway or "dev " + link.name,
+             f"metric {other.metric}; one default per interface and family, the lowest metric "
+             "(then address) wins")
+            for other in defaults[1:]
+        )
         if best.gateway is None:
-            return Gateway(None, "main-table", device_route=True)
-        return Gateway(best.gateway, "main-table")
+            return Gateway(None, "main-table", device_route=True, passed_over=passed_over)
+        return Gateway(best.gateway, "main-table", passed_over=passed_over)
     if family == AF_INET and link.name in inputs.lease_gateways:
         return Gateway(inputs.lease_gateways[link.name], "dhcp-lease")
     lease_note = " and no readable DHCP lease names a router" if family == AF_INET else ""
@@ -194,9 +240,12 @@ def _connected_routes(
 ) -> list[Route]:
     routes: dict[tuple[int, str, int], Route] = {}
     for a in addresses:
-        if a.prefixlen >= host_len(a.family) or a.flags & IFA_F_NOPREFIXROUTE:
+        if a.flags & IFA_F_NOPREFIXROUTE or (
+            a.prefixlen >= host_len(a.family) and a.peer is None
+        ):
             continue
-        key = (a.family, _network_address(a.address, a.prefixlen), a.prefixlen)
+        # With a peer, the kernel's route is the peer's prefix (a /32 one too), from LOCAL.
+        key = (a.family, _network_address(a.network_address, a.prefixlen), a.prefixlen)
         if key in routes:
             continue  # the primary (sorted first) address is the source for the prefix
         routes[key] = Route(
@@ -257,7 +306,12 @@ def _unmanaged_copies(
 def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
     config = inputs.config
     protocol = inputs.protocol
-    managed = managed_links(state, config)
+    selected, skipped = select_links(state, config)
+    managed = [(link, spec) for link, spec in selected if link.name in inputs.tables]
+    skipped.extend(
+        SkippedInterface(link.name, link.ifindex, inputs.table_errors.get(link.name, "no table"))
+        for link, _ in selected if link.name not in inputs.tables
+    )
     managed_indexes = {link.ifindex for link, _ in managed}
     down = {link.ifindex for link in state.links if not link.up}
     copies = (
@@ -311,8 +365,14 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
             want(route)
         families_here = {a.family for a in addresses}
         for family in FAMILIES:
-            if gateways[family].present and family in families_here:  # no rule, no use
+            if not gateways[family].present:
+                continue
+            if family in families_here:
                 want(_default_route(family, gateways[family], table.id, link.ifindex, protocol))
+            else:  # no rule, no use: say so rather than show a gateway that is not installed
+                gateways[family] = replace(gateways[family], not_installed=(
+                    f"no global {family_name(family)} address on {link.name}: no rule uses "
+                    "the table, so no default route is installed there"))
         for extra in spec.routes if spec else ():
             want(_extra_route(extra, table.id, link.ifindex, inputs))
         for copy in copies:
@@ -320,7 +380,7 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         interfaces.append(
             ManagedInterface(
                 name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
-                addresses=tuple(f"{a.address}/{a.prefixlen}" for a in addresses),
+                addresses=tuple(a.text() for a in addresses),
                 table_id=table.id, table_name=table.name, priority=priority,
                 gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
             )
@@ -340,6 +400,7 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         rules=tuple(sorted(rules.values(), key=rule_order)),
         routes=tuple(sorted(routes.values(), key=route_order)),
         tables=frozenset(inputs.tables[link.name].id for link, _ in managed),
+        skipped=tuple(sorted(skipped, key=lambda s: s.name)),
     )
 
 

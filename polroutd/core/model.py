@@ -42,6 +42,7 @@ class Link(NamedTuple):
     carrier: bool  # IFF_LOWER_UP
     loopback: bool = False
     kind: str | None = None  # IFLA_INFO_KIND: "veth", "bridge", ...
+    master: int | None = None  # IFLA_MASTER: the VRF, bond or bridge this link is a port of
 
 
 class Address(NamedTuple):
@@ -51,6 +52,18 @@ class Address(NamedTuple):
     prefixlen: int
     scope: int = RT_SCOPE_UNIVERSE
     flags: int = 0
+    peer: str | None = None  # ``ip addr add LOCAL peer PEER/LEN``: the prefix is the peer's
+
+    @property
+    def network_address(self) -> str:
+        """The address the connected prefix is taken from: the peer's when there is one."""
+        return self.peer if self.peer is not None else self.address
+
+    def text(self) -> str:
+        """As ``ip addr`` writes it: ``10.0.0.1/24``, or ``10.0.0.1 peer 10.9.0.2/24``."""
+        if self.peer is not None:
+            return f"{self.address} peer {self.peer}/{self.prefixlen}"
+        return f"{self.address}/{self.prefixlen}"
 
     @property
     def secondary(self) -> bool:
@@ -202,6 +215,10 @@ class Gateway:
     reason: str | None = None  # set when address is None and no device route applies
     device_route: bool = False  # "default dev I" without a next hop (point-to-point links)
     wanted: bool = True  # False when the configuration says gateway = "none"
+    # Other default routes via the interface that lost (address, why): one gateway per
+    # interface and family (docs/topologies.md, several subnets on one interface).
+    passed_over: tuple[tuple[str, str], ...] = ()
+    not_installed: str | None = None  # why a known gateway gets no default route
 
     @property
     def present(self) -> bool:
@@ -232,11 +249,22 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedInterface:
+    """An interface the configuration (or the default selection) names but polroutd leaves
+    alone, and why: a port of a VRF, bond or bridge, a loopback, or no table number left."""
+
+    name: str
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     interfaces: tuple[ManagedInterface, ...]
     rules: tuple[Rule, ...]
     routes: tuple[Route, ...]
     tables: frozenset[int]  # every table polroutd uses per interface
+    skipped: tuple[SkippedInterface, ...] = ()
 
     def route_keys(self) -> frozenset[RouteKey]:
         return frozenset(route.key for route in self.routes)

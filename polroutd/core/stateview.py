@@ -31,6 +31,12 @@ def _gateway(gateway: Gateway) -> dict[str, Any]:
     }
     if gateway.device_route:
         out["device_route"] = True
+    if gateway.not_installed:
+        out["not_installed"] = gateway.not_installed
+    if gateway.passed_over:
+        out["passed_over"] = [
+            {"address": address, "reason": reason} for address, reason in gateway.passed_over
+        ]
     return out
 
 
@@ -75,6 +81,7 @@ def state_document(
         "mode": mode,
         "protocol": protocol,
         "interfaces": [],
+        "skipped": [],
         "rules": [],
         "routes": [],
         "conflicts": [],
@@ -97,6 +104,9 @@ def state_document(
             "gateway": {"ipv4": _gateway(i.gateway4), "ipv6": _gateway(i.gateway6)},
         }
         for i in decision.desired.interfaces
+    ]
+    doc["skipped"] = [
+        {"name": s.name, "index": s.index, "reason": s.reason} for s in decision.desired.skipped
     ]
     doc["rules"] = [
         {**rule_json(r, names), "present": r.identity() in rules_present}

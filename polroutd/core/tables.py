@@ -8,10 +8,10 @@ allocated to a name, stays with it. The files these names come from are read by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from polroutd.core.errors import ConfigError, TableRangeExhausted
+from polroutd.core.errors import ConfigError
 from polroutd.core.globs import is_glob
 from polroutd.core.limits import (
     MAX_PROTOCOL,
@@ -31,6 +31,7 @@ WELL_KNOWN_PROTOCOLS: Mapping[str, int] = {
 }
 
 RECORDED_HEADER = "# Managed by polroutd; table numbers stay stable across restarts.\n"
+UNUSED_MARK = "# unused-since"  # after a record: since when (unix time) no interface uses it
 
 
 def parse_name_file(text: str) -> dict[str, int]:
@@ -48,6 +49,20 @@ def parse_name_file(text: str) -> dict[str, int]:
         if number is not None:
             names.setdefault(words[1], number)
     return names
+
+
+def parse_recorded(text: str) -> tuple[dict[str, int], dict[str, float]]:
+    """polroutd's own file: the records, and since when each unused one has been unused."""
+    recorded = parse_name_file(text)
+    unused_since: dict[str, float] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 5 and " ".join(words[2:4]) == UNUSED_MARK and words[1] in recorded:
+            try:
+                unused_since.setdefault(words[1], float(words[4]))
+            except ValueError:
+                continue
+    return recorded, unused_since
 
 
 def _parse_number(word: str) -> int | None:
@@ -70,6 +85,13 @@ class NameRegistry:
     def table_name(self, number: int) -> str | None:
         """The first name registered for a table number."""
         return next((name for name, n in self.tables.items() if n == number), None)
+
+    def names_by_number(self) -> dict[int, str]:
+        """number -> its first name (one pass, for many lookups)."""
+        names: dict[int, str] = {}
+        for name, number in self.tables.items():
+            names.setdefault(number, name)
+        return names
 
 
 def resolve_protocol(setting: str | int, registry: NameRegistry, source: str) -> int:
@@ -108,6 +130,9 @@ class TableRef:
 class TableAssignment:
     by_interface: Mapping[str, TableRef]
     recorded: Mapping[str, int]  # what the recorded-tables file should hold now
+    # recorded names no interface uses now -> since when (their numbers are reused, oldest first)
+    unused_since: Mapping[str, float] = field(default_factory=dict)
+    unassigned: Mapping[str, str] = field(default_factory=dict)  # interface -> why no table
 
 
 def assign_tables(
@@ -118,6 +143,8 @@ def assign_tables(
     table_range: tuple[int, int],
     in_use: Set[int],
     source: str,
+    unused_since: Mapping[str, float] | None = None,
+    now: float = 0.0,
 ) -> TableAssignment:
     """The table of each interface, from (interface name, table setting) pairs.
 
@@ -126,16 +153,20 @@ def assign_tables(
     ``table_range`` that no name, record or foreign route (``in_use``) holds, allocated in sorted
     name order. A record whose number is now taken explicitly or by another record, or whose
     name the system's rt_tables now defines, is dropped (and allocated afresh if still wanted);
-    every other record is kept, so a number stays with its name even while the interface is gone.
+    every other record is kept, so a number stays with its name while the interface is gone.
+    Only when the range is full is the number of the record unused longest (``unused_since``,
+    else ``now``) handed to a new name; an interface for which even that finds no number is
+    left in ``unassigned`` with the reason, and the others still get theirs.
     """
     refs: dict[str, TableRef] = {}
     pending: dict[str, list[str]] = {}  # table name -> interfaces waiting for its number
     targets = {interface: _target(interface, setting) for interface, setting in requests}
     explicit = {interface: targets[interface] for interface, setting in requests
                 if setting is not None}
+    names = registry.names_by_number() if any(isinstance(t, int) for t in targets.values()) else {}
     for interface, target in targets.items():
         if isinstance(target, int):
-            refs[interface] = TableRef(target, registry.table_name(target))
+            refs[interface] = TableRef(target, names.get(target))
         elif (number := _system_number(target, registry, recorded)) is not None:
             refs[interface] = TableRef(number, target)
         else:
@@ -145,26 +176,44 @@ def assign_tables(
     used = set(registry.tables.values()) | set(kept.values()) | set(in_use) | claimed
     used |= RESERVED_TABLES
     low, high = table_range
+    since = unused_since or {}
+    unused = {name: since.get(name, now) for name in kept if name not in pending}
+    # Numbers that may be handed on once the range is full, unused longest first.
+    reusable = sorted(
+        (when, number, name) for name, when in unused.items()
+        if low <= (number := kept[name]) <= high and number not in in_use
+    )
+    reusable.reverse()  # popped from the end
     allocated: dict[str, int] = {}
+    unassigned: dict[str, str] = {}
     candidate = low
     for name in sorted(pending):
         number = kept.get(name)
         if number is None:
             while candidate in used:
                 candidate += 1
-            if candidate > high:
-                raise TableRangeExhausted(
-                    source,
-                    "daemon.table_range",
-                    f"no free table number left in {low}..{high} for table {name!r}; "
-                    "widen the range",
-                )
-            number = allocated[name] = candidate
-            used.add(number)
+            if candidate <= high:
+                number = candidate
+                used.add(number)
+            elif reusable:
+                _, number, previous = reusable.pop()
+                del kept[previous], unused[previous]
+            else:
+                for interface in pending[name]:
+                    unassigned[interface] = (
+                        f"no free table number left in {low}..{high} for table {name!r} "
+                        "(every number is used by an interface present now): widen "
+                        f"daemon.table_range in {source}"
+                    )
+                continue
+            allocated[name] = number
         for interface in pending[name]:
             refs[interface] = TableRef(number, name)
     _check_distinct(refs, explicit, source)
-    return TableAssignment(by_interface=refs, recorded={**kept, **allocated})
+    return TableAssignment(
+        by_interface=refs, recorded={**kept, **allocated}, unused_since=unused,
+        unassigned=unassigned,
+    )
 
 
 def _target(interface: str, setting: str | int | None) -> str | int:
@@ -186,10 +235,12 @@ def _kept_records(
 ) -> dict[str, int]:
     """The records still valid: one name per number, not reserved, not taken or renamed."""
     kept: dict[str, int] = {}
-    for name, number in sorted(recorded.items(), key=lambda item: (item[1], item[0])):
-        taken = number in claimed or number in kept.values() or number in RESERVED_TABLES
+    numbers: set[int] = set()
+    for name, number in sorted(recorded.items(), key=_by_number):
+        taken = number in claimed or number in numbers or number in RESERVED_TABLES
         if not taken and _system_number(name, registry, recorded) is None:
             kept[name] = number
+            numbers.add(number)
     return kept
 
 
@@ -251,8 +302,16 @@ def check_route_tables(
             )
 
 
-def render_recorded(recorded: Mapping[str, int]) -> str:
-    lines = [f"{number} {name}\n" for name, number in sorted(recorded.items(), key=_by_number)]
+def render_recorded(
+    recorded: Mapping[str, int], unused_since: Mapping[str, float] | None = None
+) -> str:
+    """The file's text; an unused record says since when (``ip`` ignores what follows a name)."""
+    since = unused_since or {}
+    lines = []
+    for name, number in sorted(recorded.items(), key=_by_number):
+        when = since.get(name)
+        mark = "" if when is None else f" {UNUSED_MARK} {int(when)}"
+        lines.append(f"{number} {name}{mark}\n")
     return RECORDED_HEADER + "".join(lines)
 
 

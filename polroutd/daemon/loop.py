@@ -19,10 +19,19 @@ from typing import Any, Protocol
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
-from polroutd.core.describe import operation_text
+from polroutd.core.describe import conflict_text, operation_text
 from polroutd.core.errors import ConfigError, KernelError, Overrun
 from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
-from polroutd.core.model import DesiredState, KernelState, Operation, OpResult, RuleOp, family_name
+from polroutd.core.model import (
+    DesiredState,
+    KernelState,
+    Operation,
+    OpResult,
+    Route,
+    Rule,
+    RuleOp,
+    family_name,
+)
 from polroutd.core.plan import Classified, classify
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
@@ -83,7 +92,7 @@ class Status:
     results: list[OpResult] = field(default_factory=list)
     last: LastReconcile | None = None
     converged_once: bool = False
-    in_sync: bool = False  # the last reconcile succeeded
+    in_sync: bool = False  # the last reconcile succeeded and no foreign object is in the way
     # The desired state of the last successful reconcile: drift is measured against it.
     last_good: DesiredState | None = None
     config_error: str | None = None
@@ -128,6 +137,8 @@ class Daemon:
         self._reload_requested = False
         self._tasks: list[asyncio.Task[None]] = []
         self._gateway_labels: set[tuple[str, str]] = set()
+        self._conflicts_seen: set[Rule | Route] = set()  # the foreign objects warned about
+        self._skipped_seen: set[tuple[str, str]] = set()  # (interface, reason) logged
 
     # --- control ------------------------------------------------------------------------------
 
@@ -153,6 +164,9 @@ class Daemon:
         s = self.status
         if not s.converged_once:
             return False, "the first reconcile has not converged yet"
+        if not s.in_sync and s.decision is not None and s.decision.plan.conflicts:
+            count = len(s.decision.plan.conflicts)
+            return False, f"{count} foreign object(s) in polroutd's way; see /state conflicts"
         if not s.in_sync:
             return False, "the last reconcile failed; see /state last_reconcile.errors"
         return True, "ready"
@@ -321,7 +335,8 @@ class Daemon:
         try:
             config = self.deps.load_config()
             engine = Engine(config, self.deps.kernel, lease_reader=self.deps.lease_reader,
-                            applied_tables=self.engine.applied_tables)
+                            applied_tables=self.engine.applied_tables,
+                            applied_unused=self.engine.applied_unused)
         except ConfigError as exc:
             self.status.config_error = str(exc)
             self.prom.config_reloads.labels(result="error").inc()
@@ -441,8 +456,17 @@ class Daemon:
                 expected=expected,
                 action="retrying with backoff",
             )
+        seen = set()
         for conflict in decision.plan.conflicts:
-            log.debug("conflict", kind=conflict.kind, message=conflict.message)
+            seen.add(conflict.foreign)
+            if conflict.foreign not in self._conflicts_seen:  # once per conflict, not per pass
+                log.warning("conflict", kind=conflict.kind, text=conflict_text(conflict, names),
+                            action="left alone (not polroutd's); not in sync until it goes")
+        self._conflicts_seen = seen
+        skipped = {(i.name, i.reason) for i in decision.desired.skipped}
+        for name, reason in sorted(skipped - self._skipped_seen):
+            log.info("interface_skipped", interface=name, reason=reason)
+        self._skipped_seen = skipped
 
     def _finish(
         self,
@@ -479,10 +503,13 @@ class Daemon:
         if decision is not None:
             s.decision, s.results = decision, results
             self._update_gauges(decision, results)
-        s.in_sync = success
+        # A foreign object where polroutd wants its own (e.g. a VRF later created on one of its
+        # table numbers) leaves the kernel not as desired, though nothing failed.
+        conflicts = decision.plan.conflicts if decision is not None else ()
+        s.in_sync = success and not conflicts
         if success and decision is not None:
             s.last_good = decision.desired
-        self.prom.in_sync.set(1 if success else 0)
+        self.prom.in_sync.set(1 if s.in_sync else 0)
         if success:
             self.prom.last_success.set(self.deps.wallclock())
             if not s.converged_once:
@@ -506,6 +533,9 @@ class Daemon:
         self.prom.owned_rules.set(rules)
         self.prom.owned_routes.set(routes)
         self.prom.managed_interfaces.set(len(decision.desired.interfaces))
+        for kind in ("rule", "route"):
+            self.prom.conflicts.labels(kind=kind).set(
+                sum(c.kind == kind for c in decision.plan.conflicts))
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
             families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}

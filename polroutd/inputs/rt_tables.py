@@ -12,41 +12,86 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from polroutd.core.limits import RESERVED_PROTOCOLS, RESERVED_TABLE_NAMES
-from polroutd.core.tables import WELL_KNOWN_PROTOCOLS, NameRegistry, parse_name_file
+from polroutd.core.tables import (
+    WELL_KNOWN_PROTOCOLS,
+    NameRegistry,
+    parse_name_file,
+    parse_recorded,
+)
 
 ETC_DIR = Path("/etc/iproute2")
 USR_DIR = Path("/usr/share/iproute2")
 DEFAULT_CONFIG_DIRS = (ETC_DIR, USR_DIR)
+# Name files are read up to this size (iproute2's own are a few hundred bytes; polroutd's holds
+# at most one line per number of its range): a runaway file costs a bounded read, not minutes.
+MAX_NAME_FILE_BYTES = 4 << 20
+RegistrySignature = tuple[tuple[str, int, int, int, int], ...]
 
-def read_registry(config_dirs: Sequence[Path] = DEFAULT_CONFIG_DIRS) -> NameRegistry:
+
+def read_registry(
+    config_dirs: Sequence[Path] = DEFAULT_CONFIG_DIRS, exclude: Path | None = None
+) -> NameRegistry:
     """The names in ``rt_tables``, ``rt_tables.d/*.conf``, ``rt_protos`` and ``rt_protos.d``.
 
     Earlier directories win over later ones; the kernel's reserved names always win, and the
-    well-known protocols fill in what no file names.
+    well-known protocols fill in what no file names. ``exclude`` is polroutd's own records
+    file: its memory, not the system's registry.
     """
     tables = {name: number for name, number in RESERVED_TABLE_NAMES.items()}
     protocols = {name: number for number, name in RESERVED_PROTOCOLS.items()}
     for directory in config_dirs:
-        for name, number in _read_names(directory, "rt_tables").items():
+        for name, number in _read_names(directory, "rt_tables", exclude).items():
             tables.setdefault(name, number)
-        for name, number in _read_names(directory, "rt_protos").items():
+        for name, number in _read_names(directory, "rt_protos", exclude).items():
             protocols.setdefault(name, number)
     for name, number in WELL_KNOWN_PROTOCOLS.items():
         protocols.setdefault(name, number)
     return NameRegistry(tables=tables, protocols=protocols)
 
 
-def _read_names(directory: Path, base: str) -> dict[str, int]:
-    names: dict[str, int] = {}
+def _name_files(directory: Path, base: str, exclude: Path | None) -> list[Path]:
     drop_ins = sorted((directory / f"{base}.d").glob("*.conf"))
-    for path in [directory / base, *drop_ins]:
+    skip = exclude.absolute() if exclude is not None else None
+    return [path for path in [directory / base, *drop_ins] if path.absolute() != skip]
+
+
+def _read_names(directory: Path, base: str, exclude: Path | None) -> dict[str, int]:
+    names: dict[str, int] = {}
+    for path in _name_files(directory, base, exclude):
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = read_bounded(path)
         except OSError:
             continue  # iproute2 also skips files it cannot read
         for name, number in parse_name_file(text).items():
             names.setdefault(name, number)
     return names
+
+
+def read_bounded(path: Path) -> str:
+    """A name file's text, at most ``MAX_NAME_FILE_BYTES`` of it (a cut last line dropped)."""
+    with path.open("rb") as file:
+        data = file.read(MAX_NAME_FILE_BYTES + 1)
+    if len(data) > MAX_NAME_FILE_BYTES:
+        data = data[: data.rfind(b"\n", 0, MAX_NAME_FILE_BYTES) + 1]
+    return data.decode("utf-8", errors="replace")
+
+
+def registry_signature(
+    config_dirs: Sequence[Path], exclude: Path | None = None
+) -> RegistrySignature:
+    """What changes when the system's name files change (their drop-in directories' entries,
+    each file's inode, size and times): the registry is read again only then."""
+    found = []
+    for directory in config_dirs:
+        for base in ("rt_tables", "rt_protos"):
+            for path in [directory / f"{base}.d", *_name_files(directory, base, exclude)]:
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    continue
+                found.append((str(path), info.st_ino, info.st_size, info.st_mtime_ns,
+                              info.st_ctime_ns))
+    return tuple(found)
 
 
 def config_dirs_for(rt_tables_file: str) -> tuple[Path, ...]:
@@ -62,10 +107,16 @@ def config_dirs_for(rt_tables_file: str) -> tuple[Path, ...]:
 
 def read_recorded(path: Path) -> dict[str, int]:
     """Our own recorded tables; none when the file does not exist yet."""
+    return read_records(path)[0]
+
+
+def read_records(path: Path) -> tuple[dict[str, int], dict[str, float]]:
+    """Our own recorded tables and since when the unused ones are unused; none when the file
+    does not exist yet."""
     try:
-        return parse_name_file(path.read_text(encoding="utf-8", errors="replace"))
+        return parse_recorded(read_bounded(path))
     except (FileNotFoundError, NotADirectoryError):  # not written yet, or cannot be
-        return {}
+        return {}, {}
 
 
 def write_if_changed(path: Path, content: str) -> bool:

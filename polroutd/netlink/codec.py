@@ -61,6 +61,7 @@ EVENT_GROUPS = (
 
 # Attributes.
 IFLA_IFNAME = 3
+IFLA_MASTER = 10
 IFLA_LINKINFO = 18
 IFLA_INFO_KIND = 1
 IFA_ADDRESS = 1
@@ -180,7 +181,7 @@ def decode_error(payload: bytes, flags: int) -> tuple[int, str | None]:
 
 def decode_link(payload: bytes) -> Link | None:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(payload, 0)
-    name, kind = None, None
+    name, kind, master = None, None, None
     unpack = _ATTR.unpack_from
     offset, end = _IFINFO.size, len(payload)
     while offset + 4 <= end:
@@ -194,12 +195,14 @@ def decode_link(payload: bytes) -> Link | None:
             for itype, ivalue in _attrs(payload[offset + 4 : offset + length], 0):
                 if itype == IFLA_INFO_KIND:
                     kind = _cstr(ivalue)
+        elif atype == IFLA_MASTER and length >= 8:
+            (master,) = _U32.unpack_from(payload, offset + 4)
         offset += (length + 3) & ~3
     if name is None:
         return None
     return Link(
         ifindex=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP),
-        loopback=bool(flags & IFF_LOOPBACK), kind=kind,
+        loopback=bool(flags & IFF_LOOPBACK), kind=kind, master=master or None,
     )
 
 
@@ -222,11 +225,14 @@ def decode_address(payload: bytes) -> Address | None:
         elif atype == IFA_FLAGS:
             (flags,) = _U32.unpack_from(payload[offset + 4 : offset + length], 0)
         offset += (length + 3) & ~3
-    # IFA_LOCAL is ours on point-to-point links; IFA_ADDRESS the peer
-    chosen = local if local is not None else address
-    if chosen is None:
-        return None
-    return Address(index, family, _addr(family, chosen), prefixlen, scope, flags)
+    # IFA_LOCAL is ours; IFA_ADDRESS is the same address, or the peer on point-to-point links
+    # (``ip addr add LOCAL peer PEER/LEN``), whose prefix the kernel's connected route takes.
+    if local is None:
+        if address is None:
+            return None
+        local = address
+    peer = _addr(family, address) if address is not None and address != local else None
+    return Address(index, family, _addr(family, local), prefixlen, scope, flags, peer)
 
 
 def route_table_of(payload: bytes) -> int:

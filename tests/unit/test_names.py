@@ -303,13 +303,13 @@ def test_an_interface_named_like_a_kernel_table_is_refused() -> None:
         assign([("main", None)])
 
 
-def test_exhausted_range_is_an_error() -> None:
+def test_exhausted_range_leaves_only_the_interfaces_without_a_number() -> None:
     assert numbers(assign([("a", None), ("b", None)], table_range=(5, 6))) == {"a": 5, "b": 6}
-    with pytest.raises(ConfigError, match="no free table number") as caught:
-        assign([("a", None), ("b", None), ("c", None)], table_range=(5, 6))
-    assert caught.value.key == "daemon.table_range"
-    with pytest.raises(ConfigError):
-        assign([("a", None)], table_range=(5, 6), in_use=frozenset({5, 6}))
+    crowded = assign([("a", None), ("b", None), ("c", None)], table_range=(5, 6))
+    assert numbers(crowded) == {"a": 5, "b": 6}
+    assert "no free table number left in 5..6 for table 'c'" in crowded.unassigned["c"]
+    full = assign([("a", None)], table_range=(5, 6), in_use=frozenset({5, 6}))
+    assert numbers(full) == {} and set(full.unassigned) == {"a"}
 
 
 def test_allocation_never_hands_out_a_reserved_number() -> None:
