@@ -186,3 +186,10 @@ class Engine:
         """Every object with polroutd's protocol, deleted."""
         nothing = DesiredState(interfaces=(), rules=(), routes=(), tables=frozenset())
         return make_plan(nothing, state, self.protocol)
+
+    def flush(self) -> tuple[list[OpResult], KernelState]:
+        """Deletes every object with polroutd's protocol (``polroutd flush``, and the daemon's
+        cleanup on exit): the results, and the kernel state they were planned from."""
+        state = self.kernel.read_state()
+        plan = self.flush_plan(state)
+        return (self.kernel.apply(plan.operations) if plan.operations else []), state

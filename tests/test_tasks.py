@@ -1,0 +1,137 @@
+"""The daemon's long-lived tasks are supervised: one that fails (or ends) while the daemon runs
+stops the daemon with exit 1 and a log line that names it (polroutd.daemon.tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+
+import pytest
+from structlog.testing import capture_logs
+
+from polroutd.core.model import KernelState, Operation, OpResult
+from polroutd.core.settings import Config, DaemonSettings
+from polroutd.daemon.deps import Deps
+from polroutd.daemon.loop import Daemon
+from polroutd.netlink.kernel import Event
+
+CONFIG = Config(daemon=DaemonSettings(rt_tables_file="", resync_interval=3600, protocol=218))
+
+
+class EmptyKernel:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read_state(self) -> KernelState:
+        self.reads += 1
+        return KernelState()
+
+    def apply(self, operations: Sequence[Operation]) -> list[OpResult]:
+        return [OpResult(op, 0, None) for op in operations]
+
+
+class QuietEvents:
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+
+    def fileno(self) -> int:
+        return self._r
+
+    def drain(self) -> list[Event]:
+        return []
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def ready(self) -> None:
+        self.sent.append("READY=1")
+
+    def reloading(self) -> None:
+        self.sent.append("RELOADING=1")
+
+    def stopping(self) -> None:
+        self.sent.append("STOPPING=1")
+
+    def status(self, text: str) -> None:
+        self.sent.append(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        self.sent.append("WATCHDOG=1")
+
+    def watchdog_interval(self) -> float | None:
+        return 0.01
+
+
+def daemon() -> Daemon:
+    deps = Deps(kernel=EmptyKernel(), events_factory=QuietEvents, notifier=Notifier(),
+                load_config=lambda: CONFIG, lease_reader=lambda _: {})
+    return Daemon(CONFIG, deps)
+
+
+def failures(logs: list[dict[str, object]]) -> list[object]:
+    return [entry["task"] for entry in logs if entry["event"] == "task_failed"]
+
+
+async def test_a_crashing_supervised_task_stops_the_daemon_with_exit_1_naming_it() -> None:
+    d = daemon()
+
+    async def exporter() -> None:
+        await asyncio.sleep(0.05)  # the daemon is up and ready by then
+        raise RuntimeError("exporter bug")
+
+    before = asyncio.all_tasks()
+    with capture_logs() as logs:
+        code = await asyncio.wait_for(d.run({"exporter": exporter()}), 2.0)
+    assert code == 1
+    assert failures(logs) == ["exporter"]
+    [entry] = [e for e in logs if e["event"] == "task_failed"]
+    assert "exporter bug" in str(entry["error"])
+    assert d.status.converged_once  # it was running, not failing to start
+    assert "STOPPING=1" not in d.deps.notifier.sent  # type: ignore[attr-defined]
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_task_that_ends_while_the_daemon_runs_is_a_failure() -> None:
+    d = daemon()
+
+    async def server() -> None:
+        await asyncio.sleep(0.02)
+
+    with capture_logs() as logs:
+        code = await asyncio.wait_for(d.run({"http": server()}), 2.0)
+    assert code == 1
+    assert failures(logs) == ["http"]
+
+
+async def test_the_reconcile_task_is_named_when_it_crashes() -> None:
+    d = daemon()
+    with capture_logs() as logs:
+        run = asyncio.create_task(d.run())
+        await asyncio.sleep(0.05)
+        d.request_reload()
+        d.deps.load_config = lambda: (_ for _ in ()).throw(RuntimeError("loader bug"))
+        assert await asyncio.wait_for(run, 2.0) == 1
+    assert failures(logs) == ["reconcile"]
+
+
+@pytest.mark.parametrize("with_service", [False, True])
+async def test_a_requested_stop_is_exit_0_and_no_failure(with_service: bool) -> None:
+    d = daemon()
+
+    async def service() -> None:
+        await asyncio.Event().wait()
+
+    with capture_logs() as logs:
+        run = asyncio.create_task(d.run({"http": service()} if with_service else None))
+        await asyncio.sleep(0.05)
+        d.request_stop()
+        assert await asyncio.wait_for(run, 2.0) == 0
+    assert failures(logs) == []
+    assert d.health() == (False, "netlink event socket is closed")
