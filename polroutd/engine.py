@@ -6,7 +6,6 @@ the files beside it, and hands the plan to the kernel.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from polroutd.core.model import DesiredState, KernelState, Link, Operation, OpRe
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.inputs import leases, rt_tables
+from polroutd.inputs.filecache import SettledFileCache
 
 
 class Kernel(Protocol):
@@ -37,7 +37,6 @@ class Kernel(Protocol):
 
 LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
 
-RECORD_SETTLED = 1.0  # seconds after a change from which the recorded-tables file is cached
 
 
 def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
@@ -61,48 +60,44 @@ class Engine:
         *,
         lease_reader: LeaseReader | None = None,
         applied_tables: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.kernel = kernel
+        self._clock = clock  # Unix time: lease expiry, and the files' timestamps
         self.registry, self.protocol = resolve_names(config)
         self._lease_reader = lease_reader or self._read_leases
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
-        self._recorded_cache: tuple[tuple[int, ...], dict[str, int]] | None = None
+        self._recorded_file = SettledFileCache(
+            lambda path, _: rt_tables.read_recorded(Path(path)), clock=clock
+        )
+        self._lease_listings = leases.DirectoryListings(clock)
         # The table numbers last applied: they stay with their names even when there is no
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
-        found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
+        found = leases.lease_gateways(
+            interfaces, self.config.daemon.dhcp_lease_paths, self._clock(), self._lease_listings
+        )
         return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
     def _recorded(self) -> dict[str, int]:
         """The table numbers applied so far in this process, overridden by the recorded-tables
         file (which carries them across restarts)."""
-        return {**self._applied_tables, **self._recorded_file()}
+        return {**self._applied_tables, **self._recorded_tables_file()}
 
-    def _recorded_file(self) -> dict[str, int]:
-        """The recorded-tables file, parsed again only when it changed (by its inode, size and
-        times; contents read within a second of a change are not reused, since a quick second
-        change could keep the same timestamp)."""
+    def _recorded_tables_file(self) -> dict[str, int]:
+        """The recorded-tables file, parsed again only when it changed."""
         if self._tables_file is None:
             return {}
         try:
-            info = os.stat(self._tables_file)
+            return dict(self._recorded_file.get(str(self._tables_file)))
         except OSError:
-            self._recorded_cache = None
             return rt_tables.read_recorded(self._tables_file)
-        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        cached = self._recorded_cache
-        if cached is not None and cached[0] == key:
-            return dict(cached[1])
-        recorded = rt_tables.read_recorded(self._tables_file)
-        settled = time.time() - max(info.st_mtime, info.st_ctime) > RECORD_SETTLED
-        self._recorded_cache = (key, dict(recorded)) if settled else None
-        return recorded
 
     def _lease_candidates(
         self, state: KernelState, managed: Sequence[tuple[Link, InterfaceSpec | None]]

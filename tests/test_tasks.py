@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -75,7 +76,7 @@ def daemon() -> Daemon:
     return Daemon(CONFIG, deps)
 
 
-def failures(logs: list[dict[str, object]]) -> list[object]:
+def failures(logs: Sequence[Mapping[str, Any]]) -> list[Any]:
     return [entry["task"] for entry in logs if entry["event"] == "task_failed"]
 
 
@@ -116,7 +117,10 @@ async def test_the_reconcile_task_is_named_when_it_crashes() -> None:
         run = asyncio.create_task(d.run())
         await asyncio.sleep(0.05)
         d.request_reload()
-        d.deps.load_config = lambda: (_ for _ in ()).throw(RuntimeError("loader bug"))
+        def broken_loader() -> Config:
+            raise RuntimeError("loader bug")
+
+        d.deps.load_config = broken_loader
         assert await asyncio.wait_for(run, 2.0) == 1
     assert failures(logs) == ["reconcile"]
 

@@ -63,7 +63,8 @@ class Daemon:
         self.config = config
         self.deps = deps
         self.tally = Tally(metrics)
-        self.engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader)
+        self.engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader,
+                             clock=deps.wallclock)
         self._tables_file_error: str | None = None
         self.status = Status()
         self.schedule = Schedule(

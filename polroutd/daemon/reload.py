@@ -19,7 +19,7 @@ def reloaded_engine(current: Engine, deps: Deps) -> Engine:
     nothing) when the file is invalid; table numbers applied so far stay with their names."""
     config = deps.load_config()
     engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader,
-                    applied_tables=current.applied_tables)
+                    applied_tables=current.applied_tables, clock=deps.wallclock)
     for key in RESTART_ONLY:
         if getattr(config.daemon, key) != getattr(current.config.daemon, key):
             log.warning(f"reload_{key}_ignored", reason="takes effect on restart")
