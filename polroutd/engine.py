@@ -182,9 +182,8 @@ class Engine:
         nothing = DesiredState(interfaces=(), rules=(), routes=(), tables=frozenset())
         return make_plan(nothing, state, self.protocol)
 
-    def flush(self) -> tuple[list[OpResult], KernelState]:
-        """Deletes every object with polroutd's protocol (``polroutd flush``, and the daemon's
-        cleanup on exit): the results, and the kernel state they were planned from."""
-        state = self.kernel.read_state()
-        plan = self.flush_plan(state)
-        return (self.kernel.apply(plan.operations) if plan.operations else []), state
+    def flush(self, state: KernelState | None = None) -> list[OpResult]:
+        """Deletes every object with polroutd's protocol, as found in ``state`` (read now when
+        not given): ``polroutd flush`` and the daemon's cleanup on exit."""
+        plan = self.flush_plan(self.kernel.read_state() if state is None else state)
+        return self.kernel.apply(plan.operations) if plan.operations else []

@@ -11,6 +11,7 @@ is the kernel's default (NetworkManager's ifcfg-rh reader would otherwise apply 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -551,3 +552,9 @@ def render_command(engine: Engine, fmt: str, out: Path | None) -> int:
         print(f"wrote {path}")
     return 0
 
+
+def command(args: argparse.Namespace) -> int:
+    from polroutd.cli.common import kernel_engine, load
+
+    return render_command(kernel_engine(load(args)), args.format,
+                          Path(args.out) if args.out else None)

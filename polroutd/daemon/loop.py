@@ -165,7 +165,7 @@ class Daemon:
             log.info("stopping", kernel_state="left in place")
             return EXIT_OK
         try:
-            results, _ = self.engine.flush()
+            results = self.engine.flush()
         except KernelError as exc:
             log.error("cleanup_failed", error=str(exc))
             return EXIT_FAILED
