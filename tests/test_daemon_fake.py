@@ -22,6 +22,7 @@ from polroutd.engine import Engine
 from polroutd.netlink import codec as rtnl
 from polroutd.netlink.kernel import Event
 from tests.fakekernel import FakeKernel
+from tests.fakenotifier import FakeNotifier
 from tests.test_core import article_state
 
 CONFIG = Config(
@@ -66,29 +67,6 @@ class FakeEvents:
         self.closed = True
         os.close(self._r)
         os.close(self._w)
-
-
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def ready(self) -> None:
-        self.sent.append("READY=1")
-
-    def reloading(self) -> None:
-        self.sent.append("RELOADING=1")
-
-    def stopping(self) -> None:
-        self.sent.append("STOPPING=1")
-
-    def status(self, text: str) -> None:
-        self.sent.append(f"STATUS={text}")
-
-    def watchdog(self) -> None:
-        self.sent.append("WATCHDOG=1")
-
-    def watchdog_interval(self) -> float | None:
-        return 0.01
 
 
 class Harness:

@@ -11,25 +11,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from polroutd.core.model import KernelState, Operation, OpResult
+from polroutd.core.model import KernelState
 from polroutd.core.settings import Config, DaemonSettings
 from polroutd.daemon.deps import Deps
 from polroutd.daemon.loop import Daemon
 from polroutd.netlink.kernel import Event
+from tests.fakekernel import FakeKernel
+from tests.fakenotifier import FakeNotifier
 
 CONFIG = Config(daemon=DaemonSettings(rt_tables_file="", resync_interval=3600, protocol=218))
-
-
-class EmptyKernel:
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def read_state(self) -> KernelState:
-        self.reads += 1
-        return KernelState()
-
-    def apply(self, operations: Sequence[Operation]) -> list[OpResult]:
-        return [OpResult(op, 0, None) for op in operations]
 
 
 class QuietEvents:
@@ -47,31 +37,9 @@ class QuietEvents:
         os.close(self._w)
 
 
-class Notifier:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def ready(self) -> None:
-        self.sent.append("READY=1")
-
-    def reloading(self) -> None:
-        self.sent.append("RELOADING=1")
-
-    def stopping(self) -> None:
-        self.sent.append("STOPPING=1")
-
-    def status(self, text: str) -> None:
-        self.sent.append(f"STATUS={text}")
-
-    def watchdog(self) -> None:
-        self.sent.append("WATCHDOG=1")
-
-    def watchdog_interval(self) -> float | None:
-        return 0.01
-
-
 def daemon() -> Daemon:
-    deps = Deps(kernel=EmptyKernel(), events_factory=QuietEvents, notifier=Notifier(),
+    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=QuietEvents,
+                notifier=FakeNotifier(),
                 load_config=lambda: CONFIG, lease_reader=lambda _: {})
     return Daemon(CONFIG, deps)
 
