@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from polroutd.adapters.http import HttpServer, StateProvider
 from polroutd.core.model import KernelState
 from polroutd.core.settings import Config, DaemonSettings
+from polroutd.daemon import service
 from polroutd.daemon.deps import Deps
 from polroutd.daemon.loop import Daemon
 from polroutd.netlink.kernel import Event
@@ -107,3 +111,41 @@ async def test_a_requested_stop_is_exit_0_and_no_failure(with_service: bool) -> 
         assert await asyncio.wait_for(run, 2.0) == 0
     assert failures(logs) == []
     assert d.health() == (False, "netlink event socket is closed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_composition_root_binds_http_first_and_supervises_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    servers: list[HttpServer] = []
+
+    class Recorded(HttpServer):
+        def __init__(self, provider: StateProvider, host: str, port: int) -> None:
+            super().__init__(provider, host, port)
+            servers.append(self)
+
+    monkeypatch.setattr(service, "HttpServer", Recorded)
+    port = free_port()
+    config = replace(CONFIG, daemon=replace(CONFIG.daemon, http_listen=f"127.0.0.1:{port}"))
+    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=QuietEvents,
+                notifier=FakeNotifier(), load_config=lambda: config, lease_reader=lambda _: {})
+    with capture_logs() as logs:
+        run = asyncio.create_task(service.serve(config, deps))
+        for _ in range(200):
+            if any(e["event"] == "http_listening" for e in logs):
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert (await reader.read()).split(b"\r\n")[0].endswith(b" 200 OK")
+        writer.close()
+        # The server going away under a running daemon stops the daemon.
+        [server] = servers
+        await server.stop()
+        assert await asyncio.wait_for(run, 2.0) == 1
+    assert failures(logs) == ["http"]

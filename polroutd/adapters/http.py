@@ -197,6 +197,7 @@ class HttpServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("HTTP server already started")
+        self._stopped.clear()
         # access_log=None: one log line per scrape or probe would drown the daemon's own logs.
         # aiohttp's own reports (malformed requests, answered 400 before the app sees them) go
         # under our logger's name, so the daemon's logging configuration covers them.
