@@ -6,7 +6,6 @@ the files beside it, and hands the plan to the kernel.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from polroutd.core.model import DesiredState, KernelState, Link, Operation, OpRe
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.inputs import leases, rt_tables
+from polroutd.inputs.filecache import SettledFileCache
 
 
 class Kernel(Protocol):
@@ -38,7 +38,6 @@ class Kernel(Protocol):
 LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
 
 Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
-RECORD_SETTLED = 1.0  # seconds after a change from which the recorded-tables file is cached
 
 
 def read_system_registry(config: Config) -> tables.NameRegistry:
@@ -78,18 +77,21 @@ class Engine:
         lease_reader: LeaseReader | None = None,
         applied_tables: Mapping[str, int] | None = None,
         applied_unused: Mapping[str, float] | None = None,
-        wallclock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.kernel = kernel
+        self._clock = clock  # Unix time: lease expiry, unused table numbers, files' timestamps
         self._registry_signature = registry_signature(config)
         self.registry, self.protocol = resolve_names(config)
-        self._wallclock = wallclock
         self._lease_reader = lease_reader or self._read_leases
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
-        self._recorded_cache: tuple[tuple[int, ...], Records] | None = None
+        self._recorded_file = SettledFileCache(
+            lambda path, _: rt_tables.read_records(Path(path)), clock=clock
+        )
+        self._lease_listings = leases.DirectoryListings(clock)
         # The table numbers last applied: they stay with their names even when there is no
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
@@ -97,13 +99,15 @@ class Engine:
         self.tables_file_error: str | None = None  # why the file could not be written, if so
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
-        found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
+        found = leases.lease_gateways(
+            interfaces, self.config.daemon.dhcp_lease_paths, self._clock(), self._lease_listings
+        )
         return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
     def _recorded(self) -> Records:
         """The table numbers applied so far in this process, overridden by the recorded-tables
         file (which carries them across restarts); and since when unused ones are unused."""
-        recorded, unused = self._recorded_file()
+        recorded, unused = self._recorded_tables_file()
         kept_here = {name: when for name, when in self._applied_unused.items()
                      if name not in recorded}
         return {**self._applied_tables, **recorded}, {**kept_here, **unused}
@@ -115,25 +119,15 @@ class Engine:
             self._registry_signature = signature
             self.registry = read_system_registry(self.config)
 
-    def _recorded_file(self) -> Records:
-        """The recorded-tables file, parsed again only when it changed (by its inode, size and
-        times; contents read within a second of a change are not reused, since a quick second
-        change could keep the same timestamp)."""
+    def _recorded_tables_file(self) -> Records:
+        """The recorded-tables file, parsed again only when it changed."""
         if self._tables_file is None:
             return {}, {}
         try:
-            info = os.stat(self._tables_file)
+            numbers, unused = self._recorded_file.get(str(self._tables_file))
+            return dict(numbers), dict(unused)
         except OSError:
-            self._recorded_cache = None
             return rt_tables.read_records(self._tables_file)
-        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        cached = self._recorded_cache
-        if cached is not None and cached[0] == key:
-            return dict(cached[1][0]), dict(cached[1][1])
-        records = rt_tables.read_records(self._tables_file)
-        settled = time.time() - max(info.st_mtime, info.st_ctime) > RECORD_SETTLED
-        self._recorded_cache = (key, (dict(records[0]), dict(records[1]))) if settled else None
-        return records
 
     def _lease_candidates(
         self, state: KernelState, managed: Sequence[tuple[Link, InterfaceSpec | None]]
@@ -161,7 +155,7 @@ class Engine:
             in_use=foreign_tables,
             source=self.config.source,
             unused_since=unused_since,
-            now=self._wallclock(),
+            now=self._clock(),
         )
         named = {**self.registry.tables, **assignment.recorded}
         named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
@@ -228,3 +222,9 @@ class Engine:
         """Every object with polroutd's protocol, deleted."""
         nothing = DesiredState(interfaces=(), rules=(), routes=(), tables=frozenset())
         return make_plan(nothing, state, self.protocol)
+
+    def flush(self, state: KernelState | None = None) -> list[OpResult]:
+        """Deletes every object with polroutd's protocol, as found in ``state`` (read now when
+        not given): ``polroutd flush`` and the daemon's cleanup on exit."""
+        plan = self.flush_plan(self.kernel.read_state() if state is None else state)
+        return self.kernel.apply(plan.operations) if plan.operations else []

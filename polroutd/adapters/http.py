@@ -7,7 +7,7 @@ a one-line reason, so no client input can produce a 500.
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from polroutd import __version__
+from polroutd.core.text import one_line
 
 log = logging.getLogger("polroutd.http")
 
@@ -52,18 +53,13 @@ class ProviderFailed(Exception):
     """A provider call raised or returned something unusable; the message is one line."""
 
 
-def one_line(text: str) -> str:
-    """``text`` collapsed to one bounded line, safe to put in a response body."""
-    line = " ".join(text.split())
-    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
-
-
 def _ask(what: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except Exception as exc:  # the daemon's bug must not become a 500 for the client
         log.warning("HTTP %s: provider failed", what, exc_info=True)
-        raise ProviderFailed(one_line(f"{what} failed: {type(exc).__name__}: {exc}")) from exc
+        reason = f"{what} failed: {type(exc).__name__}: {exc}"
+        raise ProviderFailed(one_line(reason, _MAX_REASON)) from exc
 
 
 def _probe_response(what: str, call: Callable[[], tuple[bool, str]], ok_text: str) -> web.Response:
@@ -77,7 +73,7 @@ def _probe_response(what: str, call: Callable[[], tuple[bool, str]], ok_text: st
         return _text(503, f"{exc}\n")
     if ok:
         return _text(200, ok_text)
-    return _text(503, (one_line(reason) or "no reason given") + "\n")
+    return _text(503, (one_line(reason, _MAX_REASON) or "no reason given") + "\n")
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -187,37 +183,21 @@ def create_app(provider: StateProvider) -> web.Application:
     return app
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"HOST:PORT"`` or ``"[IPv6]:PORT"`` with a literal address; port 0 picks a free one."""
-    if listen.startswith("["):
-        host, bracket, port = listen[1:].partition("]:")
-        version = 6
-    else:
-        host, bracket, port = listen.rpartition(":")
-        version = 4
-    try:
-        valid = bool(bracket) and ipaddress.ip_address(host).version == version
-    except ValueError:
-        valid = False
-    if not valid:
-        raise ValueError(f'expected "IPv4:PORT" or "[IPv6]:PORT", got {listen!r}')
-    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
-        raise ValueError(f"expected a port from 0 to 65535, got {listen!r}")
-    return host, int(port)
-
-
 class HttpServer:
     """The API on one address, started and stopped with the daemon."""
 
-    def __init__(self, provider: StateProvider, listen: str) -> None:
-        self.host, self.requested_port = parse_listen(listen)
+    def __init__(self, provider: StateProvider, host: str, port: int) -> None:
+        """``port`` 0 binds any free port (tests); the daemon's comes from ``parse_listen``."""
+        self.host, self.requested_port = host, port
         self._app = create_app(provider)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("HTTP server already started")
+        self._stopped.clear()
         # access_log=None: one log line per scrape or probe would drown the daemon's own logs.
         # aiohttp's own reports (malformed requests, answered 400 before the app sees them) go
         # under our logger's name, so the daemon's logging configuration covers them.
@@ -247,7 +227,15 @@ class HttpServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    async def serve_until_stopped(self) -> None:
+        """The daemon's supervised "http" task: returns when the server is stopped, which, while
+        the daemon runs, stops the daemon (a daemon whose probes do not answer is restarted)."""
+        if self._runner is None:
+            raise RuntimeError("HTTP server not started")
+        await self._stopped.wait()
+
     async def stop(self) -> None:
+        self._stopped.set()
         runner, self._runner, self._port = self._runner, None, None
         if runner is not None:
             await runner.cleanup()

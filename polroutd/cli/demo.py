@@ -8,6 +8,7 @@ ever done in the root network namespace. Ctrl-C (or SIGTERM) tears everything do
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from polroutd.core.errors import UsageError
 from polroutd.lab.article import article_config
 from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.lab import (
@@ -692,3 +694,10 @@ def cleanup_demo() -> int:
     if not removed:
         print("nothing to clean up")
     return 1 if any(Path("/run/netns", ns).exists() for ns in removed) else 0
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.cleanup and args.keep:
+        raise UsageError("demo: --keep and --cleanup exclude each other (--cleanup removes "
+                         "what a --keep run left)")
+    return cleanup_demo() if args.cleanup else run_demo(keep=args.keep)

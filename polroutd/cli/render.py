@@ -11,6 +11,7 @@ is the kernel's default (NetworkManager's ifcfg-rh reader would otherwise apply 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polroutd.core.describe import Names, route_text, rule_text
+from polroutd.core.describe import Names, prefix_text, route_text, rule_text
 from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
@@ -148,13 +149,6 @@ def route_args(route: Route, snap: _Snapshot, *, main_table_implicit: bool = Fal
 def rule_args(rule: Rule, snap: _Snapshot) -> str:
     """``ip rule add`` arguments that recreate exactly this rule (priority and protocol)."""
     return f"{rule_text(rule, snap.names)} protocol {snap.protocol}"
-
-
-def _prefix(address: str | None, length: int, family: int) -> str:
-    """``address/length`` always with the length (networkd and nmcli want prefixes)."""
-    if address is None:
-        return "0.0.0.0/0" if family == AF_INET else "::/0"
-    return f"{address}/{length}"
 
 
 def _source(rule: Rule) -> str | None:
@@ -328,7 +322,8 @@ def _networkd_table(number: int, snap: _Snapshot) -> str:
 
 
 def _networkd_route(route: Route, snap: _Snapshot) -> list[str]:
-    lines = ["[Route]", f"Destination={_prefix(route.dst, route.dst_len, route.family)}"]
+    destination = prefix_text(route.dst, route.dst_len, route.family, cidr=True)
+    lines = ["[Route]", f"Destination={destination}"]
     if route.gateway is not None:
         # networkd turns GatewayOnLink= on by itself for a .network without static addresses
         # (DHCP); the route would then differ from polroutd's by the onlink flag.
@@ -408,7 +403,7 @@ def _networkd(snap: _Snapshot) -> dict[str, str]:
 def nm_route(route: Route) -> str:
     """An ``ipv4.routes``/``ipv6.routes`` entry: ``ip[/prefix] [next-hop] [metric]
     [attribute=value]...`` (nm-settings-nmcli). Tables are numbers: NM knows no names."""
-    words = [_prefix(route.dst, route.dst_len, route.family)]
+    words = [prefix_text(route.dst, route.dst_len, route.family, cidr=True)]
     if route.gateway is not None:
         words.append(route.gateway)
     words += [str(_metric(route)), f"table={route.table}"]
@@ -421,7 +416,7 @@ def nm_route(route: Route) -> str:
 
 def nm_rule(rule: Rule) -> str:
     """An ``ipv4.routing-rules`` entry: ``ip rule add`` syntax with a mandatory priority."""
-    source = _source(rule) or _prefix(None, 0, rule.family)
+    source = _source(rule) or prefix_text(None, 0, rule.family, cidr=True)
     words = [f"priority {rule.priority}", f"from {source}", f"table {rule.table}"]
     if rule.suppress_prefixlen is not None:
         words.append(f"suppress_prefixlength {rule.suppress_prefixlen}")
@@ -557,3 +552,9 @@ def render_command(engine: Engine, fmt: str, out: Path | None) -> int:
         print(f"wrote {path}")
     return 0
 
+
+def command(args: argparse.Namespace) -> int:
+    from polroutd.cli.common import kernel_engine, load
+
+    return render_command(kernel_engine(load(args)), args.format,
+                          Path(args.out) if args.out else None)

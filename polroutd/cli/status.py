@@ -7,6 +7,7 @@ not a /state document, 2 not in sync.
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import socket
@@ -305,3 +306,7 @@ def status_command(url: str) -> int:
         return EXIT_UNREACHABLE
     sys.stdout.write(text)
     return EXIT_IN_SYNC if doc["in_sync"] else EXIT_NOT_IN_SYNC
+
+
+def command(args: argparse.Namespace) -> int:
+    return status_command(args.url)

@@ -24,7 +24,6 @@ from polroutd.core.limits import (
     IFNAMSIZ,
     MAIN_RULE_PRIORITY,
     MAX_METRIC,
-    MAX_PORT,
     MAX_PROTOCOL,
     MAX_RULE_PRIORITY,
     MAX_TABLE,
@@ -34,6 +33,7 @@ from polroutd.core.limits import (
     RESERVED_TABLES,
     RT_TABLE_MAIN,
 )
+from polroutd.core.listen import parse_listen
 from polroutd.core.settings import (
     GATEWAY_WORDS,
     LEASE_PATH_PLACEHOLDERS,
@@ -45,6 +45,7 @@ from polroutd.core.settings import (
     InterfaceSpec,
     RouteSpec,
 )
+from polroutd.core.text import one_line
 
 DEFAULT_CONFIG_PATH = Path("/etc/polroutd/polroutd.toml")
 CONFIG_ENV_VAR = "POLROUTD_CONFIG"
@@ -80,7 +81,7 @@ def load_config(path: Path | None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(source, "file", f"cannot be read: {_one_line(str(error))}") from None
+        raise ConfigError(source, "file", f"cannot be read: {one_line(str(error))}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -88,9 +89,9 @@ def load_config(path: Path | None) -> Config:
         message = str(error)
         position = _TOML_POSITION.search(message)
         if position is None:
-            raise ConfigError(source, "syntax", _one_line(message)) from None
+            raise ConfigError(source, "syntax", one_line(message)) from None
         problem = f"{message[: position.start()]} (column {position.group(2)})"
-        raise ConfigError(source, "syntax", _one_line(problem), int(position.group(1))) from None
+        raise ConfigError(source, "syntax", one_line(problem), int(position.group(1))) from None
     return parse_config(data, source, text)
 
 
@@ -367,31 +368,15 @@ def _http_listen(where: _Where, key: str, value: Any) -> str:
     listen = _str(where, key, value)
     if not listen:
         return listen
-    expected = 'must be "" (off), "HOST:PORT" or "[IPv6]:PORT" with a literal IP address'
-    if listen.startswith("["):
-        host, bracket, port = listen[1:].partition("]:")
-        family_ok = bracket and _is_ip(host, 6)
-    else:
-        host, colon, port = listen.rpartition(":")
-        family_ok = colon and _is_ip(host, 4)
-        if colon and _is_ip(host, 6):
-            raise where.error(key, f"must write an IPv6 host in brackets, got {_found(listen)}")
-    if not family_ok:
-        raise where.error(key, f"{expected}, got {_found(listen)}")
-    if not _is_decimal(port) or not 1 <= int(port) <= MAX_PORT:
-        raise where.error(key, f"must end in a port from 1 to {MAX_PORT}, got {_found(listen)}")
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        raise where.error(key, f'{exc}, or "" (off); got {_found(listen)}') from None
     return listen
 
 
 def _is_decimal(text: str) -> bool:
     return text.isascii() and text.isdigit()
-
-
-def _is_ip(text: str, version: int) -> bool:
-    try:
-        return ipaddress.ip_address(text).version == version
-    except ValueError:
-        return False
 
 
 def _protocol(where: _Where, key: str, value: Any) -> str | int:
@@ -588,8 +573,4 @@ def _found(value: Any) -> str:
         return f"an array of {len(value)}"
     if isinstance(value, dict):
         return "a table"
-    return _one_line(f"{type(value).__name__} {value}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return one_line(f"{type(value).__name__} {value}")

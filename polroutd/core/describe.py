@@ -55,23 +55,29 @@ class Names:
         return self.protocols.get(number, str(number))
 
 
-def _prefix(address: str | None, length: int, family: int) -> str:
-    if address is None or length == 0:
-        return "default" if family == AF_INET else "::/0"
-    return address if length == host_len(family) else f"{address}/{length}"
+def prefix_text(address: str | None, length: int, family: int, *, cidr: bool = False) -> str:
+    """A destination or source as ``ip`` prints it (``default``, a host address without its
+    length); with ``cidr``, always ``address/length`` (networkd and nmcli want prefixes)."""
+    if address is None or (length == 0 and not cidr):
+        if cidr or family != AF_INET:
+            return "0.0.0.0/0" if family == AF_INET else "::/0"
+        return "default"
+    if cidr or length != host_len(family):
+        return f"{address}/{length}"
+    return address
 
 
 def rule_text(rule: Rule, names: Names, *, with_protocol: bool = False) -> str:
     """``ip rule`` arguments: ``from 10.225.176.38 lookup data priority 30000``."""
     words = []
     if rule.src is not None and rule.src_len:
-        words += ["from", _prefix(rule.src, rule.src_len, rule.family)]
+        words += ["from", prefix_text(rule.src, rule.src_len, rule.family)]
     elif rule.family == AF_INET6:
         words += ["from", "::/0"]  # shows the reader it is IPv6 (``ip`` still needs -6)
     else:
         words += ["from", "all"]
     if rule.dst is not None and rule.dst_len:
-        words += ["to", _prefix(rule.dst, rule.dst_len, rule.family)]
+        words += ["to", prefix_text(rule.dst, rule.dst_len, rule.family)]
     if rule.iifname:
         words += ["iif", rule.iifname]
     if rule.oifname:
@@ -89,7 +95,7 @@ def rule_text(rule: Rule, names: Names, *, with_protocol: bool = False) -> str:
 
 def route_text(route: Route, names: Names, *, with_protocol: bool = False) -> str:
     """``ip route`` arguments: ``default via 10.225.176.1 dev ens224 table data``."""
-    words = [_prefix(route.dst, route.dst_len, route.family)]
+    words = [prefix_text(route.dst, route.dst_len, route.family)]
     if route.gateway is not None:
         words += ["via", route.gateway]
     dev = names.link(route.oif)
@@ -118,7 +124,7 @@ def rule_json(rule: Rule, names: Names) -> dict[str, Any]:
     return {
         "family": family_name(rule.family),
         "priority": rule.priority,
-        "from": _prefix(rule.src, rule.src_len, rule.family) if rule.src_len else "all",
+        "from": prefix_text(rule.src, rule.src_len, rule.family) if rule.src_len else "all",
         "table": rule.table,
         "table_name": names.table_name(rule.table),
         "suppress_prefixlength": rule.suppress_prefixlen,
@@ -132,7 +138,7 @@ def route_json(route: Route, names: Names) -> dict[str, Any]:
         "family": family_name(route.family),
         "table": route.table,
         "table_name": names.table_name(route.table),
-        "dst": _prefix(route.dst, route.dst_len, route.family),
+        "dst": prefix_text(route.dst, route.dst_len, route.family),
         "gateway": route.gateway,
         "dev": names.link(route.oif),
         "src": route.prefsrc,

@@ -10,30 +10,28 @@ from polroutd.adapters.http import HttpServer
 from polroutd.adapters.logs import configure_logging, get_logger
 from polroutd.adapters.sdnotify import Notifier
 from polroutd.config.parse import load_config, resolve_config_path
+from polroutd.core.listen import parse_listen
 from polroutd.core.settings import Config
-from polroutd.daemon.loop import Daemon, Deps
+from polroutd.daemon.deps import Deps
+from polroutd.daemon.loop import Daemon
 from polroutd.inputs.foreign_managers import foreign_manager_warnings
 from polroutd.netlink.kernel import EVENT_BUFFER, EventSocket, Netlink
 
 
 async def serve(config: Config, deps: Deps) -> int:
-    """Runs the daemon, with its HTTP server when ``http_listen`` is set."""
-    http: HttpServer | None = None
-
-    async def start_http(daemon: Daemon) -> None:
-        nonlocal http
-        if config.daemon.http_listen:
-            http = HttpServer(daemon, config.daemon.http_listen)
-            await http.start()
-            get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
-
-    deps.on_started = start_http
+    """Runs the daemon, with its HTTP server when ``http_listen`` is set: bound here, before the
+    first reconcile (probes answer before READY=1), then supervised with the daemon's tasks."""
     daemon = Daemon(config, deps)
-    try:
+    if not config.daemon.http_listen:
         return await daemon.run()
+    host, port = parse_listen(config.daemon.http_listen)
+    http = HttpServer(daemon, host, port)
+    await http.start()
+    try:
+        get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
+        return await daemon.run({"http": http.serve_until_stopped()})
     finally:
-        if http is not None:
-            await http.stop()
+        await http.stop()
 
 
 def _event_buffer() -> int:

@@ -6,6 +6,10 @@ written, from another version, or no lease at all, so garbage yields no lease, n
 ``Lease.routers`` holds the gateways the client itself uses for its default route: the router
 option (3), or, when the lease carries classless static routes (option 121), the gateways of
 their 0.0.0.0/0 entries, because RFC 3442 makes clients ignore option 3 then.
+
+Nothing here reads the clock or keeps state between calls: expiry is judged at the ``now`` the
+caller gives, and the directory listings reused between searches live in a ``DirectoryListings``
+its owner (the engine) hands in.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Literal
+
+from polroutd.inputs.filecache import SettledFileCache
 
 Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
 
@@ -383,22 +389,32 @@ def select_lease(leases: Iterable[Lease], now: float) -> Lease | None:
 
 
 def find_lease(
-    interface: str, ifindex: int, patterns: Sequence[str], now: float
+    interface: str,
+    ifindex: int,
+    patterns: Sequence[str],
+    now: float,
+    listings: DirectoryListings | None = None,
 ) -> Lease | None:
     """The lease to take ``interface``'s gateway from, searched in the files ``patterns`` match.
 
     A file found through a pattern with ``{ifname}`` or ``{ifindex}`` belongs to the interface;
     other files count only through dhclient blocks that name it.
     """
-    return select_lease(_interface_leases(interface, ifindex, patterns, _Memo()), now)
+    return select_lease(_interface_leases(interface, ifindex, patterns, _Memo(listings)), now)
 
 
 def lease_gateways(
-    interfaces: Mapping[str, int], patterns: Sequence[str], now: float
+    interfaces: Mapping[str, int],
+    patterns: Sequence[str],
+    now: float,
+    listings: DirectoryListings | None = None,
 ) -> dict[str, Lease]:
-    """Interface name -> usable lease, for the interfaces (name -> ifindex) that have one."""
+    """Interface name -> usable lease, for the interfaces (name -> ifindex) that have one.
+
+    ``now`` decides which leases have expired; ``listings``, when given, keeps directory
+    listings from one search to the next."""
     found: dict[str, Lease] = {}
-    memo = _Memo()  # files shared by every interface (dhclient*.leases) are read once
+    memo = _Memo(listings)  # files shared by every interface (dhclient*.leases) are read once
     for name, ifindex in interfaces.items():
         lease = select_lease(_interface_leases(name, ifindex, patterns, memo), now)
         if lease is not None:
@@ -413,7 +429,8 @@ class _Memo:
     """What one search shares between interfaces: glob results and file contents (both the
     same for every interface as long as the search lasts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, listings: DirectoryListings | None = None) -> None:
+        self._listings = listings
         self.globs: dict[str, list[str]] = {}
         self.listings: dict[str, list[str] | None] = {}
         self.files: dict[str, tuple[bytes, float] | None] = {}
@@ -422,7 +439,10 @@ class _Memo:
     def names(self, directory: str) -> list[str] | None:
         """One listing per directory per search: every interface's patterns share it."""
         if directory not in self.listings:
-            self.listings[directory] = _LISTINGS.names(directory)
+            listings = self._listings
+            self.listings[directory] = (
+                _list_directory(directory) if listings is None else listings.names(directory)
+            )
         return self.listings[directory]
 
     def glob(self, pattern: str) -> list[str]:
@@ -443,56 +463,37 @@ class _Memo:
         return leases
 
 
-LISTING_SETTLED = 1.0  # seconds after its last change from which a directory listing is reused
-MAX_LISTINGS = 1024
+class DirectoryListings:
+    """Directory listings reused between searches while the directory is unchanged; the engine
+    owns one. A reconcile looks for every managed interface's lease in every pattern's
+    directory, and most of those directories rarely change (or do not exist)."""
 
-
-class _Listings:
-    """Directory listings reused between searches while the directory is unchanged.
-
-    A reconcile looks for every managed interface's lease in every pattern's directory; most
-    of those directories rarely change (or do not exist). Entries are created, removed or
-    renamed only with a change of the directory's mtime/ctime, so a listing is reused while
-    those are as they were; a listing taken within a second of a change is not reused, since a
-    second change within the timestamp granularity could leave them the same.
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[int, int, int, int], list[str]]] = {}
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._cache = SettledFileCache(_list_settled_directory, clock=clock)
 
     def names(self, directory: str) -> list[str] | None:
         """The entries of ``directory``; None when it is no readable directory."""
         try:
-            info = os.stat(directory)
+            return self._cache.get(directory)
         except OSError:
-            self._cache.pop(directory, None)
             return None
-        if not stat.S_ISDIR(info.st_mode):
-            self._cache.pop(directory, None)
-            return None
-        key = (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
-        cached = self._cache.get(directory)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            self._cache.pop(directory, None)
-            return None
-        if time.time() - max(info.st_mtime, info.st_ctime) > LISTING_SETTLED:
-            if len(self._cache) >= MAX_LISTINGS:
-                self._cache.clear()
-            self._cache[directory] = (key, names)
-        else:
-            self._cache.pop(directory, None)
-        return names
 
 
-_LISTINGS = _Listings()
+def _list_settled_directory(directory: str, info: os.stat_result) -> list[str]:
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(directory)
+    return os.listdir(directory)
+
+
+def _list_directory(directory: str) -> list[str] | None:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return None
 
 
 def _glob(
-    pattern: str, names_in: Callable[[str], list[str] | None] = _LISTINGS.names
+    pattern: str, names_in: Callable[[str], list[str] | None] = _list_directory
 ) -> list[str]:
     """``sorted(glob.glob(pattern))``; from a directory listing (``names_in``) when the last
     component of an absolute pattern is all that may hold wildcards (every default lease

@@ -11,7 +11,7 @@ import errno
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 from polroutd.core.errors import DumpInterrupted, KernelError, Overrun
 from polroutd.core.limits import RT_TABLE_LOCAL
@@ -132,7 +132,7 @@ class Netlink:
             payloads: list[bytes] = []
             interrupted, done = False, False
             while not done:
-                for msg_type, flags, msg_seq, _pid, payload in rtnl.iter_raw(self._recv()):
+                for msg_type, flags, msg_seq, _pid, payload in rtnl.iter_messages(self._recv()):
                     if msg_seq != seq:
                         continue  # a late answer to an earlier request
                     if flags & rtnl.NLM_F_DUMP_INTR:
@@ -218,7 +218,7 @@ class Netlink:
         self._send(b"".join(chunks))
         errors: dict[int, tuple[int, str | None]] = {}
         while barrier not in errors:
-            for msg_type, flags, seq, _pid, payload in rtnl.iter_raw(self._recv()):
+            for msg_type, flags, seq, _pid, payload in rtnl.iter_messages(self._recv()):
                 if msg_type == rtnl.NLMSG_ERROR and (seq in by_seq or seq == barrier):
                     errors[seq] = rtnl.decode_error(payload, flags)
         results = []
@@ -249,6 +249,21 @@ def encode_operation(operation: Operation, seq: int) -> bytes:
     return rtnl.encode_route(rtnl.RTM_DELROUTE, _DELETE, seq, operation.route)
 
 
+EventKind = rtnl.EventKind
+
+
+class Event(NamedTuple):
+    """A change the kernel announced: what kind of object it concerns."""
+
+    kind: EventKind
+
+    @classmethod
+    def of(cls, message_type: int) -> Event | None:
+        """The event an rtnetlink message type announces; None for anything else."""
+        kind = rtnl.EVENT_TYPES.get(message_type)
+        return None if kind is None else cls(kind)
+
+
 class EventSocket:
     """Joined to link, address, route and rule groups of both families; non-blocking.
 
@@ -270,20 +285,21 @@ class EventSocket:
     def close(self) -> None:
         self._sock.close()
 
-    def drain(self) -> list[rtnl.Message]:
+    def drain(self) -> list[Event]:
         """Every event queued now. Raises Overrun when the kernel dropped some (ENOBUFS)."""
-        messages: list[rtnl.Message] = []
+        events: list[Event] = []
         while True:
             try:
                 data = self._receiver.recv(self._sock)
             except BlockingIOError:
-                return messages
+                return events
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     raise Overrun("netlink event socket overrun (ENOBUFS)", exc.errno) from exc
                 raise KernelError(
                     f"netlink event receive failed: {exc.strerror}", exc.errno or 0
                 ) from exc
-            for mtype, flags, seq, pid, payload in rtnl.iter_raw(data):
-                if mtype in rtnl.EVENT_TYPES and (pid != self._ignore or not pid):
-                    messages.append(rtnl.Message(mtype, flags, seq, payload))
+            for mtype, _flags, _seq, pid, _payload in rtnl.iter_messages(data):
+                event = Event.of(mtype)
+                if event is not None and (pid != self._ignore or not pid):
+                    events.append(event)

@@ -113,3 +113,26 @@ class FakeKernel:
     # Helpers for tests that play "someone else" changing the kernel.
     def remove_rule(self, rule: Rule) -> None:
         self.state = replace(self.state, rules=tuple(r for r in self.state.rules if r != rule))
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def ready(self) -> None:
+        self.sent.append("READY=1")
+
+    def reloading(self) -> None:
+        self.sent.append("RELOADING=1")
+
+    def stopping(self) -> None:
+        self.sent.append("STOPPING=1")
+
+    def status(self, text: str) -> None:
+        self.sent.append(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        self.sent.append("WATCHDOG=1")
+
+    def watchdog_interval(self) -> float | None:
+        return 0.01

@@ -16,11 +16,13 @@ from polroutd.core.errors import ConfigError, Overrun
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import Address, Link, RuleOp
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
-from polroutd.daemon.loop import Daemon, Deps
+from polroutd.daemon.deps import Deps
+from polroutd.daemon.loop import Daemon
 from polroutd.engine import Engine
 from polroutd.netlink import codec as rtnl
+from polroutd.netlink.kernel import Event
 from tests.support.article import article_state
-from tests.support.fakes import FakeKernel
+from tests.support.fakes import FakeKernel, FakeNotifier
 
 CONFIG = Config(
     daemon=DaemonSettings(
@@ -38,7 +40,7 @@ class FakeEvents:
     def __init__(self) -> None:
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
-        self.queue: list[rtnl.Message] = []
+        self.queue: list[Event] = []
         self.overrun = False
         self.closed = False
         FakeEvents.instances.append(self)
@@ -47,11 +49,11 @@ class FakeEvents:
         return self._r
 
     def push(self, mtype: int = rtnl.RTM_NEWADDR, overrun: bool = False) -> None:
-        self.queue.append(rtnl.Message(mtype, 0, 0, b""))
+        self.queue.append(Event(rtnl.EVENT_TYPES[mtype]))
         self.overrun = overrun
         os.write(self._w, b"x")
 
-    def drain(self) -> list[rtnl.Message]:
+    def drain(self) -> list[Event]:
         with contextlib.suppress(BlockingIOError):
             os.read(self._r, 4096)
         if self.overrun:
@@ -64,29 +66,6 @@ class FakeEvents:
         self.closed = True
         os.close(self._r)
         os.close(self._w)
-
-
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def ready(self) -> None:
-        self.sent.append("READY=1")
-
-    def reloading(self) -> None:
-        self.sent.append("RELOADING=1")
-
-    def stopping(self) -> None:
-        self.sent.append("STOPPING=1")
-
-    def status(self, text: str) -> None:
-        self.sent.append(f"STATUS={text}")
-
-    def watchdog(self) -> None:
-        self.sent.append("WATCHDOG=1")
-
-    def watchdog_interval(self) -> float | None:
-        return 0.01
 
 
 class Harness:
@@ -126,7 +105,7 @@ class Harness:
         return await asyncio.wait_for(self.task, 2.0)
 
     def counter(self, name: str) -> int:
-        return self.daemon.status.counters[name]
+        return self.daemon.tally.counters[name]
 
 
 async def test_ready_only_after_the_first_reconcile_converged() -> None:
@@ -160,7 +139,7 @@ async def test_drift_is_repaired_and_counted_apart_from_changes() -> None:
     assert h.counter("drift") == len(owned)
     assert h.counter("changes") == changes
     assert h.daemon.status.in_sync
-    m = h.daemon.prom
+    m = h.daemon.tally.metrics
     assert m.repairs.labels(kind="rule", op="add")._value.get() == len(owned)
     assert m.drift.labels(kind="rule", change="missing")._value.get() == len(owned)
     assert await h.stop() == 0
@@ -192,7 +171,7 @@ async def test_expected_races_are_retried_without_alarm() -> None:
     kernel = FakeKernel(article_state(), fail_next=[("route", "add", errno.ENODEV)])
     h = Harness(kernel)
     await h.start()
-    m = h.daemon.prom
+    m = h.daemon.tally.metrics
     assert m.operation_errors.labels(kind="route", op="add", errno="ENODEV")._value.get() == 1
     assert h.daemon.status.in_sync
     assert await h.stop() == 0

@@ -27,7 +27,6 @@ from polroutd.adapters.http import (
     StateProvider,
     create_app,
     openapi_document,
-    parse_listen,
 )
 from polroutd.adapters.metrics import Metrics
 
@@ -158,7 +157,7 @@ async def serve() -> AsyncIterator[Serve]:
     servers: list[HttpServer] = []
 
     async def start(provider: StateProvider) -> str:
-        server = HttpServer(provider, "127.0.0.1:0")
+        server = HttpServer(provider, "127.0.0.1", 0)
         await server.start()
         servers.append(server)
         return f"http://127.0.0.1:{server.port}"
@@ -325,7 +324,7 @@ def threaded_port() -> Iterator[int]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="httpapi-test-loop", daemon=True)
     thread.start()
-    server = HttpServer(FakeProvider(), "127.0.0.1:0")
+    server = HttpServer(FakeProvider(), "127.0.0.1", 0)
     asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
     try:
         yield server.port
@@ -596,29 +595,9 @@ async def test_metrics_carry_every_spec_name_and_label(
 # --- the server's life --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("listen", "expected"), [
-    ("127.0.0.1:9641", ("127.0.0.1", 9641)),
-    ("0.0.0.0:0", ("0.0.0.0", 0)),
-    ("[::1]:9641", ("::1", 9641)),
-    ("[::]:65535", ("::", 65535)),
-])
-def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
-    assert parse_listen(listen) == expected
-
-
-@pytest.mark.parametrize("listen", [
-    "", "9641", ":9641", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
-    "127.0.0.1:http", "localhost:9641", "::1:9641", "[::1]9641", "[127.0.0.1]:9641",
-    "[::1]:", "127.0.0.1:٩٦", "127.0.0.1: 80",
-])
-def test_parse_listen_refuses(listen: str) -> None:
-    with pytest.raises(ValueError):
-        parse_listen(listen)
-
-
 async def test_stop_leaves_no_task_and_is_prompt_with_an_open_connection() -> None:
     before = asyncio.all_tasks()
-    server = HttpServer(FakeProvider(), "127.0.0.1:0")
+    server = HttpServer(FakeProvider(), "127.0.0.1", 0)
     await server.start()
     session = aiohttp.ClientSession()
     try:
@@ -639,7 +618,7 @@ async def test_stop_leaves_no_task_and_is_prompt_with_an_open_connection() -> No
 
 
 async def test_stopped_server_refuses_connections() -> None:
-    server = HttpServer(FakeProvider(), "127.0.0.1:0")
+    server = HttpServer(FakeProvider(), "127.0.0.1", 0)
     await server.start()
     port = server.port
     await server.stop()
@@ -652,7 +631,7 @@ async def test_a_port_in_use_fails_start_cleanly() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = HttpServer(FakeProvider(), f"127.0.0.1:{taken.getsockname()[1]}")
+        server = HttpServer(FakeProvider(), "127.0.0.1", taken.getsockname()[1])
         with pytest.raises(OSError):
             await server.start()
     assert asyncio.all_tasks() == before
@@ -666,7 +645,7 @@ async def test_ipv6_loopback(client: aiohttp.ClientSession) -> None:
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback here")
-    server = HttpServer(FakeProvider(), "[::1]:0")
+    server = HttpServer(FakeProvider(), "::1", 0)
     await server.start()
     try:
         assert server.url == f"http://[::1]:{server.port}"

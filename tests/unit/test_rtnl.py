@@ -58,8 +58,8 @@ def routes(draw: st.DrawFn) -> Route:
 
 
 def payload(message: bytes) -> bytes:
-    [msg] = list(rtnl.iter_messages(message))
-    return msg.payload
+    [(*_, body)] = list(rtnl.iter_messages(message))
+    return body
 
 
 @given(rules())
@@ -85,7 +85,7 @@ def test_flags_of_each_operation() -> None:
     rule = Rule(AF_INET, 30000, 100, 218, src="10.0.0.1", src_len=32)
     route = Route(AF_INET, 100, "0.0.0.0", 0, 218, oif=2, gateway="10.0.0.254")
     flags = {
-        name: next(rtnl.iter_messages(encode_operation(op, 1))).flags
+        name: next(rtnl.iter_messages(encode_operation(op, 1)))[1]
         for name, op in {
             "rule add": RuleOp("add", rule),
             "route replace": RouteOp("replace", route),

@@ -10,10 +10,7 @@ the real kernel, in a namespace.
 
 from __future__ import annotations
 
-import json
 import struct
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,8 +28,7 @@ from polroutd.daemon.loop import Daemon, Deps
 from polroutd.engine import Engine
 from polroutd.inputs import rt_tables
 from polroutd.netlink import codec
-from tests.fakekernel import FakeKernel
-from tests.netns_tools import ip, namespace
+from tests.support.fakes import FakeKernel
 
 PROTO = 218
 BARE = NameRegistry(tables={"main": 254}, protocols={})
@@ -52,7 +48,7 @@ def daemon_settings(tmp: Path | None = None, **changes: object) -> DaemonSetting
 def engine(state: KernelState, config: Config, clock: list[float] | None = None) -> Engine:
     now = clock if clock is not None else [1000.0]
     return Engine(config, FakeKernel(state), lease_reader=lambda _: {},
-                  wallclock=lambda: now[0])
+                  clock=lambda: now[0])
 
 
 def decide_and_apply(e: Engine) -> dict[str, Any]:
@@ -237,7 +233,7 @@ def test_numbers_of_absent_interfaces_are_reused_oldest_first(tmp_path: Path) ->
     config = Config(daemon=daemon_settings(tmp_path, table_range=(30000, 30001)))
     clock = [1000.0]
     fake = FakeKernel(KernelState())
-    e = Engine(config, fake, lease_reader=lambda _: {}, wallclock=lambda: clock[0])
+    e = Engine(config, fake, lease_reader=lambda _: {}, clock=lambda: clock[0])
 
     def present(*names: str) -> dict[str, int]:
         links = tuple(Link(n, name, True, True) for n, name in enumerate(names, 2))
@@ -351,49 +347,3 @@ def test_a_link_local_only_interface_says_why_it_has_no_default() -> None:
 
 
 # --- the real kernel: a bridge port and a peer address, in a namespace ------------------------
-
-
-NETNS_CONFIG = """
-[daemon]
-rt_tables_file = "{tmp}/rt_tables.d/polroutd.conf"
-dhcp_lease_paths = []
-
-[[interface]]
-name = "*"
-"""
-
-
-@pytest.mark.netns
-def test_bridge_ports_are_skipped_and_peer_prefixes_installed_on_the_real_kernel(
-    tmp_path: Path, require_netadmin: None
-) -> None:
-    config = tmp_path / "polroutd.toml"
-    config.write_text(NETNS_CONFIG.format(tmp=tmp_path))
-    with namespace() as ns:
-        batch = "\n".join([
-            "link add br0 type bridge",
-            "link add port0 type veth peer name port0b",
-            "link set port0 master br0",
-            "link set br0 up", "link set port0 up", "link set port0b up",
-            "addr add 10.2.0.2/24 dev port0",  # an address on a port: still not managed
-            "addr add 172.16.4.1 peer 192.168.44.2/24 dev eth0",
-        ])
-        subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)
-
-        def polroutd(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "polroutd", *args,
-                 "--config", str(config)], capture_output=True, text=True, timeout=30)
-
-        applied = polroutd("apply")
-        assert applied.returncode == 0, applied.stdout + applied.stderr
-        plan = polroutd("plan", "--json")
-        assert plan.returncode == 0, plan.stdout + plan.stderr  # in sync: the kernel agreed
-        skipped = {s["name"]: s["reason"] for s in json.loads(plan.stdout)["skipped"]}
-        assert skipped["port0"].startswith("a port of bridge br0")
-        assert "10.2.0.2" not in ip(ns, "rule", "show")
-        recorded = (tmp_path / "rt_tables.d" / "polroutd.conf").read_text()
-        table = next(line.split()[0] for line in recorded.splitlines() if line.endswith(" eth0"))
-        routes = ip(ns, "route", "show", "table", table)
-        assert "192.168.44.0/24 dev eth0" in routes and "src 172.16.4.1" in routes
-        assert "172.16.4.0/24" not in routes

@@ -1,0 +1,28 @@
+"""``polroutd apply``: one reconcile, then exit (for ifup/dispatcher hooks and cron)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from polroutd.cli.common import EXIT_ERROR, EXIT_OK, kernel_engine, load
+from polroutd.core.describe import conflict_text, operation_text
+
+
+def command(args: argparse.Namespace) -> int:
+    engine = kernel_engine(load(args))
+    decision = engine.read_and_decide()
+    results = engine.apply(decision)
+    failed = [r for r in results if not r.ok]
+    lines = []  # one write, not a thousand print() calls
+    for result in results:
+        status = "" if result.ok else f"  FAILED {result.error_name}: {result.message or ''}"
+        lines.append(operation_text(result.operation, decision.names) + status.rstrip() + "\n")
+    sys.stdout.write("".join(lines))
+    for conflict in decision.plan.conflicts:
+        print(f"! conflict: {conflict_text(conflict, decision.names)}")
+    print(f"applied {len(results) - len(failed)} operation(s), {len(failed)} failed")
+    if engine.tables_file_error:
+        print(f"polroutd: warning: {engine.tables_file_error} (table names not recorded)",
+              file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK

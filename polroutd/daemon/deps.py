@@ -1,0 +1,49 @@
+"""The daemon's outside world, as the loop sees it: real sockets in service.py, fakes in tests."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from polroutd.core.settings import Config
+from polroutd.engine import Kernel, LeaseReader
+from polroutd.netlink.kernel import Event
+
+
+class EventSource(Protocol):
+    def fileno(self) -> int: ...
+
+    def drain(self) -> list[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class Notifier(Protocol):
+    def ready(self) -> None: ...
+
+    def reloading(self) -> None: ...
+
+    def stopping(self) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def watchdog(self) -> None: ...
+
+    def watchdog_interval(self) -> float | None: ...
+
+
+@dataclass
+class Deps:
+    """Everything the daemon does I/O with."""
+
+    kernel: Kernel
+    events_factory: Callable[[], EventSource]
+    notifier: Notifier
+    load_config: Callable[[], Config]
+    lease_reader: LeaseReader | None = None
+    clock: Callable[[], float] = time.monotonic
+    wallclock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)  # jitters the resync

@@ -1,0 +1,215 @@
+"""What the daemon counts, counted once: /state's counters, the Prometheus series and the
+operation log lines all come from here.
+
+Every count goes through ``Tally._count``, which moves the /state counter and its Prometheus
+series together; gauges are set from the last decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections import Counter
+from collections.abc import Sequence
+
+from polroutd.adapters.logs import get_logger
+from polroutd.adapters.metrics import CounterMetric, Metrics
+from polroutd.core.decision import Decision
+from polroutd.core.describe import conflict_text, operation_text
+from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
+from polroutd.core.model import (
+    DesiredState,
+    Operation,
+    OpResult,
+    Route,
+    Rule,
+    RuleOp,
+    family_name,
+)
+from polroutd.core.plan import Classified, classify
+from polroutd.netlink.kernel import Event
+
+# Races of hot-unplug and link-down: the next event-driven reconcile settles them.
+EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
+LOG_EACH_UP_TO = 32  # operations logged one line each; more are logged one line per cause
+
+COUNTERS = (
+    "reconciles_ok",
+    "reconciles_error",
+    "drift",
+    "repairs",
+    "changes",
+    "operation_errors",
+    "netlink_events",
+    "netlink_overruns",
+    "config_reloads_ok",
+    "config_reloads_error",
+)
+
+log = get_logger("polroutd.daemon")
+
+Applied = list[Classified]
+Failed = list[tuple[Classified, OpResult]]
+
+
+class Tally:
+    """The daemon's counters (for /state) and metrics (for /metrics), kept in step."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        # Operations that failed last time: retrying one is not new drift.
+        self._failed_last: set[Operation] = set()
+        self._gateway_labels: set[tuple[str, str]] = set()
+        self._conflicts_seen: set[Rule | Route] = set()  # the foreign objects warned about
+        self._skipped_seen: set[tuple[str, str]] = set()  # (interface, reason) logged
+
+    def _count(self, counter: str, metric: CounterMetric, amount: int = 1, **labels: str) -> None:
+        self.counters[counter] += amount
+        (metric.labels(**labels) if labels else metric).inc(amount)
+
+    # --- events and reloads -------------------------------------------------------------------
+
+    def events(self, events: Sequence[Event]) -> None:
+        for kind, count in Counter(event.kind for event in events).items():
+            self._count("netlink_events", self.metrics.netlink_events, count, type=kind)
+
+    def overrun(self) -> None:
+        self._count("netlink_overruns", self.metrics.netlink_overruns)
+        log.warning("netlink_overrun", action="reopening the event socket, full resync")
+
+    def reload(self, *, ok: bool) -> None:
+        result = "ok" if ok else "error"
+        self._count(f"config_reloads_{result}", self.metrics.config_reloads, result=result)
+
+    # --- reconciles ---------------------------------------------------------------------------
+
+    def reconcile(
+        self, *, success: bool, in_sync: bool, duration: float, finished_at: float
+    ) -> None:
+        result = "ok" if success else "error"
+        self._count(f"reconciles_{result}", self.metrics.reconciles, result=result)
+        self.metrics.reconcile_duration.observe(duration)
+        self.metrics.in_sync.set(1 if in_sync else 0)
+        if success:
+            self.metrics.last_success.set(finished_at)
+
+    def operations(
+        self, decision: Decision, previous: DesiredState | None, results: list[OpResult]
+    ) -> None:
+        """Counts drift (against ``previous``, the last desired state that was reached),
+        repairs, changes and errors, and logs each operation with its cause."""
+        causes = classify(decision.plan, previous, decision.desired)
+        applied, failed = self._account(causes, results)
+        _log_operations(decision, applied, failed)
+
+    def _account(self, causes: list[Classified], results: list[OpResult]) -> tuple[Applied, Failed]:
+        outcome = {id(r.operation): r for r in results}
+        # Grouped first: a cold start applies a thousand operations of a few label sets.
+        groups: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        applied: Applied = []
+        failed: Failed = []
+        for item in causes:
+            op = item.operation
+            result = outcome.get(id(op))
+            if item.cause == "drift" and op not in self._failed_last:  # a retry is not new drift
+                groups["drift", (("kind", op.kind), ("change", item.drift or ""))] += 1
+            if result is None:
+                continue
+            if result.ok:
+                counter = "repairs" if item.cause == "drift" else "changes"
+                groups[counter, (("kind", op.kind), ("op", op.op))] += 1
+                applied.append(item)
+            else:
+                errno_label = ("errno", result.error_name)
+                groups["operation_errors", (("kind", op.kind), ("op", op.op), errno_label)] += 1
+                failed.append((item, result))
+        self._failed_last = {item.operation for item, _ in failed}
+        metric = {
+            "drift": self.metrics.drift,
+            "repairs": self.metrics.repairs,
+            "changes": self.metrics.changes,
+            "operation_errors": self.metrics.operation_errors,
+        }
+        for (counter, labels), count in groups.items():
+            self._count(counter, metric[counter], count, **dict(labels))
+        return applied, failed
+
+    # --- gauges -------------------------------------------------------------------------------
+
+    def gauges(self, decision: Decision, results: list[OpResult], protocol: int) -> None:
+        """What polroutd owns and manages after ``results`` were applied to ``decision``."""
+        m = self.metrics
+        rules = sum(r.protocol == protocol for r in decision.state.rules)
+        routes = sum(r.protocol == protocol for r in decision.state.routes)
+        for r in results:
+            if r.ok and r.operation.op != "replace":
+                step = 1 if r.operation.op == "add" else -1
+                if isinstance(r.operation, RuleOp):
+                    rules += step
+                else:
+                    routes += step
+        m.owned_rules.set(rules)
+        m.owned_routes.set(routes)
+        m.managed_interfaces.set(len(decision.desired.interfaces))
+        for kind in ("rule", "route"):
+            m.conflicts.labels(kind=kind).set(sum(c.kind == kind for c in decision.plan.conflicts))
+        self._report_once(decision)
+        labels: set[tuple[str, str]] = set()
+        for iface in decision.desired.interfaces:
+            families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}
+            for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
+                if family not in families or not gateway.wanted:
+                    continue  # no gateway is expected: not a gap to alert on
+                label = (iface.name, family_name(family))
+                labels.add(label)
+                m.gateway_present.labels(*label).set(1 if gateway.present else 0)
+        for gone in self._gateway_labels - labels:
+            with contextlib.suppress(KeyError):
+                m.gateway_present.remove(*gone)
+        self._gateway_labels = labels
+
+
+    def _report_once(self, decision: Decision) -> None:
+        """A foreign object in polroutd's way and an interface left unmanaged are each logged
+        when they appear, not on every reconcile."""
+        seen: set[Rule | Route] = set()
+        for conflict in decision.plan.conflicts:
+            seen.add(conflict.foreign)
+            if conflict.foreign not in self._conflicts_seen:
+                log.warning("conflict", kind=conflict.kind,
+                            text=conflict_text(conflict, decision.names),
+                            action="left alone (not polroutd's); not in sync until it goes")
+        self._conflicts_seen = seen
+        skipped = {(i.name, i.reason) for i in decision.desired.skipped}
+        for name, reason in sorted(skipped - self._skipped_seen):
+            log.info("interface_skipped", interface=name, reason=reason)
+        self._skipped_seen = skipped
+
+
+def _log_operations(decision: Decision, applied: Applied, failed: Failed) -> None:
+    """Each operation once, at info, with its cause; a large reconcile (a cold start) as one
+    line per cause, since a line per operation costs more than applying it."""
+    names = decision.names
+    if len(applied) <= LOG_EACH_UP_TO:
+        for item in applied:
+            log.info(
+                "applied", op=operation_text(item.operation, names), cause=item.cause,
+                drift=item.drift,
+            )
+    else:
+        for cause in ("change", "drift"):
+            ops = [operation_text(i.operation, names) for i in applied if i.cause == cause]
+            if ops:
+                log.info("applied", cause=cause, count=len(ops), ops=ops)
+    for item, result in failed:
+        expected = result.errno in EXPECTED_ERRNOS
+        (log.info if expected else log.warning)(
+            "operation_failed",
+            op=operation_text(item.operation, names),
+            cause=item.cause,
+            errno=result.error_name,
+            message=result.message,
+            expected=expected,
+            action="retrying with backoff",
+        )

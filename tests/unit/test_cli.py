@@ -1,0 +1,103 @@
+"""The command line: one module per command, imported only when it runs, and one handler that
+turns every error into one line on stderr and its exit code (polroutd.cli.main)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from polroutd.cli.main import build_parser, describe_failure, main
+from polroutd.core.errors import (
+    ConfigError,
+    DumpInterrupted,
+    KernelError,
+    PolroutdError,
+    TableRangeExhausted,
+    UsageError,
+)
+
+COMMANDS = ("run", "plan", "apply", "check-config", "render", "flush", "status", "demo")
+
+
+@pytest.mark.parametrize(("error", "command", "code"), [
+    (ConfigError("f.toml", "daemon.mode", "bad"), "apply", 2),
+    (ConfigError("f.toml", "daemon.mode", "bad"), "check-config", 2),
+    (ConfigError("f.toml", "daemon.mode", "bad"), "plan", 1),  # 2 means "changes pending"
+    (ConfigError("f.toml", "daemon.mode", "bad"), "flush", 1),  # flush knows 0 and 1
+    (TableRangeExhausted("f.toml", "daemon.table_range", "full"), "apply", 2),
+    (UsageError("wrong"), "demo", 2),
+    (KernelError("refused", 1), "apply", 1),
+    (DumpInterrupted("busy"), "plan", 1),
+    (PolroutdError("something"), "apply", 1),
+    (PermissionError(1, "Operation not permitted"), "apply", 1),
+    (RuntimeError("bug"), "apply", 1),
+])
+def test_each_error_family_has_its_exit_code(error: Exception, command: str, code: int) -> None:
+    message, got = describe_failure(error, command)
+    assert got == code
+    assert "\n" not in message and message
+
+
+def test_a_kernel_error_says_what_to_check() -> None:
+    message, _ = describe_failure(KernelError("netlink send failed"), "apply")
+    assert "CAP_NET_ADMIN" in message
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["bogus"], ["plan", "--bogus"], ["render"], ["render", "--format", "nope"],
+    ["demo", "--keep", "--cleanup"],
+])
+def test_wrong_usage_is_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("polroutd: error: "), err
+    assert "Traceback" not in err
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert main(["plan", "--help"]) == 0
+    assert "polroutd" in capsys.readouterr().out
+
+
+def test_every_command_runs_from_its_own_module() -> None:
+    parser = build_parser()
+    for name in COMMANDS:
+        argv = [name, "--format", "ip-batch"] if name == "render" else [name]
+        module = parser.parse_args(argv).module
+        assert module == f"polroutd.cli.{name.replace('-', '_')}"
+        assert callable(importlib.import_module(module).command)
+
+
+def test_an_invalid_configuration_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "polroutd.toml"
+    config.write_text('[daemon]\nmode = "sometimes"\n')
+    assert main(["check-config", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"polroutd: error: {config}:2: daemon.mode: ") and err.count("\n") == 1
+
+
+def test_plan_and_check_config_load_no_daemon_libraries(tmp_path: Path) -> None:
+    config = tmp_path / "polroutd.toml"
+    config.write_text('[daemon]\nrt_tables_file = ""\n')
+    probe = (
+        "import sys\n"
+        "from polroutd.cli.main import main\n"
+        f"assert main(['check-config', '--config', {str(config)!r}]) == 0\n"
+        "import polroutd.cli.plan, polroutd.cli.check_config\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'prometheus_client')"
+        " or m.startswith(('polroutd.daemon', 'polroutd.adapters.http', 'polroutd.lab'))]\n"
+        "print(loaded)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

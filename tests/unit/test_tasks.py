@@ -1,0 +1,150 @@
+"""The daemon's long-lived tasks are supervised: one that fails (or ends) while the daemon runs
+stops the daemon with exit 1 and a log line that names it (polroutd.daemon.tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from polroutd.adapters.http import HttpServer, StateProvider
+from polroutd.core.model import KernelState
+from polroutd.core.settings import Config, DaemonSettings
+from polroutd.daemon import service
+from polroutd.daemon.deps import Deps
+from polroutd.daemon.loop import Daemon
+from polroutd.netlink.kernel import Event
+from tests.support.fakes import FakeKernel, FakeNotifier
+
+CONFIG = Config(daemon=DaemonSettings(rt_tables_file="", resync_interval=3600, protocol=218))
+
+
+class QuietEvents:
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+
+    def fileno(self) -> int:
+        return self._r
+
+    def drain(self) -> list[Event]:
+        return []
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+def daemon() -> Daemon:
+    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=QuietEvents,
+                notifier=FakeNotifier(),
+                load_config=lambda: CONFIG, lease_reader=lambda _: {})
+    return Daemon(CONFIG, deps)
+
+
+def failures(logs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    return [entry["task"] for entry in logs if entry["event"] == "task_failed"]
+
+
+async def test_a_crashing_supervised_task_stops_the_daemon_with_exit_1_naming_it() -> None:
+    d = daemon()
+
+    async def exporter() -> None:
+        await asyncio.sleep(0.05)  # the daemon is up and ready by then
+        raise RuntimeError("exporter bug")
+
+    before = asyncio.all_tasks()
+    with capture_logs() as logs:
+        code = await asyncio.wait_for(d.run({"exporter": exporter()}), 2.0)
+    assert code == 1
+    assert failures(logs) == ["exporter"]
+    [entry] = [e for e in logs if e["event"] == "task_failed"]
+    assert "exporter bug" in str(entry["error"])
+    assert d.status.converged_once  # it was running, not failing to start
+    assert "STOPPING=1" not in d.deps.notifier.sent  # type: ignore[attr-defined]
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_task_that_ends_while_the_daemon_runs_is_a_failure() -> None:
+    d = daemon()
+
+    async def server() -> None:
+        await asyncio.sleep(0.02)
+
+    with capture_logs() as logs:
+        code = await asyncio.wait_for(d.run({"http": server()}), 2.0)
+    assert code == 1
+    assert failures(logs) == ["http"]
+
+
+async def test_the_reconcile_task_is_named_when_it_crashes() -> None:
+    d = daemon()
+    with capture_logs() as logs:
+        run = asyncio.create_task(d.run())
+        await asyncio.sleep(0.05)
+        d.request_reload()
+        def broken_loader() -> Config:
+            raise RuntimeError("loader bug")
+
+        d.deps.load_config = broken_loader
+        assert await asyncio.wait_for(run, 2.0) == 1
+    assert failures(logs) == ["reconcile"]
+
+
+@pytest.mark.parametrize("with_service", [False, True])
+async def test_a_requested_stop_is_exit_0_and_no_failure(with_service: bool) -> None:
+    d = daemon()
+
+    async def service() -> None:
+        await asyncio.Event().wait()
+
+    with capture_logs() as logs:
+        run = asyncio.create_task(d.run({"http": service()} if with_service else None))
+        await asyncio.sleep(0.05)
+        d.request_stop()
+        assert await asyncio.wait_for(run, 2.0) == 0
+    assert failures(logs) == []
+    assert d.health() == (False, "netlink event socket is closed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_composition_root_binds_http_first_and_supervises_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    servers: list[HttpServer] = []
+
+    class Recorded(HttpServer):
+        def __init__(self, provider: StateProvider, host: str, port: int) -> None:
+            super().__init__(provider, host, port)
+            servers.append(self)
+
+    monkeypatch.setattr(service, "HttpServer", Recorded)
+    port = free_port()
+    config = replace(CONFIG, daemon=replace(CONFIG.daemon, http_listen=f"127.0.0.1:{port}"))
+    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=QuietEvents,
+                notifier=FakeNotifier(), load_config=lambda: config, lease_reader=lambda _: {})
+    with capture_logs() as logs:
+        run = asyncio.create_task(service.serve(config, deps))
+        for _ in range(200):
+            if any(e["event"] == "http_listening" for e in logs):
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert (await reader.read()).split(b"\r\n")[0].endswith(b" 200 OK")
+        writer.close()
+        # The server going away under a running daemon stops the daemon.
+        [server] = servers
+        await server.stop()
+        assert await asyncio.wait_for(run, 2.0) == 1
+    assert failures(logs) == ["http"]
