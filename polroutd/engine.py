@@ -7,7 +7,8 @@ the files beside it, and hands the plan to the kernel.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -16,13 +17,26 @@ from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
 from polroutd.core.desired import (
     Inputs,
-    desired_state,
+    Piece,
+    assemble,
+    desired_pieces,
     main_table_defaults,
     managed_links,
     table_requests,
+    unmanaged_copies,
 )
+from polroutd.core.incremental import redecide, scope
+from polroutd.core.kernelview import Touched
 from polroutd.core.limits import AF_INET
-from polroutd.core.model import DesiredState, KernelState, Link, Operation, OpResult, Plan
+from polroutd.core.model import (
+    DesiredState,
+    KernelState,
+    Link,
+    Operation,
+    OpResult,
+    Plan,
+    Route,
+)
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.inputs import leases, rt_tables
@@ -66,6 +80,17 @@ def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
     return registry, protocol
 
 
+@dataclass(frozen=True, slots=True)
+class _Basis:
+    """A decision with what it was derived from, for deciding again after events."""
+
+    decision: Decision
+    pieces: Mapping[int, Piece]  # interface index -> its share of the desired state
+    skipped: frozenset[int]
+    inputs: Inputs
+    copies: Sequence[Route]  # the main-table routes strict mode copies
+
+
 class Engine:
     """Turns a configuration into decisions against whatever kernel it is given."""
 
@@ -97,6 +122,8 @@ class Engine:
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
         self._applied_unused: dict[str, float] = dict(applied_unused or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
+        self._last: _Basis | None = None  # what the last decision was made of
+
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
         found = leases.lease_gateways(
@@ -130,7 +157,7 @@ class Engine:
             return rt_tables.read_records(self._tables_file)
 
     def _lease_candidates(
-        self, state: KernelState, managed: Sequence[tuple[Link, InterfaceSpec | None]]
+        self, state: KernelState, managed: Iterable[tuple[Link, InterfaceSpec | None]]
     ) -> dict[str, int]:
         """The interfaces whose IPv4 gateway may come from a DHCP lease (``auto``, and no
         default route on them in the main table): only these need lease files read."""
@@ -167,7 +194,8 @@ class Engine:
             lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
             table_errors=assignment.unassigned,
         )
-        desired = desired_state(state, inputs)
+        pieces, skipped, _ = desired_pieces(state, inputs)
+        desired = assemble(pieces, skipped, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}
         table_names.update({number: name for name, number in named.items()})
         description = Names(
@@ -176,8 +204,43 @@ class Engine:
             protocols={number: name for name, number in self.registry.protocols.items()}
             | {self.protocol: self._protocol_name()},
         )
-        return Decision(state, desired, make_plan(desired, state, self.protocol), description,
-                        assignment.recorded, assignment.unused_since)
+        decision = Decision(state, desired, make_plan(desired, state, self.protocol),
+                            description, assignment.recorded, assignment.unused_since)
+        copies = (unmanaged_copies(state, {p.interface.index for p in pieces}, self.protocol)
+                  if self.config.daemon.mode == "strict" else [])
+        self._last = _Basis(decision, {p.interface.index: p for p in pieces},
+                            frozenset(s.index for s in desired.skipped), inputs, copies)
+        return decision
+
+    def decide_touched(self, state: KernelState, touched: Touched) -> Decision | None:
+        """The decision for ``state`` (the last decision's state with events applied) found by
+        deciding again only for the interfaces ``touched`` names; None when that cannot tell
+        and a full read and decision must (see core/incremental.py), or names files changed."""
+        last = self._last
+        if last is None or registry_signature(self.config) != self._registry_signature:
+            return None
+        chosen = scope(last.pieces, last.skipped, state, touched, self.config, self.protocol)
+        if chosen is None:
+            return None
+        inputs = last.inputs
+        if chosen:
+            names = {link.name for link, _ in chosen}
+            chosen_state = KernelState(routes=tuple(
+                r for r in state.routes if r.oif in {link.ifindex for link, _ in chosen}))
+            leases = {name: gateway for name, gateway in inputs.lease_gateways.items()
+                      if name not in names}
+            leases.update(self._lease_reader(self._lease_candidates(chosen_state, chosen)))
+            inputs = replace(inputs, lease_gateways=leases)
+        found = redecide(last.pieces, last.decision.desired, last.decision.plan, state, chosen,
+                         inputs, last.copies)
+        if found is None:
+            return None
+        pieces, desired, plan = found
+        previous = last.decision
+        decision = Decision(state, desired, plan, previous.names, previous.recorded_tables,
+                            previous.unused_tables)
+        self._last = _Basis(decision, pieces, last.skipped, inputs, last.copies)
+        return decision
 
     def _protocol_name(self) -> str:
         setting = self.config.daemon.protocol

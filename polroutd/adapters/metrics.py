@@ -21,8 +21,17 @@ class Metrics:
         )
         self.reconcile_duration = Histogram(
             "polroutd_reconcile_duration_seconds",
-            "Time from reading the kernel to the last acknowledgement of a reconcile.",
+            "Time from reading the kernel to the last acknowledgement of a reconcile, by mode: "
+            "incremental (events applied to the last read) or full (everything read again).",
+            ["mode"],
             buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.cache_divergence = Counter(
+            "polroutd_cache_divergence",
+            "Full reads that found the event-maintained view of the kernel wrong, by object kind "
+            "(repaired by planning from the full read).",
+            ["kind"],
             registry=r,
         )
         self.drift = Counter(

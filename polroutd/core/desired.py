@@ -62,26 +62,20 @@ def select_links(
     default rule) that it leaves alone with the reason: loopbacks, VRF devices and ports of a
     VRF, bond, bridge or team (docs/topologies.md)."""
     links = sorted(state.links, key=lambda link: link.name)
+    with_global = set() if config.interfaces else {a.ifindex for a in state.addresses
+                                                   if a.is_global}
     selected: list[tuple[Link, InterfaceSpec | None]] = []
-    if config.interfaces:
-        for link in links:
-            spec = next((s for s in config.interfaces if fnmatchcase(link.name, s.name)), None)
-            if spec is not None:
-                selected.append((link, spec))
-    else:
-        with_global = {a.ifindex for a in state.addresses if a.is_global}
-        excluded = tuple(config.daemon.exclude)
-        selected = [
-            (link, None) for link in links
-            if link.ifindex in with_global and not _excluded(link.name, excluded)
-        ]
+    for link in links:
+        chosen, spec = link_selection(link, config, link.ifindex in with_global)
+        if chosen:
+            selected.append((link, spec))
     if not any(link.loopback or link.master or link.kind == "vrf" for link, _ in selected):
         return selected, []
     by_index = state.link_by_index()
     managed: list[tuple[Link, InterfaceSpec | None]] = []
     skipped: list[SkippedInterface] = []
     for link, spec in selected:
-        reason = _unmanageable(link, by_index)
+        reason = unmanageable(link, by_index)
         if reason is None:
             managed.append((link, spec))
         elif spec is not None or not link.loopback:  # lo is silently left out by default
@@ -89,7 +83,19 @@ def select_links(
     return managed, skipped
 
 
-def _unmanageable(link: Link, by_index: Mapping[int, Link]) -> str | None:
+def link_selection(
+    link: Link, config: Config, has_global: bool
+) -> tuple[bool, InterfaceSpec | None]:
+    """Whether the configuration selects the link (before asking if it can be managed), and
+    the entry that matched: the first whose name pattern matches; without entries, every
+    interface with a global address (``has_global``) that no exclude pattern names."""
+    if config.interfaces:
+        spec = next((s for s in config.interfaces if fnmatchcase(link.name, s.name)), None)
+        return spec is not None, spec
+    return has_global and not _excluded(link.name, tuple(config.daemon.exclude)), None
+
+
+def unmanageable(link: Link, by_index: Mapping[int, Link]) -> str | None:
     """Why polroutd must leave this interface alone, if it must."""
     if link.loopback:
         return "a loopback interface: its addresses are local, not a way out"
@@ -132,7 +138,7 @@ def _address_order(a: Address) -> tuple[int, bool, tuple[int, int]]:
     return (a.family, a.secondary, _ip_key(a.address))
 
 
-def _addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
+def addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
     """Global addresses by interface index, each interface's primaries first, in an order that
     does not depend on the dump's (one pass over the addresses, not one per interface)."""
     by_index: dict[int, list[Address]] = {}
@@ -287,7 +293,7 @@ def _extra_route(spec: RouteSpec, own_table: int, oif: int, inputs: Inputs) -> R
     )
 
 
-def _unmanaged_copies(
+def unmanaged_copies(
     state: KernelState, managed_indexes: set[int], protocol: int
 ) -> list[Route]:
     """Main-table routes through local unmanaged devices (docker0, virbr0, cni0, ...)."""
@@ -303,103 +309,153 @@ def _unmanaged_copies(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One managed interface's share of the desired state: its rules and routes."""
+
+    interface: ManagedInterface
+    rules: tuple[Rule, ...]
+    routes: tuple[Route, ...]
+
+
+def interface_piece(
+    link: Link,
+    spec: InterfaceSpec | None,
+    table: TableRef,
+    addresses: list[Address],
+    inputs: Inputs,
+    main_defaults: MainDefaults,
+    copies: Sequence[Route],
+) -> Piece:
+    """What polroutd wants for one interface. ``addresses``: its global ones, primaries first
+    (``addresses_by_interface``); ``copies``: the main-table routes strict mode copies."""
+    config, protocol = inputs.config, inputs.protocol
+    priority = (spec.priority if spec and spec.priority else None) or config.daemon.rule_priority
+    families_here = {a.family for a in addresses}
+    routes: dict[object, Route] = {}
+
+    def want(route: Route) -> None:
+        """Only what the kernel would accept now: no route through a down device, and no
+        gateway reached through an interface without an address of its family (the kernel
+        also drops such routes silently when the last address goes)."""
+        if not link.up:
+            return
+        if (route.gateway is None or _link_local(route.gateway)
+                or route.family in families_here):
+            routes.setdefault(route.key, route)
+
+    gateways = {
+        AF_INET: choose_gateway(
+            link, AF_INET, spec.gateway if spec else "auto", KernelState(), inputs, main_defaults
+        ),
+        AF_INET6: choose_gateway(
+            link, AF_INET6, spec.gateway6 if spec else "auto", KernelState(), inputs,
+            main_defaults,
+        ),
+    }
+    rules: dict[tuple[object, ...], Rule] = {}
+    for a in addresses:
+        # These rules differ only in what this key holds, so it stands for their identity()
+        # (cheaper, and no Rule is built for a duplicate address).
+        key = (a.family, a.address)
+        if key not in rules:
+            rules[key] = _source_rule(a.family, a.address, priority, table.id, protocol)
+    for route in _connected_routes(addresses, table.id, link.ifindex, protocol):
+        want(route)
+    for family in FAMILIES:
+        if not gateways[family].present:
+            continue
+        if family in families_here:
+            want(_default_route(family, gateways[family], table.id, link.ifindex, protocol))
+        else:  # no rule, no use: say so rather than show a gateway that is not installed
+            gateways[family] = replace(gateways[family], not_installed=(
+                f"no global {family_name(family)} address on {link.name}: no rule uses "
+                "the table, so no default route is installed there"))
+    for extra in spec.routes if spec else ():
+        want(_extra_route(extra, table.id, link.ifindex, inputs))
+    for copy in copies:
+        want(copy._replace(table=table.id, protocol=protocol, extra=()))
+    interface = ManagedInterface(
+        name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
+        addresses=tuple(a.text() for a in addresses),
+        table_id=table.id, table_name=table.name, priority=priority,
+        gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
+    )
+    return Piece(interface, tuple(sorted(rules.values(), key=rule_order)),
+                 tuple(sorted(routes.values(), key=route_order)))
+
+
 def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
+    return assemble(*desired_pieces(state, inputs))
+
+
+def desired_pieces(
+    state: KernelState, inputs: Inputs
+) -> tuple[list[Piece], list[SkippedInterface], Inputs]:
+    """Every managed interface's piece, the interfaces skipped, and the inputs."""
     config = inputs.config
-    protocol = inputs.protocol
     selected, skipped = select_links(state, config)
     managed = [(link, spec) for link, spec in selected if link.name in inputs.tables]
     skipped.extend(
         SkippedInterface(link.name, link.ifindex, inputs.table_errors.get(link.name, "no table"))
         for link, _ in selected if link.name not in inputs.tables
     )
-    managed_indexes = {link.ifindex for link, _ in managed}
-    down = {link.ifindex for link in state.links if not link.up}
     copies = (
-        _unmanaged_copies(state, managed_indexes, protocol)
+        unmanaged_copies(state, {link.ifindex for link, _ in managed}, inputs.protocol)
         if config.daemon.mode == "strict" else []
     )
+    by_index = addresses_by_interface(state)
+    main_defaults = main_table_defaults(state, inputs.protocol)
+    pieces = [
+        interface_piece(link, spec, inputs.tables[link.name], by_index.get(link.ifindex, []),
+                        inputs, main_defaults, copies)
+        for link, spec in managed
+    ]
+    return pieces, skipped, inputs
 
-    interfaces: list[ManagedInterface] = []
-    rules: dict[tuple[object, ...], Rule] = {}
-    routes: dict[object, Route] = {}
 
-    by_index = _addresses_by_interface(state)
-    families_on = {(index, a.family) for index, mine in by_index.items() for a in mine}
-    main_defaults = main_table_defaults(state, protocol)
+def main_first_rules(pieces: Iterable[Piece], protocol: int) -> list[Rule]:
+    """``main-first`` mode: ``lookup main suppress_prefixlength 0`` just before polroutd's
+    first rule, per family that has rules."""
+    priorities: list[int] = []
+    families: set[int] = set()
+    for piece in pieces:
+        if piece.rules:
+            priorities.append(piece.interface.priority)
+            families.update(r.family for r in piece.rules)
+    if not priorities:
+        return []
+    first = min(priorities) - 1
+    return [
+        Rule(family=family, priority=first, table=RT_TABLE_MAIN, protocol=protocol,
+             suppress_prefixlen=0)
+        for family in sorted(families)
+    ]
 
-    def installable(route: Route) -> bool:
-        """What the kernel would accept now: no route through a down device, and no gateway
-        reached through an interface without an address of its family (the kernel also
-        drops such routes silently when the last address goes)."""
-        if route.oif in down:
-            return False
-        if route.gateway is None or _link_local(route.gateway):
-            return True
-        return (route.oif, route.family) in families_on
 
-    def want(route: Route) -> None:
-        if installable(route):
-            routes.setdefault(route.key, route)
-
-    for link, spec in managed:
-        table = inputs.tables[link.name]
-        priority = (
-            spec.priority if spec and spec.priority else None
-        ) or config.daemon.rule_priority
-        addresses = by_index.get(link.ifindex, [])
-        gateways = {
-            AF_INET: choose_gateway(
-                link, AF_INET, spec.gateway if spec else "auto", state, inputs, main_defaults
-            ),
-            AF_INET6: choose_gateway(
-                link, AF_INET6, spec.gateway6 if spec else "auto", state, inputs, main_defaults
-            ),
-        }
-        for a in addresses:
-            # These rules differ only in what this key holds, so it stands for their identity()
-            # (cheaper, and no Rule is built for a duplicate address).
-            key = (a.family, a.address, priority, table.id)
-            if key not in rules:
-                rules[key] = _source_rule(a.family, a.address, priority, table.id, protocol)
-        for route in _connected_routes(addresses, table.id, link.ifindex, protocol):
-            want(route)
-        families_here = {a.family for a in addresses}
-        for family in FAMILIES:
-            if not gateways[family].present:
-                continue
-            if family in families_here:
-                want(_default_route(family, gateways[family], table.id, link.ifindex, protocol))
-            else:  # no rule, no use: say so rather than show a gateway that is not installed
-                gateways[family] = replace(gateways[family], not_installed=(
-                    f"no global {family_name(family)} address on {link.name}: no rule uses "
-                    "the table, so no default route is installed there"))
-        for extra in spec.routes if spec else ():
-            want(_extra_route(extra, table.id, link.ifindex, inputs))
-        for copy in copies:
-            want(copy._replace(table=table.id, protocol=protocol, extra=()))
-        interfaces.append(
-            ManagedInterface(
-                name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
-                addresses=tuple(a.text() for a in addresses),
-                table_id=table.id, table_name=table.name, priority=priority,
-                gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
-            )
-        )
-
-    if config.daemon.mode == "main-first" and rules:
-        first = min(r.priority for r in rules.values()) - 1
-        for family in sorted({r.family for r in rules.values()}):
-            rule = Rule(
-                family=family, priority=first, table=RT_TABLE_MAIN, protocol=protocol,
-                suppress_prefixlen=0,
-            )
-            rules.setdefault(rule.identity(), rule)
-
+def assemble(
+    pieces: Iterable[Piece], skipped: Iterable[SkippedInterface], inputs: Inputs
+) -> DesiredState:
+    """The desired state from the interfaces' pieces, listed interface by interface (in name
+    order, each piece sorted), so that replacing one piece sorts nothing else. A route that
+    two interfaces want goes to the first by name."""
+    by_name = sorted(pieces, key=lambda p: p.interface.name)
+    rules: list[Rule] = []
+    if inputs.config.daemon.mode == "main-first":
+        rules.extend(main_first_rules(by_name, inputs.protocol))
+    routes: list[Route] = []
+    claimed: set[object] = set()
+    for piece in by_name:
+        rules.extend(piece.rules)
+        for route in piece.routes:
+            if route.key not in claimed:
+                claimed.add(route.key)
+                routes.append(route)
     return DesiredState(
-        interfaces=tuple(interfaces),
-        rules=tuple(sorted(rules.values(), key=rule_order)),
-        routes=tuple(sorted(routes.values(), key=route_order)),
-        tables=frozenset(inputs.tables[link.name].id for link, _ in managed),
+        interfaces=tuple(p.interface for p in by_name),
+        rules=tuple(rules),
+        routes=tuple(routes),
+        tables=frozenset(p.interface.table_id for p in by_name),
         skipped=tuple(sorted(skipped, key=lambda s: s.name)),
     )
 

@@ -21,6 +21,15 @@ class LastReconcile:
     operations: int
     failures: tuple[OpResult, ...] = ()
     read_error: str | None = None
+    mode: str = "full"  # "incremental": events applied to the last read; "full": read again
+
+
+@dataclass(frozen=True, slots=True)
+class FullRead:
+    """The last read of everything, and where it found the view kept from events wrong."""
+
+    at: float  # Unix time
+    divergence: tuple[str, ...] | None  # kinds of object; None: there was no view to compare
 
 
 def _gateway(gateway: Gateway) -> dict[str, Any]:
@@ -70,6 +79,7 @@ def state_document(
     config_error: str | None,
     ready: bool,
     in_sync: bool,
+    full_read: FullRead | None = None,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "version": __version__,
@@ -87,6 +97,10 @@ def state_document(
         "conflicts": [],
         "pending": [],
         "counters": dict(counters),
+        "last_full_read": None if full_read is None else {
+            "at": full_read.at,
+            "divergence": None if full_read.divergence is None else list(full_read.divergence),
+        },
     }
     if decision is None:
         return doc
@@ -144,6 +158,7 @@ def _last(last: LastReconcile | None, names: Names) -> dict[str, Any] | None:
         "duration_seconds": round(last.duration, 6),
         "result": last.result,
         "reason": last.reason,
+        "mode": last.mode,
         "operations": last.operations,
         "errors": errors,
     }

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from polroutd.core.kernelview import Event
 from polroutd.core.settings import Config
 from polroutd.engine import Kernel, LeaseReader
-from polroutd.netlink.kernel import Event
 
 
 class EventSource(Protocol):

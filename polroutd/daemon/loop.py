@@ -18,10 +18,11 @@ from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.errors import ConfigError, KernelError, Overrun
+from polroutd.core.kernelview import Event, apply_events, apply_results, divergence
 from polroutd.core.model import DesiredState, KernelState, OpResult
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
-from polroutd.core.stateview import LastReconcile, state_document
+from polroutd.core.stateview import FullRead, LastReconcile, state_document
 from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
@@ -29,6 +30,8 @@ from polroutd.daemon.tasks import Supervisor
 from polroutd.engine import Engine
 
 SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
+# Reconciles that read everything again rather than trust the view kept from events.
+FULL_READ_REASONS = frozenset({"startup", "resync", "reload", "retry"})
 EXIT_OK, EXIT_FAILED = 0, 1
 
 log = get_logger("polroutd.daemon")
@@ -46,6 +49,7 @@ class Status:
     # The desired state of the last successful reconcile: drift is measured against it.
     last_good: DesiredState | None = None
     config_error: str | None = None
+    full_read: FullRead | None = None
 
     def line(self) -> str:
         """systemd's STATUS= text."""
@@ -78,6 +82,11 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_requested = False
         self._supervisor = Supervisor(self._stop)
+        # The kernel as last read, with every event since applied (core/kernelview.py); None
+        # when only a full read can be trusted (at start, after an overrun, a failed read or
+        # operation, a reload). ``_pending``: the events not yet applied to it.
+        self._view: KernelState | None = None
+        self._pending: list[Event] = []
 
     # --- control ------------------------------------------------------------------------------
 
@@ -123,6 +132,7 @@ class Daemon:
             config_error=s.config_error,
             ready=self.readiness()[0],
             in_sync=s.in_sync,
+            full_read=s.full_read,
         )
 
     def metrics(self) -> bytes:
@@ -204,10 +214,14 @@ class Daemon:
             events = self._events.drain()
         except Overrun:
             self.tally.overrun()
+            self._view = None  # events were lost: only a full read tells what changed
+            self._pending.clear()
             self._close_events()
             self._open_events()
             return True
         self.tally.events(events)
+        if self._view is not None:
+            self._pending.extend(events)
         return bool(events)
 
     def _events_pending(self) -> bool:
@@ -217,13 +231,32 @@ class Daemon:
         """A kernel read that no change raced: links, addresses, routes and rules are dumped
         one after another, so a change between two dumps (an address deleted after the address
         dump, its routes flushed before the route dump) would look like drift. Events that
-        arrived during the read are consumed by reading again."""
+        arrived during the read are consumed by reading again.
+
+        The view kept from events, brought up to date first, is compared with the read: every
+        difference is counted (polroutd_cache_divergence_total) and the read replaces it."""
+        if self._events is not None:
+            self._consume_events()
+        view = self._current_view()
+        self._view, self._pending = None, []
         state = self.deps.kernel.read_state()
+        raced = False
         for _ in range(SETTLE_READS):
             if not self._events_pending():
                 break
+            raced = True
             state = self.deps.kernel.read_state()
+        found = None if view is None or raced else tuple(divergence(view, state))
+        self.tally.divergence(found or ())
+        self.status.full_read = FullRead(self.deps.wallclock(), found)
         return state
+
+    def _current_view(self) -> KernelState | None:
+        """The view with the pending events applied; None if one of them says too little."""
+        if self._view is None:
+            return None
+        applied = apply_events(self._view, self._pending)
+        return None if applied is None else applied[0]
 
     async def _reconcile_loop(self) -> None:
         while not self._stop.is_set():
@@ -258,6 +291,7 @@ class Daemon:
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:
             self.config, self.engine = engine.config, engine
+            self._view = None  # a new configuration is decided from a full read
             self.status.config_error = None
             retime(self.schedule, engine.config.daemon)
             self.tally.reload(ok=True)
@@ -268,22 +302,46 @@ class Daemon:
 
     # --- one reconcile --------------------------------------------------------------------------
 
+    def _decide_from_events(self) -> Decision | None:
+        """The decision from the view kept from events, for the interfaces they touched (or
+        for all, when that cannot tell); None when a full read is needed."""
+        if self._view is None:
+            return None
+        applied = apply_events(self._view, self._pending)
+        if applied is None:
+            return None
+        state, touched = applied
+        self._view, self._pending = state, []
+        return self.engine.decide_touched(state, touched) or self.engine.decide(state)
+
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
+        mode = "full"
         try:
-            decision = self.engine.decide(self._read_settled())
+            decision = None
+            if reason not in FULL_READ_REASONS and self._events is not None:
+                self._consume_events()  # without an event socket, nothing keeps a view
+                decision = self._decide_from_events()
+                mode = "incremental" if decision is not None else "full"
+            if decision is None:
+                decision = self.engine.decide(self._read_settled())
         except (KernelError, OSError, ConfigError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
             # hot-plugged interfaces: reported and retried, not fatal.)
-            return self._finish(started, reason, None, [], read_error=str(exc))
+            self._view = None
+            return self._finish(started, reason, None, [], read_error=str(exc), mode=mode)
         previous = self.status.last_good
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
-            return self._finish(started, reason, decision, [], read_error=str(exc))
+            self._view = None
+            return self._finish(started, reason, decision, [], read_error=str(exc), mode=mode)
+        # The view follows what was applied; after a failure only a full read is trusted.
+        ok = all(r.ok for r in results)
+        self._view = apply_results(decision.state, results) if ok else None
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
-        success = self._finish(started, reason, decision, results)
+        success = self._finish(started, reason, decision, results, mode=mode)
         self.tally.operations(decision, previous, results)
         self._report_tables_file()
         return success
@@ -302,6 +360,7 @@ class Daemon:
         decision: Decision | None,
         results: list[OpResult],
         read_error: str | None = None,
+        mode: str = "full",
     ) -> bool:
         failures = tuple(r for r in results if not r.ok)
         success = read_error is None and not failures
@@ -316,12 +375,13 @@ class Daemon:
             operations=len(results),
             failures=failures,
             read_error=read_error,
+            mode=mode,
         )
         # A foreign object where polroutd wants its own (e.g. a VRF later created on one of its
         # table numbers) leaves the kernel not as desired, though nothing failed.
         conflicts = decision.plan.conflicts if decision is not None else ()
         self.tally.reconcile(success=success, in_sync=success and not conflicts,
-                             duration=duration, finished_at=finished_at)
+                             duration=duration, finished_at=finished_at, mode=mode)
         if read_error is not None:
             log.warning(
                 "reconcile_failed",

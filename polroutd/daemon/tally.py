@@ -16,6 +16,7 @@ from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import CounterMetric, Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.describe import conflict_text, operation_text
+from polroutd.core.kernelview import Event
 from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
 from polroutd.core.model import (
     DesiredState,
@@ -27,7 +28,6 @@ from polroutd.core.model import (
     family_name,
 )
 from polroutd.core.plan import Classified, classify
-from polroutd.netlink.kernel import Event
 
 # Races of hot-unplug and link-down: the next event-driven reconcile settles them.
 EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
@@ -44,6 +44,7 @@ COUNTERS = (
     "netlink_overruns",
     "config_reloads_ok",
     "config_reloads_error",
+    "cache_divergence",
 )
 
 log = get_logger("polroutd.daemon")
@@ -78,6 +79,14 @@ class Tally:
         self._count("netlink_overruns", self.metrics.netlink_overruns)
         log.warning("netlink_overrun", action="reopening the event socket, full resync")
 
+    def divergence(self, kinds: Sequence[str]) -> None:
+        """A full read found the view kept from events wrong in these kinds of object."""
+        for kind in kinds:
+            self._count("cache_divergence", self.metrics.cache_divergence, kind=kind)
+        if kinds:
+            log.warning("cache_divergence", kinds=list(kinds),
+                        action="planned from the full read; the view is replaced by it")
+
     def reload(self, *, ok: bool) -> None:
         result = "ok" if ok else "error"
         self._count(f"config_reloads_{result}", self.metrics.config_reloads, result=result)
@@ -85,11 +94,12 @@ class Tally:
     # --- reconciles ---------------------------------------------------------------------------
 
     def reconcile(
-        self, *, success: bool, in_sync: bool, duration: float, finished_at: float
+        self, *, success: bool, in_sync: bool, duration: float, finished_at: float,
+        mode: str = "full",
     ) -> None:
         result = "ok" if success else "error"
         self._count(f"reconciles_{result}", self.metrics.reconciles, result=result)
-        self.metrics.reconcile_duration.observe(duration)
+        self.metrics.reconcile_duration.labels(mode=mode).observe(duration)
         self.metrics.in_sync.set(1 if in_sync else 0)
         if success:
             self.metrics.last_success.set(finished_at)

@@ -10,10 +10,13 @@ import contextlib
 import errno
 import os
 import socket
+import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, TypeVar, cast
+from typing import TypeVar, cast
 
 from polroutd.core.errors import DumpInterrupted, KernelError, Overrun
+from polroutd.core.kernelview import Change, EventKind, KernelObject
+from polroutd.core.kernelview import Event as Event  # re-exported: the events it reads
 from polroutd.core.limits import RT_TABLE_LOCAL
 from polroutd.core.model import (
     Address,
@@ -249,19 +252,29 @@ def encode_operation(operation: Operation, seq: int) -> bytes:
     return rtnl.encode_route(rtnl.RTM_DELROUTE, _DELETE, seq, operation.route)
 
 
-EventKind = rtnl.EventKind
 
 
-class Event(NamedTuple):
-    """A change the kernel announced: what kind of object it concerns."""
+_DECODERS: dict[EventKind, Callable[[bytes], KernelObject | None]] = {
+    "link": rtnl.decode_link,
+    "address": rtnl.decode_address,
+    "route": rtnl.decode_route,
+    "rule": rtnl.decode_rule,
+}
+_DELETES = frozenset({rtnl.RTM_DELLINK, rtnl.RTM_DELADDR, rtnl.RTM_DELROUTE, rtnl.RTM_DELRULE})
 
-    kind: EventKind
 
-    @classmethod
-    def of(cls, message_type: int) -> Event | None:
-        """The event an rtnetlink message type announces; None for anything else."""
-        kind = rtnl.EVENT_TYPES.get(message_type)
-        return None if kind is None else cls(kind)
+def decode_event(message_type: int, flags: int, payload: bytes) -> Event | None:
+    """The event with its object, decoded by the codec's dump decoders (an event carries the
+    same message a dump does); None for message types that announce no change."""
+    kind = rtnl.EVENT_TYPES.get(message_type)
+    if kind is None:
+        return None
+    try:
+        obj = _DECODERS[kind](payload)
+    except (struct.error, ValueError, IndexError, OSError):
+        return Event(kind)  # undecodable: only a hint to read everything again
+    change: Change = "del" if message_type in _DELETES else "new"
+    return Event(kind, change, obj, kind == "route" and bool(flags & rtnl.NLM_F_REPLACE))
 
 
 class EventSocket:
@@ -299,7 +312,7 @@ class EventSocket:
                 raise KernelError(
                     f"netlink event receive failed: {exc.strerror}", exc.errno or 0
                 ) from exc
-            for mtype, _flags, _seq, pid, _payload in rtnl.iter_messages(data):
-                event = Event.of(mtype)
+            for mtype, flags, _seq, pid, payload in rtnl.iter_messages(data):
+                event = decode_event(mtype, flags, payload)
                 if event is not None and (pid != self._ignore or not pid):
                     events.append(event)

@@ -333,7 +333,7 @@ def healthy_metrics() -> Metrics:
     m.owned_rules.set(4)
     m.owned_routes.set(6)
     m.reconciles.labels(result="ok").inc(3)
-    m.reconcile_duration.observe(0.004)
+    m.reconcile_duration.labels(mode="full").observe(0.004)
     for iface in ("ens192", "ens224"):
         m.gateway_present.labels(interface=iface, family="ipv4").set(1)
     m.netlink_events.labels(type="address").inc(2)

@@ -537,7 +537,7 @@ async def test_served_openapi_stands_alone_and_validates_state(
 
 SPEC_METRICS: dict[str, tuple[str, set[str]]] = {
     "polroutd_reconciles_total": ("counter", {"result"}),
-    "polroutd_reconcile_duration_seconds_bucket": ("histogram", {"le"}),
+    "polroutd_reconcile_duration_seconds_bucket": ("histogram", {"le", "mode"}),
     "polroutd_drift_detected_total": ("counter", {"kind", "change"}),
     "polroutd_repairs_total": ("counter", {"kind", "op"}),
     "polroutd_changes_total": ("counter", {"kind", "op"}),
@@ -559,7 +559,7 @@ def _exercised_metrics() -> Metrics:
     """Metrics with one child per labelled metric, as a running daemon would have them."""
     m = Metrics()
     m.reconciles.labels(result="ok").inc()
-    m.reconcile_duration.observe(0.004)
+    m.reconcile_duration.labels(mode="full").observe(0.004)
     m.drift.labels(kind="rule", change="missing").inc()
     m.repairs.labels(kind="rule", op="add").inc()
     m.changes.labels(kind="route", op="replace").inc()
