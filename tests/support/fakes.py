@@ -13,7 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from polroutd.core.errors import KernelError
-from polroutd.core.model import KernelState, Operation, OpResult, RouteOp, Rule, RuleOp
+from polroutd.core.kernelview import Event
+from polroutd.core.limits import AF_INET
+from polroutd.core.model import (
+    Address,
+    KernelState,
+    Link,
+    Operation,
+    OpResult,
+    Route,
+    RouteOp,
+    Rule,
+    RuleOp,
+)
 from polroutd.netlink.kernel import IDEMPOTENT
 
 
@@ -28,6 +40,9 @@ class FakeKernel:
     failing_reads: int = 0
     reads: int = 0
     applied: list[Operation] = field(default_factory=list)
+    # What "someone else" changed through the helpers below, as the kernel announces it
+    # (polroutd's own operations are not announced to it: it ignores their echo).
+    events: list[Event] = field(default_factory=list)
 
     def read_state(self) -> KernelState:
         self.reads += 1
@@ -113,6 +128,56 @@ class FakeKernel:
     # Helpers for tests that play "someone else" changing the kernel.
     def remove_rule(self, rule: Rule) -> None:
         self.state = replace(self.state, rules=tuple(r for r in self.state.rules if r != rule))
+        self.events.append(Event("rule", "del", rule))
+
+    def add_rule(self, rule: Rule) -> None:
+        self.state = replace(self.state, rules=(*self.state.rules, rule))
+        self.events.append(Event("rule", "new", rule))
+
+    def add_route(self, route: Route) -> None:
+        if any(r.key == route.key for r in self.state.routes):
+            return
+        self.state = replace(self.state, routes=(*self.state.routes, route))
+        self.events.append(Event("route", "new", route))
+
+    def remove_route(self, route: Route) -> None:
+        if route in self.state.routes:
+            self.state = replace(self.state, routes=tuple(
+                r for r in self.state.routes if r != route))
+            self.events.append(Event("route", "del", route))
+
+    def add_address(self, address: Address) -> None:
+        if address in self.state.addresses:
+            return
+        self.state = replace(self.state, addresses=(*self.state.addresses, address))
+        self.events.append(Event("address", "new", address))
+
+    def remove_address(self, address: Address) -> None:
+        """Like the kernel: with the last IPv4 address of a device go its IPv4 routes, and
+        routes preferring the address as source when no device holds it any more, unannounced.
+        """
+        if address not in self.state.addresses:
+            return
+        rest = tuple(a for a in self.state.addresses if a != address)
+        routes = self.state.routes
+        if address.family == AF_INET:
+            if all(a.address != address.address for a in rest):
+                routes = tuple(r for r in routes if r.prefsrc != address.address)
+            if not any(a.ifindex == address.ifindex and a.family == AF_INET for a in rest):
+                routes = tuple(r for r in routes
+                               if not (r.oif == address.ifindex and r.family == AF_INET))
+        self.state = replace(self.state, addresses=rest, routes=routes)
+        self.events.append(Event("address", "del", address))
+
+    def set_link(self, link: Link) -> None:
+        """A link changed (same index); going down flushes its routes, unannounced."""
+        old = self.state.link_by_index().get(link.ifindex)
+        routes = self.state.routes
+        if old is not None and old.up and not link.up:
+            routes = tuple(r for r in routes if r.oif != link.ifindex)
+        links = tuple(link if x.ifindex == link.ifindex else x for x in self.state.links)
+        self.state = replace(self.state, links=links, routes=routes)
+        self.events.append(Event("link", "new", link))
 
 
 class FakeNotifier:
