@@ -316,6 +316,7 @@ class Piece:
     interface: ManagedInterface
     rules: tuple[Rule, ...]
     routes: tuple[Route, ...]
+    own_table_only: bool = True  # every route is in the interface's own table
 
 
 def interface_piece(
@@ -382,7 +383,8 @@ def interface_piece(
         gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
     )
     return Piece(interface, tuple(sorted(rules.values(), key=rule_order)),
-                 tuple(sorted(routes.values(), key=route_order)))
+                 tuple(sorted(routes.values(), key=route_order)),
+                 all(r.table == table.id for r in routes.values()))
 
 
 def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
@@ -445,8 +447,14 @@ def assemble(
         rules.extend(main_first_rules(by_name, inputs.protocol))
     routes: list[Route] = []
     claimed: set[object] = set()
+    # Routes each in a table of its interface's own: no key is anyone else's.
+    apart = all(p.own_table_only for p in by_name) and len(
+        {p.interface.table_id for p in by_name}) == len(by_name)
     for piece in by_name:
         rules.extend(piece.rules)
+        if apart:
+            routes.extend(piece.routes)
+            continue
         for route in piece.routes:
             if route.key not in claimed:
                 claimed.add(route.key)

@@ -192,7 +192,8 @@ def _apply_link(view: _View, link: Link, change: Change) -> bool:
 def _apply_address(view: _View, address: Address, change: Change) -> None:
     key = _address_key(address)
     addresses = view.addresses
-    at = next((i for i, old in enumerate(addresses) if _address_key(old) == key), None)
+    at = next((i for i, old in enumerate(addresses)
+               if old.address == address.address and _address_key(old) == key), None)
     if change == "new":
         if at is None:
             addresses.append(address)
