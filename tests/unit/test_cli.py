@@ -94,7 +94,8 @@ def test_plan_and_check_config_load_no_daemon_libraries(tmp_path: Path) -> None:
         "from polroutd.cli.main import main\n"
         f"assert main(['check-config', '--config', {str(config)!r}]) == 0\n"
         "import polroutd.cli.plan, polroutd.cli.check_config\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'prometheus_client')"
+        "loaded = [m for m in sys.modules"
+        " if m.split('.')[0] in ('aiohttp', 'prometheus_client', 'rich')"
         " or m.startswith(('polroutd.daemon', 'polroutd.adapters.http', 'polroutd.lab'))]\n"
         "print(loaded)\n"
     )
