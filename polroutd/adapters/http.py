@@ -1,4 +1,4 @@
-"""The read-only HTTP API of spec §3.2 (the only module that imports aiohttp).
+"""The read-only HTTP API of docs/behaviour.md §3.2 (the only module that imports aiohttp).
 
 GET and HEAD only; nothing here changes state. Unknown paths are 404 and other methods on a
 known path 405 (both with a JSON ``{"error": ...}`` body); a provider that fails gives 503 with

@@ -1,4 +1,5 @@
-"""Logging set-up (spec §3.4): the one place that configures structlog and stdlib logging.
+"""Logging set-up (docs/behaviour.md §3.4): the one place that configures structlog and stdlib
+logging.
 
 Three outputs, one pipeline:
 

@@ -1,4 +1,5 @@
-"""Every Prometheus metric polroutd exports (spec §3.3: names and labels are a contract)."""
+"""Every Prometheus metric polroutd exports (docs/behaviour.md §3.3: names and labels are a
+contract)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The ``polroutd`` command line (spec §3.1): the parser, the dispatch to one module per command
+"""The ``polroutd`` command line (docs/behaviour.md §3.1): the parser, the dispatch to one module
+per command
 (imported only when that command runs: ``plan`` and ``check-config`` load no aiohttp), and the
 one place where errors become one line on stderr and an exit code. --debug adds the traceback.
 """

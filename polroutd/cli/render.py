@@ -1,4 +1,5 @@
-"""``polroutd render``: the desired state as static configuration for other tools (spec §3.1).
+"""``polroutd render``: the desired state as static configuration for other tools
+(docs/behaviour.md §3.1).
 
 ``render`` is pure (a Decision in, file name -> content out); ``render_command`` reads the
 kernel, renders and writes or prints. Every file starts with a header saying what a snapshot

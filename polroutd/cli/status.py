@@ -1,7 +1,9 @@
-"""``polroutd status``: a running daemon's /state (spec §3.2), summarised for an operator.
+"""``polroutd status``: a running daemon's /state (docs/behaviour.md §3.2), summarised for an
+operator.
 
 ``format_status`` is pure (a /state document in, text out); ``status_command`` does the HTTP
-and maps the outcome to spec §3.1's exit codes: 0 in sync, 1 unreachable or an answer that is
+and maps the outcome to docs/behaviour.md §3.1's exit codes: 0 in sync, 1 unreachable or an
+answer that is
 not a /state document, 2 not in sync.
 """
 

@@ -1,6 +1,7 @@
-"""The configuration file (spec §4), parsed once into frozen, typed values.
+"""The configuration file (docs/behaviour.md §4), parsed once into frozen, typed values.
 
-``load_config`` reads and parses the file; ``parse_config`` checks every rule of spec §4.1 and
+``load_config`` reads and parses the file; ``parse_config`` checks every rule of
+docs/behaviour.md §4.1 and
 raises a ``ConfigError`` that names the file, the key (spelled ``interface[2].gateway6``, array
 positions 1-based), the line where the text shows it, and what was expected.
 """

@@ -1,4 +1,5 @@
-"""The desired state of spec §2.2: a pure function of one kernel read and the configuration."""
+"""The desired state of docs/behaviour.md §2.2: a pure function of one kernel read and the
+configuration."""
 
 from __future__ import annotations
 
@@ -167,7 +168,8 @@ def choose_gateway(
     inputs: Inputs,
     main_defaults: MainDefaults | None = None,
 ) -> Gateway:
-    """G(I) per spec §2.2: configured, else main-table default on I, else DHCP lease, else none.
+    """G(I) per docs/behaviour.md §2.2: configured, else main-table default on I, else DHCP
+    lease, else none.
 
     ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route."""
     if setting == "none":

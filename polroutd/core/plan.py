@@ -136,7 +136,8 @@ class Classified(NamedTuple):
 
 
 def classify(plan: Plan, previous: DesiredState | None, current: DesiredState) -> list[Classified]:
-    """Spec §2.4: an operation repairs drift when its object's desired form did not change
+    """docs/behaviour.md §2.4: an operation repairs drift when its object's desired form did
+    not change
     since the last successful reconcile (``previous``) and neither did the interface it
     belongs to. An address or link change makes the kernel drop routes by itself (no event
     says so): putting them back follows that change, it is not a repair."""

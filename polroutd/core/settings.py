@@ -1,4 +1,4 @@
-"""The configuration's values: frozen, typed, with the built-in defaults (spec §4).
+"""The configuration's values: frozen, typed, with the built-in defaults (docs/behaviour.md §4).
 
 Pure data that every layer may read; ``polroutd.config`` builds it from a file and validates it.
 """

@@ -1,4 +1,4 @@
-"""Table and protocol names and numbers (spec §2.5), decided without I/O.
+"""Table and protocol names and numbers (docs/behaviour.md §2.5), decided without I/O.
 
 ``assign_tables`` is pure: the same inputs always give the same tables, and a number, once
 allocated to a name, stays with it. The files these names come from are read by

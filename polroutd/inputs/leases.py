@@ -1,4 +1,5 @@
-"""IPv4 gateways from the DHCP leases of the common clients: the last fallback of spec §2.2.
+"""IPv4 gateways from the DHCP leases of the common clients: the last fallback of
+docs/behaviour.md §2.2.
 
 The parsers are pure and forgiving: a lease file is written by someone else and may be half
 written, from another version, or no lease at all, so garbage yields no lease, never an exception.

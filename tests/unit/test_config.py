@@ -1,4 +1,5 @@
-"""Configuration: finding the file, parsing it, and every validation rule of spec §4.1."""
+"""Configuration: finding the file, parsing it, and every validation rule of
+docs/behaviour.md §4.1."""
 
 from __future__ import annotations
 

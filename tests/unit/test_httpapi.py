@@ -533,7 +533,7 @@ async def test_served_openapi_stands_alone_and_validates_state(
     assert not via_openapi.is_valid(broken)
 
 
-# --- metrics (spec §3.3) ------------------------------------------------------------------------
+# --- metrics (docs/behaviour.md §3.3) -----------------------------------------------------------
 
 SPEC_METRICS: dict[str, tuple[str, set[str]]] = {
     "polroutd_reconciles_total": ("counter", {"result"}),
