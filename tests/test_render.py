@@ -24,8 +24,9 @@ from polroutd.cli.render import FORMATS, concatenate, ip_protocol_name, nm_route
 from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
 from polroutd.core.desired import Inputs, desired_state
+from polroutd.core.limits import RTN_UNICAST
 from polroutd.core.plan import make_plan
-from polroutd.core.settings import Config, DaemonSettings
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
 from polroutd.core.tables import TableRef
 from polroutd.lab.lab import ADDR, Lab
 from tests.netns_tools import (
@@ -39,6 +40,9 @@ from tests.netns_tools import (
     write_config,
     write_lease,
 )
+from tests.netns_tools import (
+    SPEC_EXAMPLE as LAB_CONFIG,
+)
 from tests.test_core import SPEC_EXAMPLE, article_state
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -50,7 +54,20 @@ HEADER_MARKERS = ("STATIC SNAPSHOT", "does NOT follow DHCP renewals", "How to lo
 # ------------------------------------------------------------------ a pure decision (no kernel)
 
 
-def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> Decision:
+# The spec's example plus routes of every type but unicast (an IPv6 one is stored on lo).
+RENDER_EXAMPLE = Config(interfaces=(
+    InterfaceSpec(name="ens192", table="mgt", routes=(
+        RouteSpec(to="192.0.2.0/24", type="blackhole"),
+        RouteSpec(to="198.51.100.0/24", type="prohibit", metric=10),
+    )),
+    InterfaceSpec(name="ens224", table="data", routes=(
+        *SPEC_EXAMPLE.interfaces[1].routes,
+        RouteSpec(to="2001:db8:66::/48", type="unreachable"),
+    )),
+))
+
+
+def article_decision(config: Config = RENDER_EXAMPLE, *, lease: bool = True) -> Decision:
     """The article's server (plus IPv6 and a docker0 bridge), ens224's gateway from a lease
     (without one, ens224 has no IPv4 gateway)."""
     state = article_state()
@@ -69,7 +86,7 @@ def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> De
 
 def main_first_decision() -> Decision:
     return article_decision(Config(daemon=DaemonSettings(mode="main-first"),
-                                   interfaces=SPEC_EXAMPLE.interfaces))
+                                   interfaces=RENDER_EXAMPLE.interfaces))
 
 
 def rendered(fmt: str, decision: Decision | None = None) -> dict[str, str]:
@@ -242,7 +259,8 @@ def test_networkd_files_use_only_documented_keys_and_values(decision: Decision) 
                     assert keys["Family"] in {"ipv4", "ipv6"}
                 if "SuppressPrefixLength" in keys:
                     assert 0 <= int(keys["SuppressPrefixLength"]) <= 128
-    expressible = [r for r in decision.desired.routes if r.oif in (2, 3)]  # not docker0's
+    expressible = [r for r in decision.desired.routes  # not docker0's
+                   if r.oif in (2, 3) or r.type != RTN_UNICAST]
     assert routes_seen == len(expressible)
     assert rules_seen == len(decision.desired.rules)
 
@@ -338,7 +356,8 @@ def test_nmcli_script_runs_and_uses_documented_syntax(
             else:
                 _check_nm_rule(entry, family)
     assert counted["routing-rules"] == len(decision.desired.rules)
-    assert counted["routes"] == len([r for r in decision.desired.routes if r.oif in (2, 3)])
+    assert counted["routes"] == len([r for r in decision.desired.routes
+                                     if r.oif in (2, 3) or r.type != RTN_UNICAST])
 
 
 def test_nmcli_stops_when_an_interface_has_no_connection(tmp_path: Path) -> None:
@@ -379,11 +398,19 @@ def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess
     return result
 
 
+# The lab's configuration plus routes of every type but unicast, in both families.
+ROUND_TRIP_CONFIG = LAB_CONFIG.replace('table = "mgt"', """table = "mgt"
+routes = [ {{ to = "192.0.2.0/24", type = "blackhole" }},
+           {{ to = "198.51.100.0/24", type = "prohibit", metric = 10 }} ]""").replace(
+    'table = "main" }} ]', 'table = "main" }},\n'
+    '           {{ to = "2001:db8:66::/48", type = "unreachable" }} ]')
+
+
 def applied_then_flushed(lab: Lab, tmp_path: Path, daemon_extra: str = "") -> tuple[
         Path, list[str]]:
     """Configure the lab like the article (ens224's gateway from a lease), run ``apply``,
     remember the owned objects, ``flush``; returns the config file and that dump."""
-    config = write_config(tmp_path, daemon_extra=daemon_extra)
+    config = write_config(tmp_path, ROUND_TRIP_CONFIG, daemon_extra=daemon_extra)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
     _ok(polroutd(lab, lab.server, "apply", "--config", str(config)))
     applied = owned_dump(lab)
@@ -538,7 +565,7 @@ def _rules_without_protocol(items: list[dict[str, Any]]) -> list[str]:
 def test_systemd_networkd_loads_the_drop_ins_to_the_same_routes_and_rules(
     lab: Lab, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, ROUND_TRIP_CONFIG)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
     _ok(polroutd(lab, lab.server, "apply", "--config", str(config)))
     applied_routes = _owned_routes(lab)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from polroutd import __version__
 from polroutd.config.parse import load_config, resolve_config_path
+from polroutd.core.advice import interface_warnings
 from polroutd.core.describe import (
     Names,
     conflict_json,
@@ -22,7 +23,7 @@ from polroutd.core.describe import (
     operation_text,
 )
 from polroutd.core.errors import ConfigError, KernelError
-from polroutd.core.model import Plan
+from polroutd.core.model import Link, Plan
 from polroutd.core.settings import Config
 
 if TYPE_CHECKING:
@@ -60,11 +61,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from polroutd.engine import resolve_names
 
     resolve_names(config)
+    for warning in interface_warnings(config, _links_if_readable()):
+        print(f"polroutd: warning: {config.source}: {warning}", file=sys.stderr)
     print(
         f"{config.source}: configuration is valid "
         f"({len(config.interfaces) or 'no'} interface entries, mode {config.daemon.mode})"
     )
     return EXIT_OK
+
+
+def _links_if_readable() -> tuple[Link, ...]:
+    """The kernel's links, to tell bridges apart; none where netlink cannot be read (check-config
+    also runs on a machine other than the one the file is for)."""
+    from polroutd.netlink.kernel import Netlink
+
+    try:
+        with Netlink() as netlink:
+            return netlink.read_links()
+    except (KernelError, OSError):
+        return ()
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.describe import operation_text
 from polroutd.core.errors import ConfigError, KernelError, Overrun
-from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
+from polroutd.core.limits import FAMILIES
 from polroutd.core.model import DesiredState, KernelState, Operation, OpResult, RuleOp, family_name
 from polroutd.core.plan import Classified, classify
 from polroutd.core.schedule import Schedule
@@ -508,10 +508,9 @@ class Daemon:
         self.prom.managed_interfaces.set(len(decision.desired.interfaces))
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
-            families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}
+            # 0 or 1 for every managed interface and family, never left out: a series that
+            # vanishes cannot be alerted on (an isolated network silences its alert instead).
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
-                if family not in families or not gateway.wanted:
-                    continue  # no gateway is expected: not a gap to alert on
                 label = (iface.name, family_name(family))
                 labels.add(label)
                 self.prom.gateway_present.labels(*label).set(1 if gateway.present else 0)
