@@ -166,7 +166,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="polroutd", description="Keeps source-based policy routing correct."
+        prog="polroutd", description="Keeps source-based policy routing correct.",
+        epilog="A worked first deployment (configuration, modes, isolated networks, how to "
+        "verify it): docs/guide.md in polroutd's source tree.",
     )
     parser.add_argument("--version", action="version", version=f"polroutd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
