@@ -96,8 +96,8 @@ class Host:
                               text=True, check=check, timeout=30)
 
     def polroutd(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run("host", sys.executable, "-m", "polroutd", *args, "--config",
-                        str(self.config), check=False)
+        config = () if args[0] == "status" else ("--config", str(self.config))
+        return self.run("host", sys.executable, "-m", "polroutd", *args, *config, check=False)
 
     def shell(self, command: str) -> subprocess.CompletedProcess[str]:
         """A command as the guide shows it, run on the host (``polroutd`` gets the config)."""
@@ -220,7 +220,7 @@ def configured(host: Host, variant: str) -> str:
         "[daemon]\n"
         f'rt_tables_file = "{host.tmp}/iproute2/rt_tables.d/polroutd.conf"\n'
         f'dhcp_lease_paths = ["{host.tmp}/leases/*"]\n'
-        'http_listen = ""\n'), 1)
+        'http_listen = "127.0.0.1:9641"\n'), 1)
     assert 'mode = "strict"' in text and 'gateway = "unreachable"' in text
     if variant == "main-first":
         text = text.replace('mode = "strict"', 'mode = "main-first"')
@@ -271,9 +271,43 @@ def check_variant(host: Host, variant: str) -> int:
             assert result.returncode == 0, (where, result.stderr)
             assert [" ".join(line.split()) for line in got] == [
                 " ".join(line.split()) for line in check.expected], where
+        elif check.command == "polroutd status":
+            assert result.returncode == 0, (where, result.stderr)
+            assert _shown_in_order(check.expected, got), (where, got)
         else:  # polroutd: exactly what the guide shows
             assert got == check.expected, (where, got)
     return len(checks)
+
+
+_VERSION = re.compile(r"^polroutd [\w.+-]+:")
+
+
+def _shown_in_order(expected: list[str], got: list[str]) -> bool:
+    """The guide's lines (``...`` leaves lines out) appear in this order; the headline first
+    (any version)."""
+    shown = [_VERSION.sub("polroutd X:", line) for line in expected if line != "..."]
+    lines = iter(_VERSION.sub("polroutd X:", line) for line in got)
+    return bool(got) and _VERSION.sub("polroutd X:", got[0]) == shown[0] and all(
+        any(line == want for line in lines) for want in shown)
+
+
+@contextmanager
+def daemon(host: Host) -> Iterator[None]:
+    """``polroutd run`` on the host, until its ``status`` says in sync."""
+    log = host.tmp / "daemon.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", host.ns("host"), sys.executable, "-m", "polroutd", "run",
+             "--config", str(host.config)], stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 15
+        while host.polroutd("status").returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------ the tests
@@ -292,7 +326,8 @@ def test_the_guides_deployment_routes_as_the_guide_says(tmp_path: Path) -> None:
         assert host.reach(DATA, CLIENT4) == "TimeoutError"
 
         host.apply(configured(host, "strict"))
-        assert check_variant(host, "strict") >= 10
+        with daemon(host):
+            assert check_variant(host, "strict") >= 14
         check = host.polroutd("check-config")
         assert check.returncode == 0 and check.stderr == "", check.stderr  # no warnings
 

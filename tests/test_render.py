@@ -67,7 +67,7 @@ RENDER_EXAMPLE = Config(interfaces=(
 ))
 
 
-def article_decision(config: Config = RENDER_EXAMPLE, *, lease: bool = True) -> Decision:
+def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> Decision:
     """The article's server (plus IPv6 and a docker0 bridge), ens224's gateway from a lease
     (without one, ens224 has no IPv4 gateway)."""
     state = article_state()
@@ -90,7 +90,7 @@ def main_first_decision() -> Decision:
 
 
 def rendered(fmt: str, decision: Decision | None = None) -> dict[str, str]:
-    return render(decision or article_decision(), fmt, "polroutd", generated_at=WHEN,
+    return render(decision or article_decision(RENDER_EXAMPLE), fmt, "polroutd", generated_at=WHEN,
                   config_file=CONFIG_FILE)
 
 
@@ -218,7 +218,7 @@ def _network_ok(value: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("decision", [article_decision(), main_first_decision()],
+@pytest.mark.parametrize("decision", [article_decision(RENDER_EXAMPLE), main_first_decision()],
                          ids=["strict", "main-first"])
 def test_networkd_files_use_only_documented_keys_and_values(decision: Decision) -> None:
     files = rendered("networkd", decision)
@@ -331,7 +331,7 @@ def _check_nm_rule(entry: str, family: int) -> None:
     assert ipaddress.ip_network(match.group(2)).version == family
 
 
-@pytest.mark.parametrize("decision", [article_decision(), main_first_decision()],
+@pytest.mark.parametrize("decision", [article_decision(RENDER_EXAMPLE), main_first_decision()],
                          ids=["strict", "main-first"])
 def test_nmcli_script_runs_and_uses_documented_syntax(
     tmp_path: Path, decision: Decision
