@@ -398,8 +398,10 @@ def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess
     return result
 
 
-# The lab's configuration plus routes of every type but unicast, in both families.
+# The lab's configuration plus routes of every type but unicast, in both families, and an
+# IPv6 table that ends with "unreachable default".
 ROUND_TRIP_CONFIG = LAB_CONFIG.replace('table = "mgt"', """table = "mgt"
+gateway6 = "unreachable"
 routes = [ {{ to = "192.0.2.0/24", type = "blackhole" }},
            {{ to = "198.51.100.0/24", type = "prohibit", metric = 10 }} ]""").replace(
     'table = "main" }} ]', 'table = "main" }},\n'
@@ -416,6 +418,10 @@ def applied_then_flushed(lab: Lab, tmp_path: Path, daemon_extra: str = "") -> tu
     applied = owned_dump(lab)
     families = {json.loads(o)["family"] for o in applied}
     assert families == {"-4", "-6"} and len(applied) >= 10, applied
+    types = {json.loads(o).get("type") for o in applied}
+    assert types >= {"unreachable", "blackhole", "prohibit"}, applied
+    assert any(json.loads(o).get("type") == "unreachable" and json.loads(o)["dst"] == "default"
+               and json.loads(o)["family"] == "-6" for o in applied), applied
     _ok(polroutd(lab, lab.server, "flush", "--config", str(config)))
     assert owned_dump(lab) == []
     return config, applied
