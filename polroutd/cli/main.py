@@ -30,7 +30,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="polroutd", description="Keeps source-based policy routing correct.")
+    parser = _Parser(
+        prog="polroutd", description="Keeps source-based policy routing correct.",
+        epilog="A worked first deployment (configuration, modes, isolated networks, how to "
+        "verify it): docs/guide.md in polroutd's source tree.",
+    )
     parser.add_argument("--version", action="version", version=f"polroutd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

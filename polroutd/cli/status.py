@@ -3,8 +3,8 @@ operator.
 
 ``format_status`` is pure (a /state document in, text out); ``status_command`` does the HTTP
 and maps the outcome to docs/behaviour.md §3.1's exit codes: 0 in sync, 1 unreachable or an
-answer that is
-not a /state document, 2 not in sync.
+answer that is not a /state document, 2 not in sync, a configuration error pending, or
+conflicts with foreign objects.
 """
 
 from __future__ import annotations
@@ -307,7 +307,12 @@ def status_command(url: str) -> int:
               file=sys.stderr)
         return EXIT_UNREACHABLE
     sys.stdout.write(text)
-    return EXIT_IN_SYNC if doc["in_sync"] else EXIT_NOT_IN_SYNC
+    return EXIT_IN_SYNC if status_ok(doc) else EXIT_NOT_IN_SYNC
+
+
+def status_ok(doc: Mapping[str, Any]) -> bool:
+    """In sync, no configuration error pending (a refused reload), no conflicts."""
+    return bool(doc["in_sync"]) and not doc.get("config_error") and not doc.get("conflicts")
 
 
 def command(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ positions 1-based), the line where the text shows it, and what was expected.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import math
@@ -41,6 +42,7 @@ from polroutd.core.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
     MODES,
+    ROUTE_TYPES,
     Config,
     DaemonSettings,
     InterfaceSpec,
@@ -188,6 +190,11 @@ def _route(where: _Where, key: str, value: Any) -> RouteSpec:
     if "to" not in entry:
         raise where.error(f"{key}.to", 'is required: a network such as "10.0.0.0/24" or "default"')
     via = _address(where, f"{key}.via", entry["via"]) if "via" in entry else None
+    route_type = _choice(ROUTE_TYPES)(where, f"{key}.type", entry.get("type", "unicast"))
+    if route_type != "unicast" and via is not None:
+        raise where.error(
+            f"{key}.via", f'must be absent for type = "{route_type}" (such a route has no next hop)'
+        )
     to = _destination(where, f"{key}.to", entry["to"], via)
     if via is not None and via.version != to.version:
         raise where.error(
@@ -201,6 +208,7 @@ def _route(where: _Where, key: str, value: Any) -> RouteSpec:
         table=_route_table(where, f"{key}.table", entry["table"]) if "table" in entry else None,
         metric=_int(where, f"{key}.metric", entry["metric"], 0, MAX_METRIC)
         if "metric" in entry else None,
+        type=route_type,
     )
 
 
@@ -272,8 +280,11 @@ def _reject_unknown(
     for key in table:
         if key not in known:
             expected = ", ".join(sorted(known))
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise where.error(
-                f"{prefix}.{key}" if prefix else key, f"unknown key (expected one of: {expected})"
+                f"{prefix}.{key}" if prefix else key,
+                f"unknown key ({hint}expected one of: {expected})",
             )
 
 
@@ -492,7 +503,7 @@ def _gateway(where: _Where, key: str, value: Any, version: int) -> str:
     text = _str(where, key, value)
     if text in GATEWAY_WORDS:
         return text
-    expected = f'must be "auto", "none" or an IPv{version} address'
+    expected = f'must be "auto", "none", "unreachable" or an IPv{version} address'
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

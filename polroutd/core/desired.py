@@ -16,10 +16,12 @@ from polroutd.core.limits import (
     FAMILIES,
     IFA_F_NOPREFIXROUTE,
     IP6_DEFAULT_METRIC,
+    ROUTE_TYPE_NUMBERS,
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTN_UNICAST,
+    RTN_UNREACHABLE,
 )
 from polroutd.core.model import (
     Address,
@@ -172,9 +174,16 @@ def choose_gateway(
     lease, else none.
 
     ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route."""
+    key = "gateway" if family == AF_INET else "gateway6"
     if setting == "none":
         return Gateway(
-            None, None, reason='disabled in the configuration (gateway = "none")', wanted=False
+            None, None, reason=f'disabled in the configuration ({key} = "none")', wanted=False
+        )
+    if setting == "unreachable":
+        return Gateway(
+            None, None, wanted=False, unreachable=True,
+            reason=f'isolated in the configuration ({key} = "unreachable"): the table ends '
+            "with unreachable default",
         )
     if setting != "auto":
         return Gateway(setting, "config")
@@ -269,7 +278,27 @@ def _default_route(family: int, gateway: Gateway, table: int, oif: int, protocol
     )
 
 
-def _extra_route(spec: RouteSpec, own_table: int, oif: int, inputs: Inputs) -> Route:
+def _unreachable_default(family: int, table: int, protocol: int, lo: int | None) -> Route:
+    return _typed_route(
+        Route(family=family, table=table, dst=_any_address(family), dst_len=0,
+              protocol=protocol, metric=_default_metric(family)),
+        RTN_UNREACHABLE, lo,
+    )
+
+
+def _typed_route(route: Route, rtype: int, lo: int | None) -> Route:
+    """``route`` as a route of type ``rtype``: a unicast route as it is; the others have no
+    next hop, and the kernel stores an IPv6 one on the loopback device (so polroutd wants it
+    there, or it would see a difference on every read)."""
+    if rtype == RTN_UNICAST:
+        return route
+    oif = lo if route.family == AF_INET6 else None
+    return route._replace(type=rtype, oif=oif, gateway=None, scope=RT_SCOPE_UNIVERSE)
+
+
+def _extra_route(
+    spec: RouteSpec, own_table: int, oif: int, inputs: Inputs, lo: int | None
+) -> Route:
     net = ipaddress.ip_network(spec.to)
     family = AF_INET if net.version == 4 else AF_INET6
     if spec.table is None:
@@ -281,12 +310,13 @@ def _extra_route(spec: RouteSpec, own_table: int, oif: int, inputs: Inputs) -> R
     else:
         table = inputs.named_tables[spec.table]
     on_link = spec.via is None and family == AF_INET
-    return Route(
+    route = Route(
         family=family, table=table, dst=str(net.network_address), dst_len=net.prefixlen,
         protocol=inputs.protocol,
         metric=spec.metric if spec.metric is not None else _default_metric(family),
         scope=RT_SCOPE_LINK if on_link else RT_SCOPE_UNIVERSE, oif=oif, gateway=spec.via,
     )
+    return _typed_route(route, ROUTE_TYPE_NUMBERS[spec.type], lo)
 
 
 def _unmanaged_copies(
@@ -325,6 +355,7 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
     rules: dict[tuple[object, ...], Rule] = {}
     routes: dict[object, Route] = {}
 
+    lo = next((link.ifindex for link in state.links if link.loopback), None)
     by_index = _addresses_by_interface(state)
     families_on = {(index, a.family) for index, mine in by_index.items() for a in mine}
     main_defaults = main_table_defaults(state, protocol)
@@ -367,16 +398,19 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
             want(route)
         families_here = {a.family for a in addresses}
         for family in FAMILIES:
-            if not gateways[family].present:
+            gateway = gateways[family]
+            if family not in families_here:  # no rule, no use
+                if gateway.present:  # say so rather than show a gateway that is not installed
+                    gateways[family] = replace(gateway, not_installed=(
+                        f"no global {family_name(family)} address on {link.name}: no rule uses "
+                        "the table, so no default route is installed there"))
                 continue
-            if family in families_here:
-                want(_default_route(family, gateways[family], table.id, link.ifindex, protocol))
-            else:  # no rule, no use: say so rather than show a gateway that is not installed
-                gateways[family] = replace(gateways[family], not_installed=(
-                    f"no global {family_name(family)} address on {link.name}: no rule uses "
-                    "the table, so no default route is installed there"))
+            if gateway.present:
+                want(_default_route(family, gateway, table.id, link.ifindex, protocol))
+            elif gateway.unreachable:
+                want(_unreachable_default(family, table.id, protocol, lo))
         for extra in spec.routes if spec else ():
-            want(_extra_route(extra, table.id, link.ifindex, inputs))
+            want(_extra_route(extra, table.id, link.ifindex, inputs, lo))
         for copy in copies:
             want(copy._replace(table=table.id, protocol=protocol, extra=()))
         interfaces.append(

@@ -86,6 +86,12 @@ def _route_ops(
         current = owned.pop(key, [])
         if route in current:
             current.remove(route)
+        elif current and route.keyed_by_device:
+            # The kernel's replace would take the first such route of any device: make room
+            # for a fresh add instead.
+            ops.extend((_MAKE_ROOM, RouteOp("delete", old)) for old in current)
+            ops.append((_PHASE[("route", "add")], RouteOp("add", route)))
+            current = []
         elif current:
             # Several of ours at one key (appended next hops): which one a replace hits is the
             # kernel's choice, so all but one go first.

@@ -10,6 +10,7 @@ from polroutd.adapters.http import HttpServer
 from polroutd.adapters.logs import configure_logging, get_logger
 from polroutd.adapters.sdnotify import Notifier
 from polroutd.config.parse import load_config, resolve_config_path
+from polroutd.core.advice import interface_warnings
 from polroutd.core.listen import parse_listen
 from polroutd.core.settings import Config
 from polroutd.daemon.deps import Deps
@@ -49,6 +50,8 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
         None if config.source == "<defaults>" else config.source, os.environ
     )
     netlink = Netlink()
+    for warning in interface_warnings(config, netlink.read_links()):
+        log.warning("interface_entry_matches_excluded", message=warning)
     deps = Deps(
         kernel=netlink,
         # Events our own requests cause are echoes of what we just did: not a reason to look again.

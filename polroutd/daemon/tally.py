@@ -16,7 +16,7 @@ from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import CounterMetric, Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.describe import conflict_text, operation_text
-from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
+from polroutd.core.limits import FAMILIES
 from polroutd.core.model import (
     DesiredState,
     Operation,
@@ -157,10 +157,9 @@ class Tally:
         self._report_once(decision)
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
-            families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}
+            # 0 or 1 for every managed interface and family, never left out: a series that
+            # vanishes cannot be alerted on (an isolated network silences its alert instead).
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
-                if family not in families or not gateway.wanted:
-                    continue  # no gateway is expected: not a gap to alert on
                 label = (iface.name, family_name(family))
                 labels.add(label)
                 m.gateway_present.labels(*label).set(1 if gateway.present else 0)

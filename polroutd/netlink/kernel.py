@@ -232,6 +232,9 @@ class Netlink:
 
 # No NLM_F_ACK: only failures are answered (see Netlink._apply_batch).
 _CREATE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+# Without EXCL: an IPv6 route without next hop beside one through another device at the same
+# place (the kernel still answers EEXIST for an identical one).
+_CREATE_BESIDE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE
 _REPLACE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
 _DELETE = rtnl.NLM_F_REQUEST
 
@@ -243,7 +246,8 @@ def encode_operation(operation: Operation, seq: int) -> bytes:
         return rtnl.encode_rule(rtnl.RTM_DELRULE, _DELETE, seq, operation.rule)
     assert isinstance(operation, RouteOp)
     if operation.op == "add":
-        return rtnl.encode_route(rtnl.RTM_NEWROUTE, _CREATE, seq, operation.route)
+        flags = _CREATE_BESIDE if operation.route.keyed_by_device else _CREATE
+        return rtnl.encode_route(rtnl.RTM_NEWROUTE, flags, seq, operation.route)
     if operation.op == "replace":
         return rtnl.encode_route(rtnl.RTM_NEWROUTE, _REPLACE, seq, operation.route)
     return rtnl.encode_route(rtnl.RTM_DELROUTE, _DELETE, seq, operation.route)
