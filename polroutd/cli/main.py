@@ -21,7 +21,7 @@ from polroutd.core.describe import (
     operation_json,
     operation_text,
 )
-from polroutd.core.errors import ConfigError, KernelError
+from polroutd.core.errors import ConfigError, KernelError, NoNetAdmin, PolroutdError
 from polroutd.core.model import Plan
 from polroutd.core.settings import Config
 
@@ -221,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _error(str(exc), debug)
         return EXIT_USAGE
+    except NoNetAdmin as exc:
+        _error(str(exc), debug)
+        return EXIT_ERROR
     except KernelError as exc:
         _error(f"netlink: {exc} (is this run as root, with CAP_NET_ADMIN?)", debug)
         return EXIT_ERROR
@@ -231,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except PolroutdError as exc:  # e.g. another daemon already runs: one line, exit 1
+        _error(str(exc), debug)
+        return EXIT_ERROR
     except Exception as exc:  # the one place where anything unexpected becomes one line
         _error(f"{type(exc).__name__}: {exc}", debug)
         return EXIT_ERROR

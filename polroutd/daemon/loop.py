@@ -322,8 +322,9 @@ class Daemon:
             config = self.deps.load_config()
             engine = Engine(config, self.deps.kernel, lease_reader=self.deps.lease_reader,
                             applied_tables=self.engine.applied_tables)
-        except ConfigError as exc:
-            self.status.config_error = str(exc)
+        except Exception as exc:  # whatever a reload meets, the daemon keeps the old config
+            self.status.config_error = str(exc) if isinstance(exc, ConfigError) else (
+                f"reload failed: {type(exc).__name__}: {exc}")
             self.prom.config_reloads.labels(result="error").inc()
             self.status.counters["config_reloads_error"] += 1
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")

@@ -11,9 +11,11 @@ their 0.0.0.0/0 entries, because RFC 3442 makes clients ignore option 3 then.
 from __future__ import annotations
 
 import calendar
+import errno
 import fnmatch
 import glob
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -24,10 +26,16 @@ from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Literal
 
+from polroutd.config.files import read_regular_file, why_unreadable
+from polroutd.core.model import LeaseFindings, LeaseOffer
+
 Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
 
 INFINITE_LEASE_TIME = 0xFFFFFFFF  # RFC 2131 §3.3: "infinity"
 MAX_LEASE_FILE_SIZE = 4 << 20  # far above any real lease file; a stray glob can't eat memory
+FILE_SETTLED = 1.0  # seconds after its last change from which a parsed lease file is reused
+
+log = logging.getLogger("polroutd.leases")
 
 BOOTP_HEADER_SIZE = 236
 MAGIC_COOKIE = bytes((99, 130, 83, 99))
@@ -406,6 +414,28 @@ def lease_gateways(
     return found
 
 
+def lease_findings(
+    interfaces: Mapping[str, int], patterns: Sequence[str], now: float
+) -> dict[str, LeaseFindings]:
+    """Interface name -> its usable leases (the one ``select_lease`` picks first) and the lease
+    files refused for it, for the interfaces that have either. Which router of which lease is
+    fit to be the gateway is decided in ``polroutd.core.desired``, which knows the addresses."""
+    found: dict[str, LeaseFindings] = {}
+    memo = _Memo()
+    for name, ifindex in interfaces.items():
+        refused: list[str] = []
+        usable = [
+            lease for lease in _interface_leases(name, ifindex, patterns, memo, refused)
+            if lease.routers and lease.valid_at(now)
+        ]
+        # select_lease's order: longest-lasting first, ties in the order found (sort is stable).
+        usable.sort(key=lambda lease: -(float("inf") if lease.expires is None else lease.expires))
+        if usable or refused:
+            offers = tuple(LeaseOffer(lease.routers, lease.address, lease.path) for lease in usable)
+            found[name] = LeaseFindings(offers, tuple(refused))
+    return found
+
+
 _PLACEHOLDER = re.compile(r"\{(ifname|ifindex)\}")
 
 
@@ -416,8 +446,7 @@ class _Memo:
     def __init__(self) -> None:
         self.globs: dict[str, list[str]] = {}
         self.listings: dict[str, list[str] | None] = {}
-        self.files: dict[str, tuple[bytes, float] | None] = {}
-        self.dhclient: dict[str, list[Lease]] = {}
+        self.files: dict[str, _ParsedFile | None] = {}
 
     def names(self, directory: str) -> list[str] | None:
         """One listing per directory per search: every interface's patterns share it."""
@@ -431,16 +460,10 @@ class _Memo:
             found = self.globs[pattern] = _glob(pattern, self.names)
         return found
 
-    def read(self, path: str) -> tuple[bytes, float] | None:
+    def parsed(self, path: str) -> _ParsedFile | None:
         if path not in self.files:
-            self.files[path] = _read_regular_file(path)
+            self.files[path] = _PARSED.get(path)
         return self.files[path]
-
-    def dhclient_leases(self, text: str, path: str) -> list[Lease]:
-        leases = self.dhclient.get(path)
-        if leases is None:
-            leases = self.dhclient[path] = parse_dhclient_leases(text, path)
-        return leases
 
 
 LISTING_SETTLED = 1.0  # seconds after its last change from which a directory listing is reused
@@ -530,51 +553,110 @@ def _lease_files(
 
 
 def _interface_leases(
-    interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo
+    interface: str,
+    ifindex: int,
+    patterns: Sequence[str],
+    memo: _Memo,
+    refused: list[str] | None = None,
 ) -> Iterator[Lease]:
+    """The leases of ``interface``; ``refused`` collects "PATH REASON" for files not read."""
     for path, named in _lease_files(interface, ifindex, patterns, memo).items():
-        contents = memo.read(path)
-        if contents is None:
+        parsed = memo.parsed(path)
+        if parsed is None:
             continue
-        data, mtime = contents
-        if is_dhcp_message(data):
-            lease = parse_dhcpcd_lease(data, interface, path, mtime) if named else None
-            if lease is not None:
-                yield lease
+        if parsed.refused is not None:
+            if refused is not None and named:
+                refused.append(f"lease file {path} {parsed.refused}")
             continue
-        text = data.decode("utf-8", errors="replace")
-        if _DHCLIENT_LEASE_BLOCK.search(text):
-            for block_lease in memo.dhclient_leases(text, path):
-                if block_lease.interface == interface or (named and not block_lease.interface):
-                    yield replace(block_lease, interface=interface)
-        elif named:
-            lease = parse_networkd_lease(text, interface, path, mtime)
-            if lease is not None:
-                yield lease
+        for lease in parsed.leases:
+            if parsed.kind == "dhclient":
+                if lease.interface == interface or (named and not lease.interface):
+                    yield replace(lease, interface=interface)
+            elif named:
+                yield replace(lease, interface=interface)
 
 
-def _read_regular_file(path: str) -> tuple[bytes, float] | None:
-    """Contents and mtime, or None for anything unreadable, not a regular file, or too big.
+@dataclass(frozen=True, slots=True)
+class _ParsedFile:
+    """What one lease file holds, for every interface (``interface`` is filled in per use);
+    or, when it was not read, why (``refused``)."""
 
-    O_NONBLOCK: a FIFO that a glob happens to match must not block the daemon.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_LEASE_FILE_SIZE:
+    kind: Literal["dhcpcd", "dhclient", "networkd", "refused"]
+    leases: tuple[Lease, ...] = ()
+    refused: str | None = None
+
+
+def _parse_file(data: bytes, path: str, mtime: float) -> _ParsedFile:
+    if is_dhcp_message(data):
+        lease = parse_dhcpcd_lease(data, "", path, mtime)
+        return _ParsedFile("dhcpcd", (lease,) if lease else ())
+    text = data.decode("utf-8", errors="replace")
+    if _DHCLIENT_LEASE_BLOCK.search(text):
+        return _ParsedFile("dhclient", tuple(parse_dhclient_leases(text, path)))
+    lease = parse_networkd_lease(text, "", path, mtime)
+    return _ParsedFile("networkd", (lease,) if lease else ())
+
+
+MAX_PARSED_FILES = 1024
+
+
+class _ParsedFiles:
+    """Lease files parsed once per change: every reconcile asks for them, and a large dhclient
+    file takes a second to parse. A file is known unchanged by its inode, size and times;
+    contents read within ``FILE_SETTLED`` of a change are not reused (a quick second change
+    could keep the same timestamps). A refused file is warned about once per reason."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[int, ...], _ParsedFile]] = {}
+        self._warned: dict[str, str] = {}  # path -> the refusal last warned about
+
+    def get(self, path: str) -> _ParsedFile | None:
+        """None for a file that is gone (a glob raced its removal): nothing to say about it."""
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                self._forget(path)
                 return None
-        return b"".join(chunks), info.st_mtime
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+            return self._refuse(path, why_unreadable(exc))
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            data, opened = read_regular_file(path, MAX_LEASE_FILE_SIZE)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                self._forget(path)
+                return None
+            return self._refuse(path, why_unreadable(exc), key)
+        self._warned.pop(path, None)
+        parsed = _parse_file(data, path, opened.st_mtime)
+        self._remember(path, key, parsed, opened)
+        return parsed
+
+    def _refuse(self, path: str, reason: str, key: tuple[int, ...] | None = None) -> _ParsedFile:
+        if self._warned.get(path) != reason:
+            self._warned[path] = reason
+            log.warning("lease file %s %s; no gateway is taken from it", path, reason)
+        parsed = _ParsedFile("refused", refused=reason)
+        if key is not None:
+            self._cache[path] = (key, parsed)
+        return parsed
+
+    def _remember(
+        self, path: str, key: tuple[int, ...], parsed: _ParsedFile, info: os.stat_result
+    ) -> None:
+        if time.time() - max(info.st_mtime, info.st_ctime) <= FILE_SETTLED:
+            self._cache.pop(path, None)
+            return
+        if len(self._cache) >= MAX_PARSED_FILES:
+            self._cache.clear()
+        self._cache[path] = (key, parsed)
+
+    def _forget(self, path: str) -> None:
+        self._cache.pop(path, None)
+        self._warned.pop(path, None)
+
+
+_PARSED = _ParsedFiles()

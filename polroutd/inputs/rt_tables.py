@@ -11,12 +11,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from polroutd.config.files import read_regular_file
 from polroutd.core.limits import RESERVED_PROTOCOLS, RESERVED_TABLE_NAMES
 from polroutd.core.tables import WELL_KNOWN_PROTOCOLS, NameRegistry, parse_name_file
 
 ETC_DIR = Path("/etc/iproute2")
 USR_DIR = Path("/usr/share/iproute2")
 DEFAULT_CONFIG_DIRS = (ETC_DIR, USR_DIR)
+MAX_NAME_FILE_SIZE = 1 << 20  # a name file of a million bytes is no name file
 
 def read_registry(config_dirs: Sequence[Path] = DEFAULT_CONFIG_DIRS) -> NameRegistry:
     """The names in ``rt_tables``, ``rt_tables.d/*.conf``, ``rt_protos`` and ``rt_protos.d``.
@@ -41,9 +43,9 @@ def _read_names(directory: Path, base: str) -> dict[str, int]:
     drop_ins = sorted((directory / f"{base}.d").glob("*.conf"))
     for path in [directory / base, *drop_ins]:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = _read_text(path)
         except OSError:
-            continue  # iproute2 also skips files it cannot read
+            continue  # iproute2 also skips files it cannot read (we also skip FIFOs and giants)
         for name, number in parse_name_file(text).items():
             names.setdefault(name, number)
     return names
@@ -60,18 +62,23 @@ def config_dirs_for(rt_tables_file: str) -> tuple[Path, ...]:
     return tuple(dict.fromkeys((first, USR_DIR)))
 
 
+def _read_text(path: Path) -> str:
+    return read_regular_file(path, MAX_NAME_FILE_SIZE)[0].decode("utf-8", errors="replace")
+
+
 def read_recorded(path: Path) -> dict[str, int]:
-    """Our own recorded tables; none when the file does not exist yet."""
+    """Our own recorded tables; none when the file does not exist yet. Raises ``OSError`` when
+    it cannot be read, ``FileRefused`` when it is no regular file (a FIFO must not block us)."""
     try:
-        return parse_name_file(path.read_text(encoding="utf-8", errors="replace"))
+        return parse_name_file(_read_text(path))
     except (FileNotFoundError, NotADirectoryError):  # not written yet, or cannot be
         return {}
 
 
 def write_if_changed(path: Path, content: str) -> bool:
     """Atomically replaces ``path`` with ``content``; False (and no write) when already equal."""
-    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
-        if path.read_text(encoding="utf-8") == content:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if read_regular_file(path, MAX_NAME_FILE_SIZE)[0].decode("utf-8") == content:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
