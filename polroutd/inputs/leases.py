@@ -22,7 +22,7 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Literal
 
@@ -568,12 +568,16 @@ def _interface_leases(
             if refused is not None and named:
                 refused.append(f"lease file {path} {parsed.refused}")
             continue
-        for lease in parsed.leases:
-            if parsed.kind == "dhclient":
-                if lease.interface == interface or (named and not lease.interface):
-                    yield replace(lease, interface=interface)
-            elif named:
-                yield replace(lease, interface=interface)
+        if parsed.kind == "dhclient":  # blocks that name the interface, or none (if named)
+            keys = ("", interface) if named else (interface,)
+            found = tuple(lease for _, lease in sorted(
+                (item for key in keys for item in parsed.by_interface.get(key, ())),
+                key=lambda item: item[0],
+            ))
+        else:
+            found = parsed.leases if named else ()
+        for lease in found:
+            yield replace(lease, interface=interface)
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,6 +588,10 @@ class _ParsedFile:
     kind: Literal["dhcpcd", "dhclient", "networkd", "refused"]
     leases: tuple[Lease, ...] = ()
     refused: str | None = None
+    # dhclient: the leases by the interface their block names ("" for none); a file shared by
+    # thousands of interfaces is then not walked once per interface and reconcile
+    # (with each lease's position in the file, which breaks ties between leases)
+    by_interface: Mapping[str, tuple[tuple[int, Lease], ...]] = field(default_factory=dict)
 
 
 def _parse_file(data: bytes, path: str, mtime: float) -> _ParsedFile:
@@ -592,7 +600,11 @@ def _parse_file(data: bytes, path: str, mtime: float) -> _ParsedFile:
         return _ParsedFile("dhcpcd", (lease,) if lease else ())
     text = data.decode("utf-8", errors="replace")
     if _DHCLIENT_LEASE_BLOCK.search(text):
-        return _ParsedFile("dhclient", tuple(parse_dhclient_leases(text, path)))
+        by_interface: dict[str, tuple[tuple[int, Lease], ...]] = {}
+        for position, lease in enumerate(parse_dhclient_leases(text, path)):
+            by_interface[lease.interface] = (*by_interface.get(lease.interface, ()),
+                                             (position, lease))
+        return _ParsedFile("dhclient", by_interface=by_interface)
     lease = parse_networkd_lease(text, "", path, mtime)
     return _ParsedFile("networkd", (lease,) if lease else ())
 
