@@ -18,6 +18,7 @@ from polroutd.cli.main import main
 from polroutd.config.files import FileRefused, read_regular_file
 from polroutd.config.parse import MAX_CONFIG_SIZE, load_config, resolve_config_path
 from polroutd.core.errors import ConfigError
+from polroutd.inputs.foreign_managers import networkd_config_files, networkd_settings
 
 
 def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -197,3 +198,17 @@ def test_hostile_configs_exit_0_or_2_with_one_line(
     assert "Traceback" not in err
     if code == 2:
         assert err.count("\n") == 1 and err.startswith(f"polroutd: error: {path}"), err
+
+
+def test_a_fifo_among_the_network_managers_files_does_not_block(tmp_path: Path) -> None:
+    drop_ins = tmp_path / "etc" / "systemd" / "networkd.conf.d"
+    drop_ins.mkdir(parents=True)
+    os.mkfifo(drop_ins / "50-fifo.conf")
+    (drop_ins / "60-real.conf").write_text("[Network]\nManageForeignRoutes=no\n")
+    files = networkd_config_files(tmp_path / "etc", tmp_path / "run", tmp_path / "lib")
+    outcome: list[dict[str, bool]] = []
+    worker = threading.Thread(target=lambda: outcome.append(networkd_settings(files)))
+    worker.daemon = True  # before the fix it blocks in open() forever
+    worker.start()
+    worker.join(5)
+    assert outcome and outcome[0]["ManageForeignRoutes"] is False
