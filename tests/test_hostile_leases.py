@@ -163,3 +163,11 @@ def test_a_large_dhclient_file_costs_little_once_parsed(
         assert lease_findings({"eth0": 2}, patterns, time.time())["eth0"].offers
     per_reconcile = (time.perf_counter() - started) / 20
     assert per_reconcile < 0.05, f"{per_reconcile * 1000:.1f} ms per reconcile"
+
+
+def test_a_shared_lease_file_refused_is_named_for_each_interface(tmp_path: Path) -> None:
+    big = tmp_path / "dhclient.leases"
+    big.write_text(dhclient_block("eth0", "192.0.2.1") + "#" * MAX_LEASE_FILE_SIZE)
+    found = lease_findings({"eth0": 2, "eth1": 3}, [str(tmp_path / "*.leases")], time.time())
+    for name in ("eth0", "eth1"):
+        assert found[name].offers == () and str(big) in found[name].refused[0]

@@ -565,7 +565,7 @@ def _interface_leases(
         if parsed is None:
             continue
         if parsed.refused is not None:
-            if refused is not None and named:
+            if refused is not None:  # named or not: it may have held this lease
                 refused.append(f"lease file {path} {parsed.refused}")
             continue
         if parsed.kind == "dhclient":  # blocks that name the interface, or none (if named)
