@@ -72,11 +72,24 @@ def test_the_first_fit_router_wins_and_a_later_lease_may_serve() -> None:
     assert gateway_of(offers)[0] == "198.51.100.6"
 
 
-def test_a_lease_for_an_address_the_interface_lacks_is_not_its_lease() -> None:
-    # The router would even be on-link: the lease is still another network's (stale).
-    gateway, reason = gateway_of((LeaseOffer(("192.0.2.1",), "192.0.2.99", "/old.lease"),))
+def test_a_stale_lease_from_another_network_gives_no_gateway_and_says_so() -> None:
+    gateway, reason = gateway_of((LeaseOffer(("10.9.9.1",), "10.9.9.5", "/old.lease"),))
     assert gateway is None
-    assert reason is not None and "/old.lease" in reason and "192.0.2.99" in reason, reason
+    assert reason is not None and "/old.lease" in reason and "10.9.9.5" in reason, reason
+    assert "stale" in reason and "off-link" in reason, reason
+
+
+def test_the_interfaces_own_lease_wins_over_a_lease_for_another_address() -> None:
+    # Listed first (it lasts longer), but for an address eth0 does not have.
+    offers = (LeaseOffer(("192.0.2.2",), "192.0.2.99", "/other.lease"),
+              LeaseOffer(("192.0.2.1",), "192.0.2.10", "/own.lease"))
+    assert gateway_of(offers)[0] == "192.0.2.1"
+
+
+def test_a_renewal_to_a_new_address_keeps_the_networks_router() -> None:
+    # The client has set the new address but not yet rewritten its lease file.
+    offers = (LeaseOffer(("192.0.2.1",), "192.0.2.99", "/renewing.lease"),)
+    assert gateway_of(offers)[0] == "192.0.2.1"
 
 
 @given(st.ip_addresses(v=4).map(str))

@@ -156,7 +156,11 @@ def choose_gateway(
     findings = inputs.leases.get(link.name, LeaseFindings())
     problems = list(findings.refused)
     prefixes = [a for a in addresses if a.family == AF_INET]
-    for offer in findings.offers:
+    own = {a.address for a in prefixes}
+    # The interface's own leases first; a lease for an address it lacks only after them (see
+    # _lease_router).
+    ordered = sorted(findings.offers, key=lambda offer: offer.address not in (None, *own))
+    for offer in ordered:
         router, problem = _lease_router(link.name, offer, prefixes)
         if router is not None:
             return Gateway(router, "dhcp-lease")
@@ -171,16 +175,20 @@ def _lease_router(
 ) -> tuple[str | None, str]:
     """The first router of a lease fit to be ``interface``'s gateway, else why none is.
 
-    A lease for an address the interface does not have is another network's (stale, or
-    another interface's); a router must be a unicast address on one of the interface's
-    IPv4 prefixes other than its own address and the prefix's network and broadcast addresses:
-    the kernel refuses anything else, and every reconcile would fail."""
+    A router must be a unicast address on one of the interface's IPv4 prefixes other than its
+    own address and the prefix's network and broadcast addresses: the kernel refuses anything
+    else (every reconcile would fail) or the route leads nowhere.
+
+    A lease for an address the interface does not have is a stale lease: from another network
+    (its routers are then off-link, refused above, and the reason says whose lease it is), or
+    the previous lease of this network while a renewal to a new address is under way. The
+    DHCP clients set the new address before they write the lease file, and writing a file is no
+    event polroutd sees: refusing that lease would leave the table without its default route
+    until the next resync, though its router is the network's. So it serves, after the
+    interface's own leases, when its router is fit."""
     where = f"DHCP lease {offer.path}"
     if offer.address is not None and offer.address not in {a.address for a in addresses}:
-        return None, (
-            f"{where} is for {offer.address}, which {interface} does not have "
-            "(a stale lease from another network?)"
-        )
+        where += f" (for {offer.address}, which {interface} does not have: stale?)"
     problems = [_router_problem(router, addresses) for router in offer.routers]
     for router, problem in zip(offer.routers, problems, strict=True):
         if problem is None:
