@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from polroutd.config.files import why_unreadable
 from polroutd.core import tables
 from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
@@ -21,8 +22,17 @@ from polroutd.core.desired import (
     managed_links,
     table_requests,
 )
+from polroutd.core.errors import ConfigError
 from polroutd.core.limits import AF_INET
-from polroutd.core.model import DesiredState, KernelState, Link, Operation, OpResult, Plan
+from polroutd.core.model import (
+    DesiredState,
+    KernelState,
+    LeaseFindings,
+    Link,
+    Operation,
+    OpResult,
+    Plan,
+)
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.inputs import leases, rt_tables
@@ -35,7 +45,7 @@ class Kernel(Protocol):
     def apply(self, operations: Sequence[Operation]) -> list[OpResult]: ...
 
 
-LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
+LeaseReader = Callable[[Mapping[str, int]], Mapping[str, LeaseFindings]]
 
 Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
 
@@ -61,7 +71,13 @@ def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
     registry = read_system_registry(config)
     protocol = tables.resolve_protocol(config.daemon.protocol, registry, config.source)
     tables_file = config.daemon.rt_tables_file
-    recorded = rt_tables.read_recorded(Path(tables_file)) if tables_file else {}
+    try:
+        recorded = rt_tables.read_recorded(Path(tables_file)) if tables_file else {}
+    except OSError as exc:
+        raise ConfigError(
+            config.source, "daemon.rt_tables_file",
+            f"{tables_file} {why_unreadable(exc)}: point it at a regular file (or \"\" for none)",
+        ) from None
     tables.check_route_tables(config, registry, recorded)
     return registry, protocol
 
@@ -91,18 +107,17 @@ class Engine:
         self._recorded_file = SettledFileCache(
             lambda path, _: rt_tables.read_records(Path(path)), clock=clock
         )
-        self._lease_listings = leases.DirectoryListings(clock)
+        self._lease_files = leases.LeaseFiles(clock)
         # The table numbers last applied: they stay with their names even when there is no
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
         self._applied_unused: dict[str, float] = dict(applied_unused or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
 
-    def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
-        found = leases.lease_gateways(
-            interfaces, self.config.daemon.dhcp_lease_paths, self._clock(), self._lease_listings
+    def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, LeaseFindings]:
+        return leases.lease_findings(
+            interfaces, self.config.daemon.dhcp_lease_paths, self._clock(), self._lease_files
         )
-        return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
     def _recorded(self) -> Records:
         """The table numbers applied so far in this process, overridden by the recorded-tables
@@ -164,7 +179,7 @@ class Engine:
             protocol=self.protocol,
             tables=assignment.by_interface,
             named_tables=named,
-            lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
+            leases=self._lease_reader(self._lease_candidates(state, managed)),
             table_errors=assignment.unassigned,
         )
         desired = desired_state(state, inputs)

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from polroutd import __version__
 from polroutd.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from polroutd.core.errors import ConfigError, KernelError, PolroutdError, UsageError
+from polroutd.core.errors import ConfigError, KernelError, NoNetAdmin, PolroutdError, UsageError
 
 # Commands whose exit code 2 means something else: for plan "changes pending"; flush knows only
 # 0 and 1. An invalid configuration is an error (1) for them.
@@ -108,6 +108,8 @@ def describe_failure(exc: Exception, command: str | None) -> tuple[str, int]:
         return str(exc), EXIT_ERROR if command in CONFIG_ERROR_IS_1 else EXIT_USAGE
     if isinstance(exc, UsageError):
         return str(exc), EXIT_USAGE
+    if isinstance(exc, NoNetAdmin):  # its message already says what is missing
+        return str(exc), EXIT_ERROR
     if isinstance(exc, KernelError):
         return f"netlink: {exc} (is this run as root, with CAP_NET_ADMIN?)", EXIT_ERROR
     if isinstance(exc, PolroutdError):

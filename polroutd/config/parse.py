@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
-import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from polroutd.config.files import read_regular_file, why_unreadable
 from polroutd.config.tomllines import key_lines, line_of
 from polroutd.core.errors import ConfigError
 from polroutd.core.globs import is_glob, overlap_witness
@@ -52,6 +53,16 @@ from polroutd.core.text import one_line
 
 DEFAULT_CONFIG_PATH = Path("/etc/polroutd/polroutd.toml")
 CONFIG_ENV_VAR = "POLROUTD_CONFIG"
+# A real configuration is a few kilobytes; the bound keeps a stray file from blocking a reload.
+MAX_CONFIG_SIZE = 1 << 20
+
+# Seconds: (lowest, highest) accepted. Below the lowest the daemon would spin (a resync every
+# nanosecond); above the highest a value is surely a typo (and would overflow the timers).
+SECONDS_RANGES: Mapping[str, tuple[float, float]] = {
+    "resync_interval": (1.0, 86400.0),
+    "debounce": (0.0, 10.0),
+    "max_delay": (0.001, 60.0),
+}
 
 _PROTOCOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -67,8 +78,12 @@ def resolve_config_path(
     for given, origin in ((cli_path, "--config"), (environ.get(CONFIG_ENV_VAR), CONFIG_ENV_VAR)):
         if given:
             path = Path(given)
-            if not path.exists():
-                raise ConfigError(str(path), "file", f"file not found (given by {origin})")
+            try:
+                os.stat(path)
+            except OSError as error:
+                raise ConfigError(
+                    str(path), "file", f"{why_unreadable(error)} (given by {origin})"
+                ) from None
             return path
     return default if default.exists() else None
 
@@ -82,12 +97,19 @@ def load_config(path: Path | None) -> Config:
         return Config()
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(source, "file", f"cannot be read: {one_line(str(error))}") from None
+        text = read_regular_file(path, MAX_CONFIG_SIZE)[0].decode("utf-8")
+    except OSError as error:
+        raise ConfigError(source, "file", f"cannot be read: {why_unreadable(error)}") from None
+    except UnicodeDecodeError as error:
+        problem = f"cannot be read: not UTF-8 text ({error.reason})"
+        raise ConfigError(source, "file", problem) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+    except RecursionError:
+        raise ConfigError(source, "syntax", "arrays or tables nested too deeply") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer beyond Python's digit limit
+        if not isinstance(error, tomllib.TOMLDecodeError):
+            raise _huge_integer(source, text) from None
         # tomllib (3.11) puts the position only in the message text.
         message = str(error)
         position = _TOML_POSITION.search(message)
@@ -96,6 +118,29 @@ def load_config(path: Path | None) -> Config:
         problem = f"{message[: position.start()]} (column {position.group(2)})"
         raise ConfigError(source, "syntax", one_line(problem), int(position.group(1))) from None
     return parse_config(data, source, text)
+
+
+_LONG_DIGITS = re.compile(r"[0-9][0-9_]{4000,}")
+_KEY_AT_LINE_START = re.compile(r"\s*([A-Za-z0-9_.\"'-]+)\s*=")
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]", re.MULTILINE)
+
+
+def _huge_integer(source: str, text: str) -> ConfigError:
+    """tomllib refuses integers of more than 4,300 digits without saying where: find them."""
+    found = _LONG_DIGITS.search(text)
+    if found is None:
+        return ConfigError(source, "syntax", "an integer has too many digits")
+    line_start = text.rfind("\n", 0, found.start()) + 1
+    key = _KEY_AT_LINE_START.match(text, line_start)
+    headers = _TABLE_HEADER.findall(text, 0, line_start)
+    name = "syntax"
+    if key:
+        name = f"{headers[-1]}.{key.group(1)}" if headers else key.group(1)
+    return ConfigError(
+        source, name,
+        "an integer has thousands of digits; expected a sensible number",
+        text.count("\n", 0, found.start()) + 1,
+    )
 
 
 # --- parsing and validation -----------------------------------------------------------------
@@ -296,27 +341,16 @@ def _int(where: _Where, key: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def _number(where: _Where, key: str, value: Any) -> float:
+def _seconds(where: _Where, key: str, value: Any) -> float:
+    """A number of seconds within the key's range in ``SECONDS_RANGES``."""
     # TOML tells 60 from 60.0; both are fine for a number of seconds.
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise where.error(key, f"must be a number of seconds, got {_found(value)}")
-    if not math.isfinite(value):
-        raise where.error(key, f"must be a finite number of seconds, got {_found(value)}")
+    low, high = SECONDS_RANGES[key.rpartition(".")[2]]
+    # Compared before float(): an integer of 400 digits does not fit in a float.
+    if not low <= value <= high:  # also false for nan
+        raise where.error(key, f"must be from {low:g} to {high:g} seconds, got {_found(value)}")
     return float(value)
-
-
-def _positive(where: _Where, key: str, value: Any) -> float:
-    seconds = _number(where, key, value)
-    if seconds <= 0:
-        raise where.error(key, f"must be greater than 0 seconds, got {_found(value)}")
-    return seconds
-
-
-def _non_negative(where: _Where, key: str, value: Any) -> float:
-    seconds = _number(where, key, value)
-    if seconds < 0:
-        raise where.error(key, f"must be 0 seconds or more, got {_found(value)}")
-    return seconds
 
 
 def _str(where: _Where, key: str, value: Any) -> str:
@@ -554,9 +588,9 @@ def _destination(
 
 _DAEMON_PARSERS: Mapping[str, Parser] = {
     "http_listen": _http_listen,
-    "resync_interval": _positive,
-    "debounce": _non_negative,
-    "max_delay": _positive,
+    "resync_interval": _seconds,
+    "debounce": _seconds,
+    "max_delay": _seconds,
     "protocol": _protocol,
     "mode": _choice(MODES),
     "rule_priority": _priority,
@@ -580,7 +614,8 @@ def _found(value: Any) -> str:
         shown = json.dumps(value)
         return shown if len(shown) <= 60 else shown[:56] + '..."'
     if isinstance(value, int | float):
-        return repr(value)
+        shown = repr(value)
+        return shown if len(shown) <= 40 else f"a number of {len(shown)} characters"
     if isinstance(value, list):
         return f"an array of {len(value)}"
     if isinstance(value, dict):

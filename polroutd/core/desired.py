@@ -28,6 +28,8 @@ from polroutd.core.model import (
     DesiredState,
     Gateway,
     KernelState,
+    LeaseFindings,
+    LeaseOffer,
     Link,
     ManagedInterface,
     Route,
@@ -48,7 +50,7 @@ class Inputs:
     protocol: int
     tables: Mapping[str, TableRef]  # interface name -> its table
     named_tables: Mapping[str, int]  # every table name known (for extra routes' "table")
-    lease_gateways: Mapping[str, str]  # interface name -> IPv4 router from its DHCP lease
+    leases: Mapping[str, LeaseFindings]  # interface name -> what its DHCP lease files say
     # interface name -> why it has no table (no number left in table_range): it is skipped
     table_errors: Mapping[str, str] = field(default_factory=dict)
 
@@ -169,11 +171,13 @@ def choose_gateway(
     state: KernelState,
     inputs: Inputs,
     main_defaults: MainDefaults | None = None,
+    addresses: Sequence[Address] = (),
 ) -> Gateway:
     """G(I) per docs/behaviour.md §2.2: configured, else main-table default on I, else DHCP
     lease, else none.
 
-    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route."""
+    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route;
+    ``addresses`` (I's global addresses) decide which lease routers are fit to be the gateway."""
     key = "gateway" if family == AF_INET else "gateway6"
     if setting == "none":
         return Gateway(
@@ -203,14 +207,80 @@ def choose_gateway(
         if best.gateway is None:
             return Gateway(None, "main-table", device_route=True, passed_over=passed_over)
         return Gateway(best.gateway, "main-table", passed_over=passed_over)
-    if family == AF_INET and link.name in inputs.lease_gateways:
-        return Gateway(inputs.lease_gateways[link.name], "dhcp-lease")
-    lease_note = " and no readable DHCP lease names a router" if family == AF_INET else ""
-    return Gateway(
-        None, None,
-        reason=f"no {family_name(family)} default route via {link.name} in the main table"
-        + lease_note,
+    reason = f"no {family_name(family)} default route via {link.name} in the main table"
+    if family != AF_INET:
+        return Gateway(None, None, reason=reason)
+    findings = inputs.leases.get(link.name, LeaseFindings())
+    problems = list(findings.refused)
+    prefixes = [a for a in addresses if a.family == AF_INET]
+    own = {a.address for a in prefixes}
+    # The interface's own leases first; a lease for an address it lacks only after them (see
+    # _lease_router).
+    ordered = sorted(findings.offers, key=lambda offer: offer.address not in (None, *own))
+    for offer in ordered:
+        router, problem = _lease_router(link.name, offer, prefixes)
+        if router is not None:
+            return Gateway(router, "dhcp-lease")
+        problems.append(problem)
+    if not problems:
+        return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
+    return Gateway(None, None, reason=f"{reason}; " + "; ".join(problems))
+
+
+def _lease_router(
+    interface: str, offer: LeaseOffer, addresses: Sequence[Address]
+) -> tuple[str | None, str]:
+    """The first router of a lease fit to be ``interface``'s gateway, else why none is.
+
+    A router must be a unicast address on one of the interface's IPv4 prefixes other than its
+    own address and the prefix's network and broadcast addresses: the kernel refuses anything
+    else (every reconcile would fail) or the route leads nowhere.
+
+    A lease for an address the interface does not have is a stale lease: from another network
+    (its routers are then off-link, refused above, and the reason says whose lease it is), or
+    the previous lease of this network while a renewal to a new address is under way. The
+    DHCP clients set the new address before they write the lease file, and writing a file is no
+    event polroutd sees: refusing that lease would leave the table without its default route
+    until the next resync, though its router is the network's. So it serves, after the
+    interface's own leases, when its router is fit."""
+    where = f"DHCP lease {offer.path}"
+    if offer.address is not None and offer.address not in {a.address for a in addresses}:
+        where += f" (for {offer.address}, which {interface} does not have: stale?)"
+    problems = [_router_problem(router, addresses) for router in offer.routers]
+    for router, problem in zip(offer.routers, problems, strict=True):
+        if problem is None:
+            return router, ""
+    return None, f"{where}: " + ", ".join(
+        f"router {router} {problem}" for router, problem in zip(offer.routers, problems,
+                                                                strict=True)
     )
+
+
+def _router_problem(router: str, addresses: Sequence[Address]) -> str | None:
+    """Why ``router`` cannot be the IPv4 gateway of an interface with ``addresses``; None if it
+    can."""
+    ip = ipaddress.IPv4Address(router)
+    for kind, bad in (
+        ("a loopback", ip.is_loopback), ("a multicast", ip.is_multicast),
+        ("a link-local", ip.is_link_local), ("the unspecified", ip.is_unspecified),
+        ("a broadcast or reserved", ip.is_reserved),  # 240.0.0.0/4 holds 255.255.255.255
+    ):
+        if bad:
+            return f"is {kind} address, not a unicast router"
+    for a in addresses:
+        if a.prefixlen >= 32:
+            continue
+        network = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
+        if ip not in network:
+            continue
+        if router == a.address:
+            return "is the interface's own address"
+        if network.prefixlen < 31 and ip in (network.network_address, network.broadcast_address):
+            which = "network" if ip == network.network_address else "broadcast"
+            return f"is the {which} address of {network}"
+        return None
+    prefixes = ", ".join(f"{a.address}/{a.prefixlen}" for a in addresses) or "none"
+    return f"is not on the interface's IPv4 prefixes ({prefixes}): off-link"
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -382,7 +452,8 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         addresses = by_index.get(link.ifindex, [])
         gateways = {
             AF_INET: choose_gateway(
-                link, AF_INET, spec.gateway if spec else "auto", state, inputs, main_defaults
+                link, AF_INET, spec.gateway if spec else "auto", state, inputs, main_defaults,
+                addresses,
             ),
             AF_INET6: choose_gateway(
                 link, AF_INET6, spec.gateway6 if spec else "auto", state, inputs, main_defaults

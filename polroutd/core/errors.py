@@ -41,6 +41,11 @@ class KernelError(PolroutdError):
         self.errno = code
 
 
+class NoNetAdmin(KernelError):
+    """The kernel refused a change with EPERM: this process lacks CAP_NET_ADMIN (in the user
+    namespace that owns the network namespace). Retrying cannot help."""
+
+
 class DumpInterrupted(KernelError):
     """The kernel changed the table while it was being dumped, more often than we retried."""
 

@@ -242,6 +242,24 @@ class Gateway:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseOffer:
+    """One DHCP lease found for an interface: its routers (preferred first), the address it
+    leased (None when the file does not say) and the file, for messages."""
+
+    routers: tuple[str, ...]
+    address: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseFindings:
+    """An interface's usable leases, best first, and why lease files for it were not read."""
+
+    offers: tuple[LeaseOffer, ...] = ()
+    refused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ManagedInterface:
     name: str
     index: int

@@ -252,8 +252,9 @@ class Daemon:
         self.deps.notifier.reloading()
         try:
             engine = reloaded_engine(self.engine, self.deps)
-        except ConfigError as exc:
-            self.status.config_error = str(exc)
+        except Exception as exc:  # whatever a reload meets, the daemon keeps the old config
+            self.status.config_error = str(exc) if isinstance(exc, ConfigError) else (
+                f"reload failed: {type(exc).__name__}: {exc}")
             self.tally.reload(ok=False)
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:

@@ -11,12 +11,21 @@ from polroutd.adapters.logs import configure_logging, get_logger
 from polroutd.adapters.sdnotify import Notifier
 from polroutd.config.parse import load_config, resolve_config_path
 from polroutd.core.advice import interface_warnings
+from polroutd.core.errors import NoNetAdmin
 from polroutd.core.listen import parse_listen
 from polroutd.core.settings import Config
 from polroutd.daemon.deps import Deps
+from polroutd.daemon.instance import claim_instance
 from polroutd.daemon.loop import Daemon
+from polroutd.engine import resolve_names
 from polroutd.inputs.foreign_managers import foreign_manager_warnings
-from polroutd.netlink.kernel import EVENT_BUFFER, EventSocket, Netlink
+from polroutd.netlink.kernel import (
+    EVENT_BUFFER,
+    NO_NET_ADMIN,
+    EventSocket,
+    Netlink,
+    has_net_admin,
+)
 
 
 async def serve(config: Config, deps: Deps) -> int:
@@ -42,6 +51,19 @@ def _event_buffer() -> int:
 
 
 def run_daemon(config: Config, *, debug: bool = False) -> int:
+    """Raises ``NoNetAdmin`` without the capability, ``AlreadyRunning`` when another daemon
+    has this protocol in this network namespace: both before anything is changed."""
+    if not has_net_admin():  # every change would fail, and be retried forever
+        raise NoNetAdmin(NO_NET_ADMIN)
+    _registry, protocol = resolve_names(config)
+    instance = claim_instance(protocol)
+    try:
+        return _run(config, debug)
+    finally:
+        instance.close()
+
+
+def _run(config: Config, debug: bool) -> int:
     configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
     log = get_logger()
     for warning in foreign_manager_warnings():

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, TypeVar, cast
 
-from polroutd.core.errors import DumpInterrupted, KernelError, Overrun
+from polroutd.core.errors import DumpInterrupted, KernelError, NoNetAdmin, Overrun
 from polroutd.core.limits import RT_TABLE_LOCAL
 from polroutd.core.model import (
     Address,
@@ -82,6 +82,26 @@ def _netlink_socket(rcvbuf: int) -> socket.socket:
             sock.setsockopt(SOL_NETLINK, option, 1)
     sock.bind((0, 0))
     return sock
+
+
+NO_NET_ADMIN = (
+    "the kernel refuses changes to routes and rules (EPERM): polroutd needs CAP_NET_ADMIN "
+    "in this network namespace; run it as root or grant the capability"
+)
+CAP_NET_ADMIN = 12  # linux/capability.h
+
+
+def has_net_admin(status_file: str = "/proc/self/status") -> bool:
+    """Whether this process has CAP_NET_ADMIN in its effective set (True when it cannot tell:
+    then the kernel's EPERM will say so)."""
+    try:
+        with open(status_file, encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
 
 
 class Netlink:
@@ -196,10 +216,14 @@ class Netlink:
         )
 
     def apply(self, operations: Sequence[Operation]) -> list[OpResult]:
-        """Sends every operation (many per sendmsg) and collects each one's outcome."""
+        """Sends every operation (many per sendmsg) and collects each one's outcome.
+
+        Raises ``NoNetAdmin`` when the kernel refuses with EPERM: every change would be."""
         results: list[OpResult] = []
         for start in range(0, len(operations), BATCH):
             results.extend(self._apply_batch(operations[start : start + BATCH]))
+            if any(result.errno == errno.EPERM for result in results):
+                raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
         return results
 
     def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:

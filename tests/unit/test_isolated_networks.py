@@ -43,7 +43,7 @@ def parse(text: str) -> Config:
 def decide(config: Config, state: KernelState | None = None) -> Decision:
     state = state or article_state()
     inputs = Inputs(config=config, protocol=PROTO, tables=TABLES,
-                    named_tables={"mgt": 30000, "data": 30001}, lease_gateways={})
+                    named_tables={"mgt": 30000, "data": 30001}, leases={})
     desired = desired_state(state, inputs)
     names = Names(links={link.ifindex: link.name for link in state.links},
                   tables={30000: "mgt", 30001: "data"}, protocols={PROTO: "polroutd"})

@@ -44,7 +44,7 @@ def _state_with_two_link_local_prefixes() -> Any:
 def _inputs(config: Config) -> Inputs:
     return Inputs(config=config, protocol=PROTO,
                   tables={"ens192": TableRef(30000, "mgt"), "ens224": TableRef(30001, "data")},
-                  named_tables={}, lease_gateways={})
+                  named_tables={}, leases={})
 
 
 # ------------------------------------------------------------------ copies keyed with the device
