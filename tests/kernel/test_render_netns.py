@@ -50,7 +50,7 @@ def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess
 def round_trip_config(tmp_path: Path, daemon_extra: str = "") -> Path:
     """The lab's configuration plus routes of every type but unicast, in both families, and an
     IPv6 table that ends with "unreachable default"."""
-    config = round_trip_config(tmp_path, daemon_extra=daemon_extra)
+    config = write_config(tmp_path, daemon_extra=daemon_extra)
     text = config.read_text()
     text = text.replace('table = "mgt"\n', 'table = "mgt"\ngateway6 = "unreachable"\n'
                         'routes = [ { to = "192.0.2.0/24", type = "blackhole" },\n'
