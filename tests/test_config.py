@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import tomllib
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 from polroutd.config import (
     DEFAULT_EXCLUDE,
+    MAX_PROTOCOL,
+    RESERVED_PROTOCOLS,
     Config,
     ConfigError,
     DaemonSettings,
@@ -54,12 +57,28 @@ def test_the_spec_example_parses_to_its_values() -> None:
     )
 
 
-def test_the_example_is_the_one_in_the_spec() -> None:
+def test_the_example_has_the_values_of_the_one_in_the_spec() -> None:
+    # The values, not the text: the example's comments say what this code accepts (the spec's
+    # say "1..255" for the protocol, which the code rightly refuses below 5).
     spec = (Path("/work/shared/spec/polroutd.md"))
     if not spec.exists():
         pytest.skip("the spec is not beside this checkout")
     block = spec.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
-    assert EXAMPLE.read_text() == block
+    assert tomllib.loads(EXAMPLE.read_text()) == tomllib.loads(block)
+
+
+def test_the_examples_protocol_comment_states_what_the_code_accepts(tmp_path: Path) -> None:
+    lowest, highest = max(RESERVED_PROTOCOLS) + 1, MAX_PROTOCOL
+    line = next(x for x in EXAMPLE.read_text().splitlines() if x.startswith("protocol ="))
+    assert line.endswith(f"or a number {lowest}..{highest}"), line
+    for number, valid in ((lowest - 1, False), (lowest, True), (highest, True),
+                          (highest + 1, False)):
+        path = write(tmp_path, f"[daemon]\nprotocol = {number}\n")
+        if valid:
+            assert load_config(path).daemon.protocol == number
+        else:
+            with pytest.raises(ConfigError):
+                load_config(path)
 
 
 def test_no_file_means_the_defaults() -> None:
