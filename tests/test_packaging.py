@@ -439,18 +439,27 @@ def test_the_unpacked_deb_runs_with_debians_python(tmp_path: Path) -> None:
 
 
 @needs_dist
-@pytest.mark.skipif(shutil.which("lintian") is None, reason="needs lintian")
 def test_lintian_finds_nothing_unexplained() -> None:
-    changes = artefact("deb/polroutd_*.changes")
-    result = subprocess.run(
-        ["lintian", "--info", "--display-info", "--pedantic", "--show-overrides", str(changes)],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-    )
-    tags = [line for line in result.stdout.splitlines() if re.match(r"^[EWIPX]: ", line)]
-    # Every override in debian/polroutd.lintian-overrides carries its reason as a comment.
-    unexplained = [tag for tag in tags if not tag.startswith("O: ")]
-    assert not unexplained, "\n".join(tags)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert DIST is not None
+    log = DIST / "lintian.log"  # ./dev package runs lintian once and keeps what it said
+    if log.exists():
+        output = log.read_text()
+    elif shutil.which("lintian") is None:
+        pytest.skip("needs lintian")
+    else:
+        output = subprocess.run(
+            ["lintian", "--display-info", "--display-experimental", "--pedantic",
+             "--show-overrides",
+             str(artefact("deb/polroutd_*.changes"))],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+        ).stdout
+    # Overridden tags (O:) carry their reason in debian/polroutd.lintian-overrides.
+    tags = [line for line in output.splitlines() if re.match(r"^[EWIPX]: ", line)]
+    assert not tags, "\n".join(tags)
+    overrides = (ROOT / "debian" / "polroutd.lintian-overrides").read_text().splitlines()
+    for n, line in enumerate(overrides):
+        if line and not line.startswith("#"):
+            assert n > 0 and overrides[n - 1].startswith("#"), f"no reason given for {line}"
 
 
 @needs_dist
