@@ -8,6 +8,7 @@ a one-line reason, so no client input can produce a 500.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,10 @@ _MAX_REASON = 300  # characters of a failure reason put in a response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
+
+# aiohttp >= 3.9 takes shutdown_timeout on the runner (and deprecates it on the site); 3.8
+# (Debian 12's python3-aiohttp) only on the site.
+_TIMEOUT_ON_RUNNER = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
 
 
 class StateProvider(Protocol):
@@ -201,13 +206,16 @@ class HttpServer:
         # access_log=None: one log line per scrape or probe would drown the daemon's own logs.
         # aiohttp's own reports (malformed requests, answered 400 before the app sees them) go
         # under our logger's name, so the daemon's logging configuration covers them.
+        timeout: dict[str, Any] = {"shutdown_timeout": SHUTDOWN_TIMEOUT}
         runner = web.AppRunner(
             self._app, access_log=None, logger=logging.getLogger("polroutd.http.server"),
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            **(timeout if _TIMEOUT_ON_RUNNER else {}),
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.requested_port)
+            site = web.TCPSite(
+                runner, self.host, self.requested_port, **({} if _TIMEOUT_ON_RUNNER else timeout)
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()

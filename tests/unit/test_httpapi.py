@@ -354,6 +354,11 @@ def test_what_the_parser_refuses_is_a_client_error(threaded_port: int, target: b
     assert 400 <= status < 500
 
 
+# aiohttp 3.8 (Debian 12's python3-aiohttp) never answers a CONNECT whose target has raw
+# non-ASCII bytes (yarl raises in its request factory, outside its error handling; the client
+# waits until it gives up); 3.9 and later answer 400. No 5xx either way.
+OLD_AIOHTTP = tuple(int(part) for part in aiohttp.__version__.split(".")[:2]) < (3, 9)
+
 TOKEN = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 METHODS = st.one_of(
     st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
@@ -378,6 +383,8 @@ def test_no_request_ever_gets_a_5xx(
     threaded_port: int, method: str, target: str, raw_bytes: bytes
 ) -> None:
     for sent in (target.encode(), target.encode() + raw_bytes):
+        if OLD_AIOHTTP and method == "CONNECT" and not sent.isascii():
+            continue
         status, _, _ = get_raw(threaded_port, sent, method.encode())
         assert status < 500, (method, sent, status)
         known = sent == target.encode() and target.partition("?")[0] in PATHS
