@@ -77,6 +77,9 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload_requested = False
+        # Links that events said went down since the last reconcile accounted for them: the
+        # routes the kernel flushed with them are restored, not repaired as drift.
+        self._went_down: set[int] = set()
         self._supervisor = Supervisor(self._stop)
 
     # --- control ------------------------------------------------------------------------------
@@ -208,6 +211,7 @@ class Daemon:
             self._open_events()
             return True
         self.tally.events(events)
+        self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
 
     def _events_pending(self) -> bool:
@@ -271,7 +275,9 @@ class Daemon:
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
         try:
-            decision = self.engine.decide(self._read_settled())
+            state = self._read_settled()
+            went_down = frozenset(self._went_down)  # every event up to the read included
+            decision = self.engine.decide(state)
         except (KernelError, OSError, ConfigError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
@@ -284,7 +290,8 @@ class Daemon:
             return self._finish(started, reason, decision, [], read_error=str(exc))
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results)
-        self.tally.operations(decision, previous, results)
+        self.tally.operations(decision, previous, results, went_down)
+        self._went_down -= went_down
         self._report_tables_file()
         return success
 
