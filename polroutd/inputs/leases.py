@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Literal
 
+from polroutd.core.errors import is_starved
 from polroutd.inputs.filecache import SettledFileCache
 
 Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
@@ -475,7 +476,9 @@ class DirectoryListings:
         """The entries of ``directory``; None when it is no readable directory."""
         try:
             return self._cache.get(directory)
-        except OSError:
+        except OSError as exc:
+            if is_starved(exc):
+                raise
             return None
 
 
@@ -488,7 +491,9 @@ def _list_settled_directory(directory: str, info: os.stat_result) -> list[str]:
 def _list_directory(directory: str) -> list[str] | None:
     try:
         return os.listdir(directory)
-    except OSError:
+    except OSError as exc:
+        if is_starved(exc):
+            raise
         return None
 
 
@@ -556,12 +561,15 @@ def _interface_leases(
 
 def _read_regular_file(path: str) -> tuple[bytes, float] | None:
     """Contents and mtime, or None for anything unreadable, not a regular file, or too big.
+    Raises OSError when out of descriptors or memory: that says nothing about the lease.
 
     O_NONBLOCK: a FIFO that a glob happens to match must not block the daemon.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
+    except OSError as exc:
+        if is_starved(exc):
+            raise
         return None
     try:
         info = os.fstat(fd)
@@ -575,7 +583,9 @@ def _read_regular_file(path: str) -> tuple[bytes, float] | None:
             if size > MAX_LEASE_FILE_SIZE:
                 return None
         return b"".join(chunks), info.st_mtime
-    except OSError:
+    except OSError as exc:
+        if is_starved(exc):
+            raise
         return None
     finally:
         os.close(fd)

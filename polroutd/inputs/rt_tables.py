@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from polroutd.core.errors import is_starved
 from polroutd.core.limits import RESERVED_PROTOCOLS, RESERVED_TABLE_NAMES
 from polroutd.core.tables import (
     WELL_KNOWN_PROTOCOLS,
@@ -60,7 +61,9 @@ def _read_names(directory: Path, base: str, exclude: Path | None) -> dict[str, i
     for path in _name_files(directory, base, exclude):
         try:
             text = read_bounded(path)
-        except OSError:
+        except OSError as exc:
+            if is_starved(exc):  # out of descriptors: the names are unknown, not absent
+                raise
             continue  # iproute2 also skips files it cannot read
         for name, number in parse_name_file(text).items():
             names.setdefault(name, number)
