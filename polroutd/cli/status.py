@@ -28,7 +28,8 @@ MAX_ANSWER = 64 * 1024 * 1024  # a /state of thousands of rules is a few MB
 
 # What the summary calls each counter, in the order shown.
 COUNTERS = (
-    ("drift", "drift"), ("repairs", "repairs"), ("changes", "changes"),
+    ("drift", "drift"), ("repairs", "repairs"), ("restorations", "restorations"),
+    ("changes", "changes"),
     ("errors", "operation_errors"), ("events", "netlink_events"),
     ("overruns", "netlink_overruns"),
 )
@@ -305,7 +306,12 @@ def status_command(url: str) -> int:
               file=sys.stderr)
         return EXIT_UNREACHABLE
     sys.stdout.write(text)
-    return EXIT_IN_SYNC if doc["in_sync"] else EXIT_NOT_IN_SYNC
+    return EXIT_IN_SYNC if in_sync_without_trouble(doc) else EXIT_NOT_IN_SYNC
+
+
+def in_sync_without_trouble(doc: Mapping[str, Any]) -> bool:
+    """Exit 0 only when in sync, with no conflict and no refused configuration pending."""
+    return bool(doc["in_sync"]) and not doc.get("conflicts") and not doc.get("config_error")
 
 
 def command(args: argparse.Namespace) -> int:
