@@ -42,6 +42,13 @@ class Metrics:
             ["kind", "op"],
             registry=r,
         )
+        self.restorations = Counter(
+            "polroutd_restorations",
+            "Routes put back that the kernel itself removed because their link went down (not "
+            "drift: a flapping link raises no drift alert).",
+            ["kind"],
+            registry=r,
+        )
         self.operation_errors = Counter(
             "polroutd_operation_errors",
             "Operations the kernel refused, by errno name.",
@@ -106,6 +113,7 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for kind in ("rule", "route"):
             self.conflicts.labels(kind=kind).set(0)
+            self.restorations.labels(kind=kind)
             for change in ("missing", "unexpected", "changed"):
                 self.drift.labels(kind=kind, change=change)
             for op in ("add", "delete", "replace"):

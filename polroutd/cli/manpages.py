@@ -203,10 +203,12 @@ KEYS: dict[str, str] = {
         "when name is a glob. Default: a table named after the interface.",
     "interface.gateway":
         '"auto" (a default route on the interface in the main table, else a DHCP lease), '
-        '"none", or an IPv4 address.',
+        '"none" (no default route: other destinations fall through to the main table), '
+        '"unreachable" (the table ends with an unreachable default: an isolated network), '
+        "or an IPv4 address.",
     "interface.gateway6":
-        '"auto" (a default route on the interface in the main table), "none", or an IPv6 '
-        "address.",
+        '"auto" (a default route on the interface in the main table), "none", "unreachable", '
+        "or an IPv6 address (link-local allowed).",
     "interface.priority":
         "Priority of this interface's rules, overriding [daemon] rule_priority; the same "
         f"range (1 to {limits.MAX_RULE_PRIORITY}).",
@@ -222,6 +224,9 @@ KEYS: dict[str, str] = {
         "interface's own table.",
     "interface.routes.metric":
         f"The route's metric, an integer from 0 to {limits.MAX_METRIC}. Default: the kernel's.",
+    "interface.routes.type":
+        '"unicast" (the default), "unreachable", "blackhole" or "prohibit"; only unicast '
+        "routes take via.",
 }
 
 # Defaults that are not a value in the file.

@@ -30,7 +30,8 @@ MAX_ANSWER = 64 * 1024 * 1024  # a /state of thousands of rules is a few MB
 
 # What the summary calls each counter, in the order shown.
 COUNTERS = (
-    ("drift", "drift"), ("repairs", "repairs"), ("changes", "changes"),
+    ("drift", "drift"), ("repairs", "repairs"), ("restorations", "restorations"),
+    ("changes", "changes"),
     ("errors", "operation_errors"), ("events", "netlink_events"),
     ("overruns", "netlink_overruns"),
 )

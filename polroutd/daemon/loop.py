@@ -17,7 +17,7 @@ from typing import Any
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
-from polroutd.core.errors import ConfigError, KernelError, Overrun
+from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.model import DesiredState, KernelState, OpResult
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
@@ -28,6 +28,9 @@ from polroutd.daemon.tally import Tally
 from polroutd.daemon.tasks import Supervisor
 from polroutd.engine import Engine
 
+# Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
+# and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
+STARVED_GRACE = 30.0
 SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -46,6 +49,8 @@ class Status:
     # The desired state of the last successful reconcile: drift is measured against it.
     last_good: DesiredState | None = None
     config_error: str | None = None
+    # Since when (daemon clock) reconciles have failed for lack of descriptors or memory.
+    starved_since: float | None = None
 
     def line(self) -> str:
         """systemd's STATUS= text."""
@@ -77,6 +82,11 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload_requested = False
+        self.starved_grace = STARVED_GRACE
+        self._state_version = 0  # moves whenever /state may have changed
+        # Links that events said went down since the last reconcile accounted for them: the
+        # routes the kernel flushed with them are restored, not repaired as drift.
+        self._went_down: set[int] = set()
         self._supervisor = Supervisor(self._stop)
 
     # --- control ------------------------------------------------------------------------------
@@ -97,6 +107,10 @@ class Daemon:
         dead = self._supervisor.dead()
         if dead:
             return False, f"task stopped: {', '.join(dead)}"
+        since = self.status.starved_since
+        if since is not None and self.deps.clock() - since >= self.starved_grace:
+            return False, (f"out of file descriptors or memory: reconciles have failed for "
+                           f"{self.deps.clock() - since:.0f} s")
         return True, "ok"
 
     def readiness(self) -> tuple[bool, str]:
@@ -124,6 +138,11 @@ class Daemon:
             ready=self.readiness()[0],
             in_sync=s.in_sync,
         )
+
+    def state_version(self) -> int:
+        """/state is served from one serialisation per version: reconciles, reloads and
+        overruns move it (event counts show up with the reconcile they cause)."""
+        return self._state_version
 
     def metrics(self) -> bytes:
         return self.tally.metrics.exposition()
@@ -204,10 +223,12 @@ class Daemon:
             events = self._events.drain()
         except Overrun:
             self.tally.overrun()
+            self._state_version += 1
             self._close_events()
             self._open_events()
             return True
         self.tally.events(events)
+        self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
 
     def _events_pending(self) -> bool:
@@ -264,6 +285,7 @@ class Daemon:
             self.tally.reload(ok=True)
             self.schedule.mark_dirty(self.deps.clock(), "reload")
             log.info("reloaded", config=engine.config.source)
+        self._state_version += 1
         if self.status.converged_once:  # before that, READY=1 waits for convergence
             self.deps.notifier.ready()
 
@@ -272,20 +294,25 @@ class Daemon:
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
         try:
-            decision = self.engine.decide(self._read_settled())
+            state = self._read_settled()
+            went_down = frozenset(self._went_down)  # every event up to the read included
+            decision = self.engine.decide(state)
         except (KernelError, OSError, ConfigError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
             # hot-plugged interfaces: reported and retried, not fatal.)
-            return self._finish(started, reason, None, [], read_error=str(exc))
+            return self._finish(started, reason, None, [], read_error=str(exc),
+                                starved=is_starved(exc))
         previous = self.status.last_good
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
-            return self._finish(started, reason, decision, [], read_error=str(exc))
+            return self._finish(started, reason, decision, [], read_error=str(exc),
+                                starved=is_starved(exc))
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results)
-        self.tally.operations(decision, previous, results)
+        self.tally.operations(decision, previous, results, went_down)
+        self._went_down -= went_down
         self._report_tables_file()
         return success
 
@@ -303,12 +330,18 @@ class Daemon:
         decision: Decision | None,
         results: list[OpResult],
         read_error: str | None = None,
+        starved: bool = False,
     ) -> bool:
         failures = tuple(r for r in results if not r.ok)
         success = read_error is None and not failures
         duration = self.deps.clock() - started
         finished_at = self.deps.wallclock()
         s = self.status
+        self._state_version += 1
+        if not starved:
+            s.starved_since = None
+        elif s.starved_since is None:
+            s.starved_since = started
         s.last = LastReconcile(
             at=finished_at,
             duration=duration,

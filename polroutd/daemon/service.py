@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import resource
 
 from polroutd.adapters.http import HttpServer
 from polroutd.adapters.logs import configure_logging, get_logger
@@ -50,6 +51,19 @@ def _event_buffer() -> int:
     return int(os.environ.get("POLROUTD_EVENT_RCVBUF", EVENT_BUFFER))
 
 
+def raise_descriptor_limit() -> tuple[int, int]:
+    """The soft RLIMIT_NOFILE raised to the hard one (systemd starts services at 1,024), so
+    that the HTTP connection cap leaves plenty for netlink, lease and rt_tables files.
+    (soft, hard) as in force afterwards; a refusal (a seccomp filter) keeps the old limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            return soft, hard
+    return hard, hard
+
+
 def run_daemon(config: Config, *, debug: bool = False) -> int:
     """Raises ``NoNetAdmin`` without the capability, ``AlreadyRunning`` when another daemon
     has this protocol in this network namespace: both before anything is changed."""
@@ -81,7 +95,9 @@ def _run(config: Config, debug: bool) -> int:
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
     )
-    log.info("starting", config=config.source, mode=config.daemon.mode)
+    soft, hard = raise_descriptor_limit()
+    log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,
+             hard_limit=hard)
     # The libraries' start-up objects never die: keep the collector from walking them on
     # every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes).
     gc.collect()

@@ -39,6 +39,7 @@ COUNTERS = (
     "drift",
     "repairs",
     "changes",
+    "restorations",
     "operation_errors",
     "netlink_events",
     "netlink_overruns",
@@ -95,11 +96,16 @@ class Tally:
             self.metrics.last_success.set(finished_at)
 
     def operations(
-        self, decision: Decision, previous: DesiredState | None, results: list[OpResult]
+        self,
+        decision: Decision,
+        previous: DesiredState | None,
+        results: list[OpResult],
+        went_down: frozenset[int] = frozenset(),
     ) -> None:
         """Counts drift (against ``previous``, the last desired state that was reached),
-        repairs, changes and errors, and logs each operation with its cause."""
-        causes = classify(decision.plan, previous, decision.desired)
+        repairs, restorations (of routes flushed with a link in ``went_down``), changes and
+        errors, and logs each operation with its cause."""
+        causes = classify(decision.plan, previous, decision.desired, went_down=went_down)
         applied, failed = self._account(causes, results)
         _log_operations(decision, applied, failed)
 
@@ -117,8 +123,11 @@ class Tally:
             if result is None:
                 continue
             if result.ok:
-                counter = "repairs" if item.cause == "drift" else "changes"
-                groups[counter, (("kind", op.kind), ("op", op.op))] += 1
+                if item.cause == "restoration":
+                    groups["restorations", (("kind", op.kind),)] += 1
+                else:
+                    counter = "repairs" if item.cause == "drift" else "changes"
+                    groups[counter, (("kind", op.kind), ("op", op.op))] += 1
                 applied.append(item)
             else:
                 errno_label = ("errno", result.error_name)
@@ -129,6 +138,7 @@ class Tally:
             "drift": self.metrics.drift,
             "repairs": self.metrics.repairs,
             "changes": self.metrics.changes,
+            "restorations": self.metrics.restorations,
             "operation_errors": self.metrics.operation_errors,
         }
         for (counter, labels), count in groups.items():
@@ -197,7 +207,7 @@ def _log_operations(decision: Decision, applied: Applied, failed: Failed) -> Non
                 drift=item.drift,
             )
     else:
-        for cause in ("change", "drift"):
+        for cause in ("change", "drift", "restoration"):
             ops = [operation_text(i.operation, names) for i in applied if i.cause == cause]
             if ops:
                 log.info("applied", cause=cause, count=len(ops), ops=ops)

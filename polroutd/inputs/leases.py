@@ -32,6 +32,7 @@ from pathlib import PurePath
 from typing import Literal
 
 from polroutd.config.files import FileRefused, read_regular_file, why_unreadable
+from polroutd.core.errors import is_starved
 from polroutd.core.model import LeaseFindings, LeaseOffer
 from polroutd.inputs.filecache import SettledFileCache
 
@@ -504,7 +505,9 @@ class LeaseFiles:
         """The entries of ``directory``; None when it is no readable directory."""
         try:
             return self._listings.get(directory)
-        except OSError:
+        except OSError as exc:
+            if is_starved(exc):  # out of descriptors: the directory is unknown, not empty
+                raise
             return None
 
     def parsed(self, path: str) -> _ParsedFile | None:
@@ -515,6 +518,8 @@ class LeaseFiles:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 self._warned.pop(path, None)
                 return None
+            if is_starved(exc):  # out of descriptors or memory: says nothing about the lease
+                raise
             parsed = _ParsedFile("refused", refused=why_unreadable(exc))
         if parsed.refused is None:
             self._warned.pop(path, None)
@@ -533,7 +538,9 @@ def _list_settled_directory(directory: str, info: os.stat_result) -> list[str]:
 def _list_directory(directory: str) -> list[str] | None:
     try:
         return os.listdir(directory)
-    except OSError:
+    except OSError as exc:
+        if is_starved(exc):
+            raise
         return None
 
 
@@ -648,5 +655,7 @@ def _parse_path(path: str) -> _ParsedFile | None:
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
+        if is_starved(exc):
+            raise
         return _ParsedFile("refused", refused=why_unreadable(exc))
 

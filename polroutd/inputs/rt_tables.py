@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from polroutd.config.files import read_regular_file
+from polroutd.core.errors import is_starved
 from polroutd.core.limits import RESERVED_PROTOCOLS, RESERVED_TABLE_NAMES
 from polroutd.core.tables import (
     WELL_KNOWN_PROTOCOLS,
@@ -61,8 +62,10 @@ def _read_names(directory: Path, base: str, exclude: Path | None) -> dict[str, i
     for path in _name_files(directory, base, exclude):
         try:
             text = read_bounded(path)
-        except OSError:
-            continue  # iproute2 also skips files it cannot read (we also skip FIFOs and giants)
+        except OSError as exc:
+            if is_starved(exc):  # out of descriptors: the names are unknown, not absent
+                raise
+            continue  # iproute2 also skips files it cannot read
         for name, number in parse_name_file(text).items():
             names.setdefault(name, number)
     return names

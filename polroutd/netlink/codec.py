@@ -206,6 +206,14 @@ def decode_link(payload: bytes) -> Link | None:
     )
 
 
+def link_event(payload: bytes) -> tuple[int, bool] | None:
+    """(ifindex, administratively up) of a link message; None when it is too short to say."""
+    if len(payload) < _IFINFO.size:
+        return None
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload, 0)
+    return index, bool(flags & IFF_UP)
+
+
 def decode_address(payload: bytes) -> Address | None:
     family, prefixlen, flags, scope, index = _IFADDR.unpack_from(payload, 0)
     if family not in (AF_INET, AF_INET6):

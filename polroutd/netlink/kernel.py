@@ -281,15 +281,30 @@ EventKind = rtnl.EventKind
 
 
 class Event(NamedTuple):
-    """A change the kernel announced: what kind of object it concerns."""
+    """A change the kernel announced: what kind of object it concerns, and for a link event
+    which link and whether it is up (administratively) now."""
 
     kind: EventKind
+    ifindex: int | None = None
+    up: bool | None = None
+
+    @property
+    def went_down(self) -> bool:
+        """The link went down or away: the kernel flushes the routes through it by itself."""
+        return self.kind == "link" and self.up is False
 
     @classmethod
-    def of(cls, message_type: int) -> Event | None:
-        """The event an rtnetlink message type announces; None for anything else."""
+    def of(cls, message_type: int, payload: bytes = b"") -> Event | None:
+        """The event an rtnetlink message announces; None for anything else."""
         kind = rtnl.EVENT_TYPES.get(message_type)
-        return None if kind is None else cls(kind)
+        if kind is None:
+            return None
+        if kind == "link":
+            link = rtnl.link_event(payload)
+            if link is not None:
+                ifindex, up = link
+                return cls(kind, ifindex, up and message_type != rtnl.RTM_DELLINK)
+        return cls(kind)
 
 
 class EventSocket:
@@ -327,7 +342,7 @@ class EventSocket:
                 raise KernelError(
                     f"netlink event receive failed: {exc.strerror}", exc.errno or 0
                 ) from exc
-            for mtype, _flags, _seq, pid, _payload in rtnl.iter_messages(data):
-                event = Event.of(mtype)
+            for mtype, _flags, _seq, pid, payload in rtnl.iter_messages(data):
+                event = Event.of(mtype, payload)
                 if event is not None and (pid != self._ignore or not pid):
                     events.append(event)

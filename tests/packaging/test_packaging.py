@@ -34,7 +34,7 @@ from polroutd.cli import manpages
 from polroutd.cli.main import build_parser
 from polroutd.core import limits, settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAN_DIR = ROOT / "contrib" / "man"
 BASH_COMPLETION = ROOT / "contrib" / "completion" / "polroutd.bash"
 ZSH_COMPLETION = ROOT / "contrib" / "completion" / "_polroutd"

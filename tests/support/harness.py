@@ -1,5 +1,5 @@
-"""The daemon loop wired to the fake kernel, a fake event source and a fake notifier: what
-the fake-kernel daemon tests drive."""
+"""The daemon loop against the in-memory kernel and a pipe-backed event source, shared by the
+daemon's unit tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from polroutd.core.errors import Overrun
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from polroutd.daemon.deps import Deps
 from polroutd.daemon.loop import Daemon
+from polroutd.engine import LeaseReader
 from polroutd.netlink import codec as rtnl
 from polroutd.netlink.kernel import Event
 from tests.support.fakes import FakeKernel, FakeNotifier
@@ -46,6 +47,10 @@ class FakeEvents:
         self.overrun = overrun
         os.write(self._w, b"x")
 
+    def push_event(self, event: Event) -> None:
+        self.queue.append(event)
+        os.write(self._w, b"x")
+
     def drain(self) -> list[Event]:
         with contextlib.suppress(BlockingIOError):
             os.read(self._r, 4096)
@@ -63,7 +68,11 @@ class FakeEvents:
 
 class Harness:
     def __init__(
-        self, kernel: FakeKernel, config: Config = CONFIG, load: Callable[[], Config] | None = None
+        self,
+        kernel: FakeKernel,
+        config: Config = CONFIG,
+        load: Callable[[], Config] | None = None,
+        lease_reader: LeaseReader | None = None,
     ) -> None:
         FakeEvents.instances = []
         self.kernel = kernel
@@ -73,7 +82,7 @@ class Harness:
             events_factory=FakeEvents,
             notifier=self.notifier,
             load_config=load or (lambda: config),
-            lease_reader=lambda _: {},
+            lease_reader=lease_reader or (lambda _: {}),
         )
         self.daemon = Daemon(config, self.deps)
         self.task: asyncio.Task[int] | None = None

@@ -127,6 +127,9 @@ class FakeProvider:
         self.calls += 1
         return self.document
 
+    def state_version(self) -> int:
+        return self.calls  # every call a new version: each request sees the document as is
+
     def metrics(self) -> bytes:
         self.calls += 1
         return self.registry.exposition()
@@ -143,6 +146,9 @@ class BrokenProvider:
 
     def state(self) -> dict[str, Any]:
         raise ValueError("half-built decision")
+
+    def state_version(self) -> int:
+        return 0
 
     def metrics(self) -> bytes:
         raise OSError("registry gone")

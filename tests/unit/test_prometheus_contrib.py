@@ -54,6 +54,7 @@ EXPECTED_ALERTS = {
     "PolroutdInterfaceWithoutGateway": "warning",
     "PolroutdNetlinkOverruns": "info",
     "PolroutdConfigReloadFailed": "warning",
+    "PolroutdConflicts": "warning",
 }
 
 # Label values docs/behaviour.md fixes (§3.3); a matcher `label="value"` must use one of them.
