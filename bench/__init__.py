@@ -1,4 +1,4 @@
-"""polroutd's benchmarks (spec §5).
+"""polroutd's benchmarks (docs/behaviour.md §5).
 
 ``python -m bench [--quick] [--out FILE.json] [--scenario NAME ...]``
 

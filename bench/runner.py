@@ -2,7 +2,8 @@
 
 ``--quick`` (CI) uses fewer samples and shorter waits and must finish in well under a minute;
 it asserts nothing about timing, only that every scenario produced its numbers and converged.
-Targets (spec §5) are shown as met or missed in both modes; ``--strict`` makes a missed target
+Targets (docs/behaviour.md §5) are shown as met or missed in both modes; ``--strict`` makes a
+missed target
 fail the run (exit 3).
 """
 

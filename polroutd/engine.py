@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from polroutd.config.files import why_unreadable
 from polroutd.core import tables
 from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
@@ -25,12 +26,14 @@ from polroutd.core.desired import (
     table_requests,
     unmanaged_copies,
 )
+from polroutd.core.errors import ConfigError
 from polroutd.core.incremental import redecide, scope
 from polroutd.core.kernelview import Touched
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import (
     DesiredState,
     KernelState,
+    LeaseFindings,
     Link,
     Operation,
     OpResult,
@@ -49,7 +52,7 @@ class Kernel(Protocol):
     def apply(self, operations: Sequence[Operation]) -> list[OpResult]: ...
 
 
-LeaseReader = Callable[[Mapping[str, int]], Mapping[str, str]]
+LeaseReader = Callable[[Mapping[str, int]], Mapping[str, LeaseFindings]]
 
 Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
 
@@ -75,7 +78,13 @@ def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
     registry = read_system_registry(config)
     protocol = tables.resolve_protocol(config.daemon.protocol, registry, config.source)
     tables_file = config.daemon.rt_tables_file
-    recorded = rt_tables.read_recorded(Path(tables_file)) if tables_file else {}
+    try:
+        recorded = rt_tables.read_recorded(Path(tables_file)) if tables_file else {}
+    except OSError as exc:
+        raise ConfigError(
+            config.source, "daemon.rt_tables_file",
+            f"{tables_file} {why_unreadable(exc)}: point it at a regular file (or \"\" for none)",
+        ) from None
     tables.check_route_tables(config, registry, recorded)
     return registry, protocol
 
@@ -116,7 +125,7 @@ class Engine:
         self._recorded_file = SettledFileCache(
             lambda path, _: rt_tables.read_records(Path(path)), clock=clock
         )
-        self._lease_listings = leases.DirectoryListings(clock)
+        self._lease_files = leases.LeaseFiles(clock)
         # The table numbers last applied: they stay with their names even when there is no
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
@@ -125,11 +134,10 @@ class Engine:
         self._last: _Basis | None = None  # what the last decision was made of
 
 
-    def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
-        found = leases.lease_gateways(
-            interfaces, self.config.daemon.dhcp_lease_paths, self._clock(), self._lease_listings
+    def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, LeaseFindings]:
+        return leases.lease_findings(
+            interfaces, self.config.daemon.dhcp_lease_paths, self._clock(), self._lease_files
         )
-        return {name: lease.gateway for name, lease in found.items() if lease.gateway}
 
     def _recorded(self) -> Records:
         """The table numbers applied so far in this process, overridden by the recorded-tables
@@ -191,7 +199,7 @@ class Engine:
             protocol=self.protocol,
             tables=assignment.by_interface,
             named_tables=named,
-            lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
+            leases=self._lease_reader(self._lease_candidates(state, managed)),
             table_errors=assignment.unassigned,
         )
         pieces, skipped, _ = desired_pieces(state, inputs)
@@ -227,10 +235,10 @@ class Engine:
             names = {link.name for link, _ in chosen}
             chosen_state = KernelState(routes=tuple(
                 r for r in state.routes if r.oif in {link.ifindex for link, _ in chosen}))
-            leases = {name: gateway for name, gateway in inputs.lease_gateways.items()
-                      if name not in names}
-            leases.update(self._lease_reader(self._lease_candidates(chosen_state, chosen)))
-            inputs = replace(inputs, lease_gateways=leases)
+            found_leases = {name: found for name, found in inputs.leases.items()
+                            if name not in names}
+            found_leases.update(self._lease_reader(self._lease_candidates(chosen_state, chosen)))
+            inputs = replace(inputs, leases=found_leases)
         found = redecide(last.pieces, last.decision.desired, last.decision.plan, state, chosen,
                          inputs, last.copies)
         if found is None:

@@ -1,4 +1,4 @@
-"""The read-only HTTP API of spec §3.2 (the only module that imports aiohttp).
+"""The read-only HTTP API of docs/behaviour.md §3.2 (the only module that imports aiohttp).
 
 GET and HEAD only; nothing here changes state. Unknown paths are 404 and other methods on a
 known path 405 (both with a JSON ``{"error": ...}`` body); a provider that fails gives 503 with
@@ -8,13 +8,16 @@ a one-line reason, so no client input can produce a 500.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
+import resource
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from polroutd import __version__
@@ -23,10 +26,20 @@ from polroutd.core.text import one_line
 log = logging.getLogger("polroutd.http")
 
 SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get on stop; every handler answers at once
+# Any local user may connect: connections are bounded in number and in idle time, so they can
+# never take the descriptors the daemon needs for netlink, lease and rt_tables files.
+KEEPALIVE_TIMEOUT = 5.0  # seconds a connection may sit without a complete request, then closed
+MAX_CONNECTIONS = 128
+FD_RESERVE = 64  # descriptors always left to the daemon's own work
+BACKLOG = 64
 _MAX_REASON = 300  # characters of a failure reason put in a response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
+
+# aiohttp >= 3.9 takes shutdown_timeout on the runner (and deprecates it on the site); 3.8
+# (Debian 12's python3-aiohttp) only on the site.
+_TIMEOUT_ON_RUNNER = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
 
 
 class StateProvider(Protocol):
@@ -42,6 +55,11 @@ class StateProvider(Protocol):
 
     def state(self) -> dict[str, Any]:
         """The /state document (JSON-serialisable)."""
+        ...
+
+    def state_version(self) -> int:
+        """Changes whenever the /state document may have: the serialised document is built once
+        per version and its bytes served to every request until the next one."""
         ...
 
     def metrics(self) -> bytes:
@@ -98,16 +116,25 @@ def _handlers(provider: StateProvider, openapi: bytes) -> dict[str, Handler]:
             return _error(503, str(exc))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def state(request: web.Request) -> web.Response:
-        # Serialising is part of the ask: a NaN or an odd object in the document is a 503 too.
-        def document() -> str:
-            return json.dumps(provider.state(), indent=2, allow_nan=False) + "\n"
+    cached: list[tuple[int, bytes]] = []  # (version, body) of the last document served
 
+    def state_body() -> bytes:
+        version = provider.state_version()
+        if cached and cached[0][0] == version:
+            return cached[0][1]
+        # Serialising is part of the ask: a NaN or an odd object in the document is a 503 too.
+        body = (json.dumps(provider.state(), indent=2, allow_nan=False) + "\n").encode()
+        cached[:] = [(version, body)]
+        return body
+
+    async def state(request: web.Request) -> web.Response:
+        # Built at most once per reconcile: a crowd of clients costs the reconciles nothing
+        # but writing the same bytes out.
         try:
-            body = _ask("state", document)
+            body = _ask("state", state_body)
         except ProviderFailed as exc:
             return _error(503, str(exc))
-        return web.Response(text=body, content_type="application/json")
+        return web.Response(body=body, content_type="application/json")
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=openapi, content_type="application/json")
@@ -183,16 +210,60 @@ def create_app(provider: StateProvider) -> web.Application:
     return app
 
 
+def connection_cap() -> int:
+    """How many HTTP connections may be open at once: well below the descriptor limit in force
+    now (read on every accept: ``prlimit`` can lower it under a running daemon)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(2, min(MAX_CONNECTIONS, (soft - FD_RESERVE) // 2))
+
+
+class _ServerLogger(logging.Logger):
+    """aiohttp's logger for what happens below the app: a request the parser refused is the
+    client's error, not the daemon's, so it is one debug line (aiohttp logs each with ERROR
+    and a traceback: a thousand bad requests were 818 KB of log)."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.debug(msg, *args, exc_info=exc_info, **kwargs)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, msg: object, *args: object, exc_info: Any = None, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):  # one line, no traceback
+            msg, args, exc_info = "bad request refused: %s", (one_line(str(exc_info), 200),), None
+        super().debug(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def _server_logger() -> logging.Logger:
+    logger = _ServerLogger("polroutd.http.server")
+    logger.parent = logging.getLogger("polroutd.http")
+    return logger
+
+
 class HttpServer:
     """The API on one address, started and stopped with the daemon."""
 
-    def __init__(self, provider: StateProvider, host: str, port: int) -> None:
+    def __init__(
+        self,
+        provider: StateProvider,
+        host: str,
+        port: int,
+        *,
+        max_connections: Callable[[], int] = connection_cap,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
         """``port`` 0 binds any free port (tests); the daemon's comes from ``parse_listen``."""
         self.host, self.requested_port = host, port
         self._app = create_app(provider)
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._stopped = asyncio.Event()
+        self._max_connections = max_connections
+        self._keepalive_timeout = keepalive_timeout
+        self.evicted = 0  # connections closed to make room for a newer one
 
     async def start(self) -> None:
         if self._runner is not None:
@@ -201,20 +272,38 @@ class HttpServer:
         # access_log=None: one log line per scrape or probe would drown the daemon's own logs.
         # aiohttp's own reports (malformed requests, answered 400 before the app sees them) go
         # under our logger's name, so the daemon's logging configuration covers them.
+        timeout: dict[str, Any] = {"shutdown_timeout": SHUTDOWN_TIMEOUT}
         runner = web.AppRunner(
-            self._app, access_log=None, logger=logging.getLogger("polroutd.http.server"),
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            self._app, access_log=None, logger=_server_logger(),
+            keepalive_timeout=self._keepalive_timeout,
+            **(timeout if _TIMEOUT_ON_RUNNER else {}),
         )
         await runner.setup()
+        assert runner.server is not None
+        connections = runner.server
         try:
-            site = web.TCPSite(runner, self.host, self.requested_port)
-            await site.start()
+            # Our own listener rather than a TCPSite: each accepted connection first goes
+            # through ``_bounded``, which keeps their number under the cap.
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: self._bounded(connections), self.host, self.requested_port,
+                backlog=BACKLOG,
+            )
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("HTTP API listening on %s", self.url)
+
+    def _bounded(self, connections: web.Server) -> asyncio.Protocol:
+        """The protocol for a connection just accepted. At the cap the oldest connection is
+        closed to make room: a newcomer (a probe, a scrape) is served, and idle or slow
+        clients, however many, hold at most the cap's descriptors."""
+        open_now = [c for c in connections.connections if c.transport is not None]  # oldest first
+        for oldest in open_now[: max(0, len(open_now) - self._max_connections() + 1)]:
+            oldest.force_close()
+            self.evicted += 1
+        return connections()
 
     @property
     def port(self) -> int:
@@ -237,5 +326,8 @@ class HttpServer:
     async def stop(self) -> None:
         self._stopped.set()
         runner, self._runner, self._port = self._runner, None, None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         if runner is not None:
             await runner.cleanup()

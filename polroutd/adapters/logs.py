@@ -1,4 +1,5 @@
-"""Logging set-up (spec §3.4): the one place that configures structlog and stdlib logging.
+"""Logging set-up (docs/behaviour.md §3.4): the one place that configures structlog and stdlib
+logging.
 
 Three outputs, one pipeline:
 
@@ -19,7 +20,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, Literal, TextIO
 
@@ -166,6 +168,37 @@ _SHARED_PROCESSORS: list[Processor] = [
 _installed_handler: logging.Handler | None = None
 
 
+class RepeatLimiter(logging.Filter):
+    """Lets at most ``burst`` lines of one library message (same logger, level and text
+    template) through per ``window`` seconds; the first line after a quiet window says how many
+    were dropped. Out of descriptors, asyncio logged its accept error 300,000 times in 50 s.
+    The daemon's own structlog events (a dict, not a text) are left alone: they are logged
+    once per cause already."""
+
+    def __init__(
+        self, burst: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.burst, self.window, self._clock = burst, window, clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # -> (window start, n)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str):
+            return True
+        key = (record.name, record.levelno, record.msg)
+        now = self._clock()
+        start, count = self._seen.get(key, (now, 0))
+        if now - start >= self.window:
+            suppressed = count - self.burst
+            start, count = now, 0
+            if suppressed > 0:
+                record.msg = f"{record.msg} ({suppressed} similar lines suppressed)"
+        if len(self._seen) > 1000:  # many distinct texts: forget, rather than grow
+            self._seen.clear()
+        self._seen[key] = (start, count + 1)
+        return count < self.burst
+
+
 def configure_logging(
     fmt: str = "auto",
     level: str = "info",
@@ -181,6 +214,7 @@ def configure_logging(
     kind = choose_output(fmt, out, env)
 
     handler: logging.Handler = JournalHandler() if kind == "journal" else logging.StreamHandler(out)
+    handler.addFilter(RepeatLimiter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_SHARED_PROCESSORS,

@@ -1,4 +1,5 @@
-"""Every Prometheus metric polroutd exports (spec §3.3: names and labels are a contract)."""
+"""Every Prometheus metric polroutd exports (docs/behaviour.md §3.3: names and labels are a
+contract)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ class Metrics:
             "polroutd_changes",
             "Operations caused by a new desired state (address, link or configuration changes).",
             ["kind", "op"],
+            registry=r,
+        )
+        self.restorations = Counter(
+            "polroutd_restorations",
+            "Routes put back that the kernel itself removed because their link went down (not "
+            "drift: a flapping link raises no drift alert).",
+            ["kind"],
             registry=r,
         )
         self.operation_errors = Counter(
@@ -114,6 +122,7 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for kind in ("rule", "route"):
             self.conflicts.labels(kind=kind).set(0)
+            self.restorations.labels(kind=kind)
             for change in ("missing", "unexpected", "changed"):
                 self.drift.labels(kind=kind, change=change)
             for op in ("add", "delete", "replace"):

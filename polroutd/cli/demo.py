@@ -1,4 +1,5 @@
-"""``polroutd demo``: the article's scenario, live and narrated, in throwaway namespaces (spec §6).
+"""``polroutd demo``: the article's scenario, live and narrated, in throwaway namespaces
+(docs/behaviour.md §6).
 
 Every step says why it matters, shows real command output as evidence, and checks what it
 claims: a step that does not behave as narrated prints ✗ with the reason, everything is torn

@@ -1,4 +1,5 @@
-"""The ``polroutd`` command line (spec §3.1): the parser, the dispatch to one module per command
+"""The ``polroutd`` command line (docs/behaviour.md §3.1): the parser, the dispatch to one module
+per command
 (imported only when that command runs: ``plan`` and ``check-config`` load no aiohttp), and the
 one place where errors become one line on stderr and an exit code. --debug adds the traceback.
 """
@@ -14,7 +15,7 @@ from typing import NoReturn
 
 from polroutd import __version__
 from polroutd.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from polroutd.core.errors import ConfigError, KernelError, PolroutdError, UsageError
+from polroutd.core.errors import ConfigError, KernelError, NoNetAdmin, PolroutdError, UsageError
 
 # Commands whose exit code 2 means something else: for plan "changes pending"; flush knows only
 # 0 and 1. An invalid configuration is an error (1) for them.
@@ -29,7 +30,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="polroutd", description="Keeps source-based policy routing correct.")
+    parser = _Parser(
+        prog="polroutd", description="Keeps source-based policy routing correct.",
+        epilog="A worked first deployment (configuration, modes, isolated networks, how to "
+        "verify it): docs/guide.md in polroutd's source tree.",
+    )
     parser.add_argument("--version", action="version", version=f"polroutd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -103,6 +108,8 @@ def describe_failure(exc: Exception, command: str | None) -> tuple[str, int]:
         return str(exc), EXIT_ERROR if command in CONFIG_ERROR_IS_1 else EXIT_USAGE
     if isinstance(exc, UsageError):
         return str(exc), EXIT_USAGE
+    if isinstance(exc, NoNetAdmin):  # its message already says what is missing
+        return str(exc), EXIT_ERROR
     if isinstance(exc, KernelError):
         return f"netlink: {exc} (is this run as root, with CAP_NET_ADMIN?)", EXIT_ERROR
     if isinstance(exc, PolroutdError):

@@ -1,4 +1,5 @@
-"""``polroutd render``: the desired state as static configuration for other tools (spec §3.1).
+"""``polroutd render``: the desired state as static configuration for other tools
+(docs/behaviour.md §3.1).
 
 ``render`` is pure (a Decision in, file name -> content out); ``render_command`` reads the
 kernel, renders and writes or prints. Every file starts with a header saying what a snapshot
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polroutd.core.describe import Names, prefix_text, route_text, rule_text
+from polroutd.core.describe import Names, prefix_text, route_text, route_type_name, rule_text
 from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
@@ -31,6 +32,7 @@ from polroutd.core.limits import (
     RT_TABLE_DEFAULT,
     RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
+    RTN_UNICAST,
 )
 from polroutd.core.model import DesiredState, ManagedInterface, Route, Rule, host_len
 
@@ -196,8 +198,9 @@ def _protocol_note(snap: _Snapshot) -> list[str]:
 
 
 def _unexpressible(route: Route, owner: ManagedInterface) -> bool:
-    """networkd and NetworkManager attach a route to the profile's own device only."""
-    return route.oif is not None and route.oif != owner.index
+    """networkd and NetworkManager attach a route to the profile's own device only (a route
+    of another type than unicast has no device of its own: IPv6 shows it on lo)."""
+    return route.type == RTN_UNICAST and route.oif is not None and route.oif != owner.index
 
 
 def _file(header: str, body: Sequence[str]) -> str:
@@ -324,6 +327,8 @@ def _networkd_table(number: int, snap: _Snapshot) -> str:
 def _networkd_route(route: Route, snap: _Snapshot) -> list[str]:
     destination = prefix_text(route.dst, route.dst_len, route.family, cidr=True)
     lines = ["[Route]", f"Destination={destination}"]
+    if route.type != RTN_UNICAST:
+        lines.append(f"Type={route_type_name(route.type)}")
     if route.gateway is not None:
         # networkd turns GatewayOnLink= on by itself for a .network without static addresses
         # (DHCP); the route would then differ from polroutd's by the onlink flag.
@@ -407,6 +412,8 @@ def nm_route(route: Route) -> str:
     if route.gateway is not None:
         words.append(route.gateway)
     words += [str(_metric(route)), f"table={route.table}"]
+    if route.type != RTN_UNICAST:
+        words.append(f"type={route_type_name(route.type)}")
     if route.family == AF_INET and route.scope != RT_SCOPE_UNIVERSE:
         words.append(f"scope={route.scope}")
     if route.prefsrc is not None:

@@ -1,8 +1,10 @@
-"""``polroutd status``: a running daemon's /state (spec §3.2), summarised for an operator.
+"""``polroutd status``: a running daemon's /state (docs/behaviour.md §3.2), summarised for an
+operator.
 
 ``format_status`` is pure (a /state document in, text out); ``status_command`` does the HTTP
-and maps the outcome to spec §3.1's exit codes: 0 in sync, 1 unreachable or an answer that is
-not a /state document, 2 not in sync.
+and maps the outcome to docs/behaviour.md §3.1's exit codes: 0 in sync, 1 unreachable or an
+answer that is not a /state document, 2 not in sync, a configuration error pending, or
+conflicts with foreign objects.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ MAX_ANSWER = 64 * 1024 * 1024  # a /state of thousands of rules is a few MB
 
 # What the summary calls each counter, in the order shown.
 COUNTERS = (
-    ("drift", "drift"), ("repairs", "repairs"), ("changes", "changes"),
+    ("drift", "drift"), ("repairs", "repairs"), ("restorations", "restorations"),
+    ("changes", "changes"),
     ("errors", "operation_errors"), ("events", "netlink_events"),
     ("overruns", "netlink_overruns"),
 )
@@ -305,7 +308,12 @@ def status_command(url: str) -> int:
               file=sys.stderr)
         return EXIT_UNREACHABLE
     sys.stdout.write(text)
-    return EXIT_IN_SYNC if doc["in_sync"] else EXIT_NOT_IN_SYNC
+    return EXIT_IN_SYNC if status_ok(doc) else EXIT_NOT_IN_SYNC
+
+
+def status_ok(doc: Mapping[str, Any]) -> bool:
+    """In sync, no configuration error pending (a refused reload), no conflicts."""
+    return bool(doc["in_sync"]) and not doc.get("config_error") and not doc.get("conflicts")
 
 
 def command(args: argparse.Namespace) -> int:

@@ -1,15 +1,17 @@
-"""The configuration file (spec §4), parsed once into frozen, typed values.
+"""The configuration file (docs/behaviour.md §4), parsed once into frozen, typed values.
 
-``load_config`` reads and parses the file; ``parse_config`` checks every rule of spec §4.1 and
+``load_config`` reads and parses the file; ``parse_config`` checks every rule of
+docs/behaviour.md §4.1 and
 raises a ``ConfigError`` that names the file, the key (spelled ``interface[2].gateway6``, array
 positions 1-based), the line where the text shows it, and what was expected.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
-import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
@@ -17,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from polroutd.config.files import read_regular_file, why_unreadable
 from polroutd.config.tomllines import key_lines, line_of
 from polroutd.core.errors import ConfigError
 from polroutd.core.globs import is_glob, overlap_witness
@@ -40,6 +43,7 @@ from polroutd.core.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
     MODES,
+    ROUTE_TYPES,
     Config,
     DaemonSettings,
     InterfaceSpec,
@@ -49,6 +53,16 @@ from polroutd.core.text import one_line
 
 DEFAULT_CONFIG_PATH = Path("/etc/polroutd/polroutd.toml")
 CONFIG_ENV_VAR = "POLROUTD_CONFIG"
+# A real configuration is a few kilobytes; the bound keeps a stray file from blocking a reload.
+MAX_CONFIG_SIZE = 1 << 20
+
+# Seconds: (lowest, highest) accepted. Below the lowest the daemon would spin (a resync every
+# nanosecond); above the highest a value is surely a typo (and would overflow the timers).
+SECONDS_RANGES: Mapping[str, tuple[float, float]] = {
+    "resync_interval": (1.0, 86400.0),
+    "debounce": (0.0, 10.0),
+    "max_delay": (0.001, 60.0),
+}
 
 _PROTOCOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -64,8 +78,12 @@ def resolve_config_path(
     for given, origin in ((cli_path, "--config"), (environ.get(CONFIG_ENV_VAR), CONFIG_ENV_VAR)):
         if given:
             path = Path(given)
-            if not path.exists():
-                raise ConfigError(str(path), "file", f"file not found (given by {origin})")
+            try:
+                os.stat(path)
+            except OSError as error:
+                raise ConfigError(
+                    str(path), "file", f"{why_unreadable(error)} (given by {origin})"
+                ) from None
             return path
     return default if default.exists() else None
 
@@ -79,12 +97,19 @@ def load_config(path: Path | None) -> Config:
         return Config()
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(source, "file", f"cannot be read: {one_line(str(error))}") from None
+        text = read_regular_file(path, MAX_CONFIG_SIZE)[0].decode("utf-8")
+    except OSError as error:
+        raise ConfigError(source, "file", f"cannot be read: {why_unreadable(error)}") from None
+    except UnicodeDecodeError as error:
+        problem = f"cannot be read: not UTF-8 text ({error.reason})"
+        raise ConfigError(source, "file", problem) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+    except RecursionError:
+        raise ConfigError(source, "syntax", "arrays or tables nested too deeply") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer beyond Python's digit limit
+        if not isinstance(error, tomllib.TOMLDecodeError):
+            raise _huge_integer(source, text) from None
         # tomllib (3.11) puts the position only in the message text.
         message = str(error)
         position = _TOML_POSITION.search(message)
@@ -93,6 +118,29 @@ def load_config(path: Path | None) -> Config:
         problem = f"{message[: position.start()]} (column {position.group(2)})"
         raise ConfigError(source, "syntax", one_line(problem), int(position.group(1))) from None
     return parse_config(data, source, text)
+
+
+_LONG_DIGITS = re.compile(r"[0-9][0-9_]{4000,}")
+_KEY_AT_LINE_START = re.compile(r"\s*([A-Za-z0-9_.\"'-]+)\s*=")
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]", re.MULTILINE)
+
+
+def _huge_integer(source: str, text: str) -> ConfigError:
+    """tomllib refuses integers of more than 4,300 digits without saying where: find them."""
+    found = _LONG_DIGITS.search(text)
+    if found is None:
+        return ConfigError(source, "syntax", "an integer has too many digits")
+    line_start = text.rfind("\n", 0, found.start()) + 1
+    key = _KEY_AT_LINE_START.match(text, line_start)
+    headers = _TABLE_HEADER.findall(text, 0, line_start)
+    name = "syntax"
+    if key:
+        name = f"{headers[-1]}.{key.group(1)}" if headers else key.group(1)
+    return ConfigError(
+        source, name,
+        "an integer has thousands of digits; expected a sensible number",
+        text.count("\n", 0, found.start()) + 1,
+    )
 
 
 # --- parsing and validation -----------------------------------------------------------------
@@ -187,6 +235,11 @@ def _route(where: _Where, key: str, value: Any) -> RouteSpec:
     if "to" not in entry:
         raise where.error(f"{key}.to", 'is required: a network such as "10.0.0.0/24" or "default"')
     via = _address(where, f"{key}.via", entry["via"]) if "via" in entry else None
+    route_type = _choice(ROUTE_TYPES)(where, f"{key}.type", entry.get("type", "unicast"))
+    if route_type != "unicast" and via is not None:
+        raise where.error(
+            f"{key}.via", f'must be absent for type = "{route_type}" (such a route has no next hop)'
+        )
     to = _destination(where, f"{key}.to", entry["to"], via)
     if via is not None and via.version != to.version:
         raise where.error(
@@ -200,6 +253,7 @@ def _route(where: _Where, key: str, value: Any) -> RouteSpec:
         table=_route_table(where, f"{key}.table", entry["table"]) if "table" in entry else None,
         metric=_int(where, f"{key}.metric", entry["metric"], 0, MAX_METRIC)
         if "metric" in entry else None,
+        type=route_type,
     )
 
 
@@ -271,8 +325,11 @@ def _reject_unknown(
     for key in table:
         if key not in known:
             expected = ", ".join(sorted(known))
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise where.error(
-                f"{prefix}.{key}" if prefix else key, f"unknown key (expected one of: {expected})"
+                f"{prefix}.{key}" if prefix else key,
+                f"unknown key ({hint}expected one of: {expected})",
             )
 
 
@@ -284,27 +341,16 @@ def _int(where: _Where, key: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def _number(where: _Where, key: str, value: Any) -> float:
+def _seconds(where: _Where, key: str, value: Any) -> float:
+    """A number of seconds within the key's range in ``SECONDS_RANGES``."""
     # TOML tells 60 from 60.0; both are fine for a number of seconds.
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise where.error(key, f"must be a number of seconds, got {_found(value)}")
-    if not math.isfinite(value):
-        raise where.error(key, f"must be a finite number of seconds, got {_found(value)}")
+    low, high = SECONDS_RANGES[key.rpartition(".")[2]]
+    # Compared before float(): an integer of 400 digits does not fit in a float.
+    if not low <= value <= high:  # also false for nan
+        raise where.error(key, f"must be from {low:g} to {high:g} seconds, got {_found(value)}")
     return float(value)
-
-
-def _positive(where: _Where, key: str, value: Any) -> float:
-    seconds = _number(where, key, value)
-    if seconds <= 0:
-        raise where.error(key, f"must be greater than 0 seconds, got {_found(value)}")
-    return seconds
-
-
-def _non_negative(where: _Where, key: str, value: Any) -> float:
-    seconds = _number(where, key, value)
-    if seconds < 0:
-        raise where.error(key, f"must be 0 seconds or more, got {_found(value)}")
-    return seconds
 
 
 def _str(where: _Where, key: str, value: Any) -> str:
@@ -491,7 +537,7 @@ def _gateway(where: _Where, key: str, value: Any, version: int) -> str:
     text = _str(where, key, value)
     if text in GATEWAY_WORDS:
         return text
-    expected = f'must be "auto", "none" or an IPv{version} address'
+    expected = f'must be "auto", "none", "unreachable" or an IPv{version} address'
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -542,9 +588,9 @@ def _destination(
 
 _DAEMON_PARSERS: Mapping[str, Parser] = {
     "http_listen": _http_listen,
-    "resync_interval": _positive,
-    "debounce": _non_negative,
-    "max_delay": _positive,
+    "resync_interval": _seconds,
+    "debounce": _seconds,
+    "max_delay": _seconds,
     "protocol": _protocol,
     "mode": _choice(MODES),
     "rule_priority": _priority,
@@ -568,7 +614,8 @@ def _found(value: Any) -> str:
         shown = json.dumps(value)
         return shown if len(shown) <= 60 else shown[:56] + '..."'
     if isinstance(value, int | float):
-        return repr(value)
+        shown = repr(value)
+        return shown if len(shown) <= 40 else f"a number of {len(shown)} characters"
     if isinstance(value, list):
         return f"an array of {len(value)}"
     if isinstance(value, dict):

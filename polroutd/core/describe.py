@@ -10,11 +10,13 @@ from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     IP6_DEFAULT_METRIC,
+    ROUTE_TYPE_NUMBERS,
     RT_SCOPE_HOST,
     RT_SCOPE_LINK,
     RT_TABLE_DEFAULT,
     RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
+    RTN_UNICAST,
 )
 from polroutd.core.model import (
     Conflict,
@@ -29,6 +31,7 @@ from polroutd.core.model import (
 
 _KERNEL_TABLES = {RT_TABLE_MAIN: "main", RT_TABLE_LOCAL: "local", RT_TABLE_DEFAULT: "default"}
 _SCOPES = {RT_SCOPE_LINK: "link", RT_SCOPE_HOST: "host"}
+_TYPE_NAMES = {number: name for name, number in ROUTE_TYPE_NUMBERS.items()}
 _SIGNS = {"add": "+", "delete": "-", "replace": "~"}
 
 
@@ -94,8 +97,10 @@ def rule_text(rule: Rule, names: Names, *, with_protocol: bool = False) -> str:
 
 
 def route_text(route: Route, names: Names, *, with_protocol: bool = False) -> str:
-    """``ip route`` arguments: ``default via 10.225.176.1 dev ens224 table data``."""
-    words = [prefix_text(route.dst, route.dst_len, route.family)]
+    """``ip route`` arguments: ``default via 10.225.176.1 dev ens224 table data``; a type
+    other than unicast comes first, as ``ip`` writes it (``unreachable default table data``)."""
+    words = [] if route.type == RTN_UNICAST else [route_type_name(route.type)]
+    words.append(prefix_text(route.dst, route.dst_len, route.family))
     if route.gateway is not None:
         words += ["via", route.gateway]
     dev = names.link(route.oif)
@@ -111,6 +116,10 @@ def route_text(route: Route, names: Names, *, with_protocol: bool = False) -> st
     if with_protocol:
         words += ["proto", names.protocol(route.protocol)]
     return " ".join(words)
+
+
+def route_type_name(rtype: int) -> str:
+    return _TYPE_NAMES.get(rtype, str(rtype))
 
 
 def operation_text(op: Operation, names: Names) -> str:
@@ -143,6 +152,7 @@ def route_json(route: Route, names: Names) -> dict[str, Any]:
         "dev": names.link(route.oif),
         "src": route.prefsrc,
         "metric": route.metric,
+        "type": route_type_name(route.type),
         "protocol": route.protocol,
         "text": route_text(route, names),
     }

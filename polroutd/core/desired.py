@@ -1,4 +1,5 @@
-"""The desired state of spec §2.2: a pure function of one kernel read and the configuration."""
+"""The desired state of docs/behaviour.md §2.2: a pure function of one kernel read and the
+configuration."""
 
 from __future__ import annotations
 
@@ -15,16 +16,20 @@ from polroutd.core.limits import (
     FAMILIES,
     IFA_F_NOPREFIXROUTE,
     IP6_DEFAULT_METRIC,
+    ROUTE_TYPE_NUMBERS,
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTN_UNICAST,
+    RTN_UNREACHABLE,
 )
 from polroutd.core.model import (
     Address,
     DesiredState,
     Gateway,
     KernelState,
+    LeaseFindings,
+    LeaseOffer,
     Link,
     ManagedInterface,
     Route,
@@ -45,7 +50,7 @@ class Inputs:
     protocol: int
     tables: Mapping[str, TableRef]  # interface name -> its table
     named_tables: Mapping[str, int]  # every table name known (for extra routes' "table")
-    lease_gateways: Mapping[str, str]  # interface name -> IPv4 router from its DHCP lease
+    leases: Mapping[str, LeaseFindings]  # interface name -> what its DHCP lease files say
     # interface name -> why it has no table (no number left in table_range): it is skipped
     table_errors: Mapping[str, str] = field(default_factory=dict)
 
@@ -172,13 +177,23 @@ def choose_gateway(
     state: KernelState,
     inputs: Inputs,
     main_defaults: MainDefaults | None = None,
+    addresses: Sequence[Address] = (),
 ) -> Gateway:
-    """G(I) per spec §2.2: configured, else main-table default on I, else DHCP lease, else none.
+    """G(I) per docs/behaviour.md §2.2: configured, else main-table default on I, else DHCP
+    lease, else none.
 
-    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route."""
+    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route;
+    ``addresses`` (I's global addresses) decide which lease routers are fit to be the gateway."""
+    key = "gateway" if family == AF_INET else "gateway6"
     if setting == "none":
         return Gateway(
-            None, None, reason='disabled in the configuration (gateway = "none")', wanted=False
+            None, None, reason=f'disabled in the configuration ({key} = "none")', wanted=False
+        )
+    if setting == "unreachable":
+        return Gateway(
+            None, None, wanted=False, unreachable=True,
+            reason=f'isolated in the configuration ({key} = "unreachable"): the table ends '
+            "with unreachable default",
         )
     if setting != "auto":
         return Gateway(setting, "config")
@@ -198,14 +213,80 @@ def choose_gateway(
         if best.gateway is None:
             return Gateway(None, "main-table", device_route=True, passed_over=passed_over)
         return Gateway(best.gateway, "main-table", passed_over=passed_over)
-    if family == AF_INET and link.name in inputs.lease_gateways:
-        return Gateway(inputs.lease_gateways[link.name], "dhcp-lease")
-    lease_note = " and no readable DHCP lease names a router" if family == AF_INET else ""
-    return Gateway(
-        None, None,
-        reason=f"no {family_name(family)} default route via {link.name} in the main table"
-        + lease_note,
+    reason = f"no {family_name(family)} default route via {link.name} in the main table"
+    if family != AF_INET:
+        return Gateway(None, None, reason=reason)
+    findings = inputs.leases.get(link.name, LeaseFindings())
+    problems = list(findings.refused)
+    prefixes = [a for a in addresses if a.family == AF_INET]
+    own = {a.address for a in prefixes}
+    # The interface's own leases first; a lease for an address it lacks only after them (see
+    # _lease_router).
+    ordered = sorted(findings.offers, key=lambda offer: offer.address not in (None, *own))
+    for offer in ordered:
+        router, problem = _lease_router(link.name, offer, prefixes)
+        if router is not None:
+            return Gateway(router, "dhcp-lease")
+        problems.append(problem)
+    if not problems:
+        return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
+    return Gateway(None, None, reason=f"{reason}; " + "; ".join(problems))
+
+
+def _lease_router(
+    interface: str, offer: LeaseOffer, addresses: Sequence[Address]
+) -> tuple[str | None, str]:
+    """The first router of a lease fit to be ``interface``'s gateway, else why none is.
+
+    A router must be a unicast address on one of the interface's IPv4 prefixes other than its
+    own address and the prefix's network and broadcast addresses: the kernel refuses anything
+    else (every reconcile would fail) or the route leads nowhere.
+
+    A lease for an address the interface does not have is a stale lease: from another network
+    (its routers are then off-link, refused above, and the reason says whose lease it is), or
+    the previous lease of this network while a renewal to a new address is under way. The
+    DHCP clients set the new address before they write the lease file, and writing a file is no
+    event polroutd sees: refusing that lease would leave the table without its default route
+    until the next resync, though its router is the network's. So it serves, after the
+    interface's own leases, when its router is fit."""
+    where = f"DHCP lease {offer.path}"
+    if offer.address is not None and offer.address not in {a.address for a in addresses}:
+        where += f" (for {offer.address}, which {interface} does not have: stale?)"
+    problems = [_router_problem(router, addresses) for router in offer.routers]
+    for router, problem in zip(offer.routers, problems, strict=True):
+        if problem is None:
+            return router, ""
+    return None, f"{where}: " + ", ".join(
+        f"router {router} {problem}" for router, problem in zip(offer.routers, problems,
+                                                                strict=True)
     )
+
+
+def _router_problem(router: str, addresses: Sequence[Address]) -> str | None:
+    """Why ``router`` cannot be the IPv4 gateway of an interface with ``addresses``; None if it
+    can."""
+    ip = ipaddress.IPv4Address(router)
+    for kind, bad in (
+        ("a loopback", ip.is_loopback), ("a multicast", ip.is_multicast),
+        ("a link-local", ip.is_link_local), ("the unspecified", ip.is_unspecified),
+        ("a broadcast or reserved", ip.is_reserved),  # 240.0.0.0/4 holds 255.255.255.255
+    ):
+        if bad:
+            return f"is {kind} address, not a unicast router"
+    for a in addresses:
+        if a.prefixlen >= 32:
+            continue
+        network = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
+        if ip not in network:
+            continue
+        if router == a.address:
+            return "is the interface's own address"
+        if network.prefixlen < 31 and ip in (network.network_address, network.broadcast_address):
+            which = "network" if ip == network.network_address else "broadcast"
+            return f"is the {which} address of {network}"
+        return None
+    prefixes = ", ".join(f"{a.address}/{a.prefixlen}" for a in addresses) or "none"
+    return f"is not on the interface's IPv4 prefixes ({prefixes}): off-link"
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -273,7 +354,27 @@ def _default_route(family: int, gateway: Gateway, table: int, oif: int, protocol
     )
 
 
-def _extra_route(spec: RouteSpec, own_table: int, oif: int, inputs: Inputs) -> Route:
+def _unreachable_default(family: int, table: int, protocol: int, lo: int | None) -> Route:
+    return _typed_route(
+        Route(family=family, table=table, dst=_any_address(family), dst_len=0,
+              protocol=protocol, metric=_default_metric(family)),
+        RTN_UNREACHABLE, lo,
+    )
+
+
+def _typed_route(route: Route, rtype: int, lo: int | None) -> Route:
+    """``route`` as a route of type ``rtype``: a unicast route as it is; the others have no
+    next hop, and the kernel stores an IPv6 one on the loopback device (so polroutd wants it
+    there, or it would see a difference on every read)."""
+    if rtype == RTN_UNICAST:
+        return route
+    oif = lo if route.family == AF_INET6 else None
+    return route._replace(type=rtype, oif=oif, gateway=None, scope=RT_SCOPE_UNIVERSE)
+
+
+def _extra_route(
+    spec: RouteSpec, own_table: int, oif: int, inputs: Inputs, lo: int | None
+) -> Route:
     net = ipaddress.ip_network(spec.to)
     family = AF_INET if net.version == 4 else AF_INET6
     if spec.table is None:
@@ -285,12 +386,13 @@ def _extra_route(spec: RouteSpec, own_table: int, oif: int, inputs: Inputs) -> R
     else:
         table = inputs.named_tables[spec.table]
     on_link = spec.via is None and family == AF_INET
-    return Route(
+    route = Route(
         family=family, table=table, dst=str(net.network_address), dst_len=net.prefixlen,
         protocol=inputs.protocol,
         metric=spec.metric if spec.metric is not None else _default_metric(family),
         scope=RT_SCOPE_LINK if on_link else RT_SCOPE_UNIVERSE, oif=oif, gateway=spec.via,
     )
+    return _typed_route(route, ROUTE_TYPE_NUMBERS[spec.type], lo)
 
 
 def unmanaged_copies(
@@ -300,12 +402,17 @@ def unmanaged_copies(
     local_unmanaged = {
         link.ifindex
         for link in state.links
-        if link.ifindex not in managed_indexes and not link.loopback
+        if link.ifindex not in managed_indexes and not link.loopback and link.up
     }
+    # Only those the kernel would accept in another table now: a gateway must be reached
+    # through a device with an address of its family.
+    families_on = {(a.ifindex, a.family) for a in state.addresses
+                   if a.ifindex in local_unmanaged and a.is_global}
     return [
         r for r in state.routes
         if r.table == RT_TABLE_MAIN and r.type == RTN_UNICAST and not r.is_default
         and r.oif in local_unmanaged and r.protocol != protocol
+        and (r.gateway is None or _link_local(r.gateway) or (r.oif, r.family) in families_on)
     ]
 
 
@@ -327,9 +434,13 @@ def interface_piece(
     inputs: Inputs,
     main_defaults: MainDefaults,
     copies: Sequence[Route],
+    lo: int | None,
+    lo_up: bool = True,
 ) -> Piece:
     """What polroutd wants for one interface. ``addresses``: its global ones, primaries first
-    (``addresses_by_interface``); ``copies``: the main-table routes strict mode copies."""
+    (``addresses_by_interface``); ``copies``: the main-table routes strict mode copies (only
+    those the kernel would accept, ``unmanaged_copies``); ``lo``: the loopback's index (where
+    the kernel keeps IPv6 routes without a next hop), ``lo_up`` whether it is up."""
     config, protocol = inputs.config, inputs.protocol
     priority = (spec.priority if spec and spec.priority else None) or config.daemon.rule_priority
     families_here = {a.family for a in addresses}
@@ -339,15 +450,19 @@ def interface_piece(
         """Only what the kernel would accept now: no route through a down device, and no
         gateway reached through an interface without an address of its family (the kernel
         also drops such routes silently when the last address goes)."""
-        if not link.up:
-            return
-        if (route.gateway is None or _link_local(route.gateway)
-                or route.family in families_here):
+        if route.oif == link.ifindex:
+            if not link.up:
+                return
+            if (route.gateway is None or _link_local(route.gateway)
+                    or route.family in families_here):
+                routes.setdefault(route.key, route)
+        elif route.oif is None or route.oif != lo or lo_up:  # copies, typed routes
             routes.setdefault(route.key, route)
 
     gateways = {
         AF_INET: choose_gateway(
-            link, AF_INET, spec.gateway if spec else "auto", KernelState(), inputs, main_defaults
+            link, AF_INET, spec.gateway if spec else "auto", KernelState(), inputs, main_defaults,
+            addresses,
         ),
         AF_INET6: choose_gateway(
             link, AF_INET6, spec.gateway6 if spec else "auto", KernelState(), inputs,
@@ -364,16 +479,19 @@ def interface_piece(
     for route in _connected_routes(addresses, table.id, link.ifindex, protocol):
         want(route)
     for family in FAMILIES:
-        if not gateways[family].present:
+        gateway = gateways[family]
+        if family not in families_here:  # no rule, no use
+            if gateway.present:  # say so rather than show a gateway that is not installed
+                gateways[family] = replace(gateway, not_installed=(
+                    f"no global {family_name(family)} address on {link.name}: no rule uses "
+                    "the table, so no default route is installed there"))
             continue
-        if family in families_here:
-            want(_default_route(family, gateways[family], table.id, link.ifindex, protocol))
-        else:  # no rule, no use: say so rather than show a gateway that is not installed
-            gateways[family] = replace(gateways[family], not_installed=(
-                f"no global {family_name(family)} address on {link.name}: no rule uses "
-                "the table, so no default route is installed there"))
+        if gateway.present:
+            want(_default_route(family, gateway, table.id, link.ifindex, protocol))
+        elif gateway.unreachable:
+            want(_unreachable_default(family, table.id, protocol, lo))
     for extra in spec.routes if spec else ():
-        want(_extra_route(extra, table.id, link.ifindex, inputs))
+        want(_extra_route(extra, table.id, link.ifindex, inputs, lo))
     for copy in copies:
         want(copy._replace(table=table.id, protocol=protocol, extra=()))
     interface = ManagedInterface(
@@ -385,6 +503,12 @@ def interface_piece(
     return Piece(interface, tuple(sorted(rules.values(), key=rule_order)),
                  tuple(sorted(routes.values(), key=route_order)),
                  all(r.table == table.id for r in routes.values()))
+
+
+def loopback(links: Iterable[Link]) -> tuple[int | None, bool]:
+    """The loopback device's index, and whether it is up."""
+    lo = next((link for link in links if link.loopback), None)
+    return (None, True) if lo is None else (lo.ifindex, lo.up)
 
 
 def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
@@ -408,9 +532,10 @@ def desired_pieces(
     )
     by_index = addresses_by_interface(state)
     main_defaults = main_table_defaults(state, inputs.protocol)
+    lo, lo_up = loopback(state.links)
     pieces = [
         interface_piece(link, spec, inputs.tables[link.name], by_index.get(link.ifindex, []),
-                        inputs, main_defaults, copies)
+                        inputs, main_defaults, copies, lo, lo_up)
         for link, spec in managed
     ]
     return pieces, skipped, inputs

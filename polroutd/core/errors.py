@@ -6,6 +6,18 @@ daemon tells a configuration problem from a kernel failure by class, never by me
 
 from __future__ import annotations
 
+import errno
+
+# The process or the system ran out of descriptors or memory: a file that could not be opened
+# then says nothing about what is in it.
+STARVED_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+def is_starved(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure for lack of descriptors or memory (``OSError`` or
+    ``KernelError``), never to be taken for "nothing there"."""
+    return getattr(exc, "errno", None) in STARVED_ERRNOS
+
 
 class PolroutdError(Exception):
     """The root: an expected failure with a message fit for one line on stderr."""
@@ -39,6 +51,11 @@ class KernelError(PolroutdError):
     def __init__(self, message: str, code: int = 0) -> None:
         super().__init__(message)
         self.errno = code
+
+
+class NoNetAdmin(KernelError):
+    """The kernel refused a change with EPERM: this process lacks CAP_NET_ADMIN (in the user
+    namespace that owns the network namespace). Retrying cannot help."""
 
 
 class DumpInterrupted(KernelError):

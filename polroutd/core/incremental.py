@@ -19,6 +19,7 @@ from polroutd.core.desired import (
     assemble,
     interface_piece,
     link_selection,
+    loopback,
     main_first_rules,
     main_table_defaults,
     unmanageable,
@@ -89,12 +90,14 @@ def redecide(
         KernelState(addresses=tuple(a for a in state.addresses if a.ifindex in indexes)))
     defaults = main_table_defaults(
         KernelState(routes=tuple(r for r in state.routes if r.oif in indexes)), inputs.protocol)
+    lo, lo_up = loopback(state.links)
     new = dict(pieces)
     for link, spec in chosen:
         old = pieces[link.ifindex].interface
         table = inputs.tables.get(link.name) or TableRef(old.table_id, old.table_name)
         new[link.ifindex] = interface_piece(
-            link, spec, table, addresses.get(link.ifindex, []), inputs, defaults, copies)
+            link, spec, table, addresses.get(link.ifindex, []), inputs, defaults, copies, lo,
+            lo_up)
     if inputs.config.daemon.mode == "main-first" and (
         main_first_rules(new.values(), inputs.protocol)
         != main_first_rules(pieces.values(), inputs.protocol)

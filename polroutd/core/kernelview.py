@@ -39,12 +39,21 @@ class Event(NamedTuple):
     ``change`` None: only the kind is known, a hint to read everything again. ``obj`` None with
     a change: an object polroutd does not model (another address family): nothing to update.
     ``replace``: a new route that took the place of the one at its key (NLM_F_REPLACE).
+    ``ifindex`` and ``up``: for a link event, which link and whether it is administratively up
+    now (False when deleted), known even when the rest of the message could not be decoded.
     """
 
     kind: EventKind
     change: Change | None = None
     obj: KernelObject | None = None
     replace: bool = False
+    ifindex: int | None = None
+    up: bool | None = None
+
+    @property
+    def went_down(self) -> bool:
+        """The link went down or away: the kernel flushes the routes through it by itself."""
+        return self.kind == "link" and self.up is False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,13 @@ RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 
 RTN_UNICAST = 1
+RTN_BLACKHOLE = 6
+RTN_UNREACHABLE = 7
+RTN_PROHIBIT = 8
+ROUTE_TYPE_NUMBERS: Mapping[str, int] = {
+    "unicast": RTN_UNICAST, "blackhole": RTN_BLACKHOLE, "unreachable": RTN_UNREACHABLE,
+    "prohibit": RTN_PROHIBIT,
+}
 
 FR_ACT_TO_TBL = 1
 

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 
 from polroutd.core.limits import (
     AF_INET,
+    AF_INET6,
     FR_ACT_TO_TBL,
     IFA_F_DADFAILED,
     IFA_F_SECONDARY,
@@ -75,7 +76,11 @@ class Address(NamedTuple):
 
 
 class RouteKey(NamedTuple):
-    """How the kernel tells routes apart within a table (``ip route replace`` matches on this)."""
+    """How the kernel tells routes apart within a table (``ip route replace`` matches on this).
+
+    IPv6 also keeps routes without a next hop apart by their device: ``fe80::/64 dev docker0``
+    and ``fe80::/64 dev vethX`` live side by side in one table at one metric (they are no
+    multipath candidates), so ``device`` is their device, and None for every other route."""
 
     family: int
     table: int
@@ -83,6 +88,7 @@ class RouteKey(NamedTuple):
     dst_len: int
     tos: int
     metric: int
+    device: int | None = None
 
 
 class Route(NamedTuple):
@@ -104,7 +110,16 @@ class Route(NamedTuple):
 
     @property
     def key(self) -> RouteKey:
-        return RouteKey(self.family, self.table, self.dst, self.dst_len, self.tos, self.metric)
+        device = self.oif if self.family == AF_INET6 and self.gateway is None else None
+        return RouteKey(
+            self.family, self.table, self.dst, self.dst_len, self.tos, self.metric, device
+        )
+
+    @property
+    def keyed_by_device(self) -> bool:
+        """Whether routes like this one through other devices may share its place (see
+        RouteKey): it is added beside them, never in place of one."""
+        return self.family == AF_INET6 and self.gateway is None and self.oif is not None
 
     @property
     def is_default(self) -> bool:
@@ -214,7 +229,8 @@ class Gateway:
     source: GatewaySource | None
     reason: str | None = None  # set when address is None and no device route applies
     device_route: bool = False  # "default dev I" without a next hop (point-to-point links)
-    wanted: bool = True  # False when the configuration says gateway = "none"
+    wanted: bool = True  # False when the configuration says "none" or "unreachable"
+    unreachable: bool = False  # the table ends with "unreachable default" instead
     # Other default routes via the interface that lost (address, why): one gateway per
     # interface and family (docs/topologies.md, several subnets on one interface).
     passed_over: tuple[tuple[str, str], ...] = ()
@@ -223,6 +239,24 @@ class Gateway:
     @property
     def present(self) -> bool:
         return self.address is not None or self.device_route
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOffer:
+    """One DHCP lease found for an interface: its routers (preferred first), the address it
+    leased (None when the file does not say) and the file, for messages."""
+
+    routers: tuple[str, ...]
+    address: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseFindings:
+    """An interface's usable leases, best first, and why lease files for it were not read."""
+
+    offers: tuple[LeaseOffer, ...] = ()
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

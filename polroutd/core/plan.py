@@ -86,6 +86,12 @@ def _route_ops(
         current = owned.pop(key, [])
         if route in current:
             current.remove(route)
+        elif current and route.keyed_by_device:
+            # The kernel's replace would take the first such route of any device: make room
+            # for a fresh add instead.
+            ops.extend((_MAKE_ROOM, RouteOp("delete", old)) for old in current)
+            ops.append((_PHASE[("route", "add")], RouteOp("add", route)))
+            current = []
         elif current:
             # Several of ours at one key (appended next hops): which one a replace hits is the
             # kernel's choice, so all but one go first.
@@ -127,19 +133,32 @@ Change = Literal["missing", "unexpected", "changed"]
 _DRIFT: dict[str, Change] = {"add": "missing", "delete": "unexpected", "replace": "changed"}
 
 
+Cause = Literal["drift", "change", "restoration"]
+
+
 class Classified(NamedTuple):
-    """One planned operation, said to repair drift or to follow a change of the desired state."""
+    """One planned operation, said to repair drift, to follow a change of the desired state, or
+    to restore what the kernel flushed itself when a link went down."""
 
     operation: Operation
-    cause: Literal["drift", "change"]
+    cause: Cause
     drift: Change | None  # what the drift was, for cause == "drift"
 
 
-def classify(plan: Plan, previous: DesiredState | None, current: DesiredState) -> list[Classified]:
-    """Spec §2.4: an operation repairs drift when its object's desired form did not change
-    since the last successful reconcile (``previous``) and neither did the interface it
-    belongs to. An address or link change makes the kernel drop routes by itself (no event
-    says so): putting them back follows that change, it is not a repair."""
+def classify(
+    plan: Plan,
+    previous: DesiredState | None,
+    current: DesiredState,
+    *,
+    went_down: frozenset[int] = frozenset(),
+) -> list[Classified]:
+    """docs/behaviour.md §2.4: an operation repairs drift when its object's desired form did
+    not change since the last successful reconcile (``previous``) and neither did the interface
+    it belongs to. An address or link change makes the kernel drop routes by itself (no event
+    says so): putting them back follows that change, it is not a repair. ``went_down`` holds
+    the interfaces that link events said went down since then (even when they are up again):
+    the routes through them that are missing were flushed by the kernel, and putting them back
+    is a restoration."""
     if previous is None:
         return [Classified(op, "change", None) for op in plan.operations]
     if not plan.operations:
@@ -163,7 +182,10 @@ def classify(plan: Plan, previous: DesiredState | None, current: DesiredState) -
             unchanged = old_routes.get(key) == now_routes.get(key)
             interface = op.route.oif
         if unchanged and interface not in moved:
-            out.append(Classified(op, "drift", _DRIFT[op.op]))
+            if op.op == "add" and isinstance(op, RouteOp) and op.route.oif in went_down:
+                out.append(Classified(op, "restoration", None))
+            else:
+                out.append(Classified(op, "drift", _DRIFT[op.op]))
         else:
             out.append(Classified(op, "change", None))
     return out

@@ -1,4 +1,4 @@
-"""The configuration's values: frozen, typed, with the built-in defaults (spec §4).
+"""The configuration's values: frozen, typed, with the built-in defaults (docs/behaviour.md §4).
 
 Pure data that every layer may read; ``polroutd.config`` builds it from a file and validates it.
 """
@@ -31,11 +31,13 @@ LEASE_PATH_PLACEHOLDERS = frozenset({"ifname", "ifindex"})
 MODES = ("strict", "main-first")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-GATEWAY_WORDS = ("auto", "none")
+GATEWAY_WORDS = ("auto", "none", "unreachable")
+# Route types an extra route may have (rtm_type), as ``ip route`` names them.
+ROUTE_TYPES = ("unicast", "unreachable", "blackhole", "prohibit")
 
 
 Mode = Literal["strict", "main-first"]
-GatewaySetting = str  # "auto", "none", or an address of the right family
+GatewaySetting = str  # "auto", "none", "unreachable", or an address of the right family
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class RouteSpec:
     via: str | None = None
     table: str | int | None = None  # None: the interface's own table; "main" or a number or name
     metric: int | None = None
+    type: str = "unicast"  # one of ROUTE_TYPES; the other types take no via
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The /state document (spec §3.2), built from the last reconcile. Pure."""
+"""The /state document (docs/behaviour.md §3.2), built from the last reconcile. Pure."""
 
 from __future__ import annotations
 

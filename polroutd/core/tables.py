@@ -1,4 +1,4 @@
-"""Table and protocol names and numbers (spec §2.5), decided without I/O.
+"""Table and protocol names and numbers (docs/behaviour.md §2.5), decided without I/O.
 
 ``assign_tables`` is pure: the same inputs always give the same tables, and a number, once
 allocated to a name, stays with it. The files these names come from are read by
@@ -16,6 +16,7 @@ from polroutd.core.globs import is_glob
 from polroutd.core.limits import (
     MAX_PROTOCOL,
     RESERVED_PROTOCOLS,
+    RESERVED_TABLE_NAMES,
     RESERVED_TABLES,
 )
 from polroutd.core.settings import Config
@@ -218,10 +219,32 @@ def assign_tables(
 
 def _target(interface: str, setting: str | int | None) -> str | int:
     if setting is None:
-        return interface
+        return interface_table_name(interface)
     if isinstance(setting, str) and setting.isascii() and setting.isdigit():
         return int(setting)
     return setting
+
+
+# Words ``ip`` reads as something else than a table name (``ip route show table all``).
+_TABLE_KEYWORDS = frozenset({*RESERVED_TABLE_NAMES, "all", "cache"})
+INTERFACE_TABLE_PREFIX = "if:"
+
+
+def interface_table_name(interface: str) -> str:
+    """The name of the table of an interface without a configured table: its own name, unless
+    ``ip`` would read that name as another table. iproute2 looks a name up in the files before
+    trying it as a number, so a table named "254" would hide main, one named "0x10" table 16;
+    and "main", "all", ... mean the kernel's tables. Those get the prefix "if:", which keeps
+    them distinct from every other name (no interface name and no configured table name
+    holds a ':'). A leading '#' would make the line a comment to our own reader."""
+    if not all(c.isprintable() for c in interface):  # Unicode spaces, line separators, ...
+        # would split the rt_tables line: hex, after "if::" (the netlink codec's escapes of
+        # undecodable bytes, ":xNN", never hold "::")
+        return INTERFACE_TABLE_PREFIX + ":" + interface.encode("utf-8", "surrogateescape").hex()
+    first = interface[:1]
+    if interface in _TABLE_KEYWORDS or (first != "" and (first.isdigit() or first in "+-#")):
+        return INTERFACE_TABLE_PREFIX + interface
+    return interface
 
 
 def _system_number(name: str, registry: NameRegistry, recorded: Mapping[str, int]) -> int | None:

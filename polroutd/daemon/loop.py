@@ -17,7 +17,7 @@ from typing import Any
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
-from polroutd.core.errors import ConfigError, KernelError, Overrun
+from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.kernelview import Event, apply_events, apply_results, divergence
 from polroutd.core.model import DesiredState, KernelState, OpResult
 from polroutd.core.schedule import Schedule
@@ -29,6 +29,9 @@ from polroutd.daemon.tally import Tally
 from polroutd.daemon.tasks import Supervisor
 from polroutd.engine import Engine
 
+# Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
+# and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
+STARVED_GRACE = 30.0
 SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
 # Reconciles that read everything again rather than trust the view kept from events.
 FULL_READ_REASONS = frozenset({"startup", "resync", "reload", "retry"})
@@ -50,6 +53,8 @@ class Status:
     last_good: DesiredState | None = None
     config_error: str | None = None
     full_read: FullRead | None = None
+    # Since when (daemon clock) reconciles have failed for lack of descriptors or memory.
+    starved_since: float | None = None
 
     def line(self) -> str:
         """systemd's STATUS= text."""
@@ -81,6 +86,11 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload_requested = False
+        self.starved_grace = STARVED_GRACE
+        self._state_version = 0  # moves whenever /state may have changed
+        # Links that events said went down since the last reconcile accounted for them: the
+        # routes the kernel flushed with them are restored, not repaired as drift.
+        self._went_down: set[int] = set()
         self._supervisor = Supervisor(self._stop)
         # The kernel as last read, with every event since applied (core/kernelview.py); None
         # when only a full read can be trusted (at start, after an overrun, a failed read or
@@ -106,6 +116,10 @@ class Daemon:
         dead = self._supervisor.dead()
         if dead:
             return False, f"task stopped: {', '.join(dead)}"
+        since = self.status.starved_since
+        if since is not None and self.deps.clock() - since >= self.starved_grace:
+            return False, (f"out of file descriptors or memory: reconciles have failed for "
+                           f"{self.deps.clock() - since:.0f} s")
         return True, "ok"
 
     def readiness(self) -> tuple[bool, str]:
@@ -134,6 +148,11 @@ class Daemon:
             in_sync=s.in_sync,
             full_read=s.full_read,
         )
+
+    def state_version(self) -> int:
+        """/state is served from one serialisation per version: reconciles, reloads and
+        overruns move it (event counts show up with the reconcile they cause)."""
+        return self._state_version
 
     def metrics(self) -> bytes:
         return self.tally.metrics.exposition()
@@ -216,12 +235,14 @@ class Daemon:
             self.tally.overrun()
             self._view = None  # events were lost: only a full read tells what changed
             self._pending.clear()
+            self._state_version += 1
             self._close_events()
             self._open_events()
             return True
         self.tally.events(events)
         if self._view is not None:
             self._pending.extend(events)
+        self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
 
     def _events_pending(self) -> bool:
@@ -285,8 +306,9 @@ class Daemon:
         self.deps.notifier.reloading()
         try:
             engine = reloaded_engine(self.engine, self.deps)
-        except ConfigError as exc:
-            self.status.config_error = str(exc)
+        except Exception as exc:  # whatever a reload meets, the daemon keeps the old config
+            self.status.config_error = str(exc) if isinstance(exc, ConfigError) else (
+                f"reload failed: {type(exc).__name__}: {exc}")
             self.tally.reload(ok=False)
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:
@@ -297,6 +319,7 @@ class Daemon:
             self.tally.reload(ok=True)
             self.schedule.mark_dirty(self.deps.clock(), "reload")
             log.info("reloaded", config=engine.config.source)
+        self._state_version += 1
         if self.status.converged_once:  # before that, READY=1 waits for convergence
             self.deps.notifier.ready()
 
@@ -325,24 +348,28 @@ class Daemon:
                 mode = "incremental" if decision is not None else "full"
             if decision is None:
                 decision = self.engine.decide(self._read_settled())
+            went_down = frozenset(self._went_down)  # every event up to the decision included
         except (KernelError, OSError, ConfigError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
             # hot-plugged interfaces: reported and retried, not fatal.)
             self._view = None
-            return self._finish(started, reason, None, [], read_error=str(exc), mode=mode)
+            return self._finish(started, reason, None, [], read_error=str(exc), mode=mode,
+                                starved=is_starved(exc))
         previous = self.status.last_good
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
             self._view = None
-            return self._finish(started, reason, decision, [], read_error=str(exc), mode=mode)
+            return self._finish(started, reason, decision, [], read_error=str(exc), mode=mode,
+                                starved=is_starved(exc))
         # The view follows what was applied; after a failure only a full read is trusted.
         ok = all(r.ok for r in results)
         self._view = apply_results(decision.state, results) if ok else None
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results, mode=mode)
-        self.tally.operations(decision, previous, results)
+        self.tally.operations(decision, previous, results, went_down)
+        self._went_down -= went_down
         self._report_tables_file()
         return success
 
@@ -361,12 +388,18 @@ class Daemon:
         results: list[OpResult],
         read_error: str | None = None,
         mode: str = "full",
+        starved: bool = False,
     ) -> bool:
         failures = tuple(r for r in results if not r.ok)
         success = read_error is None and not failures
         duration = self.deps.clock() - started
         finished_at = self.deps.wallclock()
         s = self.status
+        self._state_version += 1
+        if not starved:
+            s.starved_since = None
+        elif s.starved_since is None:
+            s.starved_since = started
         s.last = LastReconcile(
             at=finished_at,
             duration=duration,

@@ -5,17 +5,28 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import resource
 
 from polroutd.adapters.http import HttpServer
 from polroutd.adapters.logs import configure_logging, get_logger
 from polroutd.adapters.sdnotify import Notifier
 from polroutd.config.parse import load_config, resolve_config_path
+from polroutd.core.advice import interface_warnings
+from polroutd.core.errors import NoNetAdmin
 from polroutd.core.listen import parse_listen
 from polroutd.core.settings import Config
 from polroutd.daemon.deps import Deps
+from polroutd.daemon.instance import claim_instance
 from polroutd.daemon.loop import Daemon
+from polroutd.engine import resolve_names
 from polroutd.inputs.foreign_managers import foreign_manager_warnings
-from polroutd.netlink.kernel import EVENT_BUFFER, EventSocket, Netlink
+from polroutd.netlink.kernel import (
+    EVENT_BUFFER,
+    NO_NET_ADMIN,
+    EventSocket,
+    Netlink,
+    has_net_admin,
+)
 
 
 async def serve(config: Config, deps: Deps) -> int:
@@ -40,7 +51,33 @@ def _event_buffer() -> int:
     return int(os.environ.get("POLROUTD_EVENT_RCVBUF", EVENT_BUFFER))
 
 
+def raise_descriptor_limit() -> tuple[int, int]:
+    """The soft RLIMIT_NOFILE raised to the hard one (systemd starts services at 1,024), so
+    that the HTTP connection cap leaves plenty for netlink, lease and rt_tables files.
+    (soft, hard) as in force afterwards; a refusal (a seccomp filter) keeps the old limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            return soft, hard
+    return hard, hard
+
+
 def run_daemon(config: Config, *, debug: bool = False) -> int:
+    """Raises ``NoNetAdmin`` without the capability, ``AlreadyRunning`` when another daemon
+    has this protocol in this network namespace: both before anything is changed."""
+    if not has_net_admin():  # every change would fail, and be retried forever
+        raise NoNetAdmin(NO_NET_ADMIN)
+    _registry, protocol = resolve_names(config)
+    instance = claim_instance(protocol)
+    try:
+        return _run(config, debug)
+    finally:
+        instance.close()
+
+
+def _run(config: Config, debug: bool) -> int:
     configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
     log = get_logger()
     for warning in foreign_manager_warnings():
@@ -49,6 +86,8 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
         None if config.source == "<defaults>" else config.source, os.environ
     )
     netlink = Netlink()
+    for warning in interface_warnings(config, netlink.read_links()):
+        log.warning("interface_entry_matches_excluded", message=warning)
     deps = Deps(
         kernel=netlink,
         # Events our own requests cause are echoes of what we just did: not a reason to look again.
@@ -56,7 +95,9 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
     )
-    log.info("starting", config=config.source, mode=config.daemon.mode)
+    soft, hard = raise_descriptor_limit()
+    log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,
+             hard_limit=hard)
     # The libraries' start-up objects never die: keep the collector from walking them on
     # every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes).
     gc.collect()

@@ -17,7 +17,7 @@ from polroutd.adapters.metrics import CounterMetric, Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.describe import conflict_text, operation_text
 from polroutd.core.kernelview import Event
-from polroutd.core.limits import AF_INET, AF_INET6, FAMILIES
+from polroutd.core.limits import FAMILIES
 from polroutd.core.model import (
     DesiredState,
     Operation,
@@ -39,6 +39,7 @@ COUNTERS = (
     "drift",
     "repairs",
     "changes",
+    "restorations",
     "operation_errors",
     "netlink_events",
     "netlink_overruns",
@@ -105,11 +106,16 @@ class Tally:
             self.metrics.last_success.set(finished_at)
 
     def operations(
-        self, decision: Decision, previous: DesiredState | None, results: list[OpResult]
+        self,
+        decision: Decision,
+        previous: DesiredState | None,
+        results: list[OpResult],
+        went_down: frozenset[int] = frozenset(),
     ) -> None:
         """Counts drift (against ``previous``, the last desired state that was reached),
-        repairs, changes and errors, and logs each operation with its cause."""
-        causes = classify(decision.plan, previous, decision.desired)
+        repairs, restorations (of routes flushed with a link in ``went_down``), changes and
+        errors, and logs each operation with its cause."""
+        causes = classify(decision.plan, previous, decision.desired, went_down=went_down)
         applied, failed = self._account(causes, results)
         _log_operations(decision, applied, failed)
 
@@ -127,8 +133,11 @@ class Tally:
             if result is None:
                 continue
             if result.ok:
-                counter = "repairs" if item.cause == "drift" else "changes"
-                groups[counter, (("kind", op.kind), ("op", op.op))] += 1
+                if item.cause == "restoration":
+                    groups["restorations", (("kind", op.kind),)] += 1
+                else:
+                    counter = "repairs" if item.cause == "drift" else "changes"
+                    groups[counter, (("kind", op.kind), ("op", op.op))] += 1
                 applied.append(item)
             else:
                 errno_label = ("errno", result.error_name)
@@ -139,6 +148,7 @@ class Tally:
             "drift": self.metrics.drift,
             "repairs": self.metrics.repairs,
             "changes": self.metrics.changes,
+            "restorations": self.metrics.restorations,
             "operation_errors": self.metrics.operation_errors,
         }
         for (counter, labels), count in groups.items():
@@ -167,10 +177,9 @@ class Tally:
         self._report_once(decision)
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
-            families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}
+            # 0 or 1 for every managed interface and family, never left out: a series that
+            # vanishes cannot be alerted on (an isolated network silences its alert instead).
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
-                if family not in families or not gateway.wanted:
-                    continue  # no gateway is expected: not a gap to alert on
                 label = (iface.name, family_name(family))
                 labels.add(label)
                 m.gateway_present.labels(*label).set(1 if gateway.present else 0)
@@ -208,7 +217,7 @@ def _log_operations(decision: Decision, applied: Applied, failed: Failed) -> Non
                 drift=item.drift,
             )
     else:
-        for cause in ("change", "drift"):
+        for cause in ("change", "drift", "restoration"):
             ops = [operation_text(i.operation, names) for i in applied if i.cause == cause]
             if ops:
                 log.info("applied", cause=cause, count=len(ops), ops=ops)

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from polroutd.config.files import read_regular_file
+
 NETWORKD_DROP_IN = "contrib/systemd-networkd/10-polroutd-foreign.conf"
 NETWORKD_SETTINGS = ("ManageForeignRoutingPolicyRules", "ManageForeignRoutes")
 NM_DROP_IN = "contrib/NetworkManager/90-polroutd.conf"
@@ -43,10 +45,13 @@ def _ini_assignments(text: str) -> Iterable[tuple[str, str, str]]:
             yield section, key.strip(), value.strip()
 
 
+MAX_CONF_SIZE = 1 << 20
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:  # absent, unreadable, or a directory: systemd skips it too
+        return read_regular_file(path, MAX_CONF_SIZE)[0].decode("utf-8", errors="replace")
+    except OSError:  # absent, unreadable, a directory, /dev/null, a FIFO: nothing to read
         return ""
 
 

@@ -1,4 +1,5 @@
-"""IPv4 gateways from the DHCP leases of the common clients: the last fallback of spec §2.2.
+"""IPv4 gateways from the DHCP leases of the common clients: the last fallback of
+docs/behaviour.md §2.2.
 
 The parsers are pure and forgiving: a lease file is written by someone else and may be half
 written, from another version, or no lease at all, so garbage yields no lease, never an exception.
@@ -8,32 +9,39 @@ option (3), or, when the lease carries classless static routes (option 121), the
 their 0.0.0.0/0 entries, because RFC 3442 makes clients ignore option 3 then.
 
 Nothing here reads the clock or keeps state between calls: expiry is judged at the ``now`` the
-caller gives, and the directory listings reused between searches live in a ``DirectoryListings``
-its owner (the engine) hands in.
+caller gives, and the listings and parsed files reused between searches live in a
+``LeaseFiles`` its owner (the engine) hands in.
 """
 
 from __future__ import annotations
 
 import calendar
+import errno
 import fnmatch
 import glob
 import ipaddress
+import logging
 import os
 import re
 import socket
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Literal
 
+from polroutd.config.files import FileRefused, read_regular_file, why_unreadable
+from polroutd.core.errors import is_starved
+from polroutd.core.model import LeaseFindings, LeaseOffer
 from polroutd.inputs.filecache import SettledFileCache
 
 Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
 
 INFINITE_LEASE_TIME = 0xFFFFFFFF  # RFC 2131 §3.3: "infinity"
 MAX_LEASE_FILE_SIZE = 4 << 20  # far above any real lease file; a stray glob can't eat memory
+
+log = logging.getLogger("polroutd.leases")
 
 BOOTP_HEADER_SIZE = 236
 MAGIC_COOKIE = bytes((99, 130, 83, 99))
@@ -393,32 +401,57 @@ def find_lease(
     ifindex: int,
     patterns: Sequence[str],
     now: float,
-    listings: DirectoryListings | None = None,
+    files: LeaseFiles | None = None,
 ) -> Lease | None:
     """The lease to take ``interface``'s gateway from, searched in the files ``patterns`` match.
 
     A file found through a pattern with ``{ifname}`` or ``{ifindex}`` belongs to the interface;
     other files count only through dhclient blocks that name it.
     """
-    return select_lease(_interface_leases(interface, ifindex, patterns, _Memo(listings)), now)
+    return select_lease(_interface_leases(interface, ifindex, patterns, _Memo(files)), now)
 
 
 def lease_gateways(
     interfaces: Mapping[str, int],
     patterns: Sequence[str],
     now: float,
-    listings: DirectoryListings | None = None,
+    files: LeaseFiles | None = None,
 ) -> dict[str, Lease]:
     """Interface name -> usable lease, for the interfaces (name -> ifindex) that have one.
 
-    ``now`` decides which leases have expired; ``listings``, when given, keeps directory
-    listings from one search to the next."""
+    ``now`` decides which leases have expired; ``files``, when given, keeps directory
+    listings and parsed files from one search to the next."""
     found: dict[str, Lease] = {}
-    memo = _Memo(listings)  # files shared by every interface (dhclient*.leases) are read once
+    memo = _Memo(files)  # files shared by every interface (dhclient*.leases) are read once
     for name, ifindex in interfaces.items():
         lease = select_lease(_interface_leases(name, ifindex, patterns, memo), now)
         if lease is not None:
             found[name] = lease
+    return found
+
+
+def lease_findings(
+    interfaces: Mapping[str, int],
+    patterns: Sequence[str],
+    now: float,
+    files: LeaseFiles | None = None,
+) -> dict[str, LeaseFindings]:
+    """Interface name -> its usable leases (the one ``select_lease`` picks first) and the lease
+    files refused for it, for the interfaces that have either. Which router of which lease is
+    fit to be the gateway is decided in ``polroutd.core.desired``, which knows the addresses."""
+    found: dict[str, LeaseFindings] = {}
+    memo = _Memo(files)
+    for name, ifindex in interfaces.items():
+        refused: list[str] = []
+        usable = [
+            lease for lease in _interface_leases(name, ifindex, patterns, memo, refused)
+            if lease.routers and lease.valid_at(now)
+        ]
+        # select_lease's order: longest-lasting first, ties in the order found (sort is stable).
+        usable.sort(key=lambda lease: -(float("inf") if lease.expires is None else lease.expires))
+        if usable or refused:
+            offers = tuple(LeaseOffer(lease.routers, lease.address, lease.path) for lease in usable)
+            found[name] = LeaseFindings(offers, tuple(refused))
     return found
 
 
@@ -429,19 +462,18 @@ class _Memo:
     """What one search shares between interfaces: glob results and file contents (both the
     same for every interface as long as the search lasts)."""
 
-    def __init__(self, listings: DirectoryListings | None = None) -> None:
-        self._listings = listings
+    def __init__(self, files: LeaseFiles | None = None) -> None:
+        self._files = files
         self.globs: dict[str, list[str]] = {}
         self.listings: dict[str, list[str] | None] = {}
-        self.files: dict[str, tuple[bytes, float] | None] = {}
-        self.dhclient: dict[str, list[Lease]] = {}
+        self.files: dict[str, _ParsedFile | None] = {}
 
     def names(self, directory: str) -> list[str] | None:
         """One listing per directory per search: every interface's patterns share it."""
         if directory not in self.listings:
-            listings = self._listings
+            files = self._files
             self.listings[directory] = (
-                _list_directory(directory) if listings is None else listings.names(directory)
+                _list_directory(directory) if files is None else files.names(directory)
             )
         return self.listings[directory]
 
@@ -451,32 +483,50 @@ class _Memo:
             found = self.globs[pattern] = _glob(pattern, self.names)
         return found
 
-    def read(self, path: str) -> tuple[bytes, float] | None:
+    def parsed(self, path: str) -> _ParsedFile | None:
         if path not in self.files:
-            self.files[path] = _read_regular_file(path)
+            files = self._files
+            self.files[path] = _parse_path(path) if files is None else files.parsed(path)
         return self.files[path]
 
-    def dhclient_leases(self, text: str, path: str) -> list[Lease]:
-        leases = self.dhclient.get(path)
-        if leases is None:
-            leases = self.dhclient[path] = parse_dhclient_leases(text, path)
-        return leases
 
-
-class DirectoryListings:
-    """Directory listings reused between searches while the directory is unchanged; the engine
-    owns one. A reconcile looks for every managed interface's lease in every pattern's
-    directory, and most of those directories rarely change (or do not exist)."""
+class LeaseFiles:
+    """Directory listings and parsed lease files, reused between searches while ``stat`` shows
+    them unchanged; the engine owns one. A reconcile looks for every managed interface's lease
+    in every pattern's directory, most of them rarely change, and a large dhclient file takes
+    a second to parse. A refused file is warned about once per reason."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
-        self._cache = SettledFileCache(_list_settled_directory, clock=clock)
+        self._listings = SettledFileCache(_list_settled_directory, clock=clock)
+        self._parsed = SettledFileCache(_load_parsed, clock=clock)
+        self._warned: dict[str, str] = {}  # path -> the refusal last warned about
 
     def names(self, directory: str) -> list[str] | None:
         """The entries of ``directory``; None when it is no readable directory."""
         try:
-            return self._cache.get(directory)
-        except OSError:
+            return self._listings.get(directory)
+        except OSError as exc:
+            if is_starved(exc):  # out of descriptors: the directory is unknown, not empty
+                raise
             return None
+
+    def parsed(self, path: str) -> _ParsedFile | None:
+        """None for a file that is gone (a glob raced its removal): nothing to say about it."""
+        try:
+            parsed = self._parsed.get(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                self._warned.pop(path, None)
+                return None
+            if is_starved(exc):  # out of descriptors or memory: says nothing about the lease
+                raise
+            parsed = _ParsedFile("refused", refused=why_unreadable(exc))
+        if parsed.refused is None:
+            self._warned.pop(path, None)
+        elif self._warned.get(path) != parsed.refused:
+            self._warned[path] = parsed.refused
+            log.warning("lease file %s %s; no gateway is taken from it", path, parsed.refused)
+        return parsed
 
 
 def _list_settled_directory(directory: str, info: os.stat_result) -> list[str]:
@@ -488,7 +538,9 @@ def _list_settled_directory(directory: str, info: os.stat_result) -> list[str]:
 def _list_directory(directory: str) -> list[str] | None:
     try:
         return os.listdir(directory)
-    except OSError:
+    except OSError as exc:
+        if is_starved(exc):
+            raise
         return None
 
 
@@ -531,51 +583,79 @@ def _lease_files(
 
 
 def _interface_leases(
-    interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo
+    interface: str,
+    ifindex: int,
+    patterns: Sequence[str],
+    memo: _Memo,
+    refused: list[str] | None = None,
 ) -> Iterator[Lease]:
+    """The leases of ``interface``; ``refused`` collects "PATH REASON" for files not read."""
     for path, named in _lease_files(interface, ifindex, patterns, memo).items():
-        contents = memo.read(path)
-        if contents is None:
+        parsed = memo.parsed(path)
+        if parsed is None:
             continue
-        data, mtime = contents
-        if is_dhcp_message(data):
-            lease = parse_dhcpcd_lease(data, interface, path, mtime) if named else None
-            if lease is not None:
-                yield lease
+        if parsed.refused is not None:
+            if refused is not None:  # named or not: it may have held this lease
+                refused.append(f"lease file {path} {parsed.refused}")
             continue
-        text = data.decode("utf-8", errors="replace")
-        if _DHCLIENT_LEASE_BLOCK.search(text):
-            for block_lease in memo.dhclient_leases(text, path):
-                if block_lease.interface == interface or (named and not block_lease.interface):
-                    yield replace(block_lease, interface=interface)
-        elif named:
-            lease = parse_networkd_lease(text, interface, path, mtime)
-            if lease is not None:
-                yield lease
+        if parsed.kind == "dhclient":  # blocks that name the interface, or none (if named)
+            keys = ("", interface) if named else (interface,)
+            found = tuple(lease for _, lease in sorted(
+                (item for key in keys for item in parsed.by_interface.get(key, ())),
+                key=lambda item: item[0],
+            ))
+        else:
+            found = parsed.leases if named else ()
+        for lease in found:
+            yield replace(lease, interface=interface)
 
 
-def _read_regular_file(path: str) -> tuple[bytes, float] | None:
-    """Contents and mtime, or None for anything unreadable, not a regular file, or too big.
+@dataclass(frozen=True, slots=True)
+class _ParsedFile:
+    """What one lease file holds, for every interface (``interface`` is filled in per use);
+    or, when it was not read, why (``refused``)."""
 
-    O_NONBLOCK: a FIFO that a glob happens to match must not block the daemon.
-    """
+    kind: Literal["dhcpcd", "dhclient", "networkd", "refused"]
+    leases: tuple[Lease, ...] = ()
+    refused: str | None = None
+    # dhclient: the leases by the interface their block names ("" for none); a file shared by
+    # thousands of interfaces is then not walked once per interface and reconcile
+    # (with each lease's position in the file, which breaks ties between leases)
+    by_interface: Mapping[str, tuple[tuple[int, Lease], ...]] = field(default_factory=dict)
+
+
+def _parse_file(data: bytes, path: str, mtime: float) -> _ParsedFile:
+    if is_dhcp_message(data):
+        lease = parse_dhcpcd_lease(data, "", path, mtime)
+        return _ParsedFile("dhcpcd", (lease,) if lease else ())
+    text = data.decode("utf-8", errors="replace")
+    if _DHCLIENT_LEASE_BLOCK.search(text):
+        by_interface: dict[str, tuple[tuple[int, Lease], ...]] = {}
+        for position, lease in enumerate(parse_dhclient_leases(text, path)):
+            by_interface[lease.interface] = (*by_interface.get(lease.interface, ()),
+                                             (position, lease))
+        return _ParsedFile("dhclient", by_interface=by_interface)
+    lease = parse_networkd_lease(text, "", path, mtime)
+    return _ParsedFile("networkd", (lease,) if lease else ())
+
+
+def _load_parsed(path: str, _info: os.stat_result) -> _ParsedFile:
+    """A lease file parsed, or why it was refused (no regular file, too large)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
-        return None
+        data, opened = read_regular_file(path, MAX_LEASE_FILE_SIZE)
+    except FileRefused as exc:
+        return _ParsedFile("refused", refused=str(exc))
+    return _parse_file(data, path, opened.st_mtime)
+
+
+def _parse_path(path: str) -> _ParsedFile | None:
+    """``_load_parsed`` without a cache or warnings, for one-off searches."""
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        return _load_parsed(path, os.stat(path))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_LEASE_FILE_SIZE:
-                return None
-        return b"".join(chunks), info.st_mtime
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+        if is_starved(exc):
+            raise
+        return _ParsedFile("refused", refused=why_unreadable(exc))
+

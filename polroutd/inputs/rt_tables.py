@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from polroutd.config.files import read_regular_file
+from polroutd.core.errors import is_starved
 from polroutd.core.limits import RESERVED_PROTOCOLS, RESERVED_TABLE_NAMES
 from polroutd.core.tables import (
     WELL_KNOWN_PROTOCOLS,
@@ -22,8 +24,8 @@ from polroutd.core.tables import (
 ETC_DIR = Path("/etc/iproute2")
 USR_DIR = Path("/usr/share/iproute2")
 DEFAULT_CONFIG_DIRS = (ETC_DIR, USR_DIR)
-# Name files are read up to this size (iproute2's own are a few hundred bytes; polroutd's holds
-# at most one line per number of its range): a runaway file costs a bounded read, not minutes.
+# Name files are refused above this size (iproute2's own are a few hundred bytes; polroutd's
+# holds one line per number of its range): a runaway file costs nothing, not minutes.
 MAX_NAME_FILE_BYTES = 4 << 20
 RegistrySignature = tuple[tuple[str, int, int, int, int], ...]
 
@@ -60,7 +62,9 @@ def _read_names(directory: Path, base: str, exclude: Path | None) -> dict[str, i
     for path in _name_files(directory, base, exclude):
         try:
             text = read_bounded(path)
-        except OSError:
+        except OSError as exc:
+            if is_starved(exc):  # out of descriptors: the names are unknown, not absent
+                raise
             continue  # iproute2 also skips files it cannot read
         for name, number in parse_name_file(text).items():
             names.setdefault(name, number)
@@ -68,12 +72,9 @@ def _read_names(directory: Path, base: str, exclude: Path | None) -> dict[str, i
 
 
 def read_bounded(path: Path) -> str:
-    """A name file's text, at most ``MAX_NAME_FILE_BYTES`` of it (a cut last line dropped)."""
-    with path.open("rb") as file:
-        data = file.read(MAX_NAME_FILE_BYTES + 1)
-    if len(data) > MAX_NAME_FILE_BYTES:
-        data = data[: data.rfind(b"\n", 0, MAX_NAME_FILE_BYTES) + 1]
-    return data.decode("utf-8", errors="replace")
+    """A name file's text: a regular file of at most ``MAX_NAME_FILE_BYTES``, read without
+    blocking (a FIFO or a giant is refused with ``FileRefused``, an ``OSError``)."""
+    return read_regular_file(path, MAX_NAME_FILE_BYTES)[0].decode("utf-8", errors="replace")
 
 
 def registry_signature(
@@ -112,7 +113,8 @@ def read_recorded(path: Path) -> dict[str, int]:
 
 def read_records(path: Path) -> tuple[dict[str, int], dict[str, float]]:
     """Our own recorded tables and since when the unused ones are unused; none when the file
-    does not exist yet."""
+    does not exist yet. Raises ``OSError`` when it cannot be read, ``FileRefused`` when it is no
+    regular file or too large (a FIFO must not block us)."""
     try:
         return parse_recorded(read_bounded(path))
     except (FileNotFoundError, NotADirectoryError):  # not written yet, or cannot be
@@ -121,8 +123,8 @@ def read_records(path: Path) -> tuple[dict[str, int], dict[str, float]]:
 
 def write_if_changed(path: Path, content: str) -> bool:
     """Atomically replaces ``path`` with ``content``; False (and no write) when already equal."""
-    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
-        if path.read_text(encoding="utf-8") == content:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if read_regular_file(path, MAX_NAME_FILE_BYTES)[0].decode("utf-8") == content:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(

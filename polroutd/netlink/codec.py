@@ -151,6 +151,21 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+def _ifname(raw: bytes) -> str:
+    """An interface name as text, distinct for distinct names.
+
+    The kernel allows any bytes but '/', ':' and whitespace. A name that is not UTF-8 gets each
+    undecodable byte written as ``:xNN``: the ':' no real name holds keeps it from colliding
+    with another name (U+FFFD for every such byte would give two interfaces one table)."""
+    name = raw.split(b"\0", 1)[0]
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        text = name.decode("utf-8", "surrogateescape")
+        return "".join(f":x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c
+                       for c in text)
+
+
 def decode_error(payload: bytes, flags: int) -> tuple[int, str | None]:
     """An NLMSG_ERROR payload: (errno, the kernel's extended-ack text if any). errno 0 is an ACK."""
     (error,) = _I32.unpack_from(payload, 0)
@@ -175,7 +190,7 @@ def decode_link(payload: bytes) -> Link | None:
             break
         atype &= 0x3FFF
         if atype == IFLA_IFNAME:
-            name = _cstr(payload[offset + 4 : offset + length])
+            name = _ifname(payload[offset + 4 : offset + length])
         elif atype == IFLA_LINKINFO:
             for itype, ivalue in _attrs(payload[offset + 4 : offset + length], 0):
                 if itype == IFLA_INFO_KIND:
@@ -189,6 +204,14 @@ def decode_link(payload: bytes) -> Link | None:
         ifindex=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP),
         loopback=bool(flags & IFF_LOOPBACK), kind=kind, master=master or None,
     )
+
+
+def link_event(payload: bytes) -> tuple[int, bool] | None:
+    """(ifindex, administratively up) of a link message; None when it is too short to say."""
+    if len(payload) < _IFINFO.size:
+        return None
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload, 0)
+    return index, bool(flags & IFF_UP)
 
 
 def decode_address(payload: bytes) -> Address | None:
@@ -305,9 +328,9 @@ def decode_rule(payload: bytes) -> Rule | None:
             (raw,) = _U32.unpack_from(value, 0)
             suppress = None if raw == _NO_SUPPRESS else raw
         elif atype == FRA_IIFNAME:
-            iifname = _cstr(value)
+            iifname = _ifname(value)
         elif atype == FRA_OIFNAME:
-            oifname = _cstr(value)
+            oifname = _ifname(value)
         elif atype == FRA_FWMARK:
             (fwmark,) = _U32.unpack_from(value, 0)
         elif atype == FRA_FWMASK:

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar, cast
 
-from polroutd.core.errors import DumpInterrupted, KernelError, Overrun
+from polroutd.core.errors import DumpInterrupted, KernelError, NoNetAdmin, Overrun
 from polroutd.core.kernelview import Change, EventKind, KernelObject
 from polroutd.core.kernelview import Event as Event  # re-exported: the events it reads
 from polroutd.core.limits import RT_TABLE_LOCAL
@@ -85,6 +85,26 @@ def _netlink_socket(rcvbuf: int) -> socket.socket:
             sock.setsockopt(SOL_NETLINK, option, 1)
     sock.bind((0, 0))
     return sock
+
+
+NO_NET_ADMIN = (
+    "the kernel refuses changes to routes and rules (EPERM): polroutd needs CAP_NET_ADMIN "
+    "in this network namespace; run it as root or grant the capability"
+)
+CAP_NET_ADMIN = 12  # linux/capability.h
+
+
+def has_net_admin(status_file: str = "/proc/self/status") -> bool:
+    """Whether this process has CAP_NET_ADMIN in its effective set (True when it cannot tell:
+    then the kernel's EPERM will say so)."""
+    try:
+        with open(status_file, encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
 
 
 class Netlink:
@@ -199,10 +219,14 @@ class Netlink:
         )
 
     def apply(self, operations: Sequence[Operation]) -> list[OpResult]:
-        """Sends every operation (many per sendmsg) and collects each one's outcome."""
+        """Sends every operation (many per sendmsg) and collects each one's outcome.
+
+        Raises ``NoNetAdmin`` when the kernel refuses with EPERM: every change would be."""
         results: list[OpResult] = []
         for start in range(0, len(operations), BATCH):
             results.extend(self._apply_batch(operations[start : start + BATCH]))
+            if any(result.errno == errno.EPERM for result in results):
+                raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
         return results
 
     def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:
@@ -235,6 +259,9 @@ class Netlink:
 
 # No NLM_F_ACK: only failures are answered (see Netlink._apply_batch).
 _CREATE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+# Without EXCL: an IPv6 route without next hop beside one through another device at the same
+# place (the kernel still answers EEXIST for an identical one).
+_CREATE_BESIDE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE
 _REPLACE = rtnl.NLM_F_REQUEST | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
 _DELETE = rtnl.NLM_F_REQUEST
 
@@ -246,12 +273,11 @@ def encode_operation(operation: Operation, seq: int) -> bytes:
         return rtnl.encode_rule(rtnl.RTM_DELRULE, _DELETE, seq, operation.rule)
     assert isinstance(operation, RouteOp)
     if operation.op == "add":
-        return rtnl.encode_route(rtnl.RTM_NEWROUTE, _CREATE, seq, operation.route)
+        flags = _CREATE_BESIDE if operation.route.keyed_by_device else _CREATE
+        return rtnl.encode_route(rtnl.RTM_NEWROUTE, flags, seq, operation.route)
     if operation.op == "replace":
         return rtnl.encode_route(rtnl.RTM_NEWROUTE, _REPLACE, seq, operation.route)
     return rtnl.encode_route(rtnl.RTM_DELROUTE, _DELETE, seq, operation.route)
-
-
 
 
 _DECODERS: dict[EventKind, Callable[[bytes], KernelObject | None]] = {
@@ -269,12 +295,19 @@ def decode_event(message_type: int, flags: int, payload: bytes) -> Event | None:
     kind = rtnl.EVENT_TYPES.get(message_type)
     if kind is None:
         return None
+    change: Change = "del" if message_type in _DELETES else "new"
+    ifindex = up = None
+    if kind == "link":  # which link, and whether up: even when the rest does not decode
+        link = rtnl.link_event(payload)
+        if link is not None:
+            ifindex, up = link[0], link[1] and change == "new"
     try:
         obj = _DECODERS[kind](payload)
     except (struct.error, ValueError, IndexError, OSError):
-        return Event(kind)  # undecodable: only a hint to read everything again
-    change: Change = "del" if message_type in _DELETES else "new"
-    return Event(kind, change, obj, kind == "route" and bool(flags & rtnl.NLM_F_REPLACE))
+        # undecodable: only a hint to read everything again
+        return Event(kind, ifindex=ifindex, up=up)
+    return Event(kind, change, obj, kind == "route" and bool(flags & rtnl.NLM_F_REPLACE),
+                 ifindex, up)
 
 
 class EventSocket:

@@ -47,16 +47,35 @@ def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess
     return result
 
 
+def round_trip_config(tmp_path: Path, daemon_extra: str = "") -> Path:
+    """The lab's configuration plus routes of every type but unicast, in both families, and an
+    IPv6 table that ends with "unreachable default"."""
+    config = write_config(tmp_path, daemon_extra=daemon_extra)
+    text = config.read_text()
+    text = text.replace('table = "mgt"\n', 'table = "mgt"\ngateway6 = "unreachable"\n'
+                        'routes = [ { to = "192.0.2.0/24", type = "blackhole" },\n'
+                        '           { to = "198.51.100.0/24", type = "prohibit", metric = 10 } ]\n',
+                        1)
+    text = text.replace('table = "main" } ]', 'table = "main" },\n'
+                        '           { to = "2001:db8:66::/48", type = "unreachable" } ]')
+    config.write_text(text)
+    return config
+
+
 def applied_then_flushed(lab: Lab, tmp_path: Path, daemon_extra: str = "") -> tuple[
         Path, list[str]]:
     """Configure the lab like the article (ens224's gateway from a lease), run ``apply``,
     remember the owned objects, ``flush``; returns the config file and that dump."""
-    config = write_config(tmp_path, daemon_extra=daemon_extra)
+    config = round_trip_config(tmp_path, daemon_extra=daemon_extra)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
     _ok(polroutd(lab, lab.server, "apply", "--config", str(config)))
     applied = owned_dump(lab)
     families = {json.loads(o)["family"] for o in applied}
     assert families == {"-4", "-6"} and len(applied) >= 10, applied
+    types = {json.loads(o).get("type") for o in applied}
+    assert types >= {"unreachable", "blackhole", "prohibit"}, applied
+    assert any(json.loads(o).get("type") == "unreachable" and json.loads(o)["dst"] == "default"
+               and json.loads(o)["family"] == "-6" for o in applied), applied
     _ok(polroutd(lab, lab.server, "flush", "--config", str(config)))
     assert owned_dump(lab) == []
     return config, applied
@@ -201,7 +220,7 @@ def _rules_without_protocol(items: list[dict[str, Any]]) -> list[str]:
 def test_systemd_networkd_loads_the_drop_ins_to_the_same_routes_and_rules(
     lab: Lab, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path)
+    config = round_trip_config(tmp_path)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
     _ok(polroutd(lab, lab.server, "apply", "--config", str(config)))
     applied_routes = _owned_routes(lab)

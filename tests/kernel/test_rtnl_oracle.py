@@ -16,6 +16,10 @@ SETUP = [
     "route add 198.51.100.0/24 dev eth0 scope link src 10.1.0.2 table 77 proto 218",
     "route add default via 10.1.0.1 dev eth0 table 100000 proto dhcp",
     "route add 2001:db8:9::/64 via fe80::1 dev eth0 table 300 proto 66",
+    "route add unreachable default table 300 proto 218",
+    "route add blackhole 203.0.113.0/24 table 300 metric 5 proto 218",
+    "route add prohibit 198.18.0.0/15 table 300 proto 218",
+    "-6 route add unreachable 2001:db8:66::/48 table 300 proto 218",
     "rule add from 10.1.0.2 lookup 300 priority 30000 proto 218",
     "rule add from 10.1.0.0/24 iif eth0 fwmark 0x10 lookup 100000 priority 100 proto boot",
     "rule add to 192.0.2.7 oif eth0 lookup main suppress_prefixlength 0 priority 200",
@@ -39,7 +43,7 @@ def routes_ours():
     with Netlink() as nl:
         return sorted((
             [r.family, r.table, r.dst if r.dst_len else None, r.dst_len, r.protocol, r.metric,
-             r.scope, r.oif, r.gateway, r.prefsrc]
+             r.scope, r.oif, r.gateway, r.prefsrc, r.type]
             for r in nl.read_routes()), key=json.dumps)
 
 def rules_theirs(ipr):
@@ -65,7 +69,7 @@ def routes_theirs(ipr):
                 continue
             out.append([m["family"], table, m.get_attr("RTA_DST"), m["dst_len"], m["proto"],
                         m.get_attr("RTA_PRIORITY") or 0, m["scope"], m.get_attr("RTA_OIF"),
-                        m.get_attr("RTA_GATEWAY"), m.get_attr("RTA_PREFSRC")])
+                        m.get_attr("RTA_GATEWAY"), m.get_attr("RTA_PREFSRC"), m["type"]])
     return sorted(out, key=json.dumps)
 
 with IPRoute() as ipr:
@@ -86,4 +90,5 @@ def test_our_decoder_agrees_with_pyroute2_on_a_real_dump() -> None:
     seen = json.loads(probe.stdout)
     assert seen["ours"][0] == seen["theirs"][0]
     assert seen["ours"][1] == seen["theirs"][1]
-    assert len(seen["ours"][0]) >= len(SETUP) // 2 and len(seen["ours"][1]) >= 4
+    assert len(seen["ours"][0]) >= 4 and len(seen["ours"][1]) >= 8
+    assert {route[-1] for route in seen["ours"][1]} >= {1, 6, 7, 8}  # every type, decoded

@@ -42,11 +42,12 @@ def test_status_of_the_real_daemon_in_the_lab(lab: Lab, tmp_path: Path) -> None:
     repaired = _until(status, lambda r: r.returncode == 0 and "repairs 0," not in r.stdout)
     assert "drift 0," not in repaired.stdout and "rules: 4 desired, all present" in repaired.stdout
 
-    # a broken reload: the old configuration stays, status says so prominently, still in sync
+    # a broken reload: the old configuration stays, status says so prominently and exits 2
+    # (in sync, but a configuration error is pending)
     config.write_text(config.read_text() + "\n[daemon2]\n")
     daemon.send_signal(signal.SIGHUP)
     refused = _until(status, lambda r: "CONFIGURATION ERROR" in r.stdout)
-    assert refused.returncode == 0 and str(config) in refused.stdout
+    assert refused.returncode == 2 and str(config) in refused.stdout
 
     daemon.terminate()
     daemon.wait(timeout=10)

@@ -11,7 +11,7 @@ from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
 from polroutd.core.desired import Inputs, desired_state
 from polroutd.core.limits import AF_INET, AF_INET6, RT_SCOPE_LINK, RT_TABLE_MAIN
-from polroutd.core.model import Address, KernelState, Link, Route
+from polroutd.core.model import Address, KernelState, LeaseFindings, LeaseOffer, Link, Route
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config
 from polroutd.core.tables import TableRef
@@ -78,6 +78,11 @@ def article_state() -> KernelState:
     )
 
 
+def lease_naming(router: str) -> LeaseFindings:
+    """What a lease reader finds in one lease file naming ``router``."""
+    return LeaseFindings((LeaseOffer((router,), None, "test.lease"),))
+
+
 def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> Decision:
     """The article's server (plus IPv6 and a docker0 bridge), ens224's gateway from a lease
     (without one, ens224 has no IPv4 gateway)."""
@@ -86,7 +91,7 @@ def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> De
         config=config, protocol=PROTO,
         tables={"ens192": TableRef(30000, "mgt"), "ens224": TableRef(30001, "data")},
         named_tables={"mgt": 30000, "data": 30001},
-        lease_gateways={"ens224": "10.225.176.1"} if lease else {},
+        leases={"ens224": lease_naming("10.225.176.1")} if lease else {},
     )
     desired = desired_state(state, inputs)
     names = Names(links={link.ifindex: link.name for link in state.links},

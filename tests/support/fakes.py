@@ -2,8 +2,9 @@
 
 Rules: an add with EXCL fails with EEXIST only when an identical rule (protocol included)
 exists; delete removes the first match or fails with ENOENT. Routes: keyed like the kernel
-(table, dst, tos, metric); add fails with EEXIST on an occupied key, replace takes the key over,
-delete of a missing route fails with ESRCH. Routes through a down or missing device fail.
+(table, dst, tos, metric, and the device of an IPv6 route without next hop: RouteKey); add
+fails with EEXIST on an occupied key, replace takes the key over, delete of a missing route
+fails with ESRCH. Routes through a down or missing device fail.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class FakeKernel:
             routes = tuple(r for r in routes if r.oif != link.ifindex)
         links = tuple(link if x.ifindex == link.ifindex else x for x in self.state.links)
         self.state = replace(self.state, links=links, routes=routes)
-        self.events.append(Event("link", "new", link))
+        self.events.append(Event("link", "new", link, ifindex=link.ifindex, up=link.up))
 
 
 class FakeNotifier:

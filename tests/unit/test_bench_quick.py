@@ -1,6 +1,7 @@
 """The benchmark harness (bench/): pure helpers, and a smoke run of its smallest scenario.
 
-No timing is asserted here (spec §5 targets are judged by ``./dev bench``, not by tests); the
+No timing is asserted here (docs/behaviour.md §5 targets are judged by ``./dev bench``, not by
+tests); the
 smoke run checks that the scenario produced its numbers, converged and left no namespace.
 CI also runs every scenario once with ``./dev bench --quick``.
 """

@@ -1,10 +1,12 @@
-"""Configuration: finding the file, parsing it, and every validation rule of spec §4.1."""
+"""Configuration: finding the file, parsing it, and every validation rule of
+docs/behaviour.md §4.1."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import json
+import tomllib
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from polroutd.config.parse import load_config, parse_config, resolve_config_path
 from polroutd.config.tomllines import key_lines, line_of
 from polroutd.core.errors import ConfigError
 from polroutd.core.globs import overlap_witness
+from polroutd.core.limits import MAX_PROTOCOL, RESERVED_PROTOCOLS
 from polroutd.core.settings import DEFAULT_EXCLUDE, Config, DaemonSettings, InterfaceSpec, RouteSpec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "contrib" / "polroutd.example.toml"
@@ -46,12 +49,30 @@ def test_the_spec_example_parses_to_its_values() -> None:
     )
 
 
-def test_the_example_is_the_one_in_the_spec() -> None:
+def test_the_example_is_the_one_in_the_spec_but_for_the_protocol_range() -> None:
     spec = (Path("/work/shared/spec/polroutd.md"))
     if not spec.exists():
         pytest.skip("the spec is not beside this checkout")
     block = spec.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
-    assert EXAMPLE.read_text() == block
+    # One documented difference: numbers 1..4 are reserved for the kernel and other tools, so
+    # the example states the range the validation accepts.
+    spec_range = "# name in rt_protos(.d) or a number 1..255"
+    assert spec_range in block
+    assert EXAMPLE.read_text() == block.replace(spec_range, spec_range.replace("1..", "5.."))
+
+
+def test_the_examples_protocol_comment_states_what_the_code_accepts(tmp_path: Path) -> None:
+    lowest, highest = max(RESERVED_PROTOCOLS) + 1, MAX_PROTOCOL
+    line = next(x for x in EXAMPLE.read_text().splitlines() if x.startswith("protocol ="))
+    assert line.endswith(f"or a number {lowest}..{highest}"), line
+    for number, valid in ((lowest - 1, False), (lowest, True), (highest, True),
+                          (highest + 1, False)):
+        path = write(tmp_path, f"[daemon]\nprotocol = {number}\n")
+        if valid:
+            assert load_config(path).daemon.protocol == number
+        else:
+            with pytest.raises(ConfigError):
+                load_config(path)
 
 
 def test_no_file_means_the_defaults() -> None:
@@ -531,7 +552,6 @@ def test_an_unknown_key_in_a_generated_config_is_found_on_its_line(
 
 
 def _parse_toml(text: str) -> dict[str, Any]:
-    import tomllib
 
     return tomllib.loads(text)
 

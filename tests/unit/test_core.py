@@ -11,7 +11,17 @@ from hypothesis import strategies as st
 
 from polroutd.core.desired import Inputs, TableRef, desired_state
 from polroutd.core.limits import AF_INET, AF_INET6, IFA_F_SECONDARY, RT_SCOPE_LINK, RT_TABLE_MAIN
-from polroutd.core.model import Address, KernelState, Link, Route, RouteOp, Rule, RuleOp
+from polroutd.core.model import (
+    Address,
+    KernelState,
+    LeaseFindings,
+    LeaseOffer,
+    Link,
+    Route,
+    RouteOp,
+    Rule,
+    RuleOp,
+)
 from polroutd.core.plan import classify, make_plan
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from tests.support.article import DOCKER, LO, PROTO, SPEC_EXAMPLE, article_state
@@ -28,7 +38,8 @@ def inputs(config: Config = SPEC_EXAMPLE, leases: dict[str, str] | None = None) 
         protocol=PROTO,
         tables=tables,
         named_tables={"mgt": 1, "data": 2},
-        lease_gateways=leases or {},
+        leases={name: LeaseFindings((LeaseOffer((router,), None, "test.lease"),))
+                for name, router in (leases or {}).items()},
     )
 
 

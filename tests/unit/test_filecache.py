@@ -11,7 +11,7 @@ import pytest
 
 from polroutd.inputs import leases
 from polroutd.inputs.filecache import SettledFileCache
-from polroutd.inputs.leases import DirectoryListings
+from polroutd.inputs.leases import LeaseFiles
 
 
 class Reader:
@@ -70,7 +70,7 @@ def test_a_file_that_disappears_raises_and_is_forgotten(tmp_path: Path) -> None:
 def test_directory_listings_come_from_the_owner_with_its_clock(tmp_path: Path) -> None:
     (tmp_path / "a.lease").write_text("x")
     now = [time.time()]
-    listings = DirectoryListings(lambda: now[0])
+    listings = LeaseFiles(lambda: now[0])
     assert listings.names(str(tmp_path)) == ["a.lease"]
     now[0] += 10  # settled now: the next listing is kept
     assert listings.names(str(tmp_path)) == ["a.lease"]

@@ -127,6 +127,9 @@ class FakeProvider:
         self.calls += 1
         return self.document
 
+    def state_version(self) -> int:
+        return self.calls  # every call a new version: each request sees the document as is
+
     def metrics(self) -> bytes:
         self.calls += 1
         return self.registry.exposition()
@@ -143,6 +146,9 @@ class BrokenProvider:
 
     def state(self) -> dict[str, Any]:
         raise ValueError("half-built decision")
+
+    def state_version(self) -> int:
+        return 0
 
     def metrics(self) -> bytes:
         raise OSError("registry gone")
@@ -354,6 +360,11 @@ def test_what_the_parser_refuses_is_a_client_error(threaded_port: int, target: b
     assert 400 <= status < 500
 
 
+# aiohttp 3.8 (Debian 12's python3-aiohttp) never answers a CONNECT whose target has raw
+# non-ASCII bytes (yarl raises in its request factory, outside its error handling; the client
+# waits until it gives up); 3.9 and later answer 400. No 5xx either way.
+OLD_AIOHTTP = tuple(int(part) for part in aiohttp.__version__.split(".")[:2]) < (3, 9)
+
 TOKEN = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 METHODS = st.one_of(
     st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
@@ -378,6 +389,8 @@ def test_no_request_ever_gets_a_5xx(
     threaded_port: int, method: str, target: str, raw_bytes: bytes
 ) -> None:
     for sent in (target.encode(), target.encode() + raw_bytes):
+        if OLD_AIOHTTP and method == "CONNECT" and not sent.isascii():
+            continue
         status, _, _ = get_raw(threaded_port, sent, method.encode())
         assert status < 500, (method, sent, status)
         known = sent == target.encode() and target.partition("?")[0] in PATHS
@@ -533,7 +546,7 @@ async def test_served_openapi_stands_alone_and_validates_state(
     assert not via_openapi.is_valid(broken)
 
 
-# --- metrics (spec §3.3) ------------------------------------------------------------------------
+# --- metrics (docs/behaviour.md §3.3) -----------------------------------------------------------
 
 SPEC_METRICS: dict[str, tuple[str, set[str]]] = {
     "polroutd_reconciles_total": ("counter", {"result"}),

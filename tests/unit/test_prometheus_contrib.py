@@ -1,6 +1,6 @@
 """contrib/prometheus and contrib/grafana: the alert rules, their promtool unit tests, the
 example scrape config and the Grafana dashboard, checked against the metrics polroutd really
-exports (spec §3.3, polroutd/metrics.py), and the alerts evaluated by a real Prometheus
+exports (docs/behaviour.md §3.3, polroutd/metrics.py), and the alerts evaluated by a real Prometheus
 scraping a stand-in exporter that serves a ``Metrics()`` exposition.
 
 promtool and prometheus come from the Debian package ``prometheus`` (``./dev`` installs it);
@@ -54,9 +54,10 @@ EXPECTED_ALERTS = {
     "PolroutdInterfaceWithoutGateway": "warning",
     "PolroutdNetlinkOverruns": "info",
     "PolroutdConfigReloadFailed": "warning",
+    "PolroutdConflicts": "warning",
 }
 
-# Label values the spec fixes (§3.3); a matcher `label="value"` must use one of them.
+# Label values docs/behaviour.md fixes (§3.3); a matcher `label="value"` must use one of them.
 CONTRACT_VALUES = {
     "kind": {"rule", "route"},
     "change": {"missing", "unexpected", "changed"},
@@ -80,6 +81,8 @@ def populate(m: Metrics) -> Metrics:
     m.operation_errors.labels(kind="route", op="add", errno="ENETDOWN").inc()
     m.netlink_events.labels(type="address").inc()
     m.gateway_present.labels(interface="ens224", family="ipv4").set(1)
+    m.reconcile_duration.labels(mode="incremental").observe(0.001)
+    m.cache_divergence.labels(kind="route").inc()
     return m
 
 

@@ -18,7 +18,8 @@ import pytest
 
 from polroutd.cli.render import FORMATS, concatenate, ip_protocol_name, nm_route, render
 from polroutd.core.decision import Decision
-from polroutd.core.settings import Config, DaemonSettings
+from polroutd.core.limits import RTN_UNICAST
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
 from tests.support.article import PROTO, SPEC_EXAMPLE, article_decision, body_lines
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -30,14 +31,27 @@ HEADER_MARKERS = ("STATIC SNAPSHOT", "does NOT follow DHCP renewals", "How to lo
 # ------------------------------------------------------------------ a pure decision (no kernel)
 
 
+# The spec's example plus routes of every type but unicast (an IPv6 one is stored on lo).
+RENDER_EXAMPLE = Config(interfaces=(
+    InterfaceSpec(name="ens192", table="mgt", routes=(
+        RouteSpec(to="192.0.2.0/24", type="blackhole"),
+        RouteSpec(to="198.51.100.0/24", type="prohibit", metric=10),
+    )),
+    InterfaceSpec(name="ens224", table="data", routes=(
+        *SPEC_EXAMPLE.interfaces[1].routes,
+        RouteSpec(to="2001:db8:66::/48", type="unreachable"),
+    )),
+))
+
+
 def main_first_decision() -> Decision:
     return article_decision(Config(daemon=DaemonSettings(mode="main-first"),
-                                   interfaces=SPEC_EXAMPLE.interfaces))
+                                   interfaces=RENDER_EXAMPLE.interfaces))
 
 
 def rendered(fmt: str, decision: Decision | None = None) -> dict[str, str]:
-    return render(decision or article_decision(), fmt, "polroutd", generated_at=WHEN,
-                  config_file=CONFIG_FILE)
+    return render(decision or article_decision(RENDER_EXAMPLE), fmt, "polroutd",
+                  generated_at=WHEN, config_file=CONFIG_FILE)
 
 
 # ------------------------------------------------------------------ pure checks
@@ -160,7 +174,7 @@ def _network_ok(value: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("decision", [article_decision(), main_first_decision()],
+@pytest.mark.parametrize("decision", [article_decision(RENDER_EXAMPLE), main_first_decision()],
                          ids=["strict", "main-first"])
 def test_networkd_files_use_only_documented_keys_and_values(decision: Decision) -> None:
     files = rendered("networkd", decision)
@@ -201,7 +215,8 @@ def test_networkd_files_use_only_documented_keys_and_values(decision: Decision) 
                     assert keys["Family"] in {"ipv4", "ipv6"}
                 if "SuppressPrefixLength" in keys:
                     assert 0 <= int(keys["SuppressPrefixLength"]) <= 128
-    expressible = [r for r in decision.desired.routes if r.oif in (2, 3)]  # not docker0's
+    expressible = [r for r in decision.desired.routes  # not docker0's
+                   if r.oif in (2, 3) or r.type != RTN_UNICAST]
     assert routes_seen == len(expressible)
     assert rules_seen == len(decision.desired.rules)
 
@@ -272,7 +287,7 @@ def _check_nm_rule(entry: str, family: int) -> None:
     assert ipaddress.ip_network(match.group(2)).version == family
 
 
-@pytest.mark.parametrize("decision", [article_decision(), main_first_decision()],
+@pytest.mark.parametrize("decision", [article_decision(RENDER_EXAMPLE), main_first_decision()],
                          ids=["strict", "main-first"])
 def test_nmcli_script_runs_and_uses_documented_syntax(
     tmp_path: Path, decision: Decision
@@ -297,7 +312,8 @@ def test_nmcli_script_runs_and_uses_documented_syntax(
             else:
                 _check_nm_rule(entry, family)
     assert counted["routing-rules"] == len(decision.desired.rules)
-    assert counted["routes"] == len([r for r in decision.desired.routes if r.oif in (2, 3)])
+    assert counted["routes"] == len([r for r in decision.desired.routes
+                                     if r.oif in (2, 3) or r.type != RTN_UNICAST])
 
 
 def test_nmcli_stops_when_an_interface_has_no_connection(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ from tests.support.article import article_decision
 AT = 1714564800.0  # 2024-05-01 12:00:00 UTC
 SCHEMA = json.loads(resources.files("polroutd").joinpath("state.schema.json").read_text())
 COUNTERS = {
-    "reconciles_ok": 7, "reconciles_error": 1, "drift": 2, "repairs": 3, "changes": 11,
+    "reconciles_ok": 7, "reconciles_error": 1, "drift": 2, "repairs": 3, "restorations": 5,
+    "changes": 11,
     "operation_errors": 1, "netlink_events": 40, "netlink_overruns": 0,
     "config_reloads_ok": 1, "config_reloads_error": 1,
 }
@@ -101,8 +102,8 @@ def test_in_sync_summary() -> None:
     assert "  table main(254): 1 route(s), all present" in lines
     assert "conflicts with foreign objects (left alone): none" in lines
     assert "pending operations (retried): none" in lines
-    assert ("counters: drift 2, repairs 3, changes 11, errors 1, events 40, overruns 0"
-            in lines)
+    assert ("counters: drift 2, repairs 3, restorations 5, changes 11, errors 1, events 40, "
+            "overruns 0" in lines)
     assert "MISSING" not in text
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from polroutd.adapters import sdnotify
 from polroutd.adapters.sdnotify import Notifier
-from tests.support import UNIT
+from tests.support import REPO, UNIT
 
 MAX_EXPOSURE = 3.0  # systemd-analyze security: up to 3.9 is "OK"
 
@@ -357,12 +357,20 @@ def runnable_unit(tmp_path: Path) -> Path:
 
 
 def test_systemd_analyze_verify(runnable_unit: Path) -> None:
+    # Documentation= names polroutd's own man pages: offer the generated ones (contrib/man)
+    # where man looks for installed pages; the trailing ":" keeps the system's man path.
+    manpath = runnable_unit.parent / "man"
+    for page in (REPO / "contrib" / "man").iterdir():
+        section = manpath / f"man{page.suffix[1:]}"
+        section.mkdir(parents=True, exist_ok=True)
+        (section / page.name).symlink_to(page)
     done = subprocess.run(
         [_systemd_analyze(), "verify", str(runnable_unit)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=runnable_unit.parent,
+        env={**os.environ, "MANPATH": f"{manpath}:"},
     )
     ours = [line for line in (done.stdout + done.stderr).splitlines() if "polroutd.service" in line]
     assert done.returncode == 0, done.stderr

@@ -87,11 +87,12 @@ async def test_the_reconcile_task_is_named_when_it_crashes() -> None:
     with capture_logs() as logs:
         run = asyncio.create_task(d.run())
         await asyncio.sleep(0.05)
-        d.request_reload()
-        def broken_loader() -> Config:
-            raise RuntimeError("loader bug")
 
-        d.deps.load_config = broken_loader
+        def broken_read() -> KernelState:  # a bug, not a kernel error: nothing handles it
+            raise RuntimeError("reader bug")
+
+        d.deps.kernel.read_state = broken_read  # type: ignore[method-assign]
+        d.request_reload()  # a reload is followed by a reconcile, which reads the kernel
         assert await asyncio.wait_for(run, 2.0) == 1
     assert failures(logs) == ["reconcile"]
 

@@ -11,7 +11,6 @@ the real kernel, in a namespace.
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import structlog
 
+from polroutd.config.files import FileRefused
 from polroutd.core.limits import AF_INET, AF_INET6, RT_SCOPE_LINK, RT_TABLE_MAIN
 from polroutd.core.model import Address, KernelState, Link, Route
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
@@ -293,23 +293,30 @@ def test_a_peer_address_takes_its_prefix_from_the_peer() -> None:
 # --- 6. cost linear in the records, bounded file reads --------------------------------------
 
 
-def test_twenty_thousand_records_cost_little(tmp_path: Path) -> None:
+def test_twenty_thousand_records_are_all_kept_and_a_new_name_gets_a_free_number(
+    tmp_path: Path,
+) -> None:
+    # Was quadratic in the records (2.3 s at 20,000; 0.13 s now, measured by hand, see
+    # docs/topologies.md); the suite checks the outcome, not the time.
     recorded = {f"gone{n}": 40000 + n for n in range(20000)}
     path = tmp_path / "polroutd.conf"
     path.write_text(render_recorded(recorded))
-    started = time.perf_counter()
     result = assign_tables([("eth1", None)], registry=BARE, recorded=rt_tables.read_recorded(path),
                            table_range=(30000, 30999), in_use=frozenset(), source="t")
-    assert time.perf_counter() - started < 0.5  # was 2.3 s (quadratic in the records)
     assert result.by_interface["eth1"].id == 30000
+    assert result.recorded == {**recorded, "eth1": 30000}
 
 
-def test_name_files_are_read_up_to_a_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_name_files_over_their_bound_are_refused_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(rt_tables, "MAX_NAME_FILE_BYTES", 19)
-    path = tmp_path / "big.conf"
-    path.write_text("1 one\n2 two\n3 three\n4 four\n")  # the third line crosses 19 bytes
-    assert rt_tables.read_recorded(path) == {"one": 1, "two": 2}
+    small, big = tmp_path / "small.conf", tmp_path / "big.conf"
+    small.write_text("1 one\n2 two\n")
+    big.write_text("1 one\n2 two\n3 three\n4 four\n")  # crosses 19 bytes
+    assert rt_tables.read_recorded(small) == {"one": 1, "two": 2}
+    with pytest.raises(FileRefused):
+        rt_tables.read_recorded(big)
 
 
 # --- several gateways on one interface; a link-local-only interface ---------------------------

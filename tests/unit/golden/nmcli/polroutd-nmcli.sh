@@ -36,6 +36,8 @@ fi
 # not expressible here: 172.17.0.0/16 dev docker0 scope link src 172.17.0.1 metric 0 table mgt proto polroutd
 nmcli connection modify "$CONN" \
     +ipv4.routes '10.225.160.0/24 0 table=30000 scope=253 src=10.225.160.38' \
+    +ipv4.routes '192.0.2.0/24 0 table=30000 type=blackhole' \
+    +ipv4.routes '198.51.100.0/24 10 table=30000 type=prohibit' \
     +ipv4.routes '0.0.0.0/0 10.225.160.1 0 table=30000' \
     +ipv4.routing-rules 'priority 30000 from 10.225.160.38 table 30000'
 nmcli device reapply 'ens192'
@@ -52,6 +54,7 @@ nmcli connection modify "$CONN" \
     +ipv4.routes '10.225.176.0/24 0 table=30001 scope=253 src=10.225.176.38' \
     +ipv4.routes '0.0.0.0/0 10.225.176.1 0 table=30001' \
     +ipv4.routing-rules 'priority 30000 from 10.225.176.38 table 30001' \
+    +ipv6.routes '2001:db8:66::/48 1024 table=30001 type=unreachable' \
     +ipv6.routes '2001:db8:176::/64 1024 table=30001 src=2001:db8:176::38' \
     +ipv6.routes '::/0 fe80::1 1024 table=30001' \
     +ipv6.routing-rules 'priority 30000 from 2001:db8:176::38 table 30001'
