@@ -98,6 +98,8 @@ class _Basis:
     skipped: frozenset[int]
     inputs: Inputs
     copies: Sequence[Route]  # the main-table routes strict mode copies
+    specs: Mapping[int, InterfaceSpec | None]  # managed interface index -> its entry
+    lease_candidates: Mapping[str, int]  # whose IPv4 gateway may come from a lease
 
 
 class Engine:
@@ -132,7 +134,9 @@ class Engine:
         self._applied_unused: dict[str, float] = dict(applied_unused or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
         self._last: _Basis | None = None  # what the last decision was made of
-
+        # The table numbers (applied, and in the recorded-tables file) when the last decision
+        # was applied: a change made by hand since calls for a full decision.
+        self._records_applied: Records | None = None
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, LeaseFindings]:
         return leases.lease_findings(
@@ -192,6 +196,7 @@ class Engine:
             unused_since=unused_since,
             now=self._clock(),
         )
+        candidates = self._lease_candidates(state, managed)
         named = {**self.registry.tables, **assignment.recorded}
         named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
         inputs = Inputs(
@@ -199,7 +204,7 @@ class Engine:
             protocol=self.protocol,
             tables=assignment.by_interface,
             named_tables=named,
-            leases=self._lease_reader(self._lease_candidates(state, managed)),
+            leases=self._lease_reader(candidates),
             table_errors=assignment.unassigned,
         )
         pieces, skipped, _ = desired_pieces(state, inputs)
@@ -217,37 +222,52 @@ class Engine:
         copies = (unmanaged_copies(state, {p.interface.index for p in pieces}, self.protocol)
                   if self.config.daemon.mode == "strict" else [])
         self._last = _Basis(decision, {p.interface.index: p for p in pieces},
-                            frozenset(s.index for s in desired.skipped), inputs, copies)
+                            frozenset(s.index for s in desired.skipped), inputs, copies,
+                            {link.ifindex: spec for link, spec in managed}, candidates)
         return decision
 
     def decide_touched(self, state: KernelState, touched: Touched) -> Decision | None:
         """The decision for ``state`` (the last decision's state with events applied) found by
-        deciding again only for the interfaces ``touched`` names; None when that cannot tell
-        and a full read and decision must (see core/incremental.py), or names files changed."""
+        deciding again only for the interfaces ``touched`` names, and those whose DHCP lease
+        files changed (no event tells); None when that cannot tell and a full decision must
+        (see core/incremental.py), or the names files or recorded table numbers changed."""
         last = self._last
-        if last is None or registry_signature(self.config) != self._registry_signature:
+        if (last is None or registry_signature(self.config) != self._registry_signature
+                or self._recorded() != self._records_applied):
             return None
         chosen = scope(last.pieces, last.skipped, state, touched, self.config, self.protocol)
         if chosen is None:
             return None
-        inputs = last.inputs
+        if self.config.daemon.mode == "strict" and any(
+            c.oif in touched.ifindexes for c in last.copies
+        ):
+            return None  # a device whose routes strict mode copies changed
+        indexes = {link.ifindex for link, _ in chosen}
+        candidates = {name: index for name, index in last.lease_candidates.items()
+                      if index not in indexes}
         if chosen:
-            names = {link.name for link, _ in chosen}
-            chosen_state = KernelState(routes=tuple(
-                r for r in state.routes if r.oif in {link.ifindex for link, _ in chosen}))
-            found_leases = {name: found for name, found in inputs.leases.items()
-                            if name not in names}
-            found_leases.update(self._lease_reader(self._lease_candidates(chosen_state, chosen)))
-            inputs = replace(inputs, leases=found_leases)
-        found = redecide(last.pieces, last.decision.desired, last.decision.plan, state, chosen,
-                         inputs, last.copies)
-        if found is None:
+            chosen_state = KernelState(routes=tuple(r for r in state.routes if r.oif in indexes))
+            candidates.update(self._lease_candidates(chosen_state, chosen))
+        # A renewal may change only a lease file: every candidate's is looked at (the engine's
+        # LeaseFiles reads again only what stat shows changed), and an interface whose
+        # findings changed is decided again as if an event had touched it.
+        found = dict(self._lease_reader(candidates)) if candidates else {}
+        renewed = sorted(index for name, index in candidates.items() if index not in indexes
+                         and found.get(name) != last.inputs.leases.get(name))
+        if renewed:
+            links = state.link_by_index()
+            chosen = (*chosen, *((links[i], last.specs.get(i)) for i in renewed if i in links))
+        inputs = replace(last.inputs, leases=found)
+        decided = redecide(last.pieces, last.decision.desired, last.decision.plan, state,
+                           chosen, inputs, last.copies)
+        if decided is None:
             return None
-        pieces, desired, plan = found
+        pieces, desired, plan = decided
         previous = last.decision
         decision = Decision(state, desired, plan, previous.names, previous.recorded_tables,
                             previous.unused_tables)
-        self._last = _Basis(decision, pieces, last.skipped, inputs, last.copies)
+        self._last = replace(last, decision=decision, pieces=pieces, inputs=inputs,
+                             lease_candidates=candidates)
         return decision
 
     def _protocol_name(self) -> str:
@@ -287,6 +307,7 @@ class Engine:
     def apply(self, decision: Decision) -> list[OpResult]:
         results = self.kernel.apply(decision.plan.operations) if not decision.plan.empty else []
         self.record_tables(decision)
+        self._records_applied = self._recorded()
         return results
 
     def flush_plan(self, state: KernelState) -> Plan:
