@@ -119,12 +119,16 @@ def redecide(
     protocol = inputs.protocol
     # What the full plan would look at for these interfaces: their tables, their routes of
     # polroutd's protocol, foreign routes at keys they want, foreign rules at their priorities.
+    # (A route's key holds its table: only keys wanted outside their own tables, rare, need
+    # a route's key computed.)
+    elsewhere = {key for key in wanted if key.table not in tables}
+    other_tables = {key.table for key in elsewhere}
     relevant = KernelState(
         rules=tuple(r for r in state.rules
-                    if r.table in tables or (r.protocol != protocol and r.priority in priorities)),
+                    if r.table in tables or (r.priority in priorities and r.protocol != protocol)),
         routes=tuple(r for r in state.routes
-                     if r.table in tables or r.key in wanted
-                     or (r.protocol == protocol and r.oif in indexes)),
+                     if r.table in tables or (r.oif in indexes and r.protocol == protocol)
+                     or (r.table in other_tables and r.key in elsewhere)),
     )
     partial = make_plan(part, relevant, protocol)
     sources = {r.src for index in indexes for p in (pieces[index], new[index]) for r in p.rules}
