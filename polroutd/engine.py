@@ -28,7 +28,7 @@ from polroutd.core.desired import (
 )
 from polroutd.core.errors import ConfigError
 from polroutd.core.incremental import redecide, scope
-from polroutd.core.kernelview import Touched
+from polroutd.core.kernelview import Touched, grouped
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import (
     DesiredState,
@@ -246,7 +246,8 @@ class Engine:
         candidates = {name: index for name, index in last.lease_candidates.items()
                       if index not in indexes}
         if chosen:
-            chosen_state = KernelState(routes=tuple(r for r in state.routes if r.oif in indexes))
+            through = grouped(state.routes, "oif")
+            chosen_state = KernelState(routes=tuple(r for i in indexes for r in through.get(i, ())))
             candidates.update(self._lease_candidates(chosen_state, chosen))
         # A renewal may change only a lease file: every candidate's is looked at (the engine's
         # LeaseFiles reads again only what stat shows changed), and an interface whose

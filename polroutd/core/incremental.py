@@ -24,7 +24,7 @@ from polroutd.core.desired import (
     main_table_defaults,
     unmanageable,
 )
-from polroutd.core.kernelview import Touched
+from polroutd.core.kernelview import Touched, grouped
 from polroutd.core.limits import RTN_UNICAST
 from polroutd.core.model import Conflict, DesiredState, KernelState, Link, Plan, Route
 from polroutd.core.plan import make_plan
@@ -57,7 +57,8 @@ def scope(
     if not indexes:
         return ()
     links = state.link_by_index()
-    with_global = {a.ifindex for a in state.addresses if a.ifindex in indexes and a.is_global}
+    by_interface = grouped(state.addresses, "ifindex")
+    with_global = {i for i in indexes if any(a.is_global for a in by_interface.get(i, ()))}
     chosen: list[tuple[Link, InterfaceSpec | None]] = []
     for index in sorted(indexes):
         link = links.get(index)
@@ -86,10 +87,13 @@ def redecide(
     the plan for the chosen ones: the others were as desired after the last apply (anything
     else forces a full read), and their conflicts carry over. None: decide in full."""
     indexes = {link.ifindex for link, _ in chosen}
+    by_interface = grouped(state.addresses, "ifindex")
     addresses = addresses_by_interface(
-        KernelState(addresses=tuple(a for a in state.addresses if a.ifindex in indexes)))
+        KernelState(addresses=tuple(a for i in indexes for a in by_interface.get(i, ()))))
+    through = grouped(state.routes, "oif")
     defaults = main_table_defaults(
-        KernelState(routes=tuple(r for r in state.routes if r.oif in indexes)), inputs.protocol)
+        KernelState(routes=tuple(r for i in indexes for r in through.get(i, ()))),
+        inputs.protocol)
     lo, lo_up = loopback(state.links)
     new = dict(pieces)
     for link, spec in chosen:
@@ -123,12 +127,18 @@ def redecide(
     # a route's key computed.)
     elsewhere = {key for key in wanted if key.table not in tables}
     other_tables = {key.table for key in elsewhere}
+    rules_in = grouped(state.rules, "table")
+    by_protocol = grouped(state.rules, "protocol")  # foreign rules are few; polroutd's many
+    routes_in = grouped(state.routes, "table")
     relevant = KernelState(
-        rules=tuple(r for r in state.rules
-                    if r.table in tables or (r.priority in priorities and r.protocol != protocol)),
-        routes=tuple(r for r in state.routes
-                     if r.table in tables or (r.oif in indexes and r.protocol == protocol)
-                     or (r.table in other_tables and r.key in elsewhere)),
+        rules=tuple(dict.fromkeys(
+            [r for t in tables for r in rules_in.get(t, ())]
+            + [r for owner, rules in by_protocol.items() if owner != protocol
+               for r in rules if r.priority in priorities])),
+        routes=tuple(dict.fromkeys(
+            [r for t in tables for r in routes_in.get(t, ())]
+            + [r for i in indexes for r in through.get(i, ()) if r.protocol == protocol]
+            + [r for t in other_tables for r in routes_in.get(t, ()) if r.key in elsewhere])),
     )
     partial = make_plan(part, relevant, protocol)
     sources = {r.src for index in indexes for p in (pieces[index], new[index]) for r in p.rules}

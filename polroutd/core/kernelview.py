@@ -11,9 +11,9 @@ source). Notes in docs/performance.md, "Incremental reconcile".
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from polroutd.core.limits import AF_INET, AF_INET6, RT_TABLE_LOCAL, RT_TABLE_MAIN
 from polroutd.core.model import (
@@ -65,6 +65,62 @@ class Touched:
     rules: tuple[Rule, ...]  # the rules added or deleted
     main_routes: tuple[Route, ...]  # main-table routes added or deleted
     links_renamed: bool  # a link appeared, went, or changed name, kind, master or loopback
+
+
+T = TypeVar("T", Link, Address, Route, Rule)
+# (field, kind of object) -> the tuple last grouped by that field, and its groups.
+_LAST: dict[tuple[str, type], tuple[tuple[Any, ...], dict[Any, list[Any]]]] = {}
+_REGROUP_ABOVE = 64  # more changes than this since the last tuple: grouped from scratch
+
+
+def grouped(items: tuple[T, ...], field: str) -> Mapping[Any, list[T]]:
+    """``items`` by the value of ``field``: the view is looked at by interface and by table
+    after each event, and a pass over the whole view costs what the event should not.
+
+    The groups of a view's tuple are derived from those of the tuple it replaced (the last one
+    grouped by ``field``), changing only the groups of the objects that came or went; finding
+    those compares the tuples at C speed. A pure memo: the result is what a fresh grouping
+    gives, up to the order within a group when objects were replaced in place."""
+    if not items:
+        return {}
+    memo = (field, type(items[0]))
+    last = _LAST.get(memo)
+    if last is not None and last[0] is items:
+        return last[1]
+    groups: dict[Any, list[Any]] | None = None
+    if last is not None:
+        old, old_groups = last
+        if len(items) >= len(old) and items[: len(old)] == old:
+            came: Iterable[Any] = items[len(old):]
+            went: Iterable[Any] = ()
+            changes = len(items) - len(old)
+        else:
+            before, after = set(old), set(items)
+            went, came = before - after, [x for x in items if x not in before]
+            changes = len(went) + len(came) if len(before) == len(old) else _REGROUP_ABOVE + 1
+        if changes <= _REGROUP_ABOVE:
+            derived: dict[Any, list[Any]] = dict(old_groups)
+            key: Any
+            for item in went:
+                key = getattr(item, field)
+                derived[key] = [x for x in derived[key] if x != item]
+                if not derived[key]:
+                    del derived[key]
+            for item in came:
+                key = getattr(item, field)
+                derived[key] = [*derived.get(key, ()), item]
+            groups = derived
+    if groups is None:
+        groups = {}
+        for item in items:
+            value = getattr(item, field)
+            found = groups.get(value)
+            if found is None:
+                groups[value] = [item]
+            else:
+                found.append(item)
+    _LAST[memo] = (items, groups)
+    return groups
 
 
 def _address_key(a: Address) -> tuple[object, ...]:
@@ -200,31 +256,50 @@ def _apply_link(view: _View, link: Link, change: Change) -> bool:
 
 def _apply_address(view: _View, address: Address, change: Change) -> None:
     key = _address_key(address)
-    addresses = view.addresses
-    at = next((i for i, old in enumerate(addresses)
-               if old.address == address.address and _address_key(old) == key), None)
+    fresh = view._addresses is None
+    if fresh:  # the read's list: its interface's addresses say where
+        same = [old for old in grouped(view._state.addresses, "ifindex").get(address.ifindex, ())
+                if old.address == address.address and _address_key(old) == key]
+        addresses = view.addresses
+        at = addresses.index(same[0]) if same else None
+    else:
+        addresses = view.addresses
+        at = next((i for i, old in enumerate(addresses)
+                   if old.address == address.address and _address_key(old) == key), None)
     if change == "new":
         if at is None:
             addresses.append(address)
         else:
             addresses[at] = address
         return
+    gone = None
     if at is not None:
+        gone = addresses[at]
         del addresses[at]
+    if fresh:  # what is left, from the read's groups less the one deleted
+        read = view._state.addresses
+        holders = [a for a in grouped(read, "address").get(address.address, ()) if a != gone]
+        here = [a for a in grouped(read, "ifindex").get(address.ifindex, ()) if a != gone]
+    else:
+        holders = [a for a in addresses if a.address == address.address]
+        here = [a for a in addresses if a.ifindex == address.ifindex]
     if address.family == AF_INET:
         # The kernel flushes routes preferring a source no interface holds any more, and every
         # IPv4 route through the device when its last IPv4 address goes.
-        if not any(a.family == AF_INET and a.address == address.address for a in addresses):
+        if not any(a.family == AF_INET for a in holders):
             view.drop_routes(family=AF_INET, prefsrc=address.address)
-        if not any(a.family == AF_INET and a.ifindex == address.ifindex for a in addresses):
+        if not any(a.family == AF_INET for a in here):
             view.drop_routes(family=AF_INET, oif=address.ifindex)
-    else:  # IPv6 keeps such routes and forgets their preferred source
-        view._routes = [
-            r._replace(prefsrc=None)
-            if r.family == AF_INET6 and r.oif == address.ifindex and r.prefsrc == address.address
-            else r
-            for r in view.routes
-        ]
+        return
+
+    # IPv6 keeps such routes and forgets their preferred source.
+    def forgets(r: Route) -> bool:
+        return r.family == AF_INET6 and r.oif == address.ifindex and r.prefsrc == address.address
+
+    if view._routes is None and not any(
+            forgets(r) for r in grouped(view._state.routes, "oif").get(address.ifindex, ())):
+        return
+    view._routes = [r._replace(prefsrc=None) if forgets(r) else r for r in view.routes]
 
 
 def _apply_route(view: _View, route: Route, change: Change, replace: bool) -> None:

@@ -1,0 +1,41 @@
+"""The view's groups (by interface, by table) derived from the last tuple's equal a fresh
+grouping, whatever came or went in between (issue 13: per-event work must not scan the view)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from polroutd.core.kernelview import grouped
+from polroutd.core.limits import AF_INET
+from polroutd.core.model import Address
+
+ADDRESSES = [Address(1 + i % 5, AF_INET, f"10.0.{i % 5}.{i}", 24) for i in range(80)]
+
+
+def _fresh(items: tuple[Address, ...], field: str) -> dict[object, Counter[Address]]:
+    out: dict[object, Counter[Address]] = {}
+    for item in items:
+        out.setdefault(getattr(item, field), Counter())[item] += 1
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(ADDRESSES), unique=True, max_size=80), min_size=1,
+                max_size=8),
+       st.sampled_from(["ifindex", "address"]))
+def test_derived_groups_equal_fresh_ones(versions: list[list[Address]], field: str) -> None:
+    for version in versions:
+        items = tuple(version)
+        got = {key: Counter(group) for key, group in grouped(items, field).items()}
+        assert got == _fresh(items, field)
+
+
+def test_objects_appended_come_last_in_their_group() -> None:
+    first = tuple(ADDRESSES[:40])
+    before = list(grouped(first, "ifindex")[1])
+    second = (*first, *ADDRESSES[40:50])
+    assert grouped(second, "ifindex")[1] == before + [a for a in ADDRESSES[40:50]
+                                                      if a.ifindex == 1]
