@@ -37,6 +37,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "resync": (scen_large.resync, "no-op resync at 1,024 rules"),
     "idle": (scen_large.idle, "idle CPU at 1,024 rules"),
     "latency-large": (scen_large.latency, "event -> converged latency at 1,024 rules"),
+    "latency-4096": (scen_large.latency_4096, "event -> converged latency at 4,096 rules"),
     "storm": (scen_large.storm, "5,000 address events: convergence, reconciles, RSS"),
 }
 
