@@ -31,7 +31,7 @@ from polroutd.lab.daemon import LabDaemon
 SHAPE = hosts.HostShape(interfaces=64, per_interface=16)
 HTTP_PORT = 19653
 KEY = "large"
-SHAPE_4096 = hosts.HostShape(interfaces=256, per_interface=16)
+SHAPE_4096 = hosts.HostShape(interfaces=128, per_interface=32)
 HTTP_PORT_4096 = 19654
 KEY_4096 = "large4096"
 
@@ -163,7 +163,7 @@ def latency(ctx: Context) -> None:
 
 
 def latency_4096(ctx: Context) -> None:
-    """The same at 4,096 rules (256 x 16): per-event work must not grow with the host."""
+    """The same at 4,096 rules (128 x 32): per-event work must not grow with the host."""
     large = _large(ctx, SHAPE_4096, KEY_4096, HTTP_PORT_4096)
     try:
         _latency(ctx, "latency-4096", large, p99_target=None)
