@@ -79,8 +79,8 @@ def grouped(items: tuple[T, ...], field: str) -> Mapping[Any, list[T]]:
 
     The groups of a view's tuple are derived from those of the tuple it replaced (the last one
     grouped by ``field``), changing only the groups of the objects that came or went; finding
-    those compares the tuples at C speed. A pure memo: the result is what a fresh grouping
-    gives, up to the order within a group when objects were replaced in place."""
+    those compares the tuples at C speed (``_edits``). A pure memo: the result is what a fresh
+    grouping gives, up to the order within a group when objects were replaced or deleted."""
     if not items:
         return {}
     memo = (field, type(items[0]))
@@ -88,28 +88,22 @@ def grouped(items: tuple[T, ...], field: str) -> Mapping[Any, list[T]]:
     if last is not None and last[0] is items:
         return last[1]
     groups: dict[Any, list[Any]] | None = None
-    if last is not None:
-        old, old_groups = last
-        if len(items) >= len(old) and items[: len(old)] == old:
-            came: Iterable[Any] = items[len(old):]
-            went: Iterable[Any] = ()
-            changes = len(items) - len(old)
-        else:
-            before, after = set(old), set(items)
-            went, came = before - after, [x for x in items if x not in before]
-            changes = len(went) + len(came) if len(before) == len(old) else _REGROUP_ABOVE + 1
-        if changes <= _REGROUP_ABOVE:
-            derived: dict[Any, list[Any]] = dict(old_groups)
-            key: Any
-            for item in went:
-                key = getattr(item, field)
-                derived[key] = [x for x in derived[key] if x != item]
-                if not derived[key]:
-                    del derived[key]
-            for item in came:
-                key = getattr(item, field)
-                derived[key] = [*derived.get(key, ()), item]
-            groups = derived
+    edits = None if last is None else _edits(last[0], items, _REGROUP_ABOVE)
+    if last is not None and edits is not None:
+        went, came = edits
+        derived: dict[Any, list[Any]] = dict(last[1])
+        key: Any
+        for item in went:
+            key = getattr(item, field)
+            group = derived[key]
+            at = group.index(item)
+            derived[key] = group[:at] + group[at + 1:]
+            if not derived[key]:
+                del derived[key]
+        for item in came:
+            key = getattr(item, field)
+            derived[key] = [*derived.get(key, ()), item]
+        groups = derived
     if groups is None:
         groups = {}
         for item in items:
@@ -123,6 +117,54 @@ def grouped(items: tuple[T, ...], field: str) -> Mapping[Any, list[T]]:
     return groups
 
 
+def _edits(
+    old: tuple[Any, ...], new: tuple[Any, ...], limit: int
+) -> tuple[list[Any], list[Any]] | None:
+    """(objects gone, objects come) that turn ``old`` into ``new``, when the two differ by at
+    most ``limit`` of them; else None. The view changes a tuple by appending, deleting and
+    replacing in place, so the two share long runs: each run is found by comparing slices
+    (element identity first, at C speed) in a binary search, not one object at a time."""
+    went: list[Any] = []
+    came: list[Any] = []
+    i = j = 0
+    while True:
+        i, j = _past_common_run(old, i, new, j)
+        if i == len(old) or j == len(new):
+            went.extend(old[i:])
+            came.extend(new[j:])
+            return (went, came) if len(went) + len(came) <= limit else None
+        if len(went) + len(came) >= limit:
+            return None
+        if i + 1 < len(old) and old[i + 1] == new[j]:  # old[i] deleted
+            went.append(old[i])
+            i += 1
+        elif j + 1 < len(new) and new[j + 1] == old[i]:  # new[j] inserted
+            came.append(new[j])
+            j += 1
+        else:  # replaced
+            went.append(old[i])
+            came.append(new[j])
+            i += 1
+            j += 1
+
+
+def _past_common_run(
+    old: tuple[Any, ...], i: int, new: tuple[Any, ...], j: int
+) -> tuple[int, int]:
+    """The positions just past the longest run ``old[i:]`` and ``new[j:]`` start with."""
+    n = min(len(old) - i, len(new) - j)
+    if old[i:i + n] == new[j:j + n]:
+        return i + n, j + n
+    low, high = 0, n  # a run of ``low`` is common, one of ``high`` is not
+    while high - low > 1:
+        mid = (low + high) // 2
+        if old[i:i + mid] == new[j:j + mid]:
+            low = mid
+        else:
+            high = mid
+    return i + low, j + low
+
+
 def _address_key(a: Address) -> tuple[object, ...]:
     # IPv6 knows one address once per interface; IPv4 tells them apart by prefix and peer.
     if a.family == AF_INET6:
@@ -131,10 +173,9 @@ def _address_key(a: Address) -> tuple[object, ...]:
 
 
 def _remove_first(items: list[Route], match: Route) -> bool:
-    for i, item in enumerate(items):
-        if item == match:
-            del items[i]
-            return True
+    if match in items:
+        items.remove(match)
+        return True
     for i, item in enumerate(items):  # the kernel deletes by key, protocol, device, gateway
         if (item.key == match.key and item.protocol == match.protocol
                 and item.oif == match.oif and item.gateway == match.gateway):
@@ -178,8 +219,19 @@ class _View:
         return self._rules
 
     def drop_routes(self, **where: object) -> None:
-        self._routes = [r for r in self.routes
-                        if not all(getattr(r, name) == value for name, value in where.items())]
+        def matches(r: Route) -> bool:
+            return all(getattr(r, name) == value for name, value in where.items())
+
+        field = next((f for f in ("oif", "prefsrc") if f in where), None)
+        if self._routes is None and field is not None:  # the read's list: its groups say which
+            gone = [r for r in grouped(self._state.routes, field).get(where[field], ())
+                    if matches(r)]
+            if gone:
+                routes = self.routes
+                for r in gone:
+                    routes.remove(r)
+            return
+        self._routes = [r for r in self.routes if not matches(r)]
 
     def state(self) -> KernelState:
         s = self._state

@@ -39,3 +39,30 @@ def test_objects_appended_come_last_in_their_group() -> None:
     second = (*first, *ADDRESSES[40:50])
     assert grouped(second, "ifindex")[1] == before + [a for a in ADDRESSES[40:50]
                                                       if a.ifindex == 1]
+
+
+edit = st.tuples(st.sampled_from(["del", "ins", "rep"]), st.integers(0, 200),
+                 st.sampled_from(ADDRESSES))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(edit, max_size=6), min_size=1, max_size=8),
+       st.sampled_from(["ifindex", "address"]))
+def test_groups_after_a_few_edits_equal_fresh_ones(
+    rounds: list[list[tuple[str, int, Address]]], field: str
+) -> None:
+    items = list(ADDRESSES[:60])
+    grouped(tuple(items), field)
+    for edits in rounds:
+        for what, at, address in edits:
+            at = at % (len(items) + 1)
+            if what == "ins":
+                items.insert(at, address)
+            elif items and at < len(items):
+                if what == "del":
+                    del items[at]
+                else:
+                    items[at] = address
+        version = tuple(items)
+        got = {key: Counter(group) for key, group in grouped(version, field).items()}
+        assert got == _fresh(version, field)
