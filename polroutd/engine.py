@@ -65,7 +65,9 @@ class Engine:
         self.config = config
         self.kernel = kernel
         self.registry, self.protocol = resolve_names(config)
-        self._lease_reader = lease_reader or self._read_leases
+        self._lease_reader = lease_reader
+        # Interface -> lease files of it that exist but could not be read, as last searched.
+        self.unreadable_leases: dict[str, tuple[str, ...]] = {}
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
@@ -76,8 +78,13 @@ class Engine:
         self.tables_file_error: str | None = None  # why the file could not be written, if so
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
-        found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
-        return {name: lease.gateway for name, lease in found.items() if lease.gateway}
+        """Interface -> lease gateway; notes the lease files that could not be read."""
+        if self._lease_reader is not None:
+            self.unreadable_leases = {}
+            return self._lease_reader(interfaces)
+        found = leases.search_leases(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
+        self.unreadable_leases = dict(found.unreadable)
+        return {name: lease.gateway for name, lease in found.leases.items() if lease.gateway}
 
     def _recorded(self) -> dict[str, int]:
         """The table numbers applied so far in this process, overridden by the recorded-tables
@@ -135,7 +142,8 @@ class Engine:
             protocol=self.protocol,
             tables=assignment.by_interface,
             named_tables=named,
-            lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
+            lease_gateways=self._read_leases(self._lease_candidates(state, managed)),
+            unreadable_leases=self.unreadable_leases,
         )
         desired = desired_state(state, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}

@@ -6,14 +6,13 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     FAMILIES,
-    IFA_F_NOPREFIXROUTE,
     IP6_DEFAULT_METRIC,
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
@@ -45,6 +44,8 @@ class Inputs:
     tables: Mapping[str, TableRef]  # interface name -> its table
     named_tables: Mapping[str, int]  # every table name known (for extra routes' "table")
     lease_gateways: Mapping[str, str]  # interface name -> IPv4 router from its DHCP lease
+    # interface name -> "PATH: REASON" of its lease files that exist but could not be read
+    unreadable_leases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def managed_links(state: KernelState, config: Config) -> list[tuple[Link, InterfaceSpec | None]]:
@@ -88,8 +89,10 @@ def _any_address(family: int) -> str:
     return "0.0.0.0" if family == AF_INET else "::"
 
 
-def _address_order(a: Address) -> tuple[int, bool, tuple[int, int]]:
-    return (a.family, a.secondary, _ip_key(a.address))
+def _address_order(a: Address) -> tuple[int, bool, bool, tuple[int, int]]:
+    # A deprecated address keeps its rule (its sessions go on) but is the connected route's
+    # source only when no preferred address of the prefix is left.
+    return (a.family, a.secondary, a.deprecated, _ip_key(a.address))
 
 
 def _addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
@@ -149,6 +152,11 @@ def choose_gateway(
     if family == AF_INET and link.name in inputs.lease_gateways:
         return Gateway(inputs.lease_gateways[link.name], "dhcp-lease")
     lease_note = " and no readable DHCP lease names a router" if family == AF_INET else ""
+    unreadable = inputs.unreadable_leases.get(link.name, ()) if family == AF_INET else ()
+    if unreadable:
+        lease_note += (
+            f" (cannot read {'; '.join(unreadable)}: see README.md, \"DHCP clients\")"
+        )
     return Gateway(
         None, None,
         reason=f"no {family_name(family)} default route via {link.name} in the main table"
@@ -192,9 +200,13 @@ def _network_address(address: str, prefixlen: int) -> str:
 def _connected_routes(
     addresses: list[Address], table: int, oif: int, protocol: int
 ) -> list[Route]:
+    """The prefix of each address, on-link in the interface's table. Also for ``noprefixroute``
+    addresses (dhcpcd, NetworkManager, networkd with ``RouteTable=``): whoever installs
+    their prefix route elsewhere, the prefix is on-link, and without it here neighbours would
+    be reached through the router and a gateway on it refused (ENETUNREACH)."""
     routes: dict[tuple[int, str, int], Route] = {}
     for a in addresses:
-        if a.prefixlen >= host_len(a.family) or a.flags & IFA_F_NOPREFIXROUTE:
+        if a.prefixlen >= host_len(a.family):
             continue
         key = (a.family, _network_address(a.address, a.prefixlen), a.prefixlen)
         if key in routes:

@@ -26,7 +26,7 @@ from polroutd.core.model import DesiredState, KernelState, Operation, OpResult, 
 from polroutd.core.plan import Classified, classify
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
-from polroutd.core.stateview import LastReconcile, state_document
+from polroutd.core.stateview import LastReconcile, present_after, state_document
 from polroutd.engine import Engine, Kernel, LeaseReader
 from polroutd.netlink import codec as rtnl
 
@@ -115,6 +115,7 @@ class Daemon:
         # Operations that failed last time: retrying one is not new drift.
         self._failed_last: set[Operation] = set()
         self._tables_file_error: str | None = None
+        self._unreadable_leases: set[str] = set()
         self.status = Status()
         self.schedule = Schedule(
             debounce=config.daemon.debounce,
@@ -365,6 +366,7 @@ class Daemon:
         applied, failed = self._account(causes, results)
         self._log_operations(decision, applied, failed)
         self._report_tables_file()
+        self._report_unreadable_leases()
         return success
 
     def _report_tables_file(self) -> None:
@@ -373,6 +375,14 @@ class Daemon:
             log.warning("rt_tables_file_not_written", error=error,
                         action="applied anyway; ip shows table numbers, not names")
         self._tables_file_error = error
+
+    def _report_unreadable_leases(self) -> None:
+        """One warning per lease file that becomes unreadable, not one per reconcile."""
+        files = {f for found in self.engine.unreadable_leases.values() for f in found}
+        for problem in sorted(files - self._unreadable_leases):
+            log.warning("dhcp_lease_unreadable", file=problem,
+                        action='no gateway from it; see README.md, "DHCP clients"')
+        self._unreadable_leases = files
 
     def _account(
         self, causes: list[Classified], results: list[OpResult]
@@ -507,6 +517,10 @@ class Daemon:
         self.prom.owned_routes.set(routes)
         self.prom.managed_interfaces.set(len(decision.desired.interfaces))
         labels: set[tuple[str, str]] = set()
+        # 1 only when the table holds its default route, not when one was merely chosen: the
+        # kernel may refuse it (a gateway not on-link), and then the table has none.
+        _, held = present_after(decision, results)
+        defaults = {(key.table, key.family) for key in held if key.dst_len == 0}
         for iface in decision.desired.interfaces:
             families = {AF_INET6 if ":" in a else AF_INET for a in iface.addresses}
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
@@ -514,7 +528,8 @@ class Daemon:
                     continue  # no gateway is expected: not a gap to alert on
                 label = (iface.name, family_name(family))
                 labels.add(label)
-                self.prom.gateway_present.labels(*label).set(1 if gateway.present else 0)
+                has_default = (iface.table_id, family) in defaults
+                self.prom.gateway_present.labels(*label).set(1 if has_default else 0)
         for gone in self._gateway_labels - labels:
             with contextlib.suppress(KeyError):
                 self.prom.gateway_present.remove(*gone)

@@ -11,6 +11,7 @@ their 0.0.0.0/0 entries, because RFC 3442 makes clients ignore option 3 then.
 from __future__ import annotations
 
 import calendar
+import errno
 import fnmatch
 import glob
 import ipaddress
@@ -393,17 +394,38 @@ def find_lease(
     return select_lease(_interface_leases(interface, ifindex, patterns, _Memo()), now)
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseSearch:
+    """What one search found: usable leases, and the lease files that exist but could not be
+    read (a hardened service user and Debian's dhcpcd, which writes its leases 0640 root)."""
+
+    leases: dict[str, Lease]  # interface name -> its usable lease
+    # interface name -> "PATH: REASON" of each lease file of it that could not be read
+    unreadable: dict[str, tuple[str, ...]]
+
+
+def search_leases(
+    interfaces: Mapping[str, int], patterns: Sequence[str], now: float
+) -> LeaseSearch:
+    """Leases of the interfaces (name -> ifindex) that have one, and unreadable lease files."""
+    found: dict[str, Lease] = {}
+    unreadable: dict[str, tuple[str, ...]] = {}
+    memo = _Memo()  # files shared by every interface (dhclient*.leases) are read once
+    for name, ifindex in interfaces.items():
+        denied: list[str] = []
+        lease = select_lease(_interface_leases(name, ifindex, patterns, memo, denied), now)
+        if lease is not None:
+            found[name] = lease
+        if denied:
+            unreadable[name] = tuple(denied)
+    return LeaseSearch(found, unreadable)
+
+
 def lease_gateways(
     interfaces: Mapping[str, int], patterns: Sequence[str], now: float
 ) -> dict[str, Lease]:
     """Interface name -> usable lease, for the interfaces (name -> ifindex) that have one."""
-    found: dict[str, Lease] = {}
-    memo = _Memo()  # files shared by every interface (dhclient*.leases) are read once
-    for name, ifindex in interfaces.items():
-        lease = select_lease(_interface_leases(name, ifindex, patterns, memo), now)
-        if lease is not None:
-            found[name] = lease
-    return found
+    return search_leases(interfaces, patterns, now).leases
 
 
 _PLACEHOLDER = re.compile(r"\{(ifname|ifindex)\}")
@@ -417,6 +439,7 @@ class _Memo:
         self.globs: dict[str, list[str]] = {}
         self.listings: dict[str, list[str] | None] = {}
         self.files: dict[str, tuple[bytes, float] | None] = {}
+        self.denied: dict[str, str] = {}  # path -> why it could not be opened
         self.dhclient: dict[str, list[Lease]] = {}
 
     def names(self, directory: str) -> list[str] | None:
@@ -433,7 +456,7 @@ class _Memo:
 
     def read(self, path: str) -> tuple[bytes, float] | None:
         if path not in self.files:
-            self.files[path] = _read_regular_file(path)
+            self.files[path] = _read_regular_file(path, self.denied)
         return self.files[path]
 
     def dhclient_leases(self, text: str, path: str) -> list[Lease]:
@@ -530,11 +553,16 @@ def _lease_files(
 
 
 def _interface_leases(
-    interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo
+    interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo,
+    denied: list[str] | None = None,
 ) -> Iterator[Lease]:
+    """The interface's leases; the files it could not read for lack of permission are
+    appended to ``denied`` as "PATH: REASON"."""
     for path, named in _lease_files(interface, ifindex, patterns, memo).items():
         contents = memo.read(path)
         if contents is None:
+            if denied is not None and path in memo.denied:
+                denied.append(f"{path}: {memo.denied[path]}")
             continue
         data, mtime = contents
         if is_dhcp_message(data):
@@ -553,14 +581,19 @@ def _interface_leases(
                 yield lease
 
 
-def _read_regular_file(path: str) -> tuple[bytes, float] | None:
+def _read_regular_file(
+    path: str, denied: dict[str, str] | None = None
+) -> tuple[bytes, float] | None:
     """Contents and mtime, or None for anything unreadable, not a regular file, or too big.
+    A file that exists but may not be read is noted in ``denied`` (path -> reason).
 
     O_NONBLOCK: a FIFO that a glob happens to match must not block the daemon.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
+    except OSError as exc:
+        if denied is not None and exc.errno in (errno.EACCES, errno.EPERM):
+            denied[path] = exc.strerror or "permission denied"
         return None
     try:
         info = os.fstat(fd)
