@@ -291,7 +291,7 @@ class NetworkdClient(_Confined):
     ``[DHCPv4] RouteTable=`` (prefix and default route outside main, address
     ``noprefixroute``). ``ManageForeignRoutes=no`` and ``ManageForeignRoutingPolicyRules=no``:
     without them networkd deletes routes and rules it did not make, polroutd's included (see
-    README.md, "Works with")."""
+    contrib/README.md, ``10-polroutd-foreign.conf``)."""
 
     name = "networkd"
 
