@@ -1,7 +1,8 @@
 """The DHCP clients operators run, for real against polroutd (issue 10): ISC dhclient, dhcpcd
 (with and without ``nogateway``), busybox udhcpc, systemd-networkd (with and without
-``[DHCPv4] RouteTable=``), each against dnsmasq, plus NetworkManager's way of leaving an
-address (``noprefixroute``, prefix route at metric 100), re-enacted with ``ip``.
+``[DHCPv4] RouteTable=``) and NetworkManager 1.42 (when installed or unpacked, see
+``polroutd.lab.clients``), each against dnsmasq; plus NetworkManager's way of leaving an
+address (``noprefixroute``, prefix route at metric 100) re-enacted with ``ip``.
 
 For each: the leased address gets its rule, the table gets the connected prefix (whoever
 installed it, wherever) and ``default via`` the router, ``/state`` names where the gateway came
@@ -99,6 +100,17 @@ def _networkd(route_table: int | None) -> Callable[[Lab], tuple[Callable[[], Non
     return start
 
 
+def _networkmanager(lab: Lab) -> tuple[Callable[[], None], list[str]]:
+    command = clients.networkmanager_command()
+    assert command is not None
+    client = clients.NetworkManagerClient(lab, lab.temp_dir, SERVER_DATA_IF, command)
+    client.start()
+    client.wait_address()
+    return (lambda: None), [client.lease_glob()]
+
+
+NM_COMMAND = clients.networkmanager_command()
+
 CLIENTS = [
     Client("dhclient", "dhcp-lease", _dhclient, ["dhclient", "--version"]),
     Client("dhcpcd", "main-table", _dhcpcd(gateway=True), ["dhcpcd", "--version"]),
@@ -107,7 +119,15 @@ CLIENTS = [
     Client("networkd", "main-table", _networkd(None), [clients.NETWORKD, "--version"]),
     Client("networkd-routetable", "dhcp-lease", _networkd(NETWORKD_TABLE),
            [clients.NETWORKD, "--version"]),
+    Client("networkmanager", "main-table", _networkmanager, [*(NM_COMMAND or []), "--version"]),
 ]
+NO_NM = (f"NetworkManager is neither installed nor unpacked in ${clients.NM_ROOT_VARIABLE} "
+         "(see polroutd/lab/clients.py)")
+
+
+def client_params() -> list[Any]:
+    return [pytest.param(c, id=c.name, marks=pytest.mark.skipif(
+        c.name == "networkmanager" and NM_COMMAND is None, reason=NO_NM)) for c in CLIENTS]
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +187,7 @@ def gauge(daemon: RunningDaemon, interface: str, family: str) -> float | None:
     return None
 
 
-@pytest.mark.parametrize("client", CLIENTS, ids=[c.name for c in CLIENTS])
+@pytest.mark.parametrize("client", client_params())
 def test_client_lease_and_renewal_are_followed(client: Client, lab: Lab, tmp_path: Path) -> None:
     lab.start_dhcp_server()
     renew, lease_paths = client.start(lab)
@@ -205,15 +225,16 @@ def write(tmp: Path, text: str) -> Path:
     return path
 
 
-# --- NetworkManager's way, re-enacted ------------------------------------------------------
+# --- NetworkManager's way, re-enacted (also where NetworkManager cannot run) ----------------
 
 
 def test_networkmanager_style_noprefixroute_address_with_prefix_route_at_metric_100(
     lab: Lab, tmp_path: Path
 ) -> None:
     """NetworkManager 1.42 adds the DHCP address ``noprefixroute`` and installs the prefix
-    route and the default route itself, at metric 100 (NetworkManager is not run here: it
-    needs D-Bus and would manage every link of the namespace)."""
+    route and the default route itself, at metric 100: the layout alone, with ``ip``, so it is
+    tested also where NetworkManager is not available (the ``networkmanager`` case above runs
+    the real one)."""
     address = ADDR.server_data4
     for line in (f"addr add {address}/24 dev {SERVER_DATA_IF} noprefixroute",
                  f"route add 10.225.176.0/24 dev {SERVER_DATA_IF} proto dhcp scope link "

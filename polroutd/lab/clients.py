@@ -9,6 +9,11 @@ ISC dhclient has its own runner (:mod:`polroutd.lab.dhcp`); this module adds:
   (address, ``default via ROUTER dev IF``; no lease file at all);
 * **systemd-networkd** (252) as a DHCPv4 client, with ``[DHCPv4] RouteTable=`` when asked:
   prefix and default route then live outside main, the address is ``noprefixroute``;
+* **NetworkManager** (1.42) with its internal DHCP client and a private D-Bus system bus,
+  managing only the interface (address ``noprefixroute``, prefix and default route at metric
+  100, lease in ``/var/lib/NetworkManager``); installed, or unpacked from its Debian packages
+  (``dpkg -x``) into a directory named by ``POLROUTD_LAB_NM_ROOT``, so the host need not
+  have it installed;
 * **radvd** (2.19) in the router namespace, advertising a prefix for SLAAC.
 
 Every client runs inside the lab's server namespace *and* in a private mount and UTS namespace
@@ -37,17 +42,21 @@ from polroutd.lab.netns import LabError, stop_process
 
 __all__ = [
     "HOST_FILES",
+    "NM_ROOT_VARIABLE",
     "DhcpcdClient",
+    "NetworkManagerClient",
     "NetworkdClient",
     "Radvd",
     "UdhcpcClient",
     "client_version",
     "host_files_snapshot",
+    "networkmanager_command",
 ]
 
 #: What a DHCP client could write on the host, were it not confined (checked by the tests).
 HOST_FILES = ("/etc/resolv.conf", "/var/lib/dhcpcd", "/var/lib/dhcp", "/run/systemd/netif",
-              "/run/dhcpcd", "/etc/hostname")
+              "/run/dhcpcd", "/etc/hostname", "/var/lib/NetworkManager", "/run/NetworkManager",
+              "/etc/NetworkManager")
 
 
 def host_files_snapshot(paths: Sequence[str] = HOST_FILES) -> dict[str, str]:
@@ -331,6 +340,75 @@ class NetworkdClient(_Confined):
         # Without a journal socket in the private /run it logs to the console (our log file).
         environment = dict(os.environ, SYSTEMD_LOG_TARGET="console", SYSTEMD_LOG_LEVEL="debug")
         super().start({**environment, **(env or {})})
+
+
+NM_ROOT_VARIABLE = "POLROUTD_LAB_NM_ROOT"
+
+
+def networkmanager_command(root: str | None = None) -> list[str] | None:
+    """How to run NetworkManager here: installed, or unpacked under ``root`` (default: the
+    ``POLROUTD_LAB_NM_ROOT`` environment variable) with its libraries beside it; None when
+    neither is there."""
+    root = root if root is not None else os.environ.get(NM_ROOT_VARIABLE)
+    if root:
+        binary = Path(root) / "usr" / "sbin" / "NetworkManager"
+        libraries = sorted(str(p) for p in (Path(root) / "usr" / "lib").glob("*-linux-gnu"))
+        if binary.exists():
+            return ["env", f"LD_LIBRARY_PATH={os.pathsep.join(libraries)}", str(binary)]
+    installed = shutil.which("NetworkManager") or shutil.which("/usr/sbin/NetworkManager")
+    return [installed] if installed else None
+
+
+class NetworkManagerClient(_Confined):
+    """NetworkManager managing only the interface, one profile (IPv4 by DHCP with the internal
+    client, IPv6 left alone), no DNS, no hostname, no polkit; its own D-Bus system bus in the
+    private ``/run``, its state in a private ``/var/lib``."""
+
+    name = "networkmanager"
+
+    def __init__(self, lab: Lab, directory: Path, interface: str, command: list[str]) -> None:
+        super().__init__(lab, directory, interface)
+        self.command = command
+        self.var_lib = self._subdir("var-lib")
+        self._subdir("var-lib/NetworkManager")
+        connections = self._subdir("system-connections")
+        self.conf = self.dir / "NetworkManager.conf"
+        self.conf.write_text(
+            "[main]\nplugins=keyfile\ndhcp=internal\ndns=none\nrc-manager=unmanaged\n"
+            "hostname-mode=none\nno-auto-default=*\nauth-polkit=false\n\n"
+            f"[keyfile]\npath={connections}\n"
+            f"unmanaged-devices=except:interface-name:{interface}\n\n"
+            # Take the interface over with the profile, not as an "external" connection.
+            "[device]\nkeep-configuration=no\n")
+        profile = connections / "data.nmconnection"
+        profile.write_text(
+            f"[connection]\nid=data\ntype=ethernet\ninterface-name={interface}\n"
+            "autoconnect=true\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=ignore\n")
+        profile.chmod(0o600)  # NetworkManager ignores profiles others may read
+        self.bus_conf = self.dir / "system-bus.conf"
+        self.bus_conf.write_text(
+            '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"'
+            ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+            "<busconfig><type>system</type>"
+            "<listen>unix:path=/run/dbus/system_bus_socket</listen><auth>EXTERNAL</auth>"
+            '<policy context="default"><allow user="root"/><allow own="*"/>'
+            '<allow send_destination="*"/><allow receive_sender="*"/></policy></busconfig>\n')
+
+    def lease_glob(self) -> str:
+        """Its lease files as polroutd sees them (the default path's pattern)."""
+        return str(self.var_lib / "NetworkManager" / "internal-*-{ifname}.lease")
+
+    def binds(self) -> dict[str, Path]:
+        return {**super().binds(), "/var/lib": self.var_lib}
+
+    def prepare(self) -> list[str]:
+        # Read-only /sys: no udev here (as for networkd). The bus dies with the namespace.
+        return ["mkdir -p /run/dbus /run/NetworkManager", "mount -o remount,bind,ro /sys",
+                f"dbus-daemon --config-file={shlex.quote(str(self.bus_conf))} --fork"]
+
+    def argv(self) -> list[str]:
+        return [*self.command, "--no-daemon", "--debug", f"--config={self.conf}",
+                f"--state-file={self.var_lib}/NetworkManager/NetworkManager.state"]
 
 
 class Radvd(_Confined):
