@@ -155,7 +155,7 @@ def choose_gateway(
     unreadable = inputs.unreadable_leases.get(link.name, ()) if family == AF_INET else ()
     if unreadable:
         lease_note += (
-            f" (cannot read {'; '.join(unreadable)}: see README.md, \"DHCP clients\")"
+            f" (cannot read {'; '.join(unreadable)}; see README.md, \"Works with\")"
         )
     return Gateway(
         None, None,

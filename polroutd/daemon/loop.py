@@ -381,7 +381,7 @@ class Daemon:
         files = {f for found in self.engine.unreadable_leases.values() for f in found}
         for problem in sorted(files - self._unreadable_leases):
             log.warning("dhcp_lease_unreadable", file=problem,
-                        action='no gateway from it; see README.md, "DHCP clients"')
+                        action='no gateway from it; see README.md, "Works with"')
         self._unreadable_leases = files
 
     def _account(
