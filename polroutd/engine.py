@@ -101,6 +101,8 @@ class Engine:
         self._registry_signature = registry_signature(config)
         self.registry, self.protocol = resolve_names(config)
         self._lease_reader = lease_reader or self._read_leases
+        # Interface -> lease files of it that exist but could not be read, as last searched.
+        self.unreadable_leases: dict[str, tuple[str, ...]] = {}
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )

@@ -14,7 +14,6 @@ from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     FAMILIES,
-    IFA_F_NOPREFIXROUTE,
     IP6_DEFAULT_METRIC,
     ROUTE_TYPE_NUMBERS,
     RT_SCOPE_LINK,
@@ -133,8 +132,10 @@ def _any_address(family: int) -> str:
     return "0.0.0.0" if family == AF_INET else "::"
 
 
-def _address_order(a: Address) -> tuple[int, bool, tuple[int, int]]:
-    return (a.family, a.secondary, _ip_key(a.address))
+def _address_order(a: Address) -> tuple[int, bool, bool, tuple[int, int]]:
+    # A deprecated address keeps its rule (its sessions go on) but is the connected route's
+    # source only when no preferred address of the prefix is left.
+    return (a.family, a.secondary, a.deprecated, _ip_key(a.address))
 
 
 def _addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
@@ -319,11 +320,13 @@ def _network_address(address: str, prefixlen: int) -> str:
 def _connected_routes(
     addresses: list[Address], table: int, oif: int, protocol: int
 ) -> list[Route]:
+    """The prefix of each address, on-link in the interface's table. Also for ``noprefixroute``
+    addresses (dhcpcd, NetworkManager, networkd with ``RouteTable=``): whoever installs
+    their prefix route elsewhere, the prefix is on-link, and without it here neighbours would
+    be reached through the router and a gateway on it refused (ENETUNREACH)."""
     routes: dict[tuple[int, str, int], Route] = {}
     for a in addresses:
-        if a.flags & IFA_F_NOPREFIXROUTE or (
-            a.prefixlen >= host_len(a.family) and a.peer is None
-        ):
+        if a.prefixlen >= host_len(a.family) and a.peer is None:
             continue
         # With a peer, the kernel's route is the peer's prefix (a /32 one too), from LOCAL.
         key = (a.family, _network_address(a.network_address, a.prefixlen), a.prefixlen)

@@ -35,7 +35,10 @@ ROUTE_TYPE_NUMBERS: Mapping[str, int] = {
 FR_ACT_TO_TBL = 1
 
 IFA_F_SECONDARY = 0x01
+IFA_F_OPTIMISTIC = 0x04  # optimistic DAD (RFC 4429): may be a source while DAD runs
 IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20  # preferred lifetime over: no new sessions, existing ones go on
+IFA_F_TENTATIVE = 0x40  # DAD still running: the kernel refuses it as a route's source
 IFA_F_NOPREFIXROUTE = 0x200
 
 # IPv6 routes added with metric 0 are stored by the kernel with metric 1024.

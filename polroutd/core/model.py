@@ -19,7 +19,10 @@ from polroutd.core.limits import (
     AF_INET6,
     FR_ACT_TO_TBL,
     IFA_F_DADFAILED,
+    IFA_F_DEPRECATED,
+    IFA_F_OPTIMISTIC,
     IFA_F_SECONDARY,
+    IFA_F_TENTATIVE,
     RT_SCOPE_UNIVERSE,
     RTN_UNICAST,
 )
@@ -71,8 +74,23 @@ class Address(NamedTuple):
         return bool(self.flags & IFA_F_SECONDARY)
 
     @property
+    def deprecated(self) -> bool:
+        return bool(self.flags & IFA_F_DEPRECATED)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the kernel takes it as a source now (docs/behaviour.md, "Addresses"): not
+        while duplicate address detection runs (tentative: a route with it as ``src`` fails
+        with EINVAL) unless it is optimistic (RFC 4429, meant to be used during DAD), and
+        never once DAD failed. The kernel sends an address event when DAD completes."""
+        if self.flags & IFA_F_DADFAILED:
+            return False
+        return not self.flags & IFA_F_TENTATIVE or bool(self.flags & IFA_F_OPTIMISTIC)
+
+    @property
     def is_global(self) -> bool:
-        return self.scope == RT_SCOPE_UNIVERSE and not self.flags & IFA_F_DADFAILED
+        """A global address polroutd gives a rule (and routes their source) now."""
+        return self.scope == RT_SCOPE_UNIVERSE and self.usable
 
 
 class RouteKey(NamedTuple):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from polroutd.lab.article import article_config
 from polroutd.lab.daemon import LabDaemon
-from polroutd.lab.lab import Lab
+from polroutd.lab.lab import ADDR, ROUTER_MGMT_IF, Lab
 from polroutd.lab.netns import bare_namespace
 from tests.support.article import PROTO
 
@@ -116,3 +116,23 @@ def ip(ns: str, *args: str) -> str:
     return subprocess.run(
         ["ip", "-n", ns, *args], check=True, capture_output=True, text=True
     ).stdout
+
+
+T = TypeVar("T")
+TCP_PORT = 8080  # the lab server's TCP service that answers who reached it, and from where
+
+
+def replies(lab: Lab, source: str, request: Callable[[], T]) -> tuple[T, dict[str, int]]:
+    """Run ``request``; also count the TCP segments from ``source``:TCP_PORT that reach the router
+    on its management side (``mgmt``) and its data side (``data``), and rp_filter drops."""
+    drops = lab.probes.rp_filter_drops(lab.router)
+    with lab.probes.count_packets(lab.router, [ROUTER_MGMT_IF, lab.router_data_if], source=source,
+                           port=TCP_PORT) as seen:
+        result = request()
+    return result, {"mgmt": seen.by_interface[ROUTER_MGMT_IF],
+                    "data": seen.by_interface[lab.router_data_if],
+                    "drops": lab.probes.rp_filter_drops(lab.router) - drops}
+
+
+def answer(address: str, peer: str = ADDR.client4) -> str:
+    return f"polroutd-lab reached-at {address} from {peer}"

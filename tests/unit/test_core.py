@@ -14,8 +14,6 @@ from polroutd.core.limits import AF_INET, AF_INET6, IFA_F_SECONDARY, RT_SCOPE_LI
 from polroutd.core.model import (
     Address,
     KernelState,
-    LeaseFindings,
-    LeaseOffer,
     Link,
     Route,
     RouteOp,
@@ -24,23 +22,11 @@ from polroutd.core.model import (
 )
 from polroutd.core.plan import classify, make_plan
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
-from tests.support.article import DOCKER, LO, PROTO, SPEC_EXAMPLE, article_state
+from tests.support.article import DOCKER, LO, PROTO, SPEC_EXAMPLE, article_state, inputs
 from tests.support.fakes import FakeKernel
 
 FOREIGN_PROTOS = (3, 4, 16, 66, 186)
 
-
-
-def inputs(config: Config = SPEC_EXAMPLE, leases: dict[str, str] | None = None) -> Inputs:
-    tables = {"ens192": TableRef(1, "mgt"), "ens224": TableRef(2, "data")}
-    return Inputs(
-        config=config,
-        protocol=PROTO,
-        tables=tables,
-        named_tables={"mgt": 1, "data": 2},
-        leases={name: LeaseFindings((LeaseOffer((router,), None, "test.lease"),))
-                for name, router in (leases or {}).items()},
-    )
 
 
 def test_article_example_gives_the_articles_tables_and_rules() -> None:
