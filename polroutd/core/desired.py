@@ -35,6 +35,10 @@ from polroutd.core.model import (
 from polroutd.core.settings import Config, InterfaceSpec, RouteSpec
 from polroutd.core.tables import TableRef
 
+# The caches below wrap plain functions (``name = lru_cache(...)(name_uncached)``) rather than
+# decorate them: mutation testing (docs/testing.md) only mutates undecorated functions, and
+# tests/cache_reset.py empties them between tests through ``CACHES``.
+
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
@@ -68,10 +72,12 @@ def managed_links(state: KernelState, config: Config) -> list[tuple[Link, Interf
     ]
 
 
-@functools.lru_cache(maxsize=4096)
-def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
+def _excluded_uncached(name: str, patterns: tuple[str, ...]) -> bool:
     """Whether an exclude pattern matches the interface name (asked on every reconcile)."""
     return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+_excluded = functools.lru_cache(maxsize=4096)(_excluded_uncached)
 
 
 def table_requests(
@@ -156,8 +162,9 @@ def choose_gateway(
     )
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _source_rule(family: int, address: str, priority: int, table: int, protocol: int) -> Rule:
+def _source_rule_uncached(
+    family: int, address: str, priority: int, table: int, protocol: int
+) -> Rule:
     """``from ADDRESS lookup TABLE``. Rules are immutable values, so the same one is handed out
     again for the same arguments: every reconcile wants the same thousand rules, and building
     a Rule is most of the cost of deciding."""
@@ -167,8 +174,10 @@ def _source_rule(family: int, address: str, priority: int, table: int, protocol:
     )
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _network_address(address: str, prefixlen: int) -> str:
+_source_rule = functools.lru_cache(maxsize=1 << 16)(_source_rule_uncached)
+
+
+def _network_address_uncached(address: str, prefixlen: int) -> str:
     """The network address of ``address/prefixlen``, written as ``ipaddress`` writes it.
 
     Masked as an integer and written by ``inet_ntop`` (as the kernel's addresses are, see
@@ -187,6 +196,9 @@ def _network_address(address: str, prefixlen: int) -> str:
         if "." not in text or family == AF_INET:
             return text
     return str(ipaddress.ip_network(f"{address}/{prefixlen}", strict=False).network_address)
+
+
+_network_address = functools.lru_cache(maxsize=1 << 14)(_network_address_uncached)
 
 
 def _connected_routes(
@@ -362,15 +374,16 @@ def _addr_key(address: str | None) -> tuple[int, int]:
     return _ip_key(address)
 
 
-@functools.lru_cache(maxsize=1 << 12)
-def _link_local(address: str) -> bool:
+def _link_local_uncached(address: str) -> bool:
     """An IPv6 gateway in fe80::/10: reached through the interface itself, whatever its global
     addresses."""
     return ":" in address and ipaddress.ip_address(address).is_link_local
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _ip_key(address: str) -> tuple[int, int]:
+_link_local = functools.lru_cache(maxsize=1 << 12)(_link_local_uncached)
+
+
+def _ip_key_uncached(address: str) -> tuple[int, int]:
     """(IP version, integer value) as ``ipaddress`` gives them; cached, because the same few
     thousand addresses are sorted in every reconcile. ``inet_pton`` is ~10x faster than
     ``ipaddress`` and agrees with it on every address it accepts; ``ipaddress`` decides the
@@ -382,3 +395,8 @@ def _ip_key(address: str) -> tuple[int, int]:
     except (OSError, ValueError):
         ip = ipaddress.ip_address(address)
         return (ip.version, int(ip))
+
+
+_ip_key = functools.lru_cache(maxsize=1 << 16)(_ip_key_uncached)
+
+CACHES = (_excluded, _source_rule, _network_address, _link_local, _ip_key)

@@ -1,0 +1,284 @@
+"""The desired state's numbers stated one by one: priority, table, metric, scope, source and
+gateway (written to kill the mutants that survived the other tests, see docs/testing.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from polroutd.core import desired as desired_module
+from polroutd.core.desired import (
+    Inputs,
+    choose_gateway,
+    desired_state,
+    managed_links,
+    table_requests,
+)
+from polroutd.core.limits import (
+    AF_INET,
+    AF_INET6,
+    IFA_F_NOPREFIXROUTE,
+    IFA_F_SECONDARY,
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_MAIN,
+)
+from polroutd.core.model import Address, DesiredState, KernelState, Link, Route
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
+from polroutd.core.tables import TableRef
+
+PROTO = 218
+ETH = Link(2, "eth0", up=True, carrier=True)
+PPP = Link(3, "ppp0", up=True, carrier=True)
+TABLES = {"eth0": TableRef(101, "eth0"), "ppp0": TableRef(102, "ppp0")}
+
+
+def decide(
+    addresses: tuple[Address, ...],
+    *specs: InterfaceSpec,
+    routes: tuple[Route, ...] = (),
+    links: tuple[Link, ...] = (ETH,),
+    leases: dict[str, str] | None = None,
+    daemon: DaemonSettings | None = None,
+) -> DesiredState:
+    config = Config(daemon=daemon or DaemonSettings(), interfaces=specs)
+    inputs = Inputs(config, PROTO, TABLES, {"transit": 7, "eth0": 101}, leases or {})
+    return desired_state(KernelState(links, addresses, routes), inputs)
+
+
+V4 = Address(2, AF_INET, "192.0.2.10", 24)
+V6 = Address(2, AF_INET6, "2001:db8:1::10", 64)
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def test_an_interfaces_priority_is_its_rules_priority() -> None:
+    state = decide((V4, V6), InterfaceSpec(name="eth0", priority=1234))
+    assert {(r.src, r.priority, r.table) for r in state.rules} == {
+        ("192.0.2.10", 1234, 101), ("2001:db8:1::10", 1234, 101),
+    }
+    assert state.interfaces[0].priority == 1234
+
+
+def test_without_an_interface_priority_the_daemons_is_used() -> None:
+    state = decide((V4,), InterfaceSpec(name="eth0"), daemon=DaemonSettings(rule_priority=777))
+    assert [(r.src, r.src_len, r.priority, r.table, r.protocol) for r in state.rules] == [
+        ("192.0.2.10", 32, 777, 101, PROTO)
+    ]
+
+
+def test_a_configured_table_is_requested_for_its_interface() -> None:
+    managed = [(ETH, InterfaceSpec(name="eth*", table="uplink")), (PPP, None),
+               (Link(4, "eth1", True, True), InterfaceSpec(name="eth1", table=42))]
+    assert table_requests(managed) == [("eth0", "uplink"), ("ppp0", None), ("eth1", 42)]
+
+
+def test_excluded_interfaces_are_not_managed_without_interface_entries() -> None:
+    state = KernelState(links=(ETH, PPP), addresses=(V4, Address(3, AF_INET, "198.51.100.2", 32)))
+    config = Config(daemon=DaemonSettings(exclude=("ppp*",)))
+    assert [link.name for link, _ in managed_links(state, config)] == ["eth0"]
+    config = Config(daemon=DaemonSettings(exclude=()))
+    assert [link.name for link, _ in managed_links(state, config)] == ["eth0", "ppp0"]
+
+
+# --- connected routes -----------------------------------------------------------------------
+
+
+def connected(state: DesiredState) -> set[tuple[object, ...]]:
+    return {
+        (r.family, r.dst, r.dst_len, r.table, r.metric, r.scope, r.oif, r.prefsrc, r.gateway)
+        for r in state.routes
+    }
+
+
+def test_every_prefix_gets_its_connected_route_after_a_secondary_or_a_host_address() -> None:
+    addresses = (
+        Address(2, AF_INET, "192.0.2.10", 24),
+        Address(2, AF_INET, "192.0.2.11", 24, flags=IFA_F_SECONDARY),  # shares the prefix
+        Address(2, AF_INET, "10.0.0.1", 32),  # a host address: no prefix route
+        Address(2, AF_INET, "198.51.100.7", 25),
+        Address(2, AF_INET, "203.0.113.5", 24, flags=IFA_F_NOPREFIXROUTE),
+        Address(2, AF_INET6, "2001:db8:1::10", 64),
+    )
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"))
+    assert connected(state) == {
+        (AF_INET, "192.0.2.0", 24, 101, 0, RT_SCOPE_LINK, 2, "192.0.2.10", None),
+        (AF_INET, "198.51.100.0", 25, 101, 0, RT_SCOPE_LINK, 2, "198.51.100.7", None),
+        (AF_INET6, "2001:db8:1::", 64, 101, 1024, RT_SCOPE_UNIVERSE, 2, "2001:db8:1::10", None),
+    }
+    assert all(r.protocol == PROTO for r in state.routes)
+
+
+# --- default routes and the gateway ---------------------------------------------------------
+
+
+def main_default(family: int, oif: int, gateway: str | None, metric: int, proto: int = 16) -> Route:
+    any_address = "0.0.0.0" if family == AF_INET else "::"
+    return Route(family, RT_TABLE_MAIN, any_address, 0, proto, metric=metric, oif=oif,
+                 gateway=gateway)
+
+
+def defaults(state: DesiredState) -> set[tuple[object, ...]]:
+    return {(r.family, r.table, r.metric, r.scope, r.oif, r.gateway)
+            for r in state.routes if r.dst_len == 0}
+
+
+def test_the_main_tables_lowest_metric_default_is_the_gateway() -> None:
+    routes = (
+        main_default(AF_INET, 2, "192.0.2.1", 600),
+        main_default(AF_INET, 2, "192.0.2.254", 100),
+        main_default(AF_INET, 2, "192.0.2.2", 300),
+        main_default(AF_INET6, 2, "fe80::2", 2048),
+        main_default(AF_INET6, 2, "fe80::1", 1024),
+    )
+    state = decide((V4, V6), routes=routes)
+    assert defaults(state) == {
+        (AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.254"),
+        (AF_INET6, 101, 1024, RT_SCOPE_UNIVERSE, 2, "fe80::1"),
+    }
+    eth = state.interfaces[0]
+    assert (eth.gateway4.address, eth.gateway4.source) == ("192.0.2.254", "main-table")
+
+
+def test_polroutds_own_defaults_in_main_are_not_a_gateway_source() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.99", 0, proto=PROTO),)
+    state = decide((V4,), routes=routes, leases={"eth0": "192.0.2.7"})
+    assert defaults(state) == {(AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.7")}
+
+
+def test_a_point_to_point_device_default_gives_a_device_default_route() -> None:
+    ppp_address = Address(3, AF_INET, "198.51.100.2", 32)
+    ppp6 = Address(3, AF_INET6, "2001:db8:9::2", 128)
+    routes = (main_default(AF_INET, 3, None, 0), main_default(AF_INET6, 3, None, 1024))
+    state = decide((ppp_address, ppp6), routes=routes, links=(PPP,))
+    assert defaults(state) == {
+        (AF_INET, 102, 0, RT_SCOPE_LINK, 3, None),
+        (AF_INET6, 102, 1024, RT_SCOPE_UNIVERSE, 3, None),
+    }
+    gateway = state.interfaces[0].gateway4
+    assert gateway.device_route and gateway.present and gateway.source == "main-table"
+
+
+def test_a_device_default_is_chosen_when_it_has_the_lowest_metric() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.1", 50), main_default(AF_INET, 2, None, 10))
+    gateway = choose_gateway(
+        ETH, AF_INET, "auto", KernelState((ETH,), (V4,), routes),
+        Inputs(Config(), PROTO, TABLES, {}, {}),
+    )
+    assert gateway.device_route and gateway.address is None
+
+
+def test_a_lease_gives_only_an_ipv4_gateway() -> None:
+    state = decide((V4, V6), leases={"eth0": "192.0.2.1"})
+    assert defaults(state) == {(AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.1")}
+    eth = state.interfaces[0]
+    assert eth.gateway4.source == "dhcp-lease" and eth.gateway6.address is None
+    assert eth.gateway6.reason is not None and "lease" not in eth.gateway6.reason
+
+
+def test_a_configured_gateway_wins_and_none_disables() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.1", 0),)
+    spec = InterfaceSpec(name="eth0", gateway="192.0.2.200", gateway6="none")
+    state = decide((V4, V6), spec, routes=routes, leases={"eth0": "192.0.2.3"})
+    assert defaults(state) == {(AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.200")}
+    assert state.interfaces[0].gateway6.wanted is False
+
+
+def test_no_default_route_for_a_family_without_an_address() -> None:
+    routes = (main_default(AF_INET6, 2, "fe80::1", 1024),)
+    assert defaults(decide((V4,), routes=routes)) == set()
+
+
+# --- extra routes ---------------------------------------------------------------------------
+
+
+def extras(*specs: RouteSpec, addresses: tuple[Address, ...] = (V4, V6)) -> set[tuple[object, ...]]:
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none",
+                                            routes=specs))
+    return {
+        (r.family, r.table, r.dst, r.dst_len, r.metric, r.scope, r.gateway, r.oif)
+        for r in state.routes if r.dst not in ("192.0.2.0", "2001:db8:1::")
+    }
+
+
+def test_an_extra_route_goes_to_the_interfaces_table_unless_told_otherwise() -> None:
+    assert extras(
+        RouteSpec(to="10.1.0.0/16", via="192.0.2.1"),
+        RouteSpec(to="10.2.0.0/16", via="192.0.2.1", table="main"),
+        RouteSpec(to="10.3.0.0/16", via="192.0.2.1", table=55),
+        RouteSpec(to="10.4.0.0/16", via="192.0.2.1", table="transit"),
+    ) == {
+        (AF_INET, 101, "10.1.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+        (AF_INET, RT_TABLE_MAIN, "10.2.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+        (AF_INET, 55, "10.3.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+        (AF_INET, 7, "10.4.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+    }
+
+
+def test_an_extra_routes_metric_and_on_link_scope() -> None:
+    assert extras(
+        RouteSpec(to="10.5.0.0/16", metric=300),
+        RouteSpec(to="2001:db8:5::/48", metric=300),
+        RouteSpec(to="2001:db8:6::/48", via="2001:db8:1::1"),
+        RouteSpec(to="2001:db8:7::/48", via="fe80::1"),
+    ) == {
+        (AF_INET, 101, "10.5.0.0", 16, 300, RT_SCOPE_LINK, None, 2),
+        (AF_INET6, 101, "2001:db8:5::", 48, 300, RT_SCOPE_UNIVERSE, None, 2),
+        (AF_INET6, 101, "2001:db8:6::", 48, 1024, RT_SCOPE_UNIVERSE, "2001:db8:1::1", 2),
+        (AF_INET6, 101, "2001:db8:7::", 48, 1024, RT_SCOPE_UNIVERSE, "fe80::1", 2),
+    }
+
+
+def test_an_ipv6_gateway_needs_an_ipv6_address_unless_link_local() -> None:
+    assert extras(
+        RouteSpec(to="2001:db8:6::/48", via="2001:db8:1::1"),
+        RouteSpec(to="2001:db8:7::/48", via="fe80::1"),
+        RouteSpec(to="2001:db8:8::/48", via="febf::1"),  # still fe80::/10
+        RouteSpec(to="2001:db8:9::/48", via="fec0::1"),  # site-local: not link-local
+        addresses=(V4,),
+    ) == {
+        (AF_INET6, 101, "2001:db8:7::", 48, 1024, RT_SCOPE_UNIVERSE, "fe80::1", 2),
+        (AF_INET6, 101, "2001:db8:8::", 48, 1024, RT_SCOPE_UNIVERSE, "febf::1", 2),
+    }
+
+
+# --- the cached helpers, against ipaddress as the oracle -------------------------------------
+
+prefixes = st.one_of(
+    st.tuples(st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+              st.integers(0, 32)),
+    st.tuples(st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+              st.integers(0, 128)),
+)
+
+
+@given(prefixes)
+def test_network_address_is_ipaddress_network_address(prefix: tuple[str, int]) -> None:
+    address, length = prefix
+    expected = ipaddress.ip_network(f"{address}/{length}", strict=False).network_address
+    assert desired_module._network_address(address, length) == str(expected)
+
+
+def test_network_address_at_the_edges_of_the_mask() -> None:
+    network = desired_module._network_address
+    assert network("192.0.2.255", 31) == "192.0.2.254"
+    assert network("192.0.2.255", 25) == "192.0.2.128"
+    assert network("192.0.2.255", 32) == "192.0.2.255"
+    assert network("192.0.2.255", 0) == "0.0.0.0"
+    assert network("2001:db8::ffff", 127) == "2001:db8::fffe"
+    assert network("::ffff:192.0.2.1", 96) == "::ffff:0:0"  # as ipaddress writes it
+
+
+@given(st.one_of(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
+                 st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)))
+def test_ip_key_is_version_and_value(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    assert desired_module._ip_key(str(ip)) == (ip.version, int(ip))
+
+
+def test_ip_key_of_a_scoped_address_and_link_local() -> None:
+    assert desired_module._ip_key("fe80::1%eth0") == (6, int(ipaddress.IPv6Address("fe80::1")))
+    assert [desired_module._link_local(a) for a in ("fe80::1", "febf::1", "fec0::1", "10.0.0.1")
+            ] == [True, True, False, False]
