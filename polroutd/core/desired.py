@@ -37,7 +37,7 @@ from polroutd.core.tables import TableRef
 
 # The caches below wrap plain functions (``name = lru_cache(...)(name_uncached)``) rather than
 # decorate them: mutation testing (docs/testing.md) only mutates undecorated functions, and
-# tests/cache_reset.py empties them between tests through ``CACHES``.
+# tests/mutmut_plugin.py empties them between tests through ``CACHES``.
 
 
 @dataclass(frozen=True, slots=True)
