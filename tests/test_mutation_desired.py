@@ -282,3 +282,90 @@ def test_ip_key_of_a_scoped_address_and_link_local() -> None:
     assert desired_module._ip_key("fe80::1%eth0") == (6, int(ipaddress.IPv6Address("fe80::1")))
     assert [desired_module._link_local(a) for a in ("fe80::1", "febf::1", "fec0::1", "10.0.0.1")
             ] == [True, True, False, False]
+
+
+# --- what is managed, what is copied, and in which order -------------------------------------
+
+LO = Link(1, "lo", up=True, carrier=True, loopback=True)
+DOCKER = Link(4, "docker0", up=True, carrier=False)
+
+
+def test_the_loopback_is_never_managed_even_with_a_global_address() -> None:
+    anycast = Address(1, AF_INET, "203.0.113.1", 32)
+    state = KernelState(links=(LO, ETH), addresses=(anycast, V4))
+    assert [link.name for link, _ in managed_links(state, Config())] == ["eth0"]
+
+
+def test_the_first_matching_interface_entry_applies() -> None:
+    state = decide((V4,), InterfaceSpec(name="eth0", priority=10),
+                   InterfaceSpec(name="eth*", priority=20))
+    assert {r.priority for r in state.rules} == {10}
+
+
+def test_only_a_unicast_default_through_the_interface_is_a_gateway_source() -> None:
+    blackhole = main_default(AF_INET, 2, None, 0)._replace(type=6)
+    multipath = main_default(AF_INET, 2, None, 0)._replace(oif=None, metric=5)
+    elsewhere = main_default(AF_INET, 3, "192.0.2.1", 0)
+    state = decide((V4,), routes=(blackhole, multipath, elsewhere), links=(ETH, PPP))
+    assert defaults(state) == set()
+    assert state.interfaces[0].gateway4.reason
+
+
+def test_equal_metric_defaults_give_the_same_gateway_whatever_the_dump_order() -> None:
+    first = main_default(AF_INET, 2, "192.0.2.9", 100)
+    second = main_default(AF_INET, 2, "192.0.2.10", 100)
+    one = decide((V4,), routes=(first, second))
+    other = decide((V4,), routes=(second, first))
+    assert defaults(one) == defaults(other) and len(defaults(one)) == 1
+
+
+def test_strict_mode_copies_only_unicast_routes_of_local_unmanaged_devices() -> None:
+    docker = Route(AF_INET, RT_TABLE_MAIN, "172.17.0.0", 16, 2, scope=RT_SCOPE_LINK, oif=4,
+                   prefsrc="172.17.0.1", extra=((99, b"x"),))
+    not_copied = (
+        Route(AF_INET, RT_TABLE_MAIN, "192.0.2.128", 25, 2, scope=RT_SCOPE_LINK, oif=1),  # lo
+        Route(AF_INET, RT_TABLE_MAIN, "0.0.0.0", 0, 3, oif=4, gateway="172.17.0.2"),
+        Route(AF_INET, RT_TABLE_MAIN, "172.18.0.0", 16, 3, oif=4, type=6),  # blackhole
+        Route(AF_INET, RT_TABLE_MAIN, "172.19.0.0", 16, PROTO, oif=4),  # our own
+        Route(AF_INET, 77, "172.20.0.0", 16, 3, oif=4),  # not main
+        Route(AF_INET, RT_TABLE_MAIN, "198.51.100.0", 24, 3, oif=2),  # a managed interface
+    )
+    links = (LO, ETH, DOCKER)
+    state = decide((V4,), routes=(docker, *not_copied), links=links)
+    copies = {r for r in state.routes if r.table == 101 and r.oif != 2}
+    assert copies == {docker._replace(table=101, protocol=PROTO, extra=())}
+    main_first = decide((V4,), routes=(docker,), links=links,
+                        daemon=DaemonSettings(mode="main-first"))
+    assert not any(r.oif == 4 for r in main_first.routes)
+
+
+def test_a_gateway_needs_an_address_of_its_family_on_the_interface() -> None:
+    assert extras(RouteSpec(to="10.1.0.0/16", via="192.0.2.1"),
+                  RouteSpec(to="10.2.0.0/16"), addresses=(V6,)) == {
+        (AF_INET, 101, "10.2.0.0", 16, 0, RT_SCOPE_LINK, None, 2),
+    }
+
+
+def test_the_managed_interface_record() -> None:
+    secondary = Address(2, AF_INET, "192.0.2.11", 24, flags=IFA_F_SECONDARY)
+    link_local = Address(2, AF_INET6, "fe80::1", 64, scope=RT_SCOPE_LINK)
+    state = decide((secondary, V6, V4, link_local), InterfaceSpec(name="eth0", table="uplink"),
+                   links=(ETH._replace(carrier=False),))
+    [eth] = state.interfaces
+    assert (eth.name, eth.index, eth.up, eth.carrier, eth.table_id, eth.table_name) == (
+        "eth0", 2, True, False, 101, "eth0")
+    assert eth.addresses == ("192.0.2.10/24", "192.0.2.11/24", "2001:db8:1::10/64")
+    assert state.tables == frozenset({101})
+
+
+def test_rules_and_routes_come_in_priority_family_and_numeric_order() -> None:
+    addresses = (Address(2, AF_INET6, "2001:db8:1::10", 64), Address(2, AF_INET, "9.9.9.9", 24),
+                 Address(2, AF_INET, "10.0.0.1", 24))
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"),
+                   daemon=DaemonSettings(mode="main-first"))
+    assert [(r.priority, r.src) for r in state.rules] == [
+        (29999, None), (29999, None), (30000, "9.9.9.9"), (30000, "10.0.0.1"),
+        (30000, "2001:db8:1::10"),
+    ]
+    assert [r.family for r in state.rules[:2]] == [AF_INET, AF_INET6]
+    assert [r.dst for r in state.routes] == ["9.9.9.0", "10.0.0.0", "2001:db8:1::"]

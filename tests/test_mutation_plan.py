@@ -193,3 +193,38 @@ def test_an_empty_plan_classifies_to_nothing() -> None:
     state = desired()
     plan = make_plan(state, KernelState(rules=(OURS,), routes=(CONNECTED,)), PROTO)
     assert plan.empty and classify(plan, state, state) == []
+
+
+# --- order ----------------------------------------------------------------------------------
+
+
+def test_routes_without_a_gateway_are_added_first_and_rules_after_routes() -> None:
+    # Numeric address order, not text order: 9.x before 10.x (and the default, 0.0.0.0, which
+    # has a gateway, after the routes that make that gateway reachable).
+    nine = CONNECTED._replace(dst="9.0.0.0", dst_len=8, prefsrc=None)
+    state = desired(routes=(DEFAULT, CONNECTED, nine))
+    assert make_plan(state, KernelState(), PROTO).operations == (
+        RouteOp("add", nine), RouteOp("add", CONNECTED), RouteOp("add", DEFAULT),
+        RuleOp("add", OURS),
+    )
+
+
+def test_several_of_ours_at_one_key_leave_one_replaced_whatever_the_dump_order() -> None:
+    device = DEFAULT._replace(gateway=None, metric=0)
+    via_other = DEFAULT._replace(gateway="10.0.0.2")
+    state = desired(routes=(CONNECTED, DEFAULT))
+    plans = [make_plan(state, KernelState(rules=(OURS,), routes=(CONNECTED, *order)), PROTO)
+             for order in ((device, via_other), (via_other, device))]
+    assert plans[0] == plans[1]
+    ops = plans[0].operations
+    assert [op.op for op in ops] == ["delete", "replace"]  # room made before the replace
+    assert {ops[0].route, ops[1].previous} == {device, via_other}  # type: ignore[union-attr]
+    assert ops[1].route == DEFAULT
+
+
+def test_a_foreign_route_anywhere_in_polroutds_table_is_a_conflict_left_alone() -> None:
+    stranger = CONNECTED._replace(protocol=FOREIGN, dst="172.16.0.0", dst_len=12)
+    plan = make_plan(desired(), KernelState(rules=(OURS,), routes=(CONNECTED, stranger)), PROTO)
+    [conflict] = plan.conflicts
+    assert (conflict.kind, conflict.foreign) == ("route", stranger)
+    assert plan.operations == ()
