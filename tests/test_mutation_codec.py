@@ -204,3 +204,60 @@ def test_metric_0_round_trips(family: int, oif: int, table: int) -> None:
     route = Route(family, table, dst, 0, 218, metric=0, oif=oif or None)
     assert codec.decode_route(next(codec.iter_messages(
         encode_operation(RouteOp("replace", route), 3))).payload) == route
+
+
+# --- edges ----------------------------------------------------------------------------------
+
+RTMSG = struct.Struct("=BBBBBBBBI")
+
+
+def attr(atype: int, value: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(value), atype) + value + b"\0" * (-len(value) % 4)
+
+
+def test_tables_above_255_go_in_the_attribute_only() -> None:
+    for table, header_byte in ((255, 255), (256, 252)):
+        route = Route(AF_INET, table, "10.0.0.0", 8, 218, oif=1)
+        body = next(codec.iter_messages(encode_operation(RouteOp("add", route), 1))).payload
+        assert body[4] == header_byte and codec.route_table_of(body) == table
+        rule = Rule(AF_INET, 5, table, 218)
+        body = next(codec.iter_messages(encode_operation(RuleOp("add", rule), 1))).payload
+        assert body[4] == (255 if table == 255 else 0)
+        assert codec.decode_rule(body) == rule
+
+
+def test_the_table_of_a_route_without_the_attribute_is_the_header_byte() -> None:
+    assert codec.route_table_of(RTMSG.pack(AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)) == 254
+    compat = RTMSG.pack(AF_INET, 0, 0, 0, 252, 3, 0, 1, 0)
+    assert codec.route_table_of(compat + attr(codec.RTA_OIF, struct.pack("=I", 2))
+                                + attr(codec.RTA_TABLE, struct.pack("=I", 70000))) == 70000
+
+
+def test_an_error_without_capping_skips_the_whole_echoed_request() -> None:
+    text = b"Invalid prefix\0"
+    echoed = HEADER.pack(20, 24, 5, 9, 0) + b"abcd"
+    body = struct.pack("=i", -22) + echoed + attr(codec.NLMSGERR_ATTR_MSG, text)
+    assert codec.decode_error(body, codec.NLM_F_ACK_TLVS) == (22, "Invalid prefix")
+    assert codec.decode_error(body, 0) == (22, None)
+
+
+def test_ipv4_mapped_addresses_are_written_as_ipaddress_writes_them() -> None:
+    mapped = ipaddress.IPv6Address("::ffff:192.0.2.1")
+    body = RTMSG.pack(AF_INET6, 128, 0, 0, 254, 3, 0, 1, 0) + attr(codec.RTA_DST, mapped.packed)
+    route = codec.decode_route(body)
+    assert route is not None and route.dst == str(mapped) == "::ffff:c000:201"
+
+
+def test_messages_of_other_families_or_without_a_name_or_address_are_skipped() -> None:
+    assert codec.decode_route(RTMSG.pack(128, 0, 0, 0, 254, 3, 0, 1, 0)) is None
+    assert codec.decode_rule(RTMSG.pack(7, 0, 0, 0, 254, 0, 0, 1, 0)) is None
+    ifaddr = struct.Struct("=BBBBI")
+    v4 = attr(1, bytes([10, 0, 0, 1]))
+    assert codec.decode_address(ifaddr.pack(17, 24, 0, 0, 2) + v4) is None  # AF_PACKET
+    assert codec.decode_address(ifaddr.pack(AF_INET, 24, 0, 0, 2)) is None
+    address = codec.decode_address(ifaddr.pack(AF_INET, 24, 0x80, 0, 2) + v4)
+    assert address is not None and (address.address, address.flags) == ("10.0.0.1", 0x80)
+    ifinfo = struct.Struct("=BxHiII")
+    assert codec.decode_link(ifinfo.pack(0, 1, 3, 1, 0)) is None
+    named = codec.decode_link(ifinfo.pack(0, 1, 3, 0x1 | 0x10000, 0) + attr(3, b"wan0\0junk"))
+    assert named == Link(3, "wan0", up=True, carrier=True)

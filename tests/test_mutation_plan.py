@@ -228,3 +228,13 @@ def test_a_foreign_route_anywhere_in_polroutds_table_is_a_conflict_left_alone() 
     [conflict] = plan.conflicts
     assert (conflict.kind, conflict.foreign) == ("route", stranger)
     assert plan.operations == ()
+
+
+def test_a_second_route_of_ours_beside_the_right_one_is_deleted_after_the_rules() -> None:
+    via_other = DEFAULT._replace(gateway="10.0.0.2")
+    stale_rule = OURS._replace(src="10.0.0.9")
+    state = desired(routes=(CONNECTED, DEFAULT))
+    actual = KernelState(rules=(OURS, stale_rule), routes=(CONNECTED, DEFAULT, via_other))
+    assert make_plan(state, actual, PROTO).operations == (
+        RuleOp("delete", stale_rule), RouteOp("delete", via_other),
+    )
