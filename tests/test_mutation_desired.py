@@ -13,6 +13,7 @@ from polroutd.core.desired import (
     Inputs,
     choose_gateway,
     desired_state,
+    main_table_defaults,
     managed_links,
     table_requests,
 )
@@ -165,8 +166,8 @@ def test_a_point_to_point_device_default_gives_a_device_default_route() -> None:
 def test_a_device_default_is_chosen_when_it_has_the_lowest_metric() -> None:
     routes = (main_default(AF_INET, 2, "192.0.2.1", 50), main_default(AF_INET, 2, None, 10))
     gateway = choose_gateway(
-        ETH, AF_INET, "auto", KernelState((ETH,), (V4,), routes),
-        Inputs(Config(), PROTO, TABLES, {}, {}),
+        ETH, AF_INET, "auto", Inputs(Config(), PROTO, TABLES, {}, {}),
+        main_table_defaults(KernelState((ETH,), (V4,), routes), PROTO),
     )
     assert gateway.device_route and gateway.address is None
 
@@ -369,3 +370,11 @@ def test_rules_and_routes_come_in_priority_family_and_numeric_order() -> None:
     ]
     assert [r.family for r in state.rules[:2]] == [AF_INET, AF_INET6]
     assert [r.dst for r in state.routes] == ["9.9.9.0", "10.0.0.0", "2001:db8:1::"]
+
+
+def test_the_primary_is_the_prefix_source_even_when_a_secondary_sorts_first_as_text() -> None:
+    primary = Address(2, AF_INET, "192.0.2.20", 24)
+    secondary = Address(2, AF_INET, "192.0.2.100", 24, flags=IFA_F_SECONDARY)
+    state = decide((secondary, primary), InterfaceSpec(name="eth0", gateway="none"))
+    assert [r.prefsrc for r in state.routes] == ["192.0.2.20"]
+    assert state.interfaces[0].addresses == ("192.0.2.20/24", "192.0.2.100/24")

@@ -126,24 +126,19 @@ def main_table_defaults(state: KernelState, protocol: int) -> dict[tuple[int, in
 
 
 def choose_gateway(
-    link: Link,
-    family: int,
-    setting: str,
-    state: KernelState,
-    inputs: Inputs,
-    main_defaults: MainDefaults | None = None,
+    link: Link, family: int, setting: str, inputs: Inputs, main_defaults: MainDefaults
 ) -> Gateway:
-    """G(I) per spec §2.2: configured, else main-table default on I, else DHCP lease, else none.
+    """The gateway of one interface and family: configured, else the main table's default
+    through the interface, else its DHCP lease's router, else none (why is recorded).
 
-    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route."""
+    ``main_defaults`` is ``main_table_defaults`` of the kernel read (one scan of every route
+    for all interfaces)."""
     if setting == "none":
         return Gateway(
             None, None, reason='disabled in the configuration (gateway = "none")', wanted=False
         )
     if setting != "auto":
         return Gateway(setting, "config")
-    if main_defaults is None:
-        main_defaults = main_table_defaults(state, inputs.protocol)
     defaults = sorted(
         main_defaults.get((link.ifindex, family), ()), key=lambda r: (r.metric, r.gateway or "")
     )
@@ -307,10 +302,10 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         addresses = by_index.get(link.ifindex, [])
         gateways = {
             AF_INET: choose_gateway(
-                link, AF_INET, spec.gateway if spec else "auto", state, inputs, main_defaults
+                link, AF_INET, spec.gateway if spec else "auto", inputs, main_defaults
             ),
             AF_INET6: choose_gateway(
-                link, AF_INET6, spec.gateway6 if spec else "auto", state, inputs, main_defaults
+                link, AF_INET6, spec.gateway6 if spec else "auto", inputs, main_defaults
             ),
         }
         for a in addresses:
