@@ -361,7 +361,7 @@ def test_the_managed_interface_record() -> None:
 
 def test_rules_and_routes_come_in_priority_family_and_numeric_order() -> None:
     addresses = (Address(2, AF_INET6, "2001:db8:1::10", 64), Address(2, AF_INET, "9.9.9.9", 24),
-                 Address(2, AF_INET, "10.0.0.1", 24))
+                 Address(2, AF_INET, "10.0.0.1", 8))
     state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"),
                    daemon=DaemonSettings(mode="main-first"))
     assert [(r.priority, r.src) for r in state.rules] == [
@@ -378,3 +378,27 @@ def test_the_primary_is_the_prefix_source_even_when_a_secondary_sorts_first_as_t
     state = decide((secondary, primary), InterfaceSpec(name="eth0", gateway="none"))
     assert [r.prefsrc for r in state.routes] == ["192.0.2.20"]
     assert state.interfaces[0].addresses == ("192.0.2.20/24", "192.0.2.100/24")
+
+
+def test_the_lowest_metric_wins_whoever_added_the_route() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.1", 600, proto=3),
+              main_default(AF_INET, 2, "192.0.2.254", 100, proto=16))
+    assert defaults(decide((V4,), routes=routes)) == {
+        (AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.254")}
+
+
+def test_why_there_is_no_gateway_is_said_in_words() -> None:
+    eth = decide((V4, V6)).interfaces[0]
+    assert eth.gateway4.reason == (
+        "no ipv4 default route via eth0 in the main table"
+        " and no readable DHCP lease names a router")
+    assert eth.gateway6.reason == "no ipv6 default route via eth0 in the main table"
+    disabled = decide((V4,), InterfaceSpec(name="eth0", gateway="none")).interfaces[0]
+    assert disabled.gateway4.reason == 'disabled in the configuration (gateway = "none")'
+
+
+def test_interfaces_are_listed_by_name() -> None:
+    wan = Link(1, "ppp0", up=True, carrier=True)  # a lower index than eth0
+    state = decide((V4, Address(1, AF_INET, "198.51.100.2", 24)), links=(wan, ETH),
+                   daemon=DaemonSettings(exclude=()))
+    assert [i.name for i in state.interfaces] == ["eth0", "ppp0"]
