@@ -238,3 +238,12 @@ def test_a_second_route_of_ours_beside_the_right_one_is_deleted_after_the_rules(
     assert make_plan(state, actual, PROTO).operations == (
         RuleOp("delete", stale_rule), RouteOp("delete", via_other),
     )
+
+
+def test_two_of_ours_via_other_gateways_give_one_plan_whatever_the_dump_order() -> None:
+    via_b, via_c = DEFAULT._replace(gateway="10.0.0.11"), DEFAULT._replace(gateway="10.0.0.9")
+    state = desired(routes=(CONNECTED, DEFAULT))
+    plans = [make_plan(state, KernelState(rules=(OURS,), routes=(CONNECTED, *order)), PROTO)
+             for order in ((via_b, via_c), (via_c, via_b))]
+    assert plans[0] == plans[1]
+    assert [op.op for op in plans[0].operations] == ["delete", "replace"]
