@@ -247,3 +247,11 @@ def test_two_of_ours_via_other_gateways_give_one_plan_whatever_the_dump_order() 
              for order in ((via_b, via_c), (via_c, via_b))]
     assert plans[0] == plans[1]
     assert [op.op for op in plans[0].operations] == ["delete", "replace"]
+
+
+def test_two_of_ours_through_other_devices_give_one_plan_whatever_the_dump_order() -> None:
+    dev3, dev4 = DEFAULT._replace(oif=3), DEFAULT._replace(oif=4)
+    state = desired(routes=(CONNECTED, DEFAULT))
+    plans = [make_plan(state, KernelState(rules=(OURS,), routes=(CONNECTED, *order)), PROTO)
+             for order in ((dev3, dev4), (dev4, dev3))]
+    assert plans[0] == plans[1]
