@@ -40,6 +40,10 @@ from polroutd.core.model import (
 from polroutd.core.settings import Config, InterfaceSpec, RouteSpec
 from polroutd.core.tables import TableRef
 
+# The caches below wrap plain functions (``name = lru_cache(...)(name_uncached)``) rather than
+# decorate them: mutation testing (docs/testing.md) only mutates undecorated functions, and
+# tests/mutmut_plugin.py empties them between tests through ``CACHES``.
+
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
@@ -112,10 +116,12 @@ def _unmanageable(link: Link, by_index: Mapping[int, Link]) -> str | None:
     return f"a port of {kind} {name}: traffic leaves through {name}, which polroutd may manage"
 
 
-@functools.lru_cache(maxsize=4096)
-def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
+def _excluded_uncached(name: str, patterns: tuple[str, ...]) -> bool:
     """Whether an exclude pattern matches the interface name (asked on every reconcile)."""
     return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+_excluded = functools.lru_cache(maxsize=4096)(_excluded_uncached)
 
 
 def table_requests(
@@ -169,16 +175,16 @@ def choose_gateway(
     link: Link,
     family: int,
     setting: str,
-    state: KernelState,
     inputs: Inputs,
-    main_defaults: MainDefaults | None = None,
+    main_defaults: MainDefaults,
     addresses: Sequence[Address] = (),
 ) -> Gateway:
-    """G(I) per docs/behaviour.md §2.2: configured, else main-table default on I, else DHCP
-    lease, else none.
+    """The gateway of one interface and family: configured, else the main table's default
+    through the interface, else its DHCP lease's router, else none (why is recorded).
 
-    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route;
-    ``addresses`` (I's global addresses) decide which lease routers are fit to be the gateway."""
+    ``main_defaults`` is ``main_table_defaults`` of the kernel read (one scan of every route
+    for all interfaces); ``addresses`` (the interface's global addresses) decide which lease
+    routers are fit to be the gateway (docs/behaviour.md §2.2)."""
     key = "gateway" if family == AF_INET else "gateway6"
     if setting == "none":
         return Gateway(
@@ -192,8 +198,6 @@ def choose_gateway(
         )
     if setting != "auto":
         return Gateway(setting, "config")
-    if main_defaults is None:
-        main_defaults = main_table_defaults(state, inputs.protocol)
     defaults = sorted(
         main_defaults.get((link.ifindex, family), ()), key=lambda r: (r.metric, r.gateway or "")
     )
@@ -284,8 +288,9 @@ def _router_problem(router: str, addresses: Sequence[Address]) -> str | None:
     return f"is not on the interface's IPv4 prefixes ({prefixes}): off-link"
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _source_rule(family: int, address: str, priority: int, table: int, protocol: int) -> Rule:
+def _source_rule_uncached(
+    family: int, address: str, priority: int, table: int, protocol: int
+) -> Rule:
     """``from ADDRESS lookup TABLE``. Rules are immutable values, so the same one is handed out
     again for the same arguments: every reconcile wants the same thousand rules, and building
     a Rule is most of the cost of deciding."""
@@ -295,8 +300,10 @@ def _source_rule(family: int, address: str, priority: int, table: int, protocol:
     )
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _network_address(address: str, prefixlen: int) -> str:
+_source_rule = functools.lru_cache(maxsize=1 << 16)(_source_rule_uncached)
+
+
+def _network_address_uncached(address: str, prefixlen: int) -> str:
     """The network address of ``address/prefixlen``, written as ``ipaddress`` writes it.
 
     Masked as an integer and written by ``inet_ntop`` (as the kernel's addresses are, see
@@ -315,6 +322,9 @@ def _network_address(address: str, prefixlen: int) -> str:
         if "." not in text or family == AF_INET:
             return text
     return str(ipaddress.ip_network(f"{address}/{prefixlen}", strict=False).network_address)
+
+
+_network_address = functools.lru_cache(maxsize=1 << 14)(_network_address_uncached)
 
 
 def _connected_routes(
@@ -455,11 +465,10 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         addresses = by_index.get(link.ifindex, [])
         gateways = {
             AF_INET: choose_gateway(
-                link, AF_INET, spec.gateway if spec else "auto", state, inputs, main_defaults,
-                addresses,
+                link, AF_INET, spec.gateway if spec else "auto", inputs, main_defaults, addresses
             ),
             AF_INET6: choose_gateway(
-                link, AF_INET6, spec.gateway6 if spec else "auto", state, inputs, main_defaults
+                link, AF_INET6, spec.gateway6 if spec else "auto", inputs, main_defaults
             ),
         }
         for a in addresses:
@@ -533,15 +542,16 @@ def _addr_key(address: str | None) -> tuple[int, int]:
     return _ip_key(address)
 
 
-@functools.lru_cache(maxsize=1 << 12)
-def _link_local(address: str) -> bool:
+def _link_local_uncached(address: str) -> bool:
     """An IPv6 gateway in fe80::/10: reached through the interface itself, whatever its global
     addresses."""
     return ":" in address and ipaddress.ip_address(address).is_link_local
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _ip_key(address: str) -> tuple[int, int]:
+_link_local = functools.lru_cache(maxsize=1 << 12)(_link_local_uncached)
+
+
+def _ip_key_uncached(address: str) -> tuple[int, int]:
     """(IP version, integer value) as ``ipaddress`` gives them; cached, because the same few
     thousand addresses are sorted in every reconcile. ``inet_pton`` is ~10x faster than
     ``ipaddress`` and agrees with it on every address it accepts; ``ipaddress`` decides the
@@ -553,3 +563,8 @@ def _ip_key(address: str) -> tuple[int, int]:
     except (OSError, ValueError):
         ip = ipaddress.ip_address(address)
         return (ip.version, int(ip))
+
+
+_ip_key = functools.lru_cache(maxsize=1 << 16)(_ip_key_uncached)
+
+CACHES = (_excluded, _source_rule, _network_address, _link_local, _ip_key)

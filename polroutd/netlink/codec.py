@@ -101,6 +101,7 @@ RT_SCOPE_NOWHERE = 255  # as a delete selector: any scope
 
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
+_U8 = struct.Struct("=B")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 _RTMSG = struct.Struct("=BBBBBBBBI")  # also fib_rule_hdr: same layout
@@ -323,7 +324,7 @@ def decode_rule(payload: bytes) -> Rule | None:
         elif atype == FRA_TABLE:
             (table,) = _U32.unpack_from(value, 0)
         elif atype == FRA_PROTOCOL:
-            protocol = value[0]
+            (protocol,) = _U8.unpack_from(value, 0)  # struct.error, not IndexError, if empty
         elif atype == FRA_SUPPRESS_PREFIXLEN:
             (raw,) = _U32.unpack_from(value, 0)
             suppress = None if raw == _NO_SUPPRESS else raw
