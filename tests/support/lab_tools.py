@@ -18,6 +18,8 @@ from tests.support.article import PROTO
 
 LAB_PREFIX = "polroutd-t"  # every namespace of the tests: lab ones and bare ones
 HTTP_PORT = 19641  # the daemon's HTTP API inside a lab's server namespace
+# [daemon] lines of the tests' running daemons: HTTP on HTTP_PORT, no resync during a test
+DAEMON_SETTINGS = f'http_listen = "127.0.0.1:{HTTP_PORT}"\nresync_interval = 3600'
 
 
 def write_config(tmp: Path, daemon_extra: str = "") -> Path:
