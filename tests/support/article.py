@@ -78,6 +78,10 @@ def article_state() -> KernelState:
     )
 
 
+#: What a lease reader finds on the article's server: a lease naming ens224's router.
+ARTICLE_LEASE = {"ens224": LeaseFindings((LeaseOffer(("10.225.176.1",), None, "test.lease"),))}
+
+
 def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> Decision:
     """The article's server (plus IPv6 and a docker0 bridge), ens224's gateway from a lease
     (without one, ens224 has no IPv4 gateway)."""
@@ -86,8 +90,7 @@ def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> De
         config=config, protocol=PROTO,
         tables={"ens192": TableRef(30000, "mgt"), "ens224": TableRef(30001, "data")},
         named_tables={"mgt": 30000, "data": 30001},
-        leases={"ens224": LeaseFindings((LeaseOffer(("10.225.176.1",), None, "test.lease"),))}
-        if lease else {},
+        leases=ARTICLE_LEASE if lease else {},
     )
     desired = desired_state(state, inputs)
     names = Names(links={link.ifindex: link.name for link in state.links},

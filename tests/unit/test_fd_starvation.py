@@ -17,10 +17,11 @@ import pytest
 
 from polroutd.adapters.logs import RepeatLimiter
 from polroutd.core.errors import is_starved
+from polroutd.core.model import LeaseFindings
 from polroutd.daemon.service import raise_descriptor_limit
 from polroutd.inputs import leases, rt_tables
 from polroutd.netlink import codec as rtnl
-from tests.support.article import PROTO, article_decision
+from tests.support.article import ARTICLE_LEASE, PROTO, article_decision
 from tests.support.fakes import FakeKernel
 from tests.support.harness import Harness
 
@@ -75,10 +76,10 @@ async def test_starved_reconciles_keep_the_route_and_stop_the_watchdog() -> None
     kernel = FakeKernel(decision.state)
     starved = False
 
-    def lease_reader(_: Any) -> dict[str, str]:
+    def lease_reader(_: Any) -> dict[str, LeaseFindings]:
         if starved:
             _emfile()
-        return {"ens224": "10.225.176.1"}
+        return ARTICLE_LEASE
 
     h = Harness(kernel, lease_reader=lease_reader)
     h.daemon.starved_grace = 0.3
