@@ -65,6 +65,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def selected(args: argparse.Namespace) -> list[str]:
+    """The scenarios named, else all of them (but the long ones under --quick)."""
+    return list(args.scenario or [name for name in SCENARIOS
+                                  if not (args.quick and name in NOT_QUICK)])
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -131,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces); run it as `./dev bench`", file=sys.stderr)
         return EXIT_USAGE
-    names = args.scenario or [name for name in SCENARIOS
-                              if not (args.quick and name in NOT_QUICK)]
+    names = selected(args)
     workdir = Path(tempfile.mkdtemp(prefix="polroutd-bench-"))
     ctx = Context(quick=args.quick, workdir=workdir,
                   say=lambda text: print(text, file=sys.stderr, flush=True),
