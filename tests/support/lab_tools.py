@@ -20,9 +20,10 @@ from polroutd.lab.reliability import (  # shared with bench/
     write_config,
     write_lease,
 )
+from tests.support.article import PROTO
 
 __all__ = [
-    "HTTP_PORT", "LAB_PREFIX", "foreign", "ip", "namespace", "owned", "polroutd",
+    "HTTP_PORT", "LAB_PREFIX", "PROTO", "foreign", "ip", "namespace", "owned", "polroutd",
     "recorded_tables", "routes", "rules", "start_daemon", "tables", "write_config", "write_lease",
 ]
 
