@@ -84,8 +84,9 @@ async def test_the_default_route_leaves_when_its_lease_expires(tmp_path: Path) -
         "lease {\n  interface \"ens224\";\n  fixed-address 10.225.176.38;\n"
         f"  option routers {ROUTER};\n  expire epoch {EXPIRES};\n}}\n"
     )
-    # The wall clock runs at the real rate from 0.4 s before the lease's end.
-    shift = EXPIRES - 0.4 - time.time()
+    # The wall clock runs at the real rate from 1.5 s before the lease's end (time enough for
+    # the start on a loaded machine).
+    shift = EXPIRES - 1.5 - time.time()
 
     def wallclock() -> float:
         return time.time() + shift
@@ -101,9 +102,9 @@ async def test_the_default_route_leaves_when_its_lease_expires(tmp_path: Path) -
     assert _lease_route(kernel), "the lease's router is the default route of ens224's table"
     h.events.push(rtnl.RTM_NEWADDR)  # a reconcile in between must keep the wake-up
     await h.until(lambda: h.counter("reconciles_ok") >= 2)
-    await h.until(lambda: not _lease_route(kernel), timeout=2.0)
+    await h.until(lambda: not _lease_route(kernel), timeout=4.0)
     late = wallclock() - EXPIRES
-    assert 0 <= late < 0.3, f"the route left {late:.3f} s after the lease expired"
+    assert 0 <= late < 0.5, f"the route left {late:.3f} s after the lease expired"
     assert h.daemon.status.last is not None
     assert h.daemon.status.last.reason == "lease-expiry"
     assert await h.stop() == 0
