@@ -117,7 +117,6 @@ def _meta(args: argparse.Namespace, argv: Sequence[str], elapsed: float) -> dict
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average_before": os.getloadavg(),
-        "commit": _commit(),
         "soak_minutes": args.soak_minutes,
     }
 
@@ -145,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: dict[str, str] = {}
     load_before = os.getloadavg()
     started = time.monotonic()
+    commit = _commit()  # the code that runs (HEAD may move during a long run)
     netns.raise_on_sigterm()
     interrupted: str | None = None
     try:
@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in errors and not any(p == name for p in produced):
             errors[name] = "produced no numbers"
     meta = _meta(args, argv, elapsed)
+    meta["commit"] = commit
     meta["load_average_before"] = load_before
     print(table(ctx.rows))
     print(f"\n{len(names)} scenario(s) in {elapsed:.1f} s"
