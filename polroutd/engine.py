@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -94,12 +95,16 @@ class Engine:
         applied_tables: Mapping[str, int] | None = None,
         applied_unused: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
+        adopt: frozenset[int] = frozenset(),
     ) -> None:
         self.config = config
         self.kernel = kernel
         self._clock = clock  # Unix time: lease expiry, unused table numbers, files' timestamps
         self._registry_signature = registry_signature(config)
         self.registry, self.protocol = resolve_names(config)
+        # The protocols polroutd used before a reload changed it: their objects are taken over
+        # (see make_plan) until a reconcile has applied in full (``adopted``).
+        self.adopting = adopt - {self.protocol}
         self._lease_reader = lease_reader or self._read_leases
         # Interface -> lease files of it that exist but could not be read, as last searched.
         self.unreadable_leases: dict[str, tuple[str, ...]] = {}
@@ -159,8 +164,27 @@ class Engine:
             and (link.ifindex, AF_INET) not in defaults
         }
 
-    def decide(self, state: KernelState) -> Decision:
+    def _as_ours(self, state: KernelState) -> KernelState:
+        """``state`` with the adopted protocols' objects shown as polroutd's own: the desired
+        state does not take them for foreign (a main-table default, a table in use)."""
+        if not self.adopting:
+            return state
+        mine, adopting = self.protocol, self.adopting
+        return replace(
+            state,
+            routes=tuple(r._replace(protocol=mine) if r.protocol in adopting else r
+                         for r in state.routes),
+            rules=tuple(r._replace(protocol=mine) if r.protocol in adopting else r
+                        for r in state.rules),
+        )
+
+    def adopted(self) -> None:
+        """A reconcile applied in full: no object of the adopted protocols is left."""
+        self.adopting = frozenset()
+
+    def decide(self, actual: KernelState) -> Decision:
         self._refresh_registry()
+        state = self._as_ours(actual)
         managed = managed_links(state, self.config)
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
         recorded, unused_since = self._recorded()
@@ -193,8 +217,9 @@ class Engine:
             protocols={number: name for name, number in self.registry.protocols.items()}
             | {self.protocol: self._protocol_name()},
         )
-        return Decision(state, desired, make_plan(desired, state, self.protocol), description,
-                        assignment.recorded, assignment.unused_since)
+        plan = make_plan(desired, actual, self.protocol, self.adopting)
+        return Decision(actual, desired, plan, description, assignment.recorded,
+                        assignment.unused_since)
 
     def _protocol_name(self) -> str:
         setting = self.config.daemon.protocol
@@ -236,9 +261,9 @@ class Engine:
         return results
 
     def flush_plan(self, state: KernelState) -> Plan:
-        """Every object with polroutd's protocol, deleted."""
+        """Every object with polroutd's protocol (and those it is adopting), deleted."""
         nothing = DesiredState(interfaces=(), rules=(), routes=(), tables=frozenset())
-        return make_plan(nothing, state, self.protocol)
+        return make_plan(nothing, state, self.protocol, self.adopting)
 
     def flush(self, state: KernelState | None = None) -> list[OpResult]:
         """Deletes every object with polroutd's protocol, as found in ``state`` (read now when

@@ -225,7 +225,7 @@ def choose_gateway(
     for offer in ordered:
         router, problem = _lease_router(link.name, offer, prefixes)
         if router is not None:
-            return Gateway(router, "dhcp-lease")
+            return Gateway(router, "dhcp-lease", lease_expires=offer.expires)
         problems.append(problem)
     if not problems:
         return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
@@ -521,6 +521,18 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         tables=frozenset(inputs.tables[link.name].id for link, _ in managed),
         skipped=tuple(sorted(skipped, key=lambda s: s.name)),
     )
+
+
+def earliest_lease_expiry(desired: DesiredState) -> float | None:
+    """When the first DHCP lease that a gateway of ``desired`` comes from expires (Unix time),
+    or None: at that moment the gateway has to go (or another lease takes over)."""
+    expiries = [
+        gateway.lease_expires
+        for interface in desired.interfaces
+        for gateway in (interface.gateway4, interface.gateway6)
+        if gateway.lease_expires is not None
+    ]
+    return min(expiries, default=None)
 
 
 def rule_order(rule: Rule) -> tuple[object, ...]:

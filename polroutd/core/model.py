@@ -253,6 +253,9 @@ class Gateway:
     # interface and family (docs/topologies.md, several subnets on one interface).
     passed_over: tuple[tuple[str, str], ...] = ()
     not_installed: str | None = None  # why a known gateway gets no default route
+    # When the DHCP lease it comes from expires (Unix time; None: no lease, or no end): the
+    # daemon reconciles then, so the default route does not outlive the lease.
+    lease_expires: float | None = None
 
     @property
     def present(self) -> bool:
@@ -262,11 +265,13 @@ class Gateway:
 @dataclass(frozen=True, slots=True)
 class LeaseOffer:
     """One DHCP lease found for an interface: its routers (preferred first), the address it
-    leased (None when the file does not say) and the file, for messages."""
+    leased (None when the file does not say), the file, for messages, and when it expires
+    (Unix time; None when unknown or never)."""
 
     routers: tuple[str, ...]
     address: str | None
     path: str
+    expires: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

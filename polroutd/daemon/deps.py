@@ -47,3 +47,6 @@ class Deps:
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)  # jitters the resync
+    # Holds the one-daemon-per-protocol name for another protocol (a reload changed it);
+    # raises AlreadyRunning when another daemon has it.
+    claim_protocol: Callable[[int], None] | None = None

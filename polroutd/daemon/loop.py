@@ -17,6 +17,7 @@ from typing import Any
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
+from polroutd.core.desired import earliest_lease_expiry
 from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.model import DesiredState, KernelState, OpResult
 from polroutd.core.schedule import Schedule
@@ -31,6 +32,9 @@ from polroutd.engine import Engine
 # Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
 # and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
 STARVED_GRACE = 30.0
+# A wake-up for a lease's expiry comes this much after it: the lease is expired by then, though
+# the wall clock (the lease's) and the monotonic clock (the schedule's) may differ by a little.
+LEASE_EXPIRY_MARGIN = 0.02
 SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -279,6 +283,9 @@ class Daemon:
             self.tally.reload(ok=False)
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:
+            if engine.protocol != self.engine.protocol:
+                # Everything changes owner: nothing of the next reconcile is drift.
+                self.status.last_good = None
             self.config, self.engine = engine.config, engine
             self.status.config_error = None
             retime(self.schedule, engine.config.daemon)
@@ -303,6 +310,7 @@ class Daemon:
             # hot-plugged interfaces: reported and retried, not fatal.)
             return self._finish(started, reason, None, [], read_error=str(exc),
                                 starved=is_starved(exc))
+        self._wake_at_lease_expiry(decision)
         previous = self.status.last_good
         try:
             results = self.engine.apply(decision)
@@ -311,10 +319,20 @@ class Daemon:
                                 starved=is_starved(exc))
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results)
+        if success:
+            self.engine.adopted()
         self.tally.operations(decision, previous, results, went_down)
         self._went_down -= went_down
         self._report_tables_file()
         return success
+
+    def _wake_at_lease_expiry(self, decision: Decision) -> None:
+        """A default route from a DHCP lease leaves when the lease expires, not at the next
+        resync: the schedule wakes then."""
+        expires = earliest_lease_expiry(decision.desired)
+        if expires is not None:
+            left = max(0.0, expires - self.deps.wallclock())
+            self.schedule.wake(self.deps.clock() + left + LEASE_EXPIRY_MARGIN, "lease-expiry")
 
     def _report_tables_file(self) -> None:
         error = self.engine.tables_file_error

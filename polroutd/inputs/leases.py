@@ -450,7 +450,8 @@ def lease_findings(
         # select_lease's order: longest-lasting first, ties in the order found (sort is stable).
         usable.sort(key=lambda lease: -(float("inf") if lease.expires is None else lease.expires))
         if usable or refused:
-            offers = tuple(LeaseOffer(lease.routers, lease.address, lease.path) for lease in usable)
+            offers = tuple(LeaseOffer(lease.routers, lease.address, lease.path, lease.expires)
+                           for lease in usable)
             found[name] = LeaseFindings(offers, tuple(refused))
     return found
 

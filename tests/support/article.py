@@ -78,6 +78,9 @@ def article_state() -> KernelState:
     )
 
 
+#: What a lease reader finds on the article's server: a lease naming ens224's router.
+
+
 def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> Decision:
     """The article's server (plus IPv6 and a docker0 bridge), ens224's gateway from a lease
     (without one, ens224 has no IPv4 gateway)."""
