@@ -26,7 +26,10 @@ from polroutd.core.limits import AF_INET
 from polroutd.core.model import DesiredState, KernelState, Link, Operation, OpResult, Plan
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
+from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
+
+UPLINK_TABLE_KEY = "/uplinks"  # the uplink table's request among the interfaces' ('/': no ifname)
 
 
 class Kernel(Protocol):
@@ -74,6 +77,8 @@ class Engine:
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
+        # What the daemon observed of its uplinks (daemon/uplinks.py); None: links decide.
+        self.uplink_health: HealthView | None = None
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, str]:
         found = leases.lease_gateways(interfaces, self.config.daemon.dhcp_lease_paths, time.time())
@@ -120,8 +125,11 @@ class Engine:
     def decide(self, state: KernelState) -> Decision:
         managed = managed_links(state, self.config)
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
+        requests = table_requests(managed)
+        if self.config.daemon.uplinks != "off":
+            requests.append((UPLINK_TABLE_KEY, self.config.daemon.uplink_table))
         assignment = tables.assign_tables(
-            table_requests(managed),
+            requests,
             registry=self.registry,
             recorded=self._recorded(),
             table_range=self.config.daemon.table_range,
@@ -130,12 +138,15 @@ class Engine:
         )
         named = {**self.registry.tables, **assignment.recorded}
         named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
+        uplink_table = assignment.by_interface.get(UPLINK_TABLE_KEY)
         inputs = Inputs(
             config=self.config,
             protocol=self.protocol,
             tables=assignment.by_interface,
             named_tables=named,
             lease_gateways=self._lease_reader(self._lease_candidates(state, managed)),
+            uplink_table=uplink_table,
+            uplink_health=self.uplink_health,
         )
         desired = desired_state(state, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from polroutd import __version__
+from polroutd.adapters.uplink_metrics import UplinkMetrics
 
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -89,6 +90,7 @@ class Metrics:
             "polroutd_build_info", "polroutd's version.", ["version"], registry=r
         )
         self.build_info.labels(version=__version__).set(1)
+        self.uplinks = UplinkMetrics(r)
         # Every series the spec names exists from the start at 0, so Prometheus' increase()
         # sees the first drift after a restart (a series born at 1 has no visible increase).
         for result in ("ok", "error"):

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
 import tomllib
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Collection, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from polroutd.config.tomllines import key_lines, line_of
+from polroutd.config import uplinks as _uplinks
+from polroutd.config.tomllines import key_lines
+from polroutd.config.values import (
+    Parser,
+    _bool,
+    _found,
+    _int,
+    _number,
+    _one_line,
+    _positive,
+    _str,
+    _str_list,
+    _Where,
+)
 from polroutd.core.errors import ConfigError
 from polroutd.core.globs import is_glob, overlap_witness
 from polroutd.core.limits import (
@@ -40,6 +52,7 @@ from polroutd.core.settings import (
     LOG_FORMATS,
     LOG_LEVELS,
     MODES,
+    UPLINK_MODES,
     Config,
     DaemonSettings,
     InterfaceSpec,
@@ -110,22 +123,9 @@ def parse_config(data: Mapping[str, Any], source: str, text: str | None = None) 
     interfaces = tuple(_interface(where, f"interface[{n}]", e) for n, e in enumerate(entries, 1))
     _check_priorities(where, daemon, interfaces)
     _check_overlaps(where, interfaces)
-    _check_tables(where, interfaces)
+    _check_tables(where, interfaces, daemon)
+    _uplinks.check_uplinks(where, daemon, interfaces)
     return Config(daemon=daemon, interfaces=interfaces, source=source)
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Turns a key into an error that carries the file and, when known, the line."""
-
-    source: str
-    lines: Mapping[str, int]
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, key, problem, line_of(self.lines, key))
-
-
-Parser = Callable[[_Where, str, Any], Any]
 
 
 def _daemon(where: _Where, value: Any) -> DaemonSettings:
@@ -149,7 +149,7 @@ def _daemon(where: _Where, value: Any) -> DaemonSettings:
 
 def _interface(where: _Where, key: str, value: Any) -> InterfaceSpec:
     entry = _table(where, key, value)
-    _reject_unknown(where, key, entry, _INTERFACE_KEYS)
+    _reject_unknown(where, key, entry, _INTERFACE_KEYS | _uplinks.UPLINK_KEYS)
     if "name" not in entry:
         raise where.error(f"{key}.name", "is required: an interface name or shell glob")
     name = _interface_name(where, f"{key}.name", entry["name"])
@@ -177,6 +177,7 @@ def _interface(where: _Where, key: str, value: Any) -> InterfaceSpec:
         priority=_priority(where, f"{key}.priority", entry["priority"])
         if "priority" in entry else None,
         routes=tuple(_route(where, f"{key}.routes[{n}]", r) for n, r in enumerate(routes, 1)),
+        uplink=_uplinks.parse_uplink(where, key, entry),
     )
 
 
@@ -223,9 +224,14 @@ def _check_priorities(
             )
 
 
-def _check_tables(where: _Where, interfaces: tuple[InterfaceSpec, ...]) -> None:
-    """No two entries may share a table (an exact name without a table uses its own name)."""
+def _check_tables(
+    where: _Where, interfaces: tuple[InterfaceSpec, ...], daemon: DaemonSettings
+) -> None:
+    """No two entries may share a table (an exact name without a table uses its own name),
+    nor the uplink table."""
     seen: dict[str | int, str] = {}  # table -> the entry that uses it, for the message
+    if daemon.uplinks != "off":
+        seen[daemon.uplink_table] = "daemon.uplink_table"
     for n, spec in enumerate(interfaces, 1):
         table = spec.table if spec.table is not None or is_glob(spec.name) else spec.name
         if table is None:
@@ -275,47 +281,11 @@ def _reject_unknown(
             )
 
 
-def _int(where: _Where, key: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise where.error(key, f"must be an integer, got {_found(value)}")
-    if not low <= value <= high:
-        raise where.error(key, f"must be an integer from {low} to {high}, got {value}")
-    return value
-
-
-def _number(where: _Where, key: str, value: Any) -> float:
-    # TOML tells 60 from 60.0; both are fine for a number of seconds.
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise where.error(key, f"must be a number of seconds, got {_found(value)}")
-    if not math.isfinite(value):
-        raise where.error(key, f"must be a finite number of seconds, got {_found(value)}")
-    return float(value)
-
-
-def _positive(where: _Where, key: str, value: Any) -> float:
-    seconds = _number(where, key, value)
-    if seconds <= 0:
-        raise where.error(key, f"must be greater than 0 seconds, got {_found(value)}")
-    return seconds
-
-
 def _non_negative(where: _Where, key: str, value: Any) -> float:
     seconds = _number(where, key, value)
     if seconds < 0:
         raise where.error(key, f"must be 0 seconds or more, got {_found(value)}")
     return seconds
-
-
-def _str(where: _Where, key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise where.error(key, f"must be a string, got {_found(value)}")
-    return value
-
-
-def _bool(where: _Where, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise where.error(key, f"must be true or false, got {_found(value)}")
-    return value
 
 
 def _choice(choices: tuple[str, ...]) -> Parser:
@@ -325,15 +295,6 @@ def _choice(choices: tuple[str, ...]) -> Parser:
             expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
             raise where.error(key, f"must be {expected}, got {_found(value)}")
         return str(value)
-
-    return parse
-
-
-def _str_list(item: Parser) -> Parser:
-    def parse(where: _Where, key: str, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise where.error(key, f"must be an array of strings, got {_found(value)}")
-        return tuple(item(where, f"{key}[{n}]", v) for n, v in enumerate(value, 1))
 
     return parse
 
@@ -434,6 +395,17 @@ def _priority(where: _Where, key: str, value: Any) -> int:
     if value < 1:
         raise where.error(key, f"must be an integer from 1 to {MAX_RULE_PRIORITY}, got {value}")
     return value
+
+
+def _uplink_priority(where: _Where, key: str, value: Any) -> int:
+    """Two rules sit at ``uplink_priority`` and the next one, both before main's."""
+    priority = _priority(where, key, value)
+    if priority > MAX_RULE_PRIORITY - 1:
+        raise where.error(
+            key, f"must be at most {MAX_RULE_PRIORITY - 1} (its second rule takes the next "
+            f"priority, below {MAIN_RULE_PRIORITY}), got {priority}",
+        )
+    return priority
 
 
 def _table_range(where: _Where, key: str, value: Any) -> tuple[int, int]:
@@ -570,26 +542,9 @@ _DAEMON_PARSERS: Mapping[str, Parser] = {
     "log_format": _choice(LOG_FORMATS),
     "log_level": _choice(LOG_LEVELS),
     "dhcp_lease_paths": _str_list(_lease_path),
+    "uplinks": _choice(UPLINK_MODES),
+    "uplink_table": lambda where, key, value: _interface_table(where, key, value),
+    "uplink_priority": lambda where, key, value: _uplink_priority(where, key, value),
 }
-_INTERFACE_KEYS = frozenset(f.name for f in fields(InterfaceSpec))
+_INTERFACE_KEYS = frozenset(f.name for f in fields(InterfaceSpec)) - {"uplink"}
 _ROUTE_KEYS = frozenset(f.name for f in fields(RouteSpec))
-
-
-def _found(value: Any) -> str:
-    """A value as the TOML file spells it, kept to one short line for messages."""
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, str):
-        shown = json.dumps(value)
-        return shown if len(shown) <= 60 else shown[:56] + '..."'
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return f"an array of {len(value)}"
-    if isinstance(value, dict):
-        return "a table"
-    return _one_line(f"{type(value).__name__} {value}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -29,11 +29,13 @@ from polroutd.core.model import (
     ManagedInterface,
     Route,
     Rule,
+    UplinkChoice,
     family_name,
     host_len,
 )
 from polroutd.core.settings import Config, InterfaceSpec, RouteSpec
 from polroutd.core.tables import TableRef
+from polroutd.core.uplinks import HealthView, uplink_objects
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class Inputs:
     tables: Mapping[str, TableRef]  # interface name -> its table
     named_tables: Mapping[str, int]  # every table name known (for extra routes' "table")
     lease_gateways: Mapping[str, str]  # interface name -> IPv4 router from its DHCP lease
+    uplink_table: TableRef | None = None  # with uplinks on: polroutd's table of default routes
+    uplink_health: HealthView | None = None  # the daemon's observations; None: links decide
 
 
 def managed_links(state: KernelState, config: Config) -> list[tuple[Link, InterfaceSpec | None]]:
@@ -326,6 +330,25 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
             )
         )
 
+    # --- uplinks (core/uplinks.py): health is an input, like the kernel state ---
+    uplink_choices: tuple[UplinkChoice, ...] = ()
+    if config.daemon.uplinks != "off" and inputs.uplink_table is not None:
+        specs = {link.name: (link, spec.uplink) for link, spec in managed if spec and spec.uplink}
+        found = uplink_objects(
+            ((i, specs[i.name][0], uplink) for i in interfaces
+             if i.name in specs and (uplink := specs[i.name][1]) is not None),
+            mode=config.daemon.uplinks, table=inputs.uplink_table.id,
+            priority=config.daemon.uplink_priority, protocol=protocol,
+            health=inputs.uplink_health,
+            usable=lambda index, family: index not in down and (index, family) in families_on,
+        )
+        for rule in found.rules:
+            rules.setdefault(rule.identity(), rule)
+        for route in found.routes:
+            routes.setdefault(route.key, route)
+        uplink_choices = found.choices
+    # --- end uplinks ---
+
     if config.daemon.mode == "main-first" and rules:
         first = min(r.priority for r in rules.values()) - 1
         for family in sorted({r.family for r in rules.values()}):
@@ -339,7 +362,9 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         interfaces=tuple(interfaces),
         rules=tuple(sorted(rules.values(), key=rule_order)),
         routes=tuple(sorted(routes.values(), key=route_order)),
-        tables=frozenset(inputs.tables[link.name].id for link, _ in managed),
+        tables=frozenset(inputs.tables[link.name].id for link, _ in managed)
+        | ({inputs.uplink_table.id} if uplink_choices and inputs.uplink_table else set()),
+        uplinks=uplink_choices,
     )
 
 

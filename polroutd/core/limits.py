@@ -41,6 +41,7 @@ MIN_MAIN_FIRST_PRIORITY = 2  # main-first puts one rule just ahead (priority - 1
 MAX_TABLE = 2**32 - 1
 MAX_METRIC = 2**32 - 1
 MAX_PROTOCOL = 255
+MAX_WEIGHT = 256  # a multipath next hop's weight: rtnh_hops (one byte) + 1
 MAX_PORT = 65535
 IFNAMSIZ = 16  # interface names are at most 15 bytes
 # Table and protocol names the kernel reserves; polroutd never takes these.

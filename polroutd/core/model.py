@@ -72,6 +72,14 @@ class RouteKey(NamedTuple):
     metric: int
 
 
+class NextHop(NamedTuple):
+    """One path of a multipath route (``nexthop via G dev I weight W``)."""
+
+    oif: int
+    gateway: str | None
+    weight: int = 1
+
+
 class Route(NamedTuple):
     family: int
     table: int
@@ -88,6 +96,9 @@ class Route(NamedTuple):
     # Attributes we do not model (multipath, metrics, encap, ...) as opaque (type, bytes) pairs,
     # so a foreign route that differs only there is still seen as different from ours.
     extra: tuple[tuple[int, bytes], ...] = ()
+    # A multipath route's paths (RTA_MULTIPATH), in the kernel's order; then oif and gateway
+    # are None. A route with one path is written as a plain one, as the kernel reports it.
+    nexthops: tuple[NextHop, ...] = ()
 
     @property
     def key(self) -> RouteKey:
@@ -231,12 +242,25 @@ class Conflict:
     foreign: Rule | Route
 
 
+class UplinkChoice(NamedTuple):
+    """One uplink and family as decided (core/uplinks.py): may it, and does it, carry traffic."""
+
+    interface: str
+    family: int
+    healthy: bool
+    active: bool  # its route carries new connections now
+    metric: int
+    weight: int
+    reason: str | None = None  # why it carries nothing although configured
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredState:
     interfaces: tuple[ManagedInterface, ...]
     rules: tuple[Rule, ...]
     routes: tuple[Route, ...]
-    tables: frozenset[int]  # every table polroutd uses per interface
+    tables: frozenset[int]  # every table polroutd uses per interface (and the uplink table)
+    uplinks: tuple[UplinkChoice, ...] = ()  # what each uplink does now
 
     def route_keys(self) -> frozenset[RouteKey]:
         return frozenset(route.key for route in self.routes)

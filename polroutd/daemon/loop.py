@@ -27,6 +27,7 @@ from polroutd.core.plan import Classified, classify
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
 from polroutd.core.stateview import LastReconcile, state_document
+from polroutd.daemon.uplinks import UplinkEvents, UplinkMonitor
 from polroutd.engine import Engine, Kernel, LeaseReader
 from polroutd.netlink import codec as rtnl
 
@@ -73,6 +74,7 @@ class Deps:
     wallclock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)  # jitters the resync
     on_started: Callable[[Daemon], Any] | None = None  # e.g. start the HTTP server
+    uplink_events_factory: Callable[[], UplinkEvents] | None = None  # None: no link/neigh events
 
 
 @dataclass
@@ -128,6 +130,15 @@ class Daemon:
         self._reload_requested = False
         self._tasks: list[asyncio.Task[None]] = []
         self._gateway_labels: set[tuple[str, str]] = set()
+        # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
+        self.uplinks = UplinkMonitor(
+            metrics=self.prom.uplinks, clock=deps.clock, wallclock=deps.wallclock,
+            on_change=self._uplink_changed, events_factory=deps.uplink_events_factory,
+        )
+
+    def _uplink_changed(self) -> None:
+        self.schedule.mark_dirty(self.deps.clock(), "uplink")
+        self._wake.set()
 
     # --- control ------------------------------------------------------------------------------
 
@@ -158,6 +169,12 @@ class Daemon:
         return True, "ready"
 
     def state(self) -> dict[str, Any]:
+        document = self._state_document()
+        document["uplinks"] = self.uplinks.document()
+        document["uplinks_error"] = self.uplinks.icmp_error
+        return document
+
+    def _state_document(self) -> dict[str, Any]:
         s = self.status
         return state_document(
             decision=s.decision,
@@ -218,6 +235,7 @@ class Daemon:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            self.uplinks.close()
             self._close_events()
 
     async def _shutdown(self) -> int:
@@ -347,6 +365,7 @@ class Daemon:
 
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
+        self.engine.uplink_health = self.uplinks.view()  # uplinks: health is a core input
         try:
             decision = self.engine.decide(self._read_settled())
         except (KernelError, OSError, ConfigError) as exc:
@@ -479,6 +498,7 @@ class Daemon:
         if decision is not None:
             s.decision, s.results = decision, results
             self._update_gauges(decision, results)
+            self.uplinks.update(decision, self.config)  # uplinks: start/stop probes
         s.in_sync = success
         if success and decision is not None:
             s.last_good = decision.desired

@@ -14,6 +14,7 @@ from polroutd.core.settings import Config
 from polroutd.daemon.loop import Daemon, Deps
 from polroutd.inputs.foreign_managers import foreign_manager_warnings
 from polroutd.netlink.kernel import EVENT_BUFFER, EventSocket, Netlink
+from polroutd.netlink.uplink_events import UplinkEventSocket
 
 
 async def serve(config: Config, deps: Deps) -> int:
@@ -57,6 +58,7 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
         events_factory=lambda: EventSocket(_event_buffer(), ignore_portid=netlink.portid),
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
+        uplink_events_factory=UplinkEventSocket,
     )
     log.info("starting", config=config.source, mode=config.daemon.mode)
     # The libraries' start-up objects never die: keep the collector from walking them on

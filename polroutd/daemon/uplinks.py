@@ -1,0 +1,312 @@
+"""The uplink monitor: turns link events, neighbour events and probe results into health.
+
+It observes and counts; deciding is pure (core/health.py for the state machine, core/uplinks.py
+for the routes). A transition calls ``on_change``, which makes the daemon reconcile with the
+new health view. Probes run as tasks on the event loop and never wait for, or delay, a
+reconcile (docs/uplinks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from polroutd.adapters.logs import get_logger
+from polroutd.adapters.uplink_metrics import UplinkMetrics
+from polroutd.core.decision import Decision
+from polroutd.core.desired import managed_links
+from polroutd.core.errors import KernelError, Overrun
+from polroutd.core.health import (
+    Health,
+    LinkSeen,
+    NeighbourSeen,
+    Observation,
+    ProbeResult,
+    initial,
+    observe,
+)
+from polroutd.core.limits import AF_INET, AF_INET6
+from polroutd.core.model import Link, family_name
+from polroutd.core.settings import Config, UplinkSpec
+from polroutd.inputs.probes import icmp_probe, icmp_unavailable, tcp_probe
+from polroutd.netlink.codec import Neighbour
+
+log = get_logger("polroutd.uplinks")
+
+Key = tuple[str, int]  # (interface, family)
+NUD_REACHABLE = 0x02
+
+
+class UplinkEvents(Protocol):
+    def fileno(self) -> int: ...
+
+    def drain(self) -> list[Link | Neighbour]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """What one uplink and family is probed with, as the last reconcile found it."""
+
+    interface: str
+    ifindex: int
+    family: int
+    source: str | None  # the interface's first address of the family
+    gateway: str | None
+    spec: UplinkSpec
+
+
+class UplinkMonitor:
+    def __init__(
+        self,
+        *,
+        metrics: UplinkMetrics,
+        clock: Callable[[], float],
+        wallclock: Callable[[], float],
+        on_change: Callable[[], None],
+        events_factory: Callable[[], UplinkEvents] | None,
+    ) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._wallclock = wallclock
+        self._on_change = on_change
+        self._events_factory = events_factory
+        self._events: UplinkEvents | None = None
+        self._uplinks: dict[Key, Uplink] = {}
+        self._health: dict[Key, Health] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._active: set[Key] = set()
+        self.icmp_error: str | None = None
+        self._icmp_checked = False
+
+    # --- what the daemon asks ---------------------------------------------------------------
+
+    def view(self) -> dict[Key, bool]:
+        """Health as the pure core takes it."""
+        return {key: health.up for key, health in self._health.items()}
+
+    def document(self) -> list[dict[str, Any]]:
+        """``/state``'s ``uplinks``: one entry per uplink and family."""
+        out = []
+        for key, uplink in sorted(self._uplinks.items()):
+            health = self._health[key]
+            offset = self._wallclock() - self._clock()
+            out.append({
+                "interface": uplink.interface,
+                "family": family_name(uplink.family),
+                "up": health.up,
+                "active": key in self._active,
+                "cause": health.cause,
+                "since": round(health.since + offset, 3),
+                "transitions": health.transitions,
+                "gateway": uplink.gateway,
+                "source": uplink.source,
+                "metric": uplink.spec.metric,
+                "weight": uplink.spec.weight,
+                "probe": _probe_text(uplink.spec),
+                "recent_probes": [
+                    {"at": round(r.at + offset, 3), "ok": r.ok,
+                     "rtt_seconds": None if r.duration is None else round(r.duration, 6),
+                     "reason": r.reason}
+                    for r in health.recent
+                ],
+            })
+        return out
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+        self._close_events()
+
+    def _open_events(self) -> None:
+        if self._events is None and self._events_factory is not None:
+            self._events = self._events_factory()
+            asyncio.get_running_loop().add_reader(self._events.fileno(), self._on_events)
+
+    def _close_events(self) -> None:
+        if self._events is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._events.fileno())
+            self._events.close()
+            self._events = None
+
+    def update(self, decision: Decision, config: Config) -> None:
+        """After each reconcile: learn which uplinks exist now, start and stop their probes,
+        and publish which carry traffic."""
+        found = _uplinks(decision, config)
+        if found and self._events is None:
+            self._open_events()
+        elif not found:
+            self._close_events()
+        if not self._icmp_checked and any(u.spec.probe.kind == "icmp" for u in found.values()):
+            self._icmp_checked = True
+            self.icmp_error = icmp_unavailable()
+            if self.icmp_error:
+                log.error("icmp_probes_unavailable", error=self.icmp_error,
+                          action="ICMP uplinks judged by link and neighbour events only")
+        links = decision.state.link_by_index()
+        now = self._clock()
+        for key in self._uplinks.keys() - found.keys():
+            self._forget(key)
+        for key, uplink in found.items():
+            self._uplinks[key] = uplink
+            if key not in self._health:
+                link = links.get(uplink.ifindex)
+                self._health[key] = initial(now, bool(link and link.up and link.carrier))
+                self._publish(key)
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.get_running_loop().create_task(
+                    self._probe_loop(key), name=f"probe {uplink.interface}/{key[1]}"
+                )
+        active = {(c.interface, c.family) for c in decision.desired.uplinks if c.active}
+        for key in found:
+            self._metrics.active.labels(key[0], family_name(key[1])).set(key in active)
+        self._active = active
+
+    def _forget(self, key: Key) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+        self._uplinks.pop(key, None)
+        self._health.pop(key, None)
+        self._metrics.forget(key[0], family_name(key[1]))
+
+    # --- observations -------------------------------------------------------------------------
+
+    def _observe(self, key: Key, seen: Observation) -> None:
+        uplink, health = self._uplinks.get(key), self._health.get(key)
+        if uplink is None or health is None:
+            return  # forgotten meanwhile (a probe that was under way)
+        health, transition = observe(health, seen, down_after=uplink.spec.down,
+                                     up_after=uplink.spec.up)
+        self._health[key] = health
+        if isinstance(seen, ProbeResult) and seen.reason != "passive":
+            if seen.ok and seen.duration is not None:
+                self._metrics.probe_duration.labels(uplink.interface).observe(seen.duration)
+            elif not seen.ok:
+                self._metrics.probe_failures.labels(uplink.interface, seen.reason or "error").inc()
+        if transition is None:
+            return
+        to = "up" if transition.up else "down"
+        self._metrics.transitions.labels(
+            uplink.interface, family_name(key[1]), to, transition.cause
+        ).inc()
+        self._publish(key)
+        log.warning(f"uplink_{to}", interface=uplink.interface, family=family_name(key[1]),
+                    cause=transition.cause, gateway=uplink.gateway,
+                    failures=health.failures, successes=health.successes)
+        self._on_change()
+
+    def _publish(self, key: Key) -> None:
+        self._metrics.up.labels(key[0], family_name(key[1])).set(self._health[key].up)
+
+    def _on_events(self) -> None:
+        assert self._events is not None
+        try:
+            items = self._events.drain()
+        except (Overrun, KernelError) as exc:
+            log.warning("uplink_events_lost", error=str(exc), action="reopening; next reconcile "
+                        "re-reads the links")
+            self._close_events()
+            self._open_events()
+            return
+        now = self._clock()
+        for item in items:
+            for key, uplink in list(self._uplinks.items()):
+                if isinstance(item, Link):
+                    if item.ifindex != uplink.ifindex:
+                        continue
+                    ok = item.up and item.carrier
+                    if ok != self._health[key].link_ok:
+                        self._observe(key, LinkSeen(now, ok))
+                elif (item.ifindex, item.family, item.address) == (
+                    uplink.ifindex, uplink.family, uplink.gateway
+                ):
+                    if item.failed:
+                        self._observe(key, NeighbourSeen(now, True))
+                    elif item.state & NUD_REACHABLE:
+                        self._observe(key, NeighbourSeen(now, False))
+
+    async def _probe_loop(self, key: Key) -> None:
+        """One probe round every interval. Rounds are tasks of their own, so a round waiting
+        for its timeout never delays the next round (detection stays within
+        ``interval * down + timeout``)."""
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while key in self._uplinks:
+                uplink = self._uplinks[key]
+                round_task = asyncio.get_running_loop().create_task(self._round(key, uplink))
+                rounds.add(round_task)
+                round_task.add_done_callback(rounds.discard)
+                await asyncio.sleep(uplink.spec.interval)
+        finally:
+            for task in rounds:
+                task.cancel()
+
+    async def _round(self, key: Key, uplink: Uplink) -> None:
+        spec = uplink.spec
+        probe = spec.probe
+        health = self._health.get(key)
+        if health is None:
+            return
+        passive = probe.kind == "none" or (probe.kind == "icmp" and self.icmp_error)
+        if passive or uplink.source is None:
+            # No active probe: the link and the neighbour table are all there is to go by.
+            ok = health.link_ok and not health.neighbour_failed
+            self._observe(key, ProbeResult(self._clock(), ok, None, "passive"))
+            return
+        if probe.kind == "tcp":
+            assert probe.host is not None and probe.port is not None
+            if _family_of(probe.host) != key[1]:
+                return
+            result = await tcp_probe(uplink.source, probe.host, probe.port, uplink.ifindex,
+                                     spec.timeout, self._clock)
+        else:
+            targets = [t for t in probe.targets if _family_of(t) == key[1]] or (
+                [uplink.gateway] if uplink.gateway else [])
+            if not targets:
+                return
+            results = await asyncio.gather(*(
+                icmp_probe(uplink.source, t, uplink.ifindex, spec.timeout, self._clock)
+                for t in targets))
+            answered = [r for r in results if r.ok]
+            result = answered[0] if answered else results[-1]
+        self._observe(key, result)
+
+
+def _family_of(address: str) -> int:
+    return AF_INET6 if ":" in address else AF_INET
+
+
+def _probe_text(spec: UplinkSpec) -> str:
+    if spec.probe.kind == "tcp":
+        return f"tcp:{spec.probe.host}:{spec.probe.port}"
+    return spec.probe.kind
+
+
+def _uplinks(decision: Decision, config: Config) -> dict[Key, Uplink]:
+    """The uplinks and families the last decision knows, with what probing needs."""
+    if config.daemon.uplinks == "off":
+        return {}
+    specs = {link.name: spec.uplink for link, spec in managed_links(decision.state, config)
+             if spec is not None and spec.uplink is not None}
+    found: dict[Key, Uplink] = {}
+    for iface in decision.desired.interfaces:
+        spec = specs.get(iface.name)
+        if spec is None:
+            continue
+        for family, gateway in ((AF_INET, iface.gateway4), (AF_INET6, iface.gateway6)):
+            sources = [a.split("/")[0] for a in iface.addresses
+                       if (":" in a) == (family == AF_INET6)]
+            if not sources or not gateway.present:
+                continue
+            found[(iface.name, family)] = Uplink(
+                iface.name, iface.index, family, sources[0], gateway.address, spec)
+    return found
