@@ -73,7 +73,7 @@ def test_invalid_uplink_settings_name_file_key_line_and_expectation(
     assert "\n" not in str(error)
     for word in words:
         assert word in error.problem
-    if key.startswith("interface[1].") and key != "interface[1].uplink" or key in (
+    if (key.startswith("interface[1].") and key != "interface[1].uplink") or key in (
         "daemon.uplinks", "daemon.uplink_table", "daemon.uplink_priority"
     ):
         assert error.line is not None
