@@ -1,0 +1,190 @@
+"""Uplink failover and balance with real packets (polroutd.lab.uplinks): the host's new TCP
+connections, with no source address chosen, measured across each kind of failure."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polroutd.lab.daemon import LabDaemon
+from polroutd.lab.uplinks import (
+    UplinkLab,
+    attempts,
+    outage,
+    uplink_config,
+    uplink_state,
+    via,
+)
+from tests.support.lab_tools import LAB_PREFIX
+
+INTERVAL, TIMEOUT, DOWN, UP = 0.2, 0.3, 3, 3
+PROBE_BOUND = INTERVAL * DOWN + TIMEOUT  # detection by probes, configuration arithmetic
+
+
+@pytest.fixture
+def lab() -> Iterator[UplinkLab]:
+    built = UplinkLab(LAB_PREFIX)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def start(lab: UplinkLab, tmp_path: Path, **options: Any) -> LabDaemon:
+    daemon = lab.daemon(uplink_config(tmp_path, **options), tmp_path, 19642)
+    daemon.wait_ready()
+    daemon.wait_for(lambda: active(daemon) == ["wan1"], what="wan1 active")
+    return daemon
+
+
+def active(daemon: LabDaemon) -> list[str]:
+    return sorted(u["interface"] for u in daemon.state()["uplinks"]
+                  if u["active"] and u["family"] == "ipv4")
+
+
+def routes(lab: UplinkLab, table: str = "all") -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(
+        lab.sh(lab.host, "ip", "-j", "route", "show", "table", table) or "[]")
+    return out
+
+
+def main_defaults(lab: UplinkLab) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in routes(lab, "main")
+                  if r["dst"] == "default")
+
+
+def measure(lab: UplinkLab, daemon: LabDaemon, fail: Any, seconds: float = 4.0) -> tuple[
+        float | None, float | None, list[Any]]:
+    """Breaks wan1 with ``fail(False)`` while a client loop runs, restores it with
+    ``fail(True)`` 1.5 s later: (failover seconds, recovery seconds, attempts)."""
+    client = lab.client(seconds)
+    time.sleep(0.5)
+    broke = time.monotonic()
+    fail(False)
+    time.sleep(1.5)
+    restored = time.monotonic()
+    fail(True)
+    tries = attempts(client)
+    daemon.check_alive()
+    return outage(tries, broke, "wan2"), outage(tries, restored, "wan1"), tries
+
+
+def test_carrier_loss_fails_over_within_100_ms_and_recovers_after_probe_up(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    daemon = start(lab, tmp_path)
+    before = main_defaults(lab)
+    failover, recovery, tries = measure(lab, daemon, lambda on: lab.carrier("wan1", on))
+    assert failover is not None and failover < 0.1, failover
+    assert recovery is not None and UP * INTERVAL * 0.8 <= recovery < UP * INTERVAL + 1.0
+    wan1 = uplink_state(daemon, "wan1")
+    assert wan1["up"] and wan1["cause"] == "probe"
+    metrics = daemon.http("/metrics")[1]
+    assert ('polroutd_uplink_transitions_total{cause="link",family="ipv4",interface="wan1",'
+            'to="down"} 1.0') in metrics
+    assert main_defaults(lab) == before  # DHCP's defaults in main: never touched
+    print(f"carrier: failover {failover * 1000:.0f} ms, recovery {recovery * 1000:.0f} ms")
+
+
+def test_upstream_failure_is_found_by_probes_within_interval_times_down_plus_timeout(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    daemon = start(lab, tmp_path)
+    failover, recovery, _ = measure(lab, daemon, lambda on: lab.upstream("wan1", on))
+    assert failover is not None and failover <= PROBE_BOUND + 0.15, failover
+    assert recovery is not None and recovery >= (UP - 1) * INTERVAL
+    assert uplink_state(daemon, "wan1")["cause"] == "probe"
+    print(f"upstream: failover {failover * 1000:.0f} ms, recovery {recovery * 1000:.0f} ms")
+
+
+def test_a_gateway_that_stops_answering_arp_is_left(lab: UplinkLab, tmp_path: Path) -> None:
+    daemon = start(lab, tmp_path)
+    failover, recovery, _ = measure(lab, daemon, lambda on: lab.arp("wan1", on))
+    assert failover is not None and failover <= PROBE_BOUND + 0.15, failover
+    assert recovery is not None
+    causes = daemon.http("/metrics")[1]
+    assert 'interface="wan1",to="down"} 1.0' in causes
+    print(f"arp: failover {failover * 1000:.0f} ms, recovery {recovery * 1000:.0f} ms, "
+          f"{[l for l in causes.splitlines() if 'transitions_total{' in l]}")
+
+
+def test_connections_bound_to_the_other_uplink_are_never_disturbed(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    daemon = start(lab, tmp_path)
+    long_lived = lab.long_lived("10.2.0.2", 3.0)
+    time.sleep(0.5)
+    lab.carrier("wan1", False)
+    time.sleep(1.0)
+    lab.carrier("wan1", True)
+    out, _ = long_lived.communicate(timeout=30)
+    result = json.loads(out)
+    assert result["broken"] is None and result["worst_gap"] < 0.2, result
+    daemon.check_alive()
+
+
+def test_a_flapping_link_causes_only_the_transitions_hysteresis_allows(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    daemon = start(lab, tmp_path)
+    before = daemon.counters()
+    flapping_until = time.monotonic() + 3.0
+    on = False
+    while time.monotonic() < flapping_until:
+        lab.carrier("wan1", on)
+        on = not on
+        time.sleep(0.1)
+    lab.carrier("wan1", True)
+    wan1 = uplink_state(daemon, "wan1")
+    # down once at the first flap; never up while flapping (probe_up in a row never happens)
+    assert wan1["transitions"] == 1 and not wan1["up"]
+    daemon.wait_for(lambda: uplink_state(daemon, "wan1")["up"], timeout=5, what="wan1 back")
+    after = daemon.counters()
+    operations = after["changes"] - before["changes"] + after["repairs"] - before["repairs"]
+    assert operations <= 4, (before, after)  # the route out, and back: no storm
+    assert uplink_state(daemon, "wan1")["transitions"] == 2
+
+
+def test_main_defaults_carry_traffic_only_when_no_uplink_is_healthy(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    daemon = start(lab, tmp_path)
+    before = main_defaults(lab)
+    lab.upstream("wan1", False)
+    lab.upstream("wan2", False)
+    daemon.wait_for(lambda: active(daemon) == [], timeout=5, what="no uplink healthy")
+    uplink_table = [r for r in routes(lab) if r.get("table") == "uplinks"]
+    assert uplink_table == []
+    # main's foreign defaults remain, untouched: the last resort
+    assert main_defaults(lab) == before and len(before) == 2
+    got = lab.sh(lab.host, "ip", "-j", "route", "get", "198.51.100.1")
+    assert json.loads(got)[0]["dev"] == "wan1"  # main's metric 100 default
+    lab.upstream("wan2", True)
+    daemon.wait_for(lambda: active(daemon) == ["wan2"], timeout=5, what="wan2 back")
+
+
+def test_balance_spreads_new_flows_by_weight_and_drops_a_dead_uplink(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    daemon = lab.daemon(uplink_config(tmp_path, mode="balance", weights=(3, 1)), tmp_path,
+                        19642)
+    daemon.wait_ready()
+    daemon.wait_for(lambda: active(daemon) == ["wan1", "wan2"], what="both active")
+    (multipath,) = [r for r in routes(lab) if r.get("table") == "uplinks"]
+    assert sorted((h["dev"], h["weight"]) for h in multipath["nexthops"]) == [
+        ("wan1", 3), ("wan2", 1)]
+    tries = attempts(lab.client(3.0, every=0.005))
+    ok = [via(t.src) for t in tries if t.ok]
+    share = ok.count("wan1") / len(ok)
+    print(f"balance: {len(ok)} connections, wan1 share {share:.2f} (weight 3:1 -> 0.75)")
+    assert 0.6 <= share <= 0.9, share
+    lab.carrier("wan2", False)
+    daemon.wait_for(lambda: active(daemon) == ["wan1"], timeout=2, what="wan2 left")
+    (single,) = [r for r in routes(lab) if r.get("table") == "uplinks"]
+    assert single["dev"] == "wan1" and "nexthops" not in single
+    daemon.stop()
