@@ -7,8 +7,8 @@ import json
 import math
 import os
 import time
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def test_carrier_loss_fails_over_within_100_ms_and_recovers_after_probe_up(
 ) -> None:
     daemon = start(lab, tmp_path)
     before = main_defaults(lab)
-    failover, recovery, tries = measure(lab, daemon, lambda on: lab.carrier("wan1", on))
+    failover, recovery, _ = measure(lab, daemon, lambda on: lab.carrier("wan1", on))
     assert failover is not None and failover < 0.1, failover
     assert recovery is not None and UP * INTERVAL * 0.8 <= recovery < UP * INTERVAL + 1.0
     wan1 = uplink_state(daemon, "wan1")
@@ -125,7 +125,7 @@ def test_a_gateway_that_stops_answering_arp_is_left(lab: UplinkLab, tmp_path: Pa
     causes = daemon.http("/metrics")[1]
     assert 'interface="wan1",to="down"} 1.0' in causes
     print(f"arp: failover {failover * 1000:.0f} ms, recovery {recovery * 1000:.0f} ms, "
-          f"{[l for l in causes.splitlines() if 'transitions_total{' in l]}")
+          f"{[line for line in causes.splitlines() if 'transitions_total{' in line]}")
 
 
 def test_connections_bound_to_the_other_uplink_are_never_disturbed(
