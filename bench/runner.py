@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import scen_burst, scen_cold, scen_large, scen_latency
+from bench import scen_burst, scen_cold, scen_large, scen_latency, scen_uplinks
 from bench.common import Context, Row
 from polroutd.lab import netns
 
@@ -37,6 +37,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "idle": (scen_large.idle, "idle CPU at 1,024 rules"),
     "latency-large": (scen_large.latency, "event -> converged latency at 1,024 rules"),
     "storm": (scen_large.storm, "5,000 address events: convergence, reconciles, RSS"),
+    "uplinks": (scen_uplinks.run, "uplink failover: carrier, upstream, recovery; probe CPU"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -32,8 +32,16 @@ from polroutd.lab.netns import Namespaces, delete
 
 SERVER = "198.51.100.1"
 PORT = 8080
-UPLINKS = {"wan1": ("10.1.0", "10.91.0", "r1"), "wan2": ("10.2.0", "10.92.0", "r2")}
-DHCP_METRICS = {"wan1": 100, "wan2": 200}
+MAX_UPLINKS = 8
+
+
+def uplinks(count: int = 2) -> dict[str, tuple[str, str, str]]:
+    """Uplink name -> (its /24, its router's upstream /24, the router's role)."""
+    if not 1 <= count <= MAX_UPLINKS:
+        raise ValueError(f"the lab has 1 to {MAX_UPLINKS} uplinks, not {count}")
+    return {f"wan{k}": (f"10.{k}.0", f"10.9{k}.0", f"r{k}") for k in range(1, count + 1)}
+
+
 
 # The "internet": accepts, echoes, and keeps every connection open until the peer closes.
 ECHO_SERVER = r"""
@@ -107,7 +115,7 @@ class Attempt:
 
 def via(src: str | None) -> str | None:
     """Which uplink a connection left by, from its source address."""
-    for name, (net, _up, _router) in UPLINKS.items():
+    for name, (net, _up, _router) in uplinks(MAX_UPLINKS).items():
         if src and src.startswith(net + "."):
             return name
     return None
@@ -116,7 +124,8 @@ def via(src: str | None) -> str | None:
 class UplinkLab:
     """The namespaces, built; ``close()`` removes them (also when building failed)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, count: int = 2) -> None:
+        self.uplinks = uplinks(count)
         self.spaces = Namespaces(prefix)
         self.made: list[str] = []
         self.server: subprocess.Popen[str] | None = None
@@ -140,9 +149,9 @@ class UplinkLab:
     def _build(self) -> None:
         self.host = self._add("host")
         self.inet = self._add("inet")
-        self.routers = {name: self._add(router) for name, (_, _, router) in UPLINKS.items()}
+        self.routers = {name: self._add(router) for name, (_, _, router) in self.uplinks.items()}
         self.ip(self.inet, "addr", "add", f"{SERVER}/32", "dev", "lo")
-        for name, (net, up, _router) in UPLINKS.items():
+        for n, (name, (net, up, _router)) in enumerate(self.uplinks.items(), 1):
             router = self.routers[name]
             self.ip(self.host, "link", "add", name, "type", "veth", "peer", "name", "lan",
                     "netns", router)
@@ -163,7 +172,7 @@ class UplinkLab:
             self.sh(self.host, "sysctl", "-qw", f"net.ipv4.neigh.{name}.retrans_time_ms=100")
             # As the DHCP clients would: one default per uplink in main (foreign).
             self.ip(self.host, "route", "add", "default", "via", f"{net}.1", "dev", name,
-                    "proto", "dhcp", "metric", str(DHCP_METRICS[name]))
+                    "proto", "dhcp", "metric", str(100 * n))
         # Unprivileged ICMP probes (docs/uplinks.md), and flows spread by ports in balance.
         self.sh(self.host, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
         self.sh(self.host, "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")
@@ -232,8 +241,9 @@ def outage(tries: list[Attempt], since: float, to: str) -> float | None:
 
 def uplink_config(directory: Path, *, mode: str = "failover", interval: float = 0.2,
                   timeout: float = 0.3, down: int = 3, up: int = 3, probe: str = "icmp",
-                  weights: tuple[int, int] = (1, 1), http_port: int = 19642) -> Path:
-    """A configuration for the lab's host: both uplinks, probing the server's address."""
+                  weights: tuple[int, ...] = (1, 1), http_port: int = 19642,
+                  count: int = 2) -> Path:
+    """A configuration for the lab's host: every uplink, probing the server's address."""
     lines = [
         "[daemon]",
         f'http_listen = "127.0.0.1:{http_port}"',
@@ -242,10 +252,11 @@ def uplink_config(directory: Path, *, mode: str = "failover", interval: float = 
         f'uplinks = "{mode}"',
         "debounce = 0.005",
     ]
-    for n, name in enumerate(UPLINKS):
+    for n, name in enumerate(uplinks(count)):
         lines += [
             "[[interface]]", f'name = "{name}"', "uplink = true",
-            f"uplink_metric = {100 * (n + 1)}", f"uplink_weight = {weights[n]}",
+            f"uplink_metric = {100 * (n + 1)}",
+            f"uplink_weight = {weights[n] if n < len(weights) else 1}",
             f'probe = "{probe}"',
             f"probe_interval = {interval}", f"probe_timeout = {timeout}",
             f"probe_down = {down}", f"probe_up = {up}",

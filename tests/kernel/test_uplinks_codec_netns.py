@@ -49,8 +49,9 @@ with IPRoute() as ipr:
             hops = m.get_attr("RTA_MULTIPATH") or []
             theirs.append([m["family"], [[h["oif"], h.get_attr("RTA_GATEWAY"), h["hops"] + 1]
                                          for h in hops]])
+replan = len(make_plan(desired, state, 218).operations)
 print(json.dumps({"errors": [r.errno for r in results], "ours": ours,
-                  "theirs": sorted(theirs), "replan": len(make_plan(desired, state, 218).operations)}))
+                  "theirs": sorted(theirs), "replan": replan}))
 """
 
 
