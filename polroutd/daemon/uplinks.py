@@ -31,6 +31,7 @@ from polroutd.core.health import (
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, family_name
 from polroutd.core.settings import Config, UplinkSpec
+from polroutd.inputs.carrier import carrier
 from polroutd.inputs.probes import icmp_probe, icmp_unavailable, tcp_probe
 from polroutd.netlink.codec import Neighbour
 
@@ -38,6 +39,9 @@ log = get_logger("polroutd.uplinks")
 
 Key = tuple[str, int]  # (interface, family)
 NUD_REACHABLE = 0x02
+# Carrier is also read from sysfs this often: link events can lag up to a second behind
+# (inputs/carrier.py), and carrier loss is meant to move traffic within 100 ms.
+CARRIER_POLL = 0.05
 
 
 class UplinkEvents(Protocol):
@@ -79,6 +83,7 @@ class UplinkMonitor:
         self._uplinks: dict[Key, Uplink] = {}
         self._health: dict[Key, Health] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._carrier_task: asyncio.Task[None] | None = None
         self._active: set[Key] = set()
         self.icmp_error: str | None = None
         self._icmp_checked = False
@@ -123,7 +128,13 @@ class UplinkMonitor:
         for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
+        self._stop_carrier_poll()
         self._close_events()
+
+    def _stop_carrier_poll(self) -> None:
+        if self._carrier_task is not None:
+            self._carrier_task.cancel()
+            self._carrier_task = None
 
     def _open_events(self) -> None:
         if self._events is None and self._events_factory is not None:
@@ -145,6 +156,10 @@ class UplinkMonitor:
             self._open_events()
         elif not found:
             self._close_events()
+            self._stop_carrier_poll()
+        if found and self._carrier_task is None:
+            self._carrier_task = asyncio.get_running_loop().create_task(
+                self._carrier_loop(), name="uplink carrier")
         if not self._icmp_checked and any(u.spec.probe.kind == "icmp" for u in found.values()):
             self._icmp_checked = True
             self.icmp_error = icmp_unavailable()
@@ -233,6 +248,16 @@ class UplinkMonitor:
                         self._observe(key, NeighbourSeen(now, True))
                     elif item.state & NUD_REACHABLE:
                         self._observe(key, NeighbourSeen(now, False))
+
+    async def _carrier_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CARRIER_POLL)
+            now = self._clock()
+            for key, uplink in list(self._uplinks.items()):
+                health = self._health.get(key)
+                seen = carrier(uplink.interface)
+                if health is not None and seen is not None and seen != health.link_ok:
+                    self._observe(key, LinkSeen(now, seen))
 
     async def _probe_loop(self, key: Key) -> None:
         """One probe round every interval. Rounds are tasks of their own, so a round waiting

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from polroutd.lab.daemon import LabDaemon
-from polroutd.lab.netns import Namespaces, delete
+from polroutd.lab.netns import Namespaces, checked, delete, run_command
 
 SERVER = "198.51.100.1"
 PORT = 8080
@@ -141,7 +141,12 @@ class UplinkLab:
         return ns
 
     def ip(self, ns: str, *args: str) -> None:
-        self.spaces.run(ns, "ip", *args)
+        """``ip -n NS ...``: no ``ip netns exec`` (a fork and a mount namespace fewer), so a
+        failure is injected within a few milliseconds of the call."""
+        if ns not in self.made:
+            raise ValueError(f"not a namespace of this lab: {ns!r}")
+        argv = ["ip", "-n", ns, *args]
+        checked(run_command(argv), argv)
 
     def sh(self, ns: str, *argv: str) -> str:
         return self.spaces.run(ns, *argv).stdout
