@@ -9,7 +9,7 @@ from the repair to the first connection back on wan1.
 * carrier loss (the router's end of the link down): event-driven, target <= 100 ms median;
 * upstream failure (a blackhole on the router, link up): found by ICMP probes, target
   <= probe_interval x probe_down + probe_timeout (0.2 x 3 + 0.3 = 0.9 s here, <= 1 s);
-* recovery honours probe_up (3 x 0.2 s = 0.6 s at least);
+* recovery honours probe_up: three successes in a row span at least (3 - 1) x 0.2 = 0.4 s;
 * the CPU polroutd spends probing 4 uplinks every 0.2 s (target < 1 % of a core).
 
 The reference beside it is configuration arithmetic, not a measurement: mwan3's defaults
@@ -86,13 +86,17 @@ def _failures(ctx: Context) -> None:
         ("upstream failure -> next uplink, median", median(upstream[0]),
          f"<= {ms(bound):.0f} ms (interval x down + timeout)", bound),
         ("upstream failure -> next uplink, worst", max(upstream[0]), "<= 1000 ms", 1.0),
-        ("recovery after repair (carrier), median", median(carrier[1]),
-         f">= {ms(UP * INTERVAL):.0f} ms (probe_up x interval)", None),
-        ("recovery after repair (upstream), median", median(upstream[1]),
-         f">= {ms((UP - 1) * INTERVAL):.0f} ms (probe_up rounds)", None),
+        ("recovery after repair (carrier), min", min(carrier[1]),
+         f">= {ms((UP - 1) * INTERVAL):.0f} ms ((probe_up - 1) x interval)", None),
+        ("recovery after repair (carrier), median", median(carrier[1]), "", None),
+        ("recovery after repair (upstream), min", min(upstream[1]),
+         f">= {ms((UP - 1) * INTERVAL):.0f} ms ((probe_up - 1) x interval)", None),
+        ("recovery after repair (upstream), median", median(upstream[1]), "", None),
     ]
     for measure, value, target, limit in rows:
-        met = value <= limit if limit is not None else value >= (UP - 1) * INTERVAL
+        # Recovery needs probe_up successes in a row, the first of which may come at once.
+        met = (value <= limit if limit is not None else value >= (UP - 1) * INTERVAL
+               ) if target else None
         ctx.add(Row("uplinks", measure, "ms", ms(value), target=target, met=met))
     ctx.add(Row("uplinks", "reference: mwan3 default detection (10 s x 5, arithmetic)", "ms",
                 ms(MWAN3_SECONDS)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,7 +33,7 @@ from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, family_name
 from polroutd.core.settings import Config, UplinkSpec
 from polroutd.inputs.carrier import carrier
-from polroutd.inputs.probes import icmp_probe, icmp_unavailable, tcp_probe
+from polroutd.inputs.probes import IcmpProber, icmp_unavailable, tcp_probe
 from polroutd.netlink.codec import Neighbour
 
 log = get_logger("polroutd.uplinks")
@@ -84,6 +85,8 @@ class UplinkMonitor:
         self._health: dict[Key, Health] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._carrier_task: asyncio.Task[None] | None = None
+        # One ping socket per source address and interface, reused by every round.
+        self._probers: dict[tuple[str, int, int], IcmpProber] = {}
         self._active: set[Key] = set()
         self.icmp_error: str | None = None
         self._icmp_checked = False
@@ -129,7 +132,26 @@ class UplinkMonitor:
             task.cancel()
         self._tasks.clear()
         self._stop_carrier_poll()
+        self._close_probers(set())
         self._close_events()
+
+    def _close_probers(self, keep: set[tuple[str, int, int]]) -> None:
+        for key in set(self._probers) - keep:
+            self._probers.pop(key).close()
+
+    def _prober(self, uplink: Uplink) -> IcmpProber | None:
+        assert uplink.source is not None
+        key = (uplink.source, uplink.family, uplink.ifindex)
+        if key not in self._probers:
+            try:
+                self._probers[key] = IcmpProber(uplink.source, _socket_family(uplink.family),
+                                                uplink.ifindex, self._clock)
+            except OSError as exc:
+                log.warning("probe_socket_failed", interface=uplink.interface,
+                            source=uplink.source, error=exc.strerror,
+                            action="counted as a failed probe; retried next round")
+                return None
+        return self._probers[key]
 
     def _stop_carrier_poll(self) -> None:
         if self._carrier_task is not None:
@@ -170,6 +192,8 @@ class UplinkMonitor:
         now = self._clock()
         for key in self._uplinks.keys() - found.keys():
             self._forget(key)
+        self._close_probers({(u.source, u.family, u.ifindex) for u in found.values()
+                             if u.source is not None})
         for key, uplink in found.items():
             self._uplinks[key] = uplink
             if key not in self._health:
@@ -298,12 +322,18 @@ class UplinkMonitor:
                 [uplink.gateway] if uplink.gateway else [])
             if not targets:
                 return
-            results = await asyncio.gather(*(
-                icmp_probe(uplink.source, t, uplink.ifindex, spec.timeout, self._clock)
-                for t in targets))
+            prober = self._prober(uplink)
+            if prober is None:
+                self._observe(key, ProbeResult(self._clock(), False, None, "no-socket"))
+                return
+            results = await asyncio.gather(*(prober.probe(t, spec.timeout) for t in targets))
             answered = [r for r in results if r.ok]
             result = answered[0] if answered else results[-1]
         self._observe(key, result)
+
+
+def _socket_family(family: int) -> int:
+    return socket.AF_INET6 if family == AF_INET6 else socket.AF_INET
 
 
 def _family_of(address: str) -> int:

@@ -209,3 +209,18 @@ def test_balance_spreads_new_flows_by_weight_and_drops_a_dead_uplink(
     (single,) = uplink_table(lab, tmp_path)
     assert single["dev"] == "wan1" and "nexthops" not in single
     daemon.stop()
+
+
+def test_icmp_probes_not_allowed_are_said_once_at_start_and_in_state(
+    lab: UplinkLab, tmp_path: Path
+) -> None:
+    lab.sh(lab.host, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
+    daemon = lab.daemon(uplink_config(tmp_path), tmp_path, 19642)
+    daemon.wait_ready()
+    daemon.wait_for(lambda: daemon.state()["uplinks_error"] is not None, what="uplinks_error")
+    error = daemon.state()["uplinks_error"]
+    assert "net.ipv4.ping_group_range" in error and "\n" not in error
+    assert len(daemon.log_events("icmp_probes_unavailable")) == 1
+    # events still work without probes: carrier loss moves traffic
+    lab.carrier("wan1", False)
+    daemon.wait_for(lambda: active(daemon) == ["wan2"], timeout=2, what="failover")
