@@ -27,6 +27,11 @@ class ProbeResult(NamedTuple):
     ok: bool
     duration: float | None  # seconds to the answer; None on failure
     reason: str | None = None  # why it failed: "timeout", "refused", "unreachable", ...
+    sent: float | None = None  # when the probe left; None: a passive check, made at ``at``
+
+    @property
+    def started(self) -> float:
+        return self.at if self.sent is None else self.sent
 
 
 class LinkSeen(NamedTuple):
@@ -51,6 +56,10 @@ class Health:
     neighbour_failed: bool = False
     failures: int = 0  # consecutive
     successes: int = 0  # consecutive, since the last failure or link loss
+    # Only probes sent at or after this count as successes: requests queued while the link was
+    # down (the neighbour layer holds them until ARP resolves) are answered all at once when it
+    # comes back, and must not make up probe_up in an instant.
+    counting_since: float = float("-inf")
     recent: tuple[ProbeResult, ...] = ()
     transitions: int = 0
 
@@ -72,25 +81,32 @@ def observe(
 ) -> tuple[Health, Transition | None]:
     """The health after one observation, and the transition it caused, if any."""
     if isinstance(seen, LinkSeen):
-        health = replace(health, link_ok=seen.ok, successes=0 if not seen.ok else health.successes)
+        # Down or up, the count of successes starts over from this moment.
+        health = replace(health, link_ok=seen.ok, successes=0,
+                         counting_since=max(health.counting_since, seen.at))
         if not seen.ok:
             return _go(health, False, "link", seen.at)
         return health, None
     if isinstance(seen, NeighbourSeen):
         if seen.failed:
-            return _go(replace(health, neighbour_failed=True, successes=0), False, "neighbour",
-                       seen.at)
+            return _go(replace(health, neighbour_failed=True, successes=0,
+                               counting_since=max(health.counting_since, seen.at)),
+                       False, "neighbour", seen.at)
         return replace(health, neighbour_failed=False), None
     recent = (*health.recent[-(RECENT - 1):], seen)
     if not seen.ok:
-        health = replace(health, failures=health.failures + 1, successes=0, recent=recent)
+        health = replace(health, failures=health.failures + 1, successes=0, recent=recent,
+                         counting_since=max(health.counting_since, seen.started))
         if health.failures >= down_after:
             return _go(health, False, "probe", seen.at)
         return health, None
     # An answer proves the gateway reachable, whatever the neighbour table said before.
-    # Successes count only while the link is up: a flapping link starts over each time.
-    health = replace(health, failures=0, successes=health.successes + 1 if health.link_ok else 0,
-                     recent=recent, neighbour_failed=False)
+    # Successes count only while the link is up, and only for probes sent since the last
+    # reset: a flapping link, or a burst of answers to requests queued while it was down,
+    # starts over.
+    counts = health.link_ok and seen.started >= health.counting_since
+    health = replace(health, failures=0, recent=recent, neighbour_failed=False,
+                     successes=health.successes + 1 if counts else health.successes)
     if health.link_ok and health.successes >= up_after:
         return _go(health, True, "probe", seen.at)
     return health, None

@@ -109,16 +109,16 @@ class IcmpProber:
         try:
             self._sock.sendto(packet, _destination(target, self.ifindex))
         except OSError as exc:
-            future.set_result(_failed(self._clock, exc))
+            future.set_result(_failed(self._clock, exc, started))
             return future
         handle = self._loop.call_at(self._loop.time() + timeout, self._expire, seq)
         self._pending[seq] = (future, started, handle)
         return future
 
     def _expire(self, seq: int) -> None:
-        future, _started, _handle = self._pending.pop(seq, (None, 0.0, None))
+        future, started, _handle = self._pending.pop(seq, (None, 0.0, None))
         if future is not None and not future.done():
-            future.set_result(ProbeResult(self._clock(), False, None, "timeout"))
+            future.set_result(ProbeResult(self._clock(), False, None, "timeout", started))
 
     def _on_readable(self) -> None:
         while True:
@@ -139,7 +139,7 @@ class IcmpProber:
             handle.cancel()
             if not future.done():
                 now = self._clock()
-                future.set_result(ProbeResult(now, True, now - started))
+                future.set_result(ProbeResult(now, True, now - started, None, started))
 
     def close(self) -> None:
         self._loop.remove_reader(self._sock.fileno())
@@ -168,12 +168,13 @@ async def tcp_probe(
             address = (destination[0], port, *destination[2:])
             await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
         except TimeoutError:
-            return ProbeResult(clock(), False, None, "timeout")
+            return ProbeResult(clock(), False, None, "timeout", started)
         except OSError as exc:
-            return _failed(clock, exc)
-        return ProbeResult(clock(), True, clock() - started)
+            return _failed(clock, exc, started)
+        now = clock()
+        return ProbeResult(now, True, now - started, None, started)
 
 
-def _failed(clock: Callable[[], float], exc: OSError) -> ProbeResult:
+def _failed(clock: Callable[[], float], exc: OSError, sent: float) -> ProbeResult:
     reason = _REASONS.get(exc.errno or 0, errno.errorcode.get(exc.errno or 0, "error").lower())
-    return ProbeResult(clock(), False, None, reason)
+    return ProbeResult(clock(), False, None, reason, sent)

@@ -203,6 +203,29 @@ def test_a_failed_neighbour_is_down_at_once_and_an_answer_clears_it() -> None:
     assert not health.neighbour_failed
 
 
+def test_answers_to_requests_queued_while_the_link_was_down_do_not_make_up_probe_up() -> None:
+    """Found in the lab: echo requests sent while the carrier was gone wait in the neighbour
+    queue and are all answered the moment it comes back; they must not count."""
+    _, transitions = run([
+        LinkSeen(1.0, False),
+        LinkSeen(2.0, True),
+        ProbeResult(2.03, True, 0.23, sent=1.8),  # queued, answered at once
+        ProbeResult(2.03, True, 0.03, sent=2.0),
+        ProbeResult(2.2, True, 0.001, sent=2.2),
+    ])
+    assert [(t.up, t.cause) for t in transitions] == [(False, "link")]
+    _, transitions = run([LinkSeen(1.0, False), LinkSeen(2.0, True), ok(2.0), ok(2.2),
+                          ok(2.4)])
+    assert [(t.up, t.at) for t in transitions] == [(False, 1.0), (True, 2.4)]
+
+
+def test_a_success_sent_before_a_failure_does_not_count() -> None:
+    _, transitions = run([fail(1), fail(2), fail(3),
+                          ProbeResult(4.0, False, None, "timeout", sent=3.7),
+                          ProbeResult(4.1, True, 0.6, sent=3.5), ok(4.2), ok(4.4)], up=3)
+    assert [t.up for t in transitions] == [False]
+
+
 observations = st.lists(st.one_of(
     st.builds(LinkSeen, st.just(0.0), st.booleans()),
     st.builds(NeighbourSeen, st.just(0.0), st.booleans()),
@@ -223,7 +246,7 @@ def test_health_properties(seen: list[Observation], down: int, up: int, link_ok:
         health, transition = observe(health, item, down_after=down, up_after=up)
         if isinstance(item, LinkSeen):
             link = item.ok
-            run_of_ok = run_of_ok if item.ok else 0
+            run_of_ok = 0
         elif isinstance(item, NeighbourSeen):
             run_of_ok = 0 if item.failed else run_of_ok
         else:
