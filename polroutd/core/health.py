@@ -60,6 +60,7 @@ class Health:
     # down (the neighbour layer holds them until ARP resolves) are answered all at once when it
     # comes back, and must not make up probe_up in an instant.
     counting_since: float = float("-inf")
+    last_counted: float = float("-inf")  # when the last success that counted was answered
     recent: tuple[ProbeResult, ...] = ()
     transitions: int = 0
 
@@ -77,9 +78,13 @@ def initial(at: float, link_ok: bool) -> Health:
 
 
 def observe(
-    health: Health, seen: Observation, *, down_after: int, up_after: int
+    health: Health, seen: Observation, *, down_after: int, up_after: int, spacing: float = 0.0
 ) -> tuple[Health, Transition | None]:
-    """The health after one observation, and the transition it caused, if any."""
+    """The health after one observation, and the transition it caused, if any.
+
+    ``spacing``: successes answered closer together than this count once (the daemon passes
+    half the probe interval), so probe_up successes always span (probe_up - 1) intervals,
+    even when a neighbour resolving at last releases several queued requests at once."""
     if isinstance(seen, LinkSeen):
         # Down or up, the count of successes starts over from this moment.
         health = replace(health, link_ok=seen.ok, successes=0,
@@ -104,9 +109,11 @@ def observe(
     # Successes count only while the link is up, and only for probes sent since the last
     # reset: a flapping link, or a burst of answers to requests queued while it was down,
     # starts over.
-    counts = health.link_ok and seen.started >= health.counting_since
+    counts = (health.link_ok and seen.started >= health.counting_since
+              and (health.successes == 0 or seen.at - health.last_counted >= spacing))
     health = replace(health, failures=0, recent=recent, neighbour_failed=False,
-                     successes=health.successes + 1 if counts else health.successes)
+                     successes=health.successes + 1 if counts else health.successes,
+                     last_counted=seen.at if counts else health.last_counted)
     if health.link_ok and health.successes >= up_after:
         return _go(health, True, "probe", seen.at)
     return health, None

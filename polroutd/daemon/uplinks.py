@@ -224,7 +224,7 @@ class UplinkMonitor:
         if uplink is None or health is None:
             return  # forgotten meanwhile (a probe that was under way)
         health, transition = observe(health, seen, down_after=uplink.spec.down,
-                                     up_after=uplink.spec.up)
+                                     up_after=uplink.spec.up, spacing=uplink.spec.interval / 2)
         self._health[key] = health
         if isinstance(seen, ProbeResult) and seen.reason != "passive":
             if seen.ok and seen.duration is not None:

@@ -219,6 +219,22 @@ def test_answers_to_requests_queued_while_the_link_was_down_do_not_make_up_probe
     assert [(t.up, t.at) for t in transitions] == [(False, 1.0), (True, 2.4)]
 
 
+def test_answers_arriving_together_count_once_with_a_spacing() -> None:
+    """A neighbour that resolves at last releases every request queued for it at once."""
+    burst = [NeighbourSeen(1.0, True), ProbeResult(2.0, True, 0.3, sent=1.7),
+             ProbeResult(2.0, True, 0.1, sent=1.9), ProbeResult(2.05, True, 0.01, sent=2.04)]
+    _, transitions = run(burst)
+    assert [t.up for t in transitions] == [False, True]  # without a spacing: up at once
+    spaced = initial(0.0, True)
+    ups = []
+    for item in [*burst, ProbeResult(2.25, True, 0.01, sent=2.24),
+                 ProbeResult(2.45, True, 0.01, sent=2.44)]:
+        spaced, transition = observe(spaced, item, down_after=3, up_after=3, spacing=0.1)
+        if transition:
+            ups.append((transition.up, transition.at))
+    assert ups == [(False, 1.0), (True, 2.45)]
+
+
 def test_a_success_sent_before_a_failure_does_not_count() -> None:
     _, transitions = run([fail(1), fail(2), fail(3),
                           ProbeResult(4.0, False, None, "timeout", sent=3.7),
