@@ -41,8 +41,9 @@ log = get_logger("polroutd.uplinks")
 Key = tuple[str, int]  # (interface, family)
 NUD_REACHABLE = 0x02
 # Carrier is also read from sysfs this often: link events can lag up to a second behind
-# (inputs/carrier.py), and carrier loss is meant to move traffic within 100 ms.
-CARRIER_POLL = 0.05
+# (inputs/carrier.py), and carrier loss is meant to move traffic within 100 ms (median).
+CARRIER_POLL = 0.1
+TIMER_SLACK = 0.001  # what is due within this is done in the same wake-up
 
 
 class UplinkEvents(Protocol):
@@ -83,8 +84,11 @@ class UplinkMonitor:
         self._events: UplinkEvents | None = None
         self._uplinks: dict[Key, Uplink] = {}
         self._health: dict[Key, Health] = {}
-        self._tasks: dict[Key, asyncio.Task[None]] = {}
-        self._carrier_task: asyncio.Task[None] | None = None
+        # One timer task reads the carriers and starts every probe round when it is due: a
+        # wake-up serves all uplinks, so probing costs little more than the probes themselves.
+        self._timer: asyncio.Task[None] | None = None
+        self._due: dict[Key, float] = {}  # when each uplink's next probe round starts
+        self._tcp_rounds: set[asyncio.Task[None]] = set()
         # One ping socket per source address and interface, reused by every round.
         self._probers: dict[tuple[str, int, int], IcmpProber] = {}
         self._active: set[Key] = set()
@@ -128,10 +132,7 @@ class UplinkMonitor:
     # --- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
-        self._stop_carrier_poll()
+        self._stop_timer()
         self._close_probers(set())
         self._close_events()
 
@@ -153,10 +154,12 @@ class UplinkMonitor:
                 return None
         return self._probers[key]
 
-    def _stop_carrier_poll(self) -> None:
-        if self._carrier_task is not None:
-            self._carrier_task.cancel()
-            self._carrier_task = None
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._tcp_rounds:
+            task.cancel()
 
     def _open_events(self) -> None:
         if self._events is None and self._events_factory is not None:
@@ -178,10 +181,10 @@ class UplinkMonitor:
             self._open_events()
         elif not found:
             self._close_events()
-            self._stop_carrier_poll()
-        if found and self._carrier_task is None:
-            self._carrier_task = asyncio.get_running_loop().create_task(
-                self._carrier_loop(), name="uplink carrier")
+            self._stop_timer()
+        if found and self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(
+                self._timer_loop(), name="uplinks")
         if not self._icmp_checked and any(u.spec.probe.kind == "icmp" for u in found.values()):
             self._icmp_checked = True
             self.icmp_error = icmp_unavailable()
@@ -200,19 +203,14 @@ class UplinkMonitor:
                 link = links.get(uplink.ifindex)
                 self._health[key] = initial(now, bool(link and link.up and link.carrier))
                 self._publish(key)
-            if key not in self._tasks:
-                self._tasks[key] = asyncio.get_running_loop().create_task(
-                    self._probe_loop(key), name=f"probe {uplink.interface}/{key[1]}"
-                )
+            self._due.setdefault(key, now)
         active = {(c.interface, c.family) for c in decision.desired.uplinks if c.active}
         for key in found:
             self._metrics.active.labels(key[0], family_name(key[1])).set(key in active)
         self._active = active
 
     def _forget(self, key: Key) -> None:
-        task = self._tasks.pop(key, None)
-        if task is not None:
-            task.cancel()
+        self._due.pop(key, None)
         self._uplinks.pop(key, None)
         self._health.pop(key, None)
         self._metrics.forget(key[0], family_name(key[1]))
@@ -273,33 +271,42 @@ class UplinkMonitor:
                     elif item.state & NUD_REACHABLE:
                         self._observe(key, NeighbourSeen(now, False))
 
-    async def _carrier_loop(self) -> None:
+    async def _timer_loop(self) -> None:
+        """Reads the carriers every CARRIER_POLL and starts each uplink's probe round when it
+        is due. Rounds never wait for each other (an answer or a timeout arrives as a callback
+        later), so detection stays within ``interval * down + timeout``."""
+        next_poll = self._clock()
         while True:
-            await asyncio.sleep(CARRIER_POLL)
+            wake = min([next_poll, *self._due.values()])
+            delay = wake - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
             now = self._clock()
+            if now >= next_poll - TIMER_SLACK:
+                self._poll_carriers(now)
+                next_poll = max(next_poll + CARRIER_POLL, now)
             for key, uplink in list(self._uplinks.items()):
-                health = self._health.get(key)
-                seen = carrier(uplink.interface)
-                if health is not None and seen is not None and seen != health.link_ok:
-                    self._observe(key, LinkSeen(now, seen))
+                due = self._due.get(key)
+                if due is not None and now >= due - TIMER_SLACK:
+                    following = due + uplink.spec.interval
+                    self._due[key] = following if following > now else now + uplink.spec.interval
+                    self._start_round(key, uplink)
 
-    async def _probe_loop(self, key: Key) -> None:
-        """One probe round every interval. Rounds are tasks of their own, so a round waiting
-        for its timeout never delays the next round (detection stays within
-        ``interval * down + timeout``)."""
-        rounds: set[asyncio.Task[None]] = set()
-        try:
-            while key in self._uplinks:
-                uplink = self._uplinks[key]
-                round_task = asyncio.get_running_loop().create_task(self._round(key, uplink))
-                rounds.add(round_task)
-                round_task.add_done_callback(rounds.discard)
-                await asyncio.sleep(uplink.spec.interval)
-        finally:
-            for task in rounds:
-                task.cancel()
+    def _poll_carriers(self, now: float) -> None:
+        """Only uplinks that carry traffic now are read: theirs is the loss that must move
+        connections at once; a standby uplink's loss can wait for its link event."""
+        read: dict[str, bool | None] = {}
+        for key, uplink in list(self._uplinks.items()):
+            health = self._health.get(key)
+            if health is None or (key not in self._active and health.link_ok):
+                continue
+            if uplink.interface not in read:
+                read[uplink.interface] = carrier(uplink.interface)
+            seen = read[uplink.interface]
+            if seen is not None and seen != health.link_ok:
+                self._observe(key, LinkSeen(now, seen))
 
-    async def _round(self, key: Key, uplink: Uplink) -> None:
+    def _start_round(self, key: Key, uplink: Uplink) -> None:
         spec = uplink.spec
         probe = spec.probe
         health = self._health.get(key)
@@ -313,23 +320,35 @@ class UplinkMonitor:
             return
         if probe.kind == "tcp":
             assert probe.host is not None and probe.port is not None
-            if _family_of(probe.host) != key[1]:
+            if _family_of(probe.host) == key[1]:
+                task = asyncio.get_running_loop().create_task(self._tcp_round(key, uplink))
+                self._tcp_rounds.add(task)
+                task.add_done_callback(self._tcp_rounds.discard)
+            return
+        targets = [t for t in probe.targets if _family_of(t) == key[1]] or (
+            [uplink.gateway] if uplink.gateway else [])
+        if not targets:
+            return
+        prober = self._prober(uplink)
+        if prober is None:
+            self._observe(key, ProbeResult(self._clock(), False, None, "no-socket"))
+            return
+        answers = asyncio.gather(*(prober.probe(t, spec.timeout) for t in targets))
+
+        def done(future: asyncio.Future[list[ProbeResult]]) -> None:
+            if future.cancelled():
                 return
-            result = await tcp_probe(uplink.source, probe.host, probe.port, uplink.ifindex,
-                                     spec.timeout, self._clock)
-        else:
-            targets = [t for t in probe.targets if _family_of(t) == key[1]] or (
-                [uplink.gateway] if uplink.gateway else [])
-            if not targets:
-                return
-            prober = self._prober(uplink)
-            if prober is None:
-                self._observe(key, ProbeResult(self._clock(), False, None, "no-socket"))
-                return
-            results = await asyncio.gather(*(prober.probe(t, spec.timeout) for t in targets))
+            results = future.result()
             answered = [r for r in results if r.ok]
-            result = answered[0] if answered else results[-1]
-        self._observe(key, result)
+            self._observe(key, answered[0] if answered else results[-1])
+
+        answers.add_done_callback(done)
+
+    async def _tcp_round(self, key: Key, uplink: Uplink) -> None:
+        probe = uplink.spec.probe
+        assert uplink.source is not None and probe.host is not None and probe.port is not None
+        self._observe(key, await tcp_probe(uplink.source, probe.host, probe.port, uplink.ifindex,
+                                           uplink.spec.timeout, self._clock))
 
 
 def _socket_family(family: int) -> int:
