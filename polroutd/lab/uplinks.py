@@ -5,10 +5,13 @@ both of which reach an "internet" namespace with a TCP server.
 
     host wan1 10.1.0.2 ── 10.1.0.1 r1 10.91.0.1 ── 10.91.0.2 ┐
                                                             inet 198.51.100.1 (server)
-    host wan2 10.2.0.2 ── 10.2.0.1 r2 10.92.0.1 ── 10.92.0.2 ┘
+    host wan2 10.2.0.2 ── 10.2.0.1 r2 10.92.0.1 ── 10.92.0.2 ┘      2001:db8:100::1
 
-The host's main table holds two default routes as DHCP clients install them (protocol dhcp,
-metrics 100 and 200): foreign, never touched. The failure kinds the tests and the benchmark
+    (IPv6 alike: 2001:db8:K::/64 between host and router K, 2001:db8:9K::/64 beyond.)
+
+The host's main table holds one default route per uplink and family as DHCP clients and
+router advertisements install them (protocols dhcp and ra, metrics 100, 200, ...): foreign,
+never touched. The failure kinds the tests and the benchmark
 inject: carrier loss (the router's side of the link down), an upstream blackhole on the router
 (the link stays up), and a gateway that stops answering ARP.
 
@@ -31,6 +34,7 @@ from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.netns import Namespaces, checked, delete, run_command
 
 SERVER = "198.51.100.1"
+SERVER6 = "2001:db8:100::1"
 PORT = 8080
 MAX_UPLINKS = 8
 
@@ -55,7 +59,8 @@ async def handle(reader, writer):
         pass
     writer.close()
 async def main():
-    server = await asyncio.start_server(handle, sys.argv[1], int(sys.argv[2]), backlog=1024)
+    hosts = sys.argv[1].split(",")
+    server = await asyncio.start_server(handle, hosts, int(sys.argv[2]), backlog=1024)
     print("listening", flush=True)
     async with server:
         await server.serve_forever()
@@ -70,7 +75,7 @@ host, port, every, timeout, until = sys.argv[1], int(sys.argv[2]), float(sys.arg
     float(sys.argv[4]), float(sys.argv[5])
 while time.monotonic() < until:
     started = time.monotonic()
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.settimeout(timeout)
     try:
         s.connect((host, port))
@@ -115,8 +120,8 @@ class Attempt:
 
 def via(src: str | None) -> str | None:
     """Which uplink a connection left by, from its source address."""
-    for name, (net, _up, _router) in uplinks(MAX_UPLINKS).items():
-        if src and src.startswith(net + "."):
+    for n, (name, (net, _up, _router)) in enumerate(uplinks(MAX_UPLINKS).items(), 1):
+        if src and (src.startswith(net + ".") or src.startswith(f"2001:db8:{n}::")):
             return name
     return None
 
@@ -156,6 +161,7 @@ class UplinkLab:
         self.inet = self._add("inet")
         self.routers = {name: self._add(router) for name, (_, _, router) in self.uplinks.items()}
         self.ip(self.inet, "addr", "add", f"{SERVER}/32", "dev", "lo")
+        self.ip(self.inet, "addr", "add", f"{SERVER6}/128", "dev", "lo")
         for n, (name, (net, up, _router)) in enumerate(self.uplinks.items(), 1):
             router = self.routers[name]
             self.ip(self.host, "link", "add", name, "type", "veth", "peer", "name", "lan",
@@ -166,26 +172,47 @@ class UplinkLab:
             self.ip(router, "addr", "add", f"{net}.1/24", "dev", "lan")
             self.ip(router, "addr", "add", f"{up}.1/24", "dev", "out")
             self.ip(self.inet, "addr", "add", f"{up}.2/24", "dev", name)
+            net6, up6 = f"2001:db8:{n}::", f"2001:db8:9{n}::"
+            for ns, dev, addr in ((self.host, name, f"{net6}2"), (router, "lan", f"{net6}1"),
+                                  (router, "out", f"{up6}1"), (self.inet, name, f"{up6}2")):
+                self.ip(ns, "addr", "add", f"{addr}/64", "dev", dev, "nodad")
             for ns, dev in ((self.host, name), (router, "lan"), (router, "out"),
                             (self.inet, name)):
                 self.ip(ns, "link", "set", dev, "up")
             self.ip(router, "route", "add", "default", "via", f"{up}.2")
             self.ip(self.inet, "route", "add", f"{net}.0/24", "via", f"{up}.1")
+            self.ip(router, "-6", "route", "add", "default", "via", f"{up6}2")
+            self.ip(self.inet, "-6", "route", "add", f"{net6}/64", "via", f"{up6}1")
             self.sh(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            self.sh(router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
             # A short neighbour retransmit time: a gateway that stops answering ARP is FAILED
             # within ~0.3 s instead of 3 s.
             self.sh(self.host, "sysctl", "-qw", f"net.ipv4.neigh.{name}.retrans_time_ms=100")
             # As the DHCP clients would: one default per uplink in main (foreign).
             self.ip(self.host, "route", "add", "default", "via", f"{net}.1", "dev", name,
                     "proto", "dhcp", "metric", str(100 * n))
+            self.ip(self.host, "-6", "route", "add", "default", "via", f"{net6}1", "dev", name,
+                    "proto", "ra", "metric", str(100 * n))
         # Unprivileged ICMP probes (docs/uplinks.md), and flows spread by ports in balance.
         self.sh(self.host, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
         self.sh(self.host, "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")
-        self.server = self.spaces.popen(self.inet, sys.executable, "-c", ECHO_SERVER, SERVER,
-                                        str(PORT), stdout=subprocess.PIPE)
+        self._settle_ipv6()
+        self.server = self.spaces.popen(self.inet, sys.executable, "-c", ECHO_SERVER,
+                                        f"{SERVER},{SERVER6}", str(PORT), stdout=subprocess.PIPE)
         assert self.server.stdout is not None
         if self.server.stdout.readline().strip() != "listening":
             raise RuntimeError("the lab's echo server did not start")
+
+    def _settle_ipv6(self, timeout: float = 10.0) -> None:
+        """Until no address is tentative: link-local addresses still go through duplicate
+        address detection, and neighbour discovery waits for them (IPv6 would fail for the
+        first second or two, and the daemon would see it as probe failures)."""
+        deadline = time.monotonic() + timeout
+        for ns in self.made:
+            while run_command(["ip", "-n", ns, "-6", "addr", "show", "tentative"]).stdout.strip():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"IPv6 addresses in {ns} stay tentative")
+                time.sleep(0.05)
 
     # --- failures -------------------------------------------------------------------------
 
@@ -207,10 +234,10 @@ class UplinkLab:
 
     # --- traffic --------------------------------------------------------------------------
 
-    def client(self, seconds: float, every: float = 0.005,
-               timeout: float = 0.03) -> subprocess.Popen[str]:
+    def client(self, seconds: float, every: float = 0.005, timeout: float = 0.03,
+               server: str = SERVER) -> subprocess.Popen[str]:
         until = time.monotonic() + seconds
-        return self.spaces.popen(self.host, sys.executable, "-c", CLIENT, SERVER, str(PORT),
+        return self.spaces.popen(self.host, sys.executable, "-c", CLIENT, server, str(PORT),
                                  str(every), str(timeout), str(until), stdout=subprocess.PIPE)
 
     def long_lived(self, source: str, seconds: float) -> subprocess.Popen[str]:
@@ -267,15 +294,15 @@ def uplink_config(directory: Path, *, mode: str = "failover", interval: float = 
             f"probe_down = {down}", f"probe_up = {up}",
         ]
         if probe == "icmp":
-            lines.append(f'probe_targets = ["{SERVER}"]')
+            lines.append(f'probe_targets = ["{SERVER}", "{SERVER6}"]')
     path = directory / "polroutd.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def uplink_state(daemon: LabDaemon, name: str) -> dict[str, Any]:
+def uplink_state(daemon: LabDaemon, name: str, family: str = "ipv4") -> dict[str, Any]:
     for entry in daemon.state()["uplinks"]:
-        if entry["interface"] == name and entry["family"] == "ipv4":
+        if entry["interface"] == name and entry["family"] == family:
             found: dict[str, Any] = entry
             return found
     raise KeyError(name)

@@ -16,6 +16,7 @@ import pytest
 
 from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.uplinks import (
+    SERVER6,
     UplinkLab,
     attempts,
     outage,
@@ -227,3 +228,21 @@ def test_icmp_probes_not_allowed_are_said_once_at_start_and_in_state(
     # events still work without probes: carrier loss moves traffic
     lab.carrier("wan1", False)
     daemon.wait_for(lambda: active(daemon) == ["wan2"], timeout=2, what="failover")
+
+
+def test_ipv6_fails_over_on_carrier_loss_like_ipv4(lab: UplinkLab, tmp_path: Path) -> None:
+    daemon = start(lab, tmp_path)
+    daemon.wait_for(lambda: uplink_state(daemon, "wan1", "ipv6")["active"], what="wan1 v6")
+    recorded = (tmp_path / "rt_tables.d" / "polroutd.conf").read_text().split("\n")
+    number = next(line.split()[0] for line in recorded if line.endswith(" uplinks"))
+    six = json.loads(lab.sh(lab.host, "ip", "-6", "-j", "route", "show", "table", number))
+    assert sorted((r["dev"], r["metric"]) for r in six) == [("wan1", 100), ("wan2", 200)]
+    client = lab.client(2.5, server=SERVER6)
+    time.sleep(0.5)
+    broke = time.monotonic()
+    lab.carrier("wan1", False)
+    tries = attempts(client)
+    failover = outage(tries, broke, "wan2")
+    assert failover is not None and failover < 0.3, failover
+    assert uplink_state(daemon, "wan1", "ipv6")["cause"] == "link"
+    print(f"ipv6 carrier: failover {failover * 1000:.0f} ms")
