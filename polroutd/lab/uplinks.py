@@ -274,8 +274,9 @@ def outage(tries: list[Attempt], since: float, to: str) -> float | None:
 def uplink_config(directory: Path, *, mode: str = "failover", interval: float = 0.2,
                   timeout: float = 0.3, down: int = 3, up: int = 3, probe: str = "icmp",
                   weights: tuple[int, ...] = (1, 1), http_port: int = 19642,
-                  count: int = 2) -> Path:
-    """A configuration for the lab's host: every uplink, probing the server's address."""
+                  count: int = 2, ipv6: bool = True) -> Path:
+    """A configuration for the lab's host: every uplink, probing the server's address
+    (IPv4 and IPv6; ``ipv6=False``: ``gateway6 = "none"``, uplinks for IPv4 only)."""
     lines = [
         "[daemon]",
         f'http_listen = "127.0.0.1:{http_port}"',
@@ -293,8 +294,11 @@ def uplink_config(directory: Path, *, mode: str = "failover", interval: float = 
             f"probe_interval = {interval}", f"probe_timeout = {timeout}",
             f"probe_down = {down}", f"probe_up = {up}",
         ]
+        if not ipv6:
+            lines.append('gateway6 = "none"')
         if probe == "icmp":
-            lines.append(f'probe_targets = ["{SERVER}", "{SERVER6}"]')
+            targets = f'"{SERVER}", "{SERVER6}"' if ipv6 else f'"{SERVER}"'
+            lines.append(f"probe_targets = [{targets}]")
     path = directory / "polroutd.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
