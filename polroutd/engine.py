@@ -36,8 +36,11 @@ from polroutd.core.model import (
 )
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
+from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
 from polroutd.inputs.filecache import SettledFileCache
+
+UPLINK_TABLE_KEY = "/uplinks"  # the uplink table's request among the interfaces' ('/': no ifname)
 
 
 class Kernel(Protocol):
@@ -120,6 +123,8 @@ class Engine:
         self._applied_tables: dict[str, int] = dict(applied_tables or {})
         self._applied_unused: dict[str, float] = dict(applied_unused or {})
         self.tables_file_error: str | None = None  # why the file could not be written, if so
+        # What the daemon observed of its uplinks (daemon/uplinks.py); None: links decide.
+        self.uplink_health: HealthView | None = None
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, LeaseFindings]:
         return leases.lease_findings(
@@ -188,8 +193,11 @@ class Engine:
         managed = managed_links(state, self.config)
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
         recorded, unused_since = self._recorded()
+        requests = table_requests(managed)
+        if self.config.daemon.uplinks != "off":
+            requests.append((UPLINK_TABLE_KEY, self.config.daemon.uplink_table))
         assignment = tables.assign_tables(
-            table_requests(managed),
+            requests,
             registry=self.registry,
             recorded=recorded,
             table_range=self.config.daemon.table_range,
@@ -200,6 +208,7 @@ class Engine:
         )
         named = {**self.registry.tables, **assignment.recorded}
         named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
+        uplink_table = assignment.by_interface.get(UPLINK_TABLE_KEY)
         inputs = Inputs(
             config=self.config,
             protocol=self.protocol,
@@ -207,6 +216,8 @@ class Engine:
             named_tables=named,
             leases=self._lease_reader(self._lease_candidates(state, managed)),
             table_errors=assignment.unassigned,
+            uplink_table=uplink_table,
+            uplink_health=self.uplink_health,
         )
         desired = desired_state(state, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}

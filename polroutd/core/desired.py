@@ -34,11 +34,13 @@ from polroutd.core.model import (
     Route,
     Rule,
     SkippedInterface,
+    UplinkChoice,
     family_name,
     host_len,
 )
 from polroutd.core.settings import Config, InterfaceSpec, RouteSpec
 from polroutd.core.tables import TableRef
+from polroutd.core.uplinks import HealthView, uplink_objects
 
 # The caches below wrap plain functions (``name = lru_cache(...)(name_uncached)``) rather than
 # decorate them: mutation testing (docs/testing.md) only mutates undecorated functions, and
@@ -56,6 +58,8 @@ class Inputs:
     leases: Mapping[str, LeaseFindings]  # interface name -> what its DHCP lease files say
     # interface name -> why it has no table (no number left in table_range): it is skipped
     table_errors: Mapping[str, str] = field(default_factory=dict)
+    uplink_table: TableRef | None = None  # with uplinks on: polroutd's table of default routes
+    uplink_health: HealthView | None = None  # the daemon's observations; None: links decide
 
 
 def managed_links(state: KernelState, config: Config) -> list[tuple[Link, InterfaceSpec | None]]:
@@ -505,6 +509,25 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
             )
         )
 
+    # --- uplinks (core/uplinks.py): health is an input, like the kernel state ---
+    uplink_choices: tuple[UplinkChoice, ...] = ()
+    if config.daemon.uplinks != "off" and inputs.uplink_table is not None:
+        specs = {link.name: (link, spec.uplink) for link, spec in managed if spec and spec.uplink}
+        found = uplink_objects(
+            ((i, specs[i.name][0], uplink) for i in interfaces
+             if i.name in specs and (uplink := specs[i.name][1]) is not None),
+            mode=config.daemon.uplinks, table=inputs.uplink_table.id,
+            priority=config.daemon.uplink_priority, protocol=protocol,
+            health=inputs.uplink_health,
+            usable=lambda index, family: index not in down and (index, family) in families_on,
+        )
+        for rule in found.rules:
+            rules.setdefault(rule.identity(), rule)
+        for route in found.routes:
+            routes.setdefault(route.key, route)
+        uplink_choices = found.choices
+    # --- end uplinks ---
+
     if config.daemon.mode == "main-first" and rules:
         first = min(r.priority for r in rules.values()) - 1
         for family in sorted({r.family for r in rules.values()}):
@@ -518,8 +541,10 @@ def desired_state(state: KernelState, inputs: Inputs) -> DesiredState:
         interfaces=tuple(interfaces),
         rules=tuple(sorted(rules.values(), key=rule_order)),
         routes=tuple(sorted(routes.values(), key=route_order)),
-        tables=frozenset(inputs.tables[link.name].id for link, _ in managed),
+        tables=frozenset(inputs.tables[link.name].id for link, _ in managed)
+        | ({inputs.uplink_table.id} if uplink_choices and inputs.uplink_table else set()),
         skipped=tuple(sorted(skipped, key=lambda s: s.name)),
+        uplinks=uplink_choices,
     )
 
 

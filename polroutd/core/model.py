@@ -23,6 +23,7 @@ from polroutd.core.limits import (
     IFA_F_OPTIMISTIC,
     IFA_F_SECONDARY,
     IFA_F_TENTATIVE,
+    NUD_FAILED,
     RT_SCOPE_UNIVERSE,
     RTN_UNICAST,
 )
@@ -47,6 +48,17 @@ class Link(NamedTuple):
     loopback: bool = False
     kind: str | None = None  # IFLA_INFO_KIND: "veth", "bridge", ...
     master: int | None = None  # IFLA_MASTER: the VRF, bond or bridge this link is a port of
+
+
+class Neighbour(NamedTuple):
+    ifindex: int
+    family: int
+    address: str
+    state: int  # NUD_* bits
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.state & NUD_FAILED)
 
 
 class Address(NamedTuple):
@@ -109,6 +121,14 @@ class RouteKey(NamedTuple):
     device: int | None = None
 
 
+class NextHop(NamedTuple):
+    """One path of a multipath route (``nexthop via G dev I weight W``)."""
+
+    oif: int
+    gateway: str | None
+    weight: int = 1
+
+
 class Route(NamedTuple):
     family: int
     table: int
@@ -125,6 +145,9 @@ class Route(NamedTuple):
     # Attributes we do not model (multipath, metrics, encap, ...) as opaque (type, bytes) pairs,
     # so a foreign route that differs only there is still seen as different from ours.
     extra: tuple[tuple[int, bytes], ...] = ()
+    # A multipath route's paths (RTA_MULTIPATH), in the kernel's order; then oif and gateway
+    # are None. A route with one path is written as a plain one, as the kernel reports it.
+    nexthops: tuple[NextHop, ...] = ()
 
     @property
     def key(self) -> RouteKey:
@@ -305,6 +328,18 @@ class Conflict:
     foreign: Rule | Route
 
 
+class UplinkChoice(NamedTuple):
+    """One uplink and family as decided (core/uplinks.py): may it, and does it, carry traffic."""
+
+    interface: str
+    family: int
+    healthy: bool
+    active: bool  # its route carries new connections now
+    metric: int
+    weight: int
+    reason: str | None = None  # why it carries nothing although configured
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedInterface:
     """An interface the configuration (or the default selection) names but polroutd leaves
@@ -320,8 +355,9 @@ class DesiredState:
     interfaces: tuple[ManagedInterface, ...]
     rules: tuple[Rule, ...]
     routes: tuple[Route, ...]
-    tables: frozenset[int]  # every table polroutd uses per interface
+    tables: frozenset[int]  # every table polroutd uses per interface (and the uplink table)
     skipped: tuple[SkippedInterface, ...] = ()
+    uplinks: tuple[UplinkChoice, ...] = ()  # what each uplink does now
 
     def route_keys(self) -> frozenset[RouteKey]:
         return frozenset(route.key for route in self.routes)

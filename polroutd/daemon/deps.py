@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from polroutd.core.settings import Config
+from polroutd.daemon.uplinks import UplinkEvents
 from polroutd.engine import Kernel, LeaseReader
 from polroutd.netlink.kernel import Event
 
@@ -50,3 +51,4 @@ class Deps:
     # Holds the one-daemon-per-protocol name for another protocol (a reload changed it);
     # raises AlreadyRunning when another daemon has it.
     claim_protocol: Callable[[int], None] | None = None
+    uplink_events_factory: Callable[[], UplinkEvents] | None = None  # None: no link/neigh events

@@ -27,6 +27,7 @@ from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
 from polroutd.daemon.tasks import Supervisor
+from polroutd.daemon.uplinks import UplinkMonitor
 from polroutd.engine import Engine
 
 # Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
@@ -92,6 +93,15 @@ class Daemon:
         # routes the kernel flushed with them are restored, not repaired as drift.
         self._went_down: set[int] = set()
         self._supervisor = Supervisor(self._stop)
+        # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
+        self.uplinks = UplinkMonitor(
+            metrics=self.tally.metrics.uplinks, clock=deps.clock, wallclock=deps.wallclock,
+            on_change=self._uplink_changed, events_factory=deps.uplink_events_factory,
+        )
+
+    def _uplink_changed(self) -> None:
+        self.schedule.mark_dirty(self.deps.clock(), "uplink")
+        self._wake.set()
 
     # --- control ------------------------------------------------------------------------------
 
@@ -129,6 +139,12 @@ class Daemon:
         return True, "ready"
 
     def state(self) -> dict[str, Any]:
+        document = self._state_document()
+        document["uplinks"] = self.uplinks.document()
+        document["uplinks_error"] = self.uplinks.icmp_error
+        return document
+
+    def _state_document(self) -> dict[str, Any]:
         s = self.status
         return state_document(
             decision=s.decision,
@@ -145,8 +161,9 @@ class Daemon:
 
     def state_version(self) -> int:
         """/state is served from one serialisation per version: reconciles, reloads and
-        overruns move it (event counts show up with the reconcile they cause)."""
-        return self._state_version
+        overruns move it (event counts show up with the reconcile they cause), and so does every
+        uplink observation (probe results are part of the document)."""
+        return self._state_version + self.uplinks.observations
 
     def metrics(self) -> bytes:
         return self.tally.metrics.exposition()
@@ -183,6 +200,7 @@ class Daemon:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            self.uplinks.close()
             self._close_events()
 
     async def _shutdown(self) -> int:
@@ -300,6 +318,7 @@ class Daemon:
 
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
+        self.engine.uplink_health = self.uplinks.view()  # uplinks: health is a core input
         try:
             state = self._read_settled()
             went_down = frozenset(self._went_down)  # every event up to the read included
@@ -384,6 +403,7 @@ class Daemon:
         if decision is not None:
             s.decision, s.results = decision, results
             self.tally.gauges(decision, results, self.engine.protocol)
+            self.uplinks.update(decision, self.config)  # uplinks: start/stop probes
         s.in_sync = success and not conflicts
         if success and decision is not None:
             s.last_good = decision.desired

@@ -27,6 +27,7 @@ from polroutd.netlink.kernel import (
     Netlink,
     has_net_admin,
 )
+from polroutd.netlink.uplink_events import UplinkEventSocket
 
 
 async def serve(config: Config, deps: Deps) -> int:
@@ -95,6 +96,7 @@ def _run(config: Config, debug: bool, instance: InstanceClaim) -> int:
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
         claim_protocol=instance.move_to,
+        uplink_events_factory=UplinkEventSocket,
     )
     soft, hard = raise_descriptor_limit()
     log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,
