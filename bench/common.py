@@ -65,6 +65,7 @@ class Context:
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     cleanups: list[Callable[[], object]] = field(default_factory=list)
+    soak_seconds: float = 600.0  # the reliability scenario's churn soak (--soak-minutes)
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full

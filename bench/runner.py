@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import scen_burst, scen_cold, scen_large, scen_latency
+from bench import scen_burst, scen_cold, scen_large, scen_latency, scen_reliability, scen_uplinks
 from bench.common import Context, Row
 from polroutd.lab import netns
 
@@ -39,7 +40,12 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "latency-large": (scen_large.latency, "event -> converged latency at 1,024 rules"),
     "latency-4096": (scen_large.latency_4096, "event -> converged latency at 4,096 rules"),
     "storm": (scen_large.storm, "5,000 address events: convergence, reconciles, RSS"),
+    "reliability": (scen_reliability.run, "100 kill -9, 1,000 flaps, 1,000 concurrent /state, "
+                    "churn soak (--soak-minutes)"),
+    "uplinks": (scen_uplinks.run, "uplink failover: carrier, upstream, recovery; probe CPU"),
 }
+# Too long for --quick (about 15 minutes): run by full runs and by name only.
+NOT_QUICK = frozenset({"reliability"})
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -54,9 +60,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="run only these (repeatable): " + ", ".join(SCENARIOS))
     parser.add_argument("--strict", action="store_true",
                         help="exit 3 when polroutd misses a target (full runs only)")
+    parser.add_argument("--soak-minutes", type=float, default=10.0, metavar="MIN",
+                        help="the reliability scenario's churn soak (default 10)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the temporary directory (configs, daemon logs)")
     return parser.parse_args(argv)
+
+
+def selected(args: argparse.Namespace) -> list[str]:
+    """The scenarios named, else all of them (but the long ones under --quick)."""
+    return list(args.scenario or [name for name in SCENARIOS
+                                  if not (args.quick and name in NOT_QUICK)])
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -105,7 +119,17 @@ def _meta(args: argparse.Namespace, argv: Sequence[str], elapsed: float) -> dict
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average_before": os.getloadavg(),
+        "soak_minutes": args.soak_minutes,
     }
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip() or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,13 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces); run it as `./dev bench`", file=sys.stderr)
         return EXIT_USAGE
-    names = args.scenario or list(SCENARIOS)
+    names = selected(args)
     workdir = Path(tempfile.mkdtemp(prefix="polroutd-bench-"))
     ctx = Context(quick=args.quick, workdir=workdir,
-                  say=lambda text: print(text, file=sys.stderr, flush=True))
+                  say=lambda text: print(text, file=sys.stderr, flush=True),
+                  soak_seconds=args.soak_minutes * 60)
     errors: dict[str, str] = {}
     load_before = os.getloadavg()
     started = time.monotonic()
+    commit = _commit()  # the code that runs (HEAD may move during a long run)
     netns.raise_on_sigterm()
     interrupted: str | None = None
     try:
@@ -161,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in errors and not any(p == name for p in produced):
             errors[name] = "produced no numbers"
     meta = _meta(args, argv, elapsed)
+    meta["commit"] = commit
     meta["load_average_before"] = load_before
     print(table(ctx.rows))
     print(f"\n{len(names)} scenario(s) in {elapsed:.1f} s"

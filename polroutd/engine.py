@@ -42,8 +42,11 @@ from polroutd.core.model import (
 )
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
+from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
 from polroutd.inputs.filecache import SettledFileCache
+
+UPLINK_TABLE_KEY = "/uplinks"  # the uplink table's request among the interfaces' ('/': no ifname)
 
 
 class Kernel(Protocol):
@@ -114,13 +117,19 @@ class Engine:
         applied_tables: Mapping[str, int] | None = None,
         applied_unused: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
+        adopt: frozenset[int] = frozenset(),
     ) -> None:
         self.config = config
         self.kernel = kernel
         self._clock = clock  # Unix time: lease expiry, unused table numbers, files' timestamps
         self._registry_signature = registry_signature(config)
         self.registry, self.protocol = resolve_names(config)
+        # The protocols polroutd used before a reload changed it: their objects are taken over
+        # (see make_plan) until a reconcile has applied in full (``adopted``).
+        self.adopting = adopt - {self.protocol}
         self._lease_reader = lease_reader or self._read_leases
+        # Interface -> lease files of it that exist but could not be read, as last searched.
+        self.unreadable_leases: dict[str, tuple[str, ...]] = {}
         self._tables_file = (
             Path(config.daemon.rt_tables_file) if config.daemon.rt_tables_file else None
         )
@@ -137,6 +146,8 @@ class Engine:
         # The table numbers (applied, and in the recorded-tables file) when the last decision
         # was applied: a change made by hand since calls for a full decision.
         self._records_applied: Records | None = None
+        # What the daemon observed of its uplinks (daemon/uplinks.py); None: links decide.
+        self.uplink_health: HealthView | None = None
 
     def _read_leases(self, interfaces: Mapping[str, int]) -> Mapping[str, LeaseFindings]:
         return leases.lease_findings(
@@ -181,13 +192,35 @@ class Engine:
             and (link.ifindex, AF_INET) not in defaults
         }
 
-    def decide(self, state: KernelState) -> Decision:
+    def _as_ours(self, state: KernelState) -> KernelState:
+        """``state`` with the adopted protocols' objects shown as polroutd's own: the desired
+        state does not take them for foreign (a main-table default, a table in use)."""
+        if not self.adopting:
+            return state
+        mine, adopting = self.protocol, self.adopting
+        return replace(
+            state,
+            routes=tuple(r._replace(protocol=mine) if r.protocol in adopting else r
+                         for r in state.routes),
+            rules=tuple(r._replace(protocol=mine) if r.protocol in adopting else r
+                        for r in state.rules),
+        )
+
+    def adopted(self) -> None:
+        """A reconcile applied in full: no object of the adopted protocols is left."""
+        self.adopting = frozenset()
+
+    def decide(self, actual: KernelState) -> Decision:
         self._refresh_registry()
+        state = self._as_ours(actual)
         managed = managed_links(state, self.config)
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
         recorded, unused_since = self._recorded()
+        requests = table_requests(managed)
+        if self.config.daemon.uplinks != "off":
+            requests.append((UPLINK_TABLE_KEY, self.config.daemon.uplink_table))
         assignment = tables.assign_tables(
-            table_requests(managed),
+            requests,
             registry=self.registry,
             recorded=recorded,
             table_range=self.config.daemon.table_range,
@@ -199,6 +232,7 @@ class Engine:
         candidates = self._lease_candidates(state, managed)
         named = {**self.registry.tables, **assignment.recorded}
         named.update({ref.name: ref.id for ref in assignment.by_interface.values() if ref.name})
+        uplink_table = assignment.by_interface.get(UPLINK_TABLE_KEY)
         inputs = Inputs(
             config=self.config,
             protocol=self.protocol,
@@ -206,6 +240,8 @@ class Engine:
             named_tables=named,
             leases=self._lease_reader(candidates),
             table_errors=assignment.unassigned,
+            uplink_table=uplink_table,
+            uplink_health=self.uplink_health,
         )
         pieces, skipped, _ = desired_pieces(state, inputs)
         desired = assemble(pieces, skipped, inputs)
@@ -217,8 +253,9 @@ class Engine:
             protocols={number: name for name, number in self.registry.protocols.items()}
             | {self.protocol: self._protocol_name()},
         )
-        decision = Decision(state, desired, make_plan(desired, state, self.protocol),
-                            description, assignment.recorded, assignment.unused_since)
+        plan = make_plan(desired, actual, self.protocol, self.adopting)
+        decision = Decision(actual, desired, plan, description, assignment.recorded,
+                            assignment.unused_since)
         copies = (unmanaged_copies(state, {p.interface.index for p in pieces}, self.protocol)
                   if self.config.daemon.mode == "strict" else [])
         self._last = _Basis(decision, {p.interface.index: p for p in pieces},
@@ -235,7 +272,13 @@ class Engine:
         if (last is None or registry_signature(self.config) != self._registry_signature
                 or self._recorded() != self._records_applied):
             return None
-        chosen = scope(last.pieces, last.skipped, state, touched, self.config, self.protocol)
+        if self.adopting:
+            return None  # the adopted protocols' objects are planned only by a full decision
+        if self.uplink_health != last.inputs.uplink_health:
+            return None  # the uplink table's objects depend on every uplink's health
+        uplink_table = last.inputs.uplink_table.id if last.inputs.uplink_table else None
+        chosen = scope(last.pieces, last.skipped, state, touched, self.config, self.protocol,
+                       uplink_table)
         if chosen is None:
             return None
         if self.config.daemon.mode == "strict" and any(
@@ -312,9 +355,9 @@ class Engine:
         return results
 
     def flush_plan(self, state: KernelState) -> Plan:
-        """Every object with polroutd's protocol, deleted."""
+        """Every object with polroutd's protocol (and those it is adopting), deleted."""
         nothing = DesiredState(interfaces=(), rules=(), routes=(), tables=frozenset())
-        return make_plan(nothing, state, self.protocol)
+        return make_plan(nothing, state, self.protocol, self.adopting)
 
     def flush(self, state: KernelState | None = None) -> list[OpResult]:
         """Deletes every object with polroutd's protocol, as found in ``state`` (read now when

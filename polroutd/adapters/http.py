@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -37,9 +37,12 @@ _MAX_REASON = 300  # characters of a failure reason put in a response
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
-# aiohttp >= 3.9 takes shutdown_timeout on the runner (and deprecates it on the site); 3.8
-# (Debian 12's python3-aiohttp) only on the site.
-_TIMEOUT_ON_RUNNER = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
+# aiohttp >= 3.9 takes shutdown_timeout on the runner (and deprecates it on the site), and the
+# runner's cleanup() shuts the open connections down. 3.8 (Debian 12's python3-aiohttp) does both
+# only in a site's stop(), and we have no site: there HttpServer.stop shuts them down itself.
+_RUNNER_SHUTS_CONNECTIONS = (
+    "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
+)
 
 
 class StateProvider(Protocol):
@@ -149,6 +152,27 @@ def _handlers(provider: StateProvider, openapi: bytes) -> dict[str, Handler]:
 
 
 @web.middleware
+async def _http1_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request line naming another HTTP version (``HTTP/9.9``) with a 400, as
+    aiohttp >= 3.9's parser does before the app sees it. aiohttp 3.8's parser lets any
+    ``HTTP/d.d`` through, and from 3.9 on ``HTTP/2.0`` and ``HTTP/0.9`` pass; aiohttp answers in
+    the request's version, so the refusal is written here by hand in HTTP/1.1 and the connection
+    closed (the response returned is then never written)."""
+    if request.version in (HttpVersion10, HttpVersion11):
+        return await handler(request)
+    major, minor = request.version
+    body = json.dumps({"error": f"HTTP/{major}.{minor} is not supported; use HTTP/1.1"}).encode()
+    head = (
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    )
+    if request.transport is not None:
+        request.transport.write(head.encode() + body)
+    request.protocol.force_close()  # flushes what was written, then closes
+    return web.Response(status=400)
+
+
+@web.middleware
 async def _no_store(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
     response.headers["Cache-Control"] = "no-store"  # probes and state are only true right now
@@ -203,7 +227,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def create_app(provider: StateProvider) -> web.Application:
-    app = web.Application(middlewares=[_no_store, _errors_as_json])
+    app = web.Application(middlewares=[_http1_only, _no_store, _errors_as_json])
     openapi = (json.dumps(openapi_document(), indent=2) + "\n").encode()
     for path, handler in _handlers(provider, openapi).items():
         app.router.add_get(path, handler)  # also answers HEAD
@@ -263,6 +287,9 @@ class HttpServer:
         self._stopped = asyncio.Event()
         self._max_connections = max_connections
         self._keepalive_timeout = keepalive_timeout
+        # Connections that have not yet sent a complete request, with the timer that closes them.
+        self._awaiting_first_request: dict[web.RequestHandler, asyncio.TimerHandle] = {}
+        self._app.middlewares.insert(0, self._first_request_arrived)
         self.evicted = 0  # connections closed to make room for a newer one
 
     async def start(self) -> None:
@@ -276,7 +303,7 @@ class HttpServer:
         runner = web.AppRunner(
             self._app, access_log=None, logger=_server_logger(),
             keepalive_timeout=self._keepalive_timeout,
-            **(timeout if _TIMEOUT_ON_RUNNER else {}),
+            **(timeout if _RUNNER_SHUTS_CONNECTIONS else {}),
         )
         await runner.setup()
         assert runner.server is not None
@@ -303,7 +330,28 @@ class HttpServer:
         for oldest in open_now[: max(0, len(open_now) - self._max_connections() + 1)]:
             oldest.force_close()
             self.evicted += 1
-        return connections()
+        connection = connections()
+        # aiohttp's keep-alive timeout closes a connection idle between requests, but until
+        # recent releases (3.8 and 3.9 included) never starts on one that has not completed a
+        # request: a client that connects and sends nothing, or half a request line, gets the
+        # same time from this timer, disarmed by the first request, and is then closed.
+        self._awaiting_first_request[connection] = asyncio.get_running_loop().call_later(
+            self._keepalive_timeout, self._close_if_still_waiting, connection
+        )
+        return connection
+
+    def _close_if_still_waiting(self, connection: web.RequestHandler) -> None:
+        if self._awaiting_first_request.pop(connection, None) is not None:
+            connection.force_close()  # harmless if it is already closed
+
+    @web.middleware
+    async def _first_request_arrived(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        timer = self._awaiting_first_request.pop(request.protocol, None)
+        if timer is not None:
+            timer.cancel()
+        return await handler(request)
 
     @property
     def port(self) -> int:
@@ -329,5 +377,12 @@ class HttpServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        for timer in self._awaiting_first_request.values():
+            timer.cancel()
+        self._awaiting_first_request.clear()
         if runner is not None:
+            if not _RUNNER_SHUTS_CONNECTIONS:  # aiohttp 3.8: what its TCPSite.stop would do
+                await runner.shutdown()
+                assert runner.server is not None
+                await runner.server.shutdown(SHUTDOWN_TIMEOUT)
             await runner.cleanup()

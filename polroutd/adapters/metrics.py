@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from polroutd import __version__
+from polroutd.adapters.uplink_metrics import UplinkMetrics
 
 CounterMetric = Counter  # what the daemon counts with (it imports no prometheus_client itself)
 
@@ -115,6 +116,7 @@ class Metrics:
             "polroutd_build_info", "polroutd's version.", ["version"], registry=r
         )
         self.build_info.labels(version=__version__).set(1)
+        self.uplinks = UplinkMetrics(r)
         # Every series the spec names exists from the start at 0, so Prometheus' increase()
         # sees the first drift after a restart (a series born at 1 has no visible increase).
         for result in ("ok", "error"):

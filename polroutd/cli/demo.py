@@ -658,21 +658,24 @@ def _metric_values(lines: Sequence[str]) -> dict[str, float]:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM tears down like Ctrl-C instead of leaving namespaces behind."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM tears down like Ctrl-C instead of leaving namespaces behind; and SIGINT does so
+    even when the demo was started with it ignored (as a background job of a script is)."""
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGTERM, interrupt), (signal.SIGINT, signal.default_int_handler))}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
@@ -680,7 +683,7 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
     interrupted. ``keep`` leaves the lab and polroutd running at the end."""
     stream = out or sys.stdout
     narrator = Narrator(stream, color=stream.isatty() and os.environ.get("NO_COLOR") is None)
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         return Demo(narrator, keep).run()
 
 

@@ -141,6 +141,35 @@ EXAMPLES = [
 # --- polroutd.toml(5): what each key means and how it is checked ----------------------------
 
 KEYS: dict[str, str] = {
+    "daemon.uplinks":
+        '"off", "failover" (the healthy uplink with the lowest uplink_metric carries the '
+        'connections that chose no source address) or "balance" (one multipath default route '
+        "over every healthy uplink, by uplink_weight). See docs/uplinks.md.",
+    "daemon.uplink_table":
+        "polroutd's own table for the healthy uplinks' default routes: a name (allocated and "
+        "registered like an interface table) or a number.",
+    "daemon.uplink_priority":
+        "Priority of the rule lookup main suppress_prefixlength 0; lookup uplink_table sits at "
+        f"the next priority. From 1 to {limits.MAX_RULE_PRIORITY - 1}, after every "
+        "per-address rule.",
+    "interface.uplink":
+        "true: this interface's gateway may carry the connections that chose no source "
+        'address (needs daemon.uplinks other than "off" and a gateway).',
+    "interface.uplink_metric":
+        f"Failover order, lower wins; an integer from 0 to {limits.MAX_METRIC}.",
+    "interface.uplink_weight":
+        f"Balance: this uplink's share of new flows; an integer from 1 to {limits.MAX_WEIGHT}.",
+    "interface.probe":
+        '"none" (link and neighbour events only), "icmp" (an unprivileged ping from the '
+        'interface\'s address; needs net.ipv4.ping_group_range) or "tcp:HOST:PORT" (a connect).',
+    "interface.probe_targets":
+        "icmp: the addresses to ping, of the gateway's family.",
+    "interface.probe_interval": "Seconds between probes, from 0.01 to 3600.",
+    "interface.probe_timeout": "Seconds a probe may take, from 0.01 to 3600.",
+    "interface.probe_down": "Probes failed in a row that make the uplink down (1 or more).",
+    "interface.probe_up":
+        "Probes answered in a row (link up, neighbour reachable) that make it up again "
+        "(1 or more).",
     "daemon.http_listen":
         'Where the read-only HTTP API (/healthz, /readyz, /metrics, /state, /openapi.json) '
         'listens: "HOST:PORT" or "[IPv6]:PORT" with a literal IP address and a port from 1 to '
@@ -231,6 +260,7 @@ KEYS: dict[str, str] = {
 
 # Defaults that are not a value in the file.
 DEFAULT_WORDS = {
+    "interface.probe_targets": "the gateway itself",
     "interface.name": "none (required)",
     "interface.table": "the interface's name",
     "interface.priority": "[daemon] rule_priority",
@@ -272,6 +302,9 @@ def config_keys() -> list[Key]:
     for section, (cls, _) in SECTIONS.items():
         for f in fields(cls):
             path = f"{section}.{f.name}"
+            if path == "interface.uplink":  # in the file: flat keys of the entry
+                keys.extend(_uplink_keys())
+                continue
             if path not in KEYS:
                 raise KeyError(f"{path} has no description in polroutd.cli.manpages.KEYS")
             if path in DEFAULT_WORDS:
@@ -284,6 +317,20 @@ def config_keys() -> list[Key]:
                 raise KeyError(f"{path} has no default and no entry in DEFAULT_WORDS")
             keys.append(Key(section, f.name, default, KEYS[path]))
     return keys
+
+
+def _uplink_keys() -> list[Key]:
+    """The [[interface]] uplink keys, with the defaults of ``UplinkSpec`` and ``ProbeSpec``."""
+    spec, probe = settings.UplinkSpec(), settings.ProbeSpec()
+    defaults = {
+        "uplink": toml_value(False), "uplink_metric": toml_value(spec.metric),
+        "uplink_weight": toml_value(spec.weight), "probe": toml_value(probe.kind),
+        "probe_targets": DEFAULT_WORDS["interface.probe_targets"],
+        "probe_interval": toml_value(spec.interval), "probe_timeout": toml_value(spec.timeout),
+        "probe_down": toml_value(spec.down), "probe_up": toml_value(spec.up),
+    }
+    return [Key("interface", name, default, KEYS[f"interface.{name}"])
+            for name, default in defaults.items()]
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ def _metric(route: Route) -> int:
 def route_args(route: Route, snap: _Snapshot, *, main_table_implicit: bool = False) -> str:
     """``ip route add`` arguments that recreate exactly this route (metric and protocol
     explicit)."""
-    head, _, table = route_text(route, snap.names).rpartition(" table ")
+    text, _, hops = route_text(route, snap.names).partition(" nexthop ")
+    head, _, table = text.rpartition(" table ")
     shown = route.metric and not (route.family == AF_INET6 and route.metric == IP6_DEFAULT_METRIC)
     words = [head]
     if not shown:  # describe.py leaves the kernel's default metric out
@@ -145,6 +146,8 @@ def route_args(route: Route, snap: _Snapshot, *, main_table_implicit: bool = Fal
     if not (main_table_implicit and route.table == RT_TABLE_MAIN):
         words.append(f"table {table}")
     words.append(f"proto {snap.protocol}")
+    if hops:
+        words.append(f"nexthop {hops}")
     return " ".join(words)
 
 
@@ -157,6 +160,14 @@ def _source(rule: Rule) -> str | None:
     if rule.src is None or not rule.src_len:
         return None
     return rule.src if rule.src_len == host_len(rule.family) else f"{rule.src}/{rule.src_len}"
+
+
+UPLINKS_NOTE = (
+    "Uplinks: the uplink table's rules and its default routes are here as the links",
+    "were at that moment (every uplink with carrier; failover by metric, balance as one",
+    "multipath route). Switching on health - neighbour failures, probes of the path",
+    "beyond the gateway, and recovery only after probe_up successes - needs the daemon.",
+)
 
 
 def _comment(lines: Sequence[str]) -> list[str]:
@@ -183,6 +194,8 @@ def _header(snap: _Snapshot, what: str, load: Sequence[str], notes: Sequence[str
     ]
     if notes:
         lines += ["", *notes]
+    if snap.desired.uplinks:
+        lines += ["", *UPLINKS_NOTE]
     tables = [f"  table {n} = {name}" for n, name in snap.named_tables()]
     if tables:
         lines += ["", "Tables:", *tables]

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from polroutd.cli.status_uplinks import uplink_lines
+
 EXIT_IN_SYNC = 0
 EXIT_UNREACHABLE = 1
 EXIT_NOT_IN_SYNC = 2
@@ -247,10 +249,11 @@ def format_status(doc: dict[str, Any], *, now: float | None = None) -> str:
     protocol = _field(doc, "protocol", int, "", optional=True)
     lines.append(f"config: {config}, mode {mode}"
                  + (f", protocol {protocol}" if protocol is not None else ""))
-    for section in (_interfaces(doc), _rules(doc), _routes(doc),
+    for section in (_interfaces(doc), uplink_lines(doc, now), _rules(doc), _routes(doc),
                     _listed(doc, "conflicts", "conflicts with foreign objects (left alone)"),
                     _listed(doc, "pending", "pending operations (retried)"), _counters(doc)):
-        lines += ["", *section]
+        if section:
+            lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 

@@ -14,13 +14,24 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Collection, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from polroutd.config import uplinks as _uplinks
 from polroutd.config.files import read_regular_file, why_unreadable
-from polroutd.config.tomllines import key_lines, line_of
+from polroutd.config.tomllines import key_lines
+from polroutd.config.values import (
+    Parser,
+    _bool,
+    _found,
+    _int,
+    _seconds,
+    _str,
+    _str_list,
+    _Where,
+)
 from polroutd.core.errors import ConfigError
 from polroutd.core.globs import is_glob, overlap_witness
 from polroutd.core.limits import (
@@ -44,6 +55,7 @@ from polroutd.core.settings import (
     LOG_LEVELS,
     MODES,
     ROUTE_TYPES,
+    UPLINK_MODES,
     Config,
     DaemonSettings,
     InterfaceSpec,
@@ -159,22 +171,9 @@ def parse_config(data: Mapping[str, Any], source: str, text: str | None = None) 
     interfaces = tuple(_interface(where, f"interface[{n}]", e) for n, e in enumerate(entries, 1))
     _check_priorities(where, daemon, interfaces)
     _check_overlaps(where, interfaces)
-    _check_tables(where, interfaces)
+    _check_tables(where, interfaces, daemon)
+    _uplinks.check_uplinks(where, daemon, interfaces)
     return Config(daemon=daemon, interfaces=interfaces, source=source)
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Turns a key into an error that carries the file and, when known, the line."""
-
-    source: str
-    lines: Mapping[str, int]
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, key, problem, line_of(self.lines, key))
-
-
-Parser = Callable[[_Where, str, Any], Any]
 
 
 def _daemon(where: _Where, value: Any) -> DaemonSettings:
@@ -198,7 +197,7 @@ def _daemon(where: _Where, value: Any) -> DaemonSettings:
 
 def _interface(where: _Where, key: str, value: Any) -> InterfaceSpec:
     entry = _table(where, key, value)
-    _reject_unknown(where, key, entry, _INTERFACE_KEYS)
+    _reject_unknown(where, key, entry, _INTERFACE_KEYS | _uplinks.UPLINK_KEYS)
     if "name" not in entry:
         raise where.error(f"{key}.name", "is required: an interface name or shell glob")
     name = _interface_name(where, f"{key}.name", entry["name"])
@@ -226,6 +225,7 @@ def _interface(where: _Where, key: str, value: Any) -> InterfaceSpec:
         priority=_priority(where, f"{key}.priority", entry["priority"])
         if "priority" in entry else None,
         routes=tuple(_route(where, f"{key}.routes[{n}]", r) for n, r in enumerate(routes, 1)),
+        uplink=_uplinks.parse_uplink(where, key, entry),
     )
 
 
@@ -278,9 +278,14 @@ def _check_priorities(
             )
 
 
-def _check_tables(where: _Where, interfaces: tuple[InterfaceSpec, ...]) -> None:
-    """No two entries may share a table (an exact name without a table uses its own name)."""
+def _check_tables(
+    where: _Where, interfaces: tuple[InterfaceSpec, ...], daemon: DaemonSettings
+) -> None:
+    """No two entries may share a table (an exact name without a table uses its own name),
+    nor the uplink table."""
     seen: dict[str | int, str] = {}  # table -> the entry that uses it, for the message
+    if daemon.uplinks != "off":
+        seen[daemon.uplink_table] = "daemon.uplink_table"
     for n, spec in enumerate(interfaces, 1):
         table = spec.table if spec.table is not None or is_glob(spec.name) else spec.name
         if table is None:
@@ -333,36 +338,10 @@ def _reject_unknown(
             )
 
 
-def _int(where: _Where, key: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise where.error(key, f"must be an integer, got {_found(value)}")
-    if not low <= value <= high:
-        raise where.error(key, f"must be an integer from {low} to {high}, got {value}")
-    return value
-
-
-def _seconds(where: _Where, key: str, value: Any) -> float:
-    """A number of seconds within the key's range in ``SECONDS_RANGES``."""
-    # TOML tells 60 from 60.0; both are fine for a number of seconds.
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise where.error(key, f"must be a number of seconds, got {_found(value)}")
+def _daemon_seconds(where: _Where, key: str, value: Any) -> float:
+    """A [daemon] number of seconds within its range in ``SECONDS_RANGES``."""
     low, high = SECONDS_RANGES[key.rpartition(".")[2]]
-    # Compared before float(): an integer of 400 digits does not fit in a float.
-    if not low <= value <= high:  # also false for nan
-        raise where.error(key, f"must be from {low:g} to {high:g} seconds, got {_found(value)}")
-    return float(value)
-
-
-def _str(where: _Where, key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise where.error(key, f"must be a string, got {_found(value)}")
-    return value
-
-
-def _bool(where: _Where, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise where.error(key, f"must be true or false, got {_found(value)}")
-    return value
+    return _seconds(where, key, value, low, high)
 
 
 def _choice(choices: tuple[str, ...]) -> Parser:
@@ -372,15 +351,6 @@ def _choice(choices: tuple[str, ...]) -> Parser:
             expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
             raise where.error(key, f"must be {expected}, got {_found(value)}")
         return str(value)
-
-    return parse
-
-
-def _str_list(item: Parser) -> Parser:
-    def parse(where: _Where, key: str, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise where.error(key, f"must be an array of strings, got {_found(value)}")
-        return tuple(item(where, f"{key}[{n}]", v) for n, v in enumerate(value, 1))
 
     return parse
 
@@ -465,6 +435,17 @@ def _priority(where: _Where, key: str, value: Any) -> int:
     if value < 1:
         raise where.error(key, f"must be an integer from 1 to {MAX_RULE_PRIORITY}, got {value}")
     return value
+
+
+def _uplink_priority(where: _Where, key: str, value: Any) -> int:
+    """Two rules sit at ``uplink_priority`` and the next one, both before main's."""
+    priority = _priority(where, key, value)
+    if priority > MAX_RULE_PRIORITY - 1:
+        raise where.error(
+            key, f"must be at most {MAX_RULE_PRIORITY - 1} (its second rule takes the next "
+            f"priority, below {MAIN_RULE_PRIORITY}), got {priority}",
+        )
+    return priority
 
 
 def _table_range(where: _Where, key: str, value: Any) -> tuple[int, int]:
@@ -588,9 +569,9 @@ def _destination(
 
 _DAEMON_PARSERS: Mapping[str, Parser] = {
     "http_listen": _http_listen,
-    "resync_interval": _seconds,
-    "debounce": _seconds,
-    "max_delay": _seconds,
+    "resync_interval": _daemon_seconds,
+    "debounce": _daemon_seconds,
+    "max_delay": _daemon_seconds,
     "protocol": _protocol,
     "mode": _choice(MODES),
     "rule_priority": _priority,
@@ -601,23 +582,9 @@ _DAEMON_PARSERS: Mapping[str, Parser] = {
     "log_format": _choice(LOG_FORMATS),
     "log_level": _choice(LOG_LEVELS),
     "dhcp_lease_paths": _str_list(_lease_path),
+    "uplinks": _choice(UPLINK_MODES),
+    "uplink_table": lambda where, key, value: _interface_table(where, key, value),
+    "uplink_priority": lambda where, key, value: _uplink_priority(where, key, value),
 }
-_INTERFACE_KEYS = frozenset(f.name for f in fields(InterfaceSpec))
+_INTERFACE_KEYS = frozenset(f.name for f in fields(InterfaceSpec)) - {"uplink"}
 _ROUTE_KEYS = frozenset(f.name for f in fields(RouteSpec))
-
-
-def _found(value: Any) -> str:
-    """A value as the TOML file spells it, kept to one short line for messages."""
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, str):
-        shown = json.dumps(value)
-        return shown if len(shown) <= 60 else shown[:56] + '..."'
-    if isinstance(value, int | float):
-        shown = repr(value)
-        return shown if len(shown) <= 40 else f"a number of {len(shown)} characters"
-    if isinstance(value, list):
-        return f"an array of {len(value)}"
-    if isinstance(value, dict):
-        return "a table"
-    return one_line(f"{type(value).__name__} {value}")

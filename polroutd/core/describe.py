@@ -115,6 +115,9 @@ def route_text(route: Route, names: Names, *, with_protocol: bool = False) -> st
     words += ["table", names.table(route.table)]
     if with_protocol:
         words += ["proto", names.protocol(route.protocol)]
+    for hop in route.nexthops:  # last: `ip` reads everything after "nexthop" as next hops
+        words += ["nexthop"] + (["via", hop.gateway] if hop.gateway else [])
+        words += ["dev", names.link(hop.oif) or str(hop.oif), "weight", str(hop.weight)]
     return " ".join(words)
 
 

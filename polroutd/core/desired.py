@@ -14,7 +14,6 @@ from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     FAMILIES,
-    IFA_F_NOPREFIXROUTE,
     IP6_DEFAULT_METRIC,
     ROUTE_TYPE_NUMBERS,
     RT_SCOPE_LINK,
@@ -38,8 +37,13 @@ from polroutd.core.model import (
     family_name,
     host_len,
 )
-from polroutd.core.settings import Config, InterfaceSpec, RouteSpec
+from polroutd.core.settings import Config, InterfaceSpec, RouteSpec, UplinkSpec
 from polroutd.core.tables import TableRef
+from polroutd.core.uplinks import HealthView, UplinkObjects, uplink_objects
+
+# The caches below wrap plain functions (``name = lru_cache(...)(name_uncached)``) rather than
+# decorate them: mutation testing (docs/testing.md) only mutates undecorated functions, and
+# tests/mutmut_plugin.py empties them between tests through ``CACHES``.
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class Inputs:
     leases: Mapping[str, LeaseFindings]  # interface name -> what its DHCP lease files say
     # interface name -> why it has no table (no number left in table_range): it is skipped
     table_errors: Mapping[str, str] = field(default_factory=dict)
+    uplink_table: TableRef | None = None  # with uplinks on: polroutd's table of default routes
+    uplink_health: HealthView | None = None  # the daemon's observations; None: links decide
 
 
 def managed_links(state: KernelState, config: Config) -> list[tuple[Link, InterfaceSpec | None]]:
@@ -119,10 +125,12 @@ def unmanageable(link: Link, by_index: Mapping[int, Link]) -> str | None:
     return f"a port of {kind} {name}: traffic leaves through {name}, which polroutd may manage"
 
 
-@functools.lru_cache(maxsize=4096)
-def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
+def _excluded_uncached(name: str, patterns: tuple[str, ...]) -> bool:
     """Whether an exclude pattern matches the interface name (asked on every reconcile)."""
     return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+_excluded = functools.lru_cache(maxsize=4096)(_excluded_uncached)
 
 
 def table_requests(
@@ -139,8 +147,10 @@ def _any_address(family: int) -> str:
     return "0.0.0.0" if family == AF_INET else "::"
 
 
-def _address_order(a: Address) -> tuple[int, bool, tuple[int, int]]:
-    return (a.family, a.secondary, _ip_key(a.address))
+def _address_order(a: Address) -> tuple[int, bool, bool, tuple[int, int]]:
+    # A deprecated address keeps its rule (its sessions go on) but is the connected route's
+    # source only when no preferred address of the prefix is left.
+    return (a.family, a.secondary, a.deprecated, _ip_key(a.address))
 
 
 def addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
@@ -174,16 +184,16 @@ def choose_gateway(
     link: Link,
     family: int,
     setting: str,
-    state: KernelState,
     inputs: Inputs,
-    main_defaults: MainDefaults | None = None,
+    main_defaults: MainDefaults,
     addresses: Sequence[Address] = (),
 ) -> Gateway:
-    """G(I) per docs/behaviour.md §2.2: configured, else main-table default on I, else DHCP
-    lease, else none.
+    """The gateway of one interface and family: configured, else the main table's default
+    through the interface, else its DHCP lease's router, else none (why is recorded).
 
-    ``main_defaults`` (``main_table_defaults`` of ``state``) spares a scan of every route;
-    ``addresses`` (I's global addresses) decide which lease routers are fit to be the gateway."""
+    ``main_defaults`` is ``main_table_defaults`` of the kernel read (one scan of every route
+    for all interfaces); ``addresses`` (the interface's global addresses) decide which lease
+    routers are fit to be the gateway (docs/behaviour.md §2.2)."""
     key = "gateway" if family == AF_INET else "gateway6"
     if setting == "none":
         return Gateway(
@@ -197,8 +207,6 @@ def choose_gateway(
         )
     if setting != "auto":
         return Gateway(setting, "config")
-    if main_defaults is None:
-        main_defaults = main_table_defaults(state, inputs.protocol)
     defaults = sorted(
         main_defaults.get((link.ifindex, family), ()), key=lambda r: (r.metric, r.gateway or "")
     )
@@ -226,7 +234,7 @@ def choose_gateway(
     for offer in ordered:
         router, problem = _lease_router(link.name, offer, prefixes)
         if router is not None:
-            return Gateway(router, "dhcp-lease")
+            return Gateway(router, "dhcp-lease", lease_expires=offer.expires)
         problems.append(problem)
     if not problems:
         return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
@@ -289,8 +297,9 @@ def _router_problem(router: str, addresses: Sequence[Address]) -> str | None:
     return f"is not on the interface's IPv4 prefixes ({prefixes}): off-link"
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _source_rule(family: int, address: str, priority: int, table: int, protocol: int) -> Rule:
+def _source_rule_uncached(
+    family: int, address: str, priority: int, table: int, protocol: int
+) -> Rule:
     """``from ADDRESS lookup TABLE``. Rules are immutable values, so the same one is handed out
     again for the same arguments: every reconcile wants the same thousand rules, and building
     a Rule is most of the cost of deciding."""
@@ -300,8 +309,10 @@ def _source_rule(family: int, address: str, priority: int, table: int, protocol:
     )
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _network_address(address: str, prefixlen: int) -> str:
+_source_rule = functools.lru_cache(maxsize=1 << 16)(_source_rule_uncached)
+
+
+def _network_address_uncached(address: str, prefixlen: int) -> str:
     """The network address of ``address/prefixlen``, written as ``ipaddress`` writes it.
 
     Masked as an integer and written by ``inet_ntop`` (as the kernel's addresses are, see
@@ -322,14 +333,19 @@ def _network_address(address: str, prefixlen: int) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefixlen}", strict=False).network_address)
 
 
+_network_address = functools.lru_cache(maxsize=1 << 14)(_network_address_uncached)
+
+
 def _connected_routes(
     addresses: list[Address], table: int, oif: int, protocol: int
 ) -> list[Route]:
+    """The prefix of each address, on-link in the interface's table. Also for ``noprefixroute``
+    addresses (dhcpcd, NetworkManager, networkd with ``RouteTable=``): whoever installs
+    their prefix route elsewhere, the prefix is on-link, and without it here neighbours would
+    be reached through the router and a gateway on it refused (ENETUNREACH)."""
     routes: dict[tuple[int, str, int], Route] = {}
     for a in addresses:
-        if a.flags & IFA_F_NOPREFIXROUTE or (
-            a.prefixlen >= host_len(a.family) and a.peer is None
-        ):
+        if a.prefixlen >= host_len(a.family) and a.peer is None:
             continue
         # With a peer, the kernel's route is the peer's prefix (a /32 one too), from LOCAL.
         key = (a.family, _network_address(a.network_address, a.prefixlen), a.prefixlen)
@@ -424,6 +440,9 @@ class Piece:
     rules: tuple[Rule, ...]
     routes: tuple[Route, ...]
     own_table_only: bool = True  # every route is in the interface's own table
+    # With uplinks on and an ``uplink`` entry: the link (its state decides health with the
+    # daemon's observations) and the entry; the uplink table's objects come from all of these.
+    uplink: tuple[Link, UplinkSpec] | None = None
 
 
 def interface_piece(
@@ -461,12 +480,10 @@ def interface_piece(
 
     gateways = {
         AF_INET: choose_gateway(
-            link, AF_INET, spec.gateway if spec else "auto", KernelState(), inputs, main_defaults,
-            addresses,
+            link, AF_INET, spec.gateway if spec else "auto", inputs, main_defaults, addresses
         ),
         AF_INET6: choose_gateway(
-            link, AF_INET6, spec.gateway6 if spec else "auto", KernelState(), inputs,
-            main_defaults,
+            link, AF_INET6, spec.gateway6 if spec else "auto", inputs, main_defaults
         ),
     }
     rules: dict[tuple[object, ...], Rule] = {}
@@ -500,9 +517,11 @@ def interface_piece(
         table_id=table.id, table_name=table.name, priority=priority,
         gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
     )
+    uplink = (link, spec.uplink) if (
+        spec and spec.uplink and config.daemon.uplinks != "off") else None
     return Piece(interface, tuple(sorted(rules.values(), key=rule_order)),
                  tuple(sorted(routes.values(), key=route_order)),
-                 all(r.table == table.id for r in routes.values()))
+                 all(r.table == table.id for r in routes.values()), uplink)
 
 
 def loopback(links: Iterable[Link]) -> tuple[int | None, bool]:
@@ -584,13 +603,49 @@ def assemble(
             if route.key not in claimed:
                 claimed.add(route.key)
                 routes.append(route)
+    # The uplink table's rules and routes, after every interface's (core/uplinks.py).
+    uplinks = uplink_part(by_name, inputs)
+    rules.extend(sorted(uplinks.rules, key=rule_order))
+    if uplinks.routes and apart:
+        claimed.update(r.key for r in routes)
+    routes.extend(r for r in uplinks.routes if r.key not in claimed)
     return DesiredState(
         interfaces=tuple(p.interface for p in by_name),
         rules=tuple(rules),
         routes=tuple(routes),
-        tables=frozenset(p.interface.table_id for p in by_name),
+        tables=frozenset(p.interface.table_id for p in by_name)
+        | ({inputs.uplink_table.id} if uplinks.choices and inputs.uplink_table else set()),
         skipped=tuple(sorted(skipped, key=lambda s: s.name)),
+        uplinks=uplinks.choices,
     )
+
+
+def uplink_part(pieces: Iterable[Piece], inputs: Inputs) -> UplinkObjects:
+    """The uplinks' rules, routes and choices (nothing with uplinks off or no uplink table).
+    They depend on every uplink interface's piece and on the uplinks' health."""
+    if inputs.config.daemon.uplinks == "off" or inputs.uplink_table is None:
+        return UplinkObjects((), (), ())
+    candidates = [(p.interface, *p.uplink) for p in pieces if p.uplink is not None]
+    up = {iface.index for iface, link, _ in candidates if link.up}
+    return uplink_objects(
+        candidates, mode=inputs.config.daemon.uplinks, table=inputs.uplink_table.id,
+        priority=inputs.config.daemon.uplink_priority, protocol=inputs.protocol,
+        health=inputs.uplink_health,
+        # uplink_objects looks at the addresses' families itself; up is what is left
+        usable=lambda index, _family: index in up,
+    )
+
+
+def earliest_lease_expiry(desired: DesiredState) -> float | None:
+    """When the first DHCP lease that a gateway of ``desired`` comes from expires (Unix time),
+    or None: at that moment the gateway has to go (or another lease takes over)."""
+    expiries = [
+        gateway.lease_expires
+        for interface in desired.interfaces
+        for gateway in (interface.gateway4, interface.gateway6)
+        if gateway.lease_expires is not None
+    ]
+    return min(expiries, default=None)
 
 
 def rule_order(rule: Rule) -> tuple[object, ...]:
@@ -612,15 +667,16 @@ def _addr_key(address: str | None) -> tuple[int, int]:
     return _ip_key(address)
 
 
-@functools.lru_cache(maxsize=1 << 12)
-def _link_local(address: str) -> bool:
+def _link_local_uncached(address: str) -> bool:
     """An IPv6 gateway in fe80::/10: reached through the interface itself, whatever its global
     addresses."""
     return ":" in address and ipaddress.ip_address(address).is_link_local
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _ip_key(address: str) -> tuple[int, int]:
+_link_local = functools.lru_cache(maxsize=1 << 12)(_link_local_uncached)
+
+
+def _ip_key_uncached(address: str) -> tuple[int, int]:
     """(IP version, integer value) as ``ipaddress`` gives them; cached, because the same few
     thousand addresses are sorted in every reconcile. ``inet_pton`` is ~10x faster than
     ``ipaddress`` and agrees with it on every address it accepts; ``ipaddress`` decides the
@@ -632,3 +688,8 @@ def _ip_key(address: str) -> tuple[int, int]:
     except (OSError, ValueError):
         ip = ipaddress.ip_address(address)
         return (ip.version, int(ip))
+
+
+_ip_key = functools.lru_cache(maxsize=1 << 16)(_ip_key_uncached)
+
+CACHES = (_excluded, _source_rule, _network_address, _link_local, _ip_key)

@@ -37,11 +37,18 @@ Scope = tuple[tuple[Link, InterfaceSpec | None], ...]  # the managed interfaces 
 
 def scope(
     pieces: Pieces, skipped: frozenset[int], state: KernelState, touched: Touched,
-    config: Config, protocol: int,
+    config: Config, protocol: int, uplink_table: int | None = None,
 ) -> Scope | None:
     """The managed interfaces whose pieces must be derived again (``state`` is the view after
-    the events), or None when only a full decision can tell."""
+    the events), or None when only a full decision can tell. ``uplink_table``: polroutd's
+    table of uplink default routes, if any (a change in it, or at its rules' priority, is
+    left to a full decision)."""
     if touched.links_renamed:
+        return None
+    if uplink_table is not None and (
+        uplink_table in touched.tables
+        or any(r.priority == config.daemon.uplink_priority for r in touched.rules)
+    ):
         return None
     if config.daemon.mode == "strict" and any(
         r.oif not in pieces and r.type == RTN_UNICAST and r.dst_len for r in touched.main_routes
@@ -87,6 +94,10 @@ def redecide(
     the plan for the chosen ones: the others were as desired after the last apply (anything
     else forces a full read), and their conflicts carry over. None: decide in full."""
     indexes = {link.ifindex for link, _ in chosen}
+    if any(pieces[i].uplink is not None for i in indexes):
+        # The uplink table's routes go through the uplinks and follow all of them (and their
+        # health): a change on an uplink, even one the kernel made silently, is decided in full.
+        return None
     by_interface = grouped(state.addresses, "ifindex")
     addresses = addresses_by_interface(
         KernelState(addresses=tuple(a for i in indexes for a in by_interface.get(i, ()))))

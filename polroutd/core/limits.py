@@ -35,8 +35,13 @@ ROUTE_TYPE_NUMBERS: Mapping[str, int] = {
 FR_ACT_TO_TBL = 1
 
 IFA_F_SECONDARY = 0x01
+IFA_F_OPTIMISTIC = 0x04  # optimistic DAD (RFC 4429): may be a source while DAD runs
 IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20  # preferred lifetime over: no new sessions, existing ones go on
+IFA_F_TENTATIVE = 0x40  # DAD still running: the kernel refuses it as a route's source
 IFA_F_NOPREFIXROUTE = 0x200
+
+NUD_FAILED = 0x20  # a neighbour entry whose resolution failed
 
 # IPv6 routes added with metric 0 are stored by the kernel with metric 1024.
 IP6_DEFAULT_METRIC = 1024
@@ -48,6 +53,7 @@ MIN_MAIN_FIRST_PRIORITY = 2  # main-first puts one rule just ahead (priority - 1
 MAX_TABLE = 2**32 - 1
 MAX_METRIC = 2**32 - 1
 MAX_PROTOCOL = 255
+MAX_WEIGHT = 256  # a multipath next hop's weight: rtnh_hops (one byte) + 1
 MAX_PORT = 65535
 IFNAMSIZ = 16  # interface names are at most 15 bytes
 # Table and protocol names the kernel reserves; polroutd never takes these.

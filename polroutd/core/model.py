@@ -19,7 +19,11 @@ from polroutd.core.limits import (
     AF_INET6,
     FR_ACT_TO_TBL,
     IFA_F_DADFAILED,
+    IFA_F_DEPRECATED,
+    IFA_F_OPTIMISTIC,
     IFA_F_SECONDARY,
+    IFA_F_TENTATIVE,
+    NUD_FAILED,
     RT_SCOPE_UNIVERSE,
     RTN_UNICAST,
 )
@@ -44,6 +48,17 @@ class Link(NamedTuple):
     loopback: bool = False
     kind: str | None = None  # IFLA_INFO_KIND: "veth", "bridge", ...
     master: int | None = None  # IFLA_MASTER: the VRF, bond or bridge this link is a port of
+
+
+class Neighbour(NamedTuple):
+    ifindex: int
+    family: int
+    address: str
+    state: int  # NUD_* bits
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.state & NUD_FAILED)
 
 
 class Address(NamedTuple):
@@ -71,8 +86,23 @@ class Address(NamedTuple):
         return bool(self.flags & IFA_F_SECONDARY)
 
     @property
+    def deprecated(self) -> bool:
+        return bool(self.flags & IFA_F_DEPRECATED)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the kernel takes it as a source now (docs/behaviour.md, "Addresses"): not
+        while duplicate address detection runs (tentative: a route with it as ``src`` fails
+        with EINVAL) unless it is optimistic (RFC 4429, meant to be used during DAD), and
+        never once DAD failed. The kernel sends an address event when DAD completes."""
+        if self.flags & IFA_F_DADFAILED:
+            return False
+        return not self.flags & IFA_F_TENTATIVE or bool(self.flags & IFA_F_OPTIMISTIC)
+
+    @property
     def is_global(self) -> bool:
-        return self.scope == RT_SCOPE_UNIVERSE and not self.flags & IFA_F_DADFAILED
+        """A global address polroutd gives a rule (and routes their source) now."""
+        return self.scope == RT_SCOPE_UNIVERSE and self.usable
 
 
 class RouteKey(NamedTuple):
@@ -91,6 +121,14 @@ class RouteKey(NamedTuple):
     device: int | None = None
 
 
+class NextHop(NamedTuple):
+    """One path of a multipath route (``nexthop via G dev I weight W``)."""
+
+    oif: int
+    gateway: str | None
+    weight: int = 1
+
+
 class Route(NamedTuple):
     family: int
     table: int
@@ -107,6 +145,9 @@ class Route(NamedTuple):
     # Attributes we do not model (multipath, metrics, encap, ...) as opaque (type, bytes) pairs,
     # so a foreign route that differs only there is still seen as different from ours.
     extra: tuple[tuple[int, bytes], ...] = ()
+    # A multipath route's paths (RTA_MULTIPATH), in the kernel's order; then oif and gateway
+    # are None. A route with one path is written as a plain one, as the kernel reports it.
+    nexthops: tuple[NextHop, ...] = ()
 
     @property
     def key(self) -> RouteKey:
@@ -235,6 +276,9 @@ class Gateway:
     # interface and family (docs/topologies.md, several subnets on one interface).
     passed_over: tuple[tuple[str, str], ...] = ()
     not_installed: str | None = None  # why a known gateway gets no default route
+    # When the DHCP lease it comes from expires (Unix time; None: no lease, or no end): the
+    # daemon reconciles then, so the default route does not outlive the lease.
+    lease_expires: float | None = None
 
     @property
     def present(self) -> bool:
@@ -244,11 +288,13 @@ class Gateway:
 @dataclass(frozen=True, slots=True)
 class LeaseOffer:
     """One DHCP lease found for an interface: its routers (preferred first), the address it
-    leased (None when the file does not say) and the file, for messages."""
+    leased (None when the file does not say), the file, for messages, and when it expires
+    (Unix time; None when unknown or never)."""
 
     routers: tuple[str, ...]
     address: str | None
     path: str
+    expires: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +328,18 @@ class Conflict:
     foreign: Rule | Route
 
 
+class UplinkChoice(NamedTuple):
+    """One uplink and family as decided (core/uplinks.py): may it, and does it, carry traffic."""
+
+    interface: str
+    family: int
+    healthy: bool
+    active: bool  # its route carries new connections now
+    metric: int
+    weight: int
+    reason: str | None = None  # why it carries nothing although configured
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedInterface:
     """An interface the configuration (or the default selection) names but polroutd leaves
@@ -297,8 +355,9 @@ class DesiredState:
     interfaces: tuple[ManagedInterface, ...]
     rules: tuple[Rule, ...]
     routes: tuple[Route, ...]
-    tables: frozenset[int]  # every table polroutd uses per interface
+    tables: frozenset[int]  # every table polroutd uses per interface (and the uplink table)
     skipped: tuple[SkippedInterface, ...] = ()
+    uplinks: tuple[UplinkChoice, ...] = ()  # what each uplink does now
 
     def route_keys(self) -> frozenset[RouteKey]:
         return frozenset(route.key for route in self.routes)

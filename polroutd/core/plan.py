@@ -27,12 +27,20 @@ _PHASE = {("route", "add"): 0, ("route", "replace"): 0, ("rule", "add"): 1,
 _MAKE_ROOM = -1  # deletes that must go first so a replace hits the one route left at its key
 
 
-def make_plan(desired: DesiredState, actual: KernelState, protocol: int) -> Plan:
-    route_ops, conflicts = _route_ops(desired, actual.routes, protocol)
+def make_plan(
+    desired: DesiredState, actual: KernelState, protocol: int,
+    adopt: frozenset[int] = frozenset(),
+) -> Plan:
+    """``adopt``: other protocols whose objects are polroutd's too (its protocol before a
+    reload changed it). Each becomes its counterpart with ``protocol``: a route by a replace
+    (the kernel's key has no protocol), a rule by an add before the old one's delete (rules
+    have no replace), so no address is ever without its rule; the rest goes."""
+    owned = frozenset({protocol}) | adopt
+    route_ops, conflicts = _route_ops(desired, actual.routes, owned)
     phased = route_ops + [(_PHASE[(op.kind, op.op)], op)
-                          for op in _rule_ops(desired.rules, actual.rules, protocol)]
+                          for op in _rule_ops(desired.rules, actual.rules, protocol, owned)]
     phased.sort(key=_op_order)
-    conflicts.extend(_rule_conflicts(desired.rules, actual.rules, protocol))
+    conflicts.extend(_rule_conflicts(desired.rules, actual.rules, owned))
     return Plan(tuple(op for _, op in phased), tuple(conflicts))
 
 
@@ -42,25 +50,31 @@ def _op_order(item: tuple[int, Operation]) -> tuple[object, ...]:
     return (phase, *obj_order)
 
 
-def _rule_ops(desired: Iterable[Rule], actual: Iterable[Rule], protocol: int) -> list[Operation]:
-    owned: Counter[tuple[object, ...]] = Counter()
-    owned_rules: dict[tuple[object, ...], Rule] = {}
+def _rule_ops(
+    desired: Iterable[Rule], actual: Iterable[Rule], protocol: int, owned_protocols: frozenset[int]
+) -> list[Operation]:
+    owned: dict[tuple[object, ...], list[Rule]] = {}
     for r in actual:
-        if r.protocol == protocol:
-            ident = r.identity()
-            owned[ident] += 1
-            owned_rules[ident] = r
+        if r.protocol in owned_protocols:
+            owned.setdefault(r.identity(), []).append(r)
     wanted = {r.identity(): r for r in desired}
-    ops: list[Operation] = [RuleOp("add", r) for ident, r in wanted.items() if ident not in owned]
-    for ident, count in owned.items():
-        # Extra copies (left by tools that add without NLM_F_EXCL) go, one delete each.
-        surplus = count - 1 if ident in wanted else count
-        ops.extend(RuleOp("delete", owned_rules[ident]) for _ in range(surplus))
+    ours = Counter(ident for ident, rules in owned.items() for r in rules if r.protocol == protocol)
+    ops: list[Operation] = [RuleOp("add", r) for ident, r in wanted.items() if not ours[ident]]
+    for ident, rules in owned.items():
+        # Extra copies (left by tools that add without NLM_F_EXCL) go, one delete each; so do
+        # the adopted protocols' copies (after the add of their replacement: see _PHASE).
+        keep = 1 if ident in wanted and ours[ident] else 0
+        kept = 0
+        for r in rules:
+            if r.protocol == protocol and kept < keep:
+                kept += 1
+            else:
+                ops.append(RuleOp("delete", r))
     return ops
 
 
 def _route_ops(
-    desired: DesiredState, actual: Iterable[Route], protocol: int
+    desired: DesiredState, actual: Iterable[Route], owned_protocols: frozenset[int]
 ) -> tuple[list[tuple[int, Operation]], list[Conflict]]:
     owned: dict[RouteKey, list[Route]] = {}
     foreign: dict[RouteKey, Route] = {}
@@ -71,11 +85,11 @@ def _route_ops(
     relevant: list[tuple[Route, RouteKey]] = []
     for route in actual:
         key = route.key
-        if route.protocol == protocol or key in wanted or route.table in desired.tables:
+        if route.protocol in owned_protocols or key in wanted or route.table in desired.tables:
             relevant.append((route, key))
     relevant.sort(key=lambda item: route_order(item[0]))
     for route, key in relevant:
-        if route.protocol == protocol:
+        if route.protocol in owned_protocols:
             owned.setdefault(key, []).append(route)
         else:
             foreign.setdefault(key, route)
@@ -113,12 +127,13 @@ def _route_ops(
 
 
 def _rule_conflicts(
-    desired: Iterable[Rule], actual: Iterable[Rule], protocol: int
+    desired: Iterable[Rule], actual: Iterable[Rule], owned_protocols: frozenset[int]
 ) -> list[Conflict]:
     wanted = list(desired)
     priorities = {r.priority for r in wanted}
     # Only a foreign rule at one of polroutd's priorities can conflict: look closer at those.
-    candidates = [r for r in actual if r.protocol != protocol and r.priority in priorities]
+    candidates = [r for r in actual
+                  if r.protocol not in owned_protocols and r.priority in priorities]
     if not candidates:
         return []
     places = {(r.selector, r.priority) for r in wanted}

@@ -1,5 +1,6 @@
-"""When to reconcile: event coalescing, anti-entropy resync and retry backoff. Pure (time is
-passed in), so the daemon loop's timing can be tested with a fake clock."""
+"""When to reconcile: event coalescing, anti-entropy resync, retry backoff and wake-ups at known
+moments (a DHCP lease's expiry). Pure (time is passed in), so the daemon loop's timing can be
+tested with a fake clock."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class Schedule:
     retry_at: float | None = None
     failures: int = 0
     pending_reason: str = "event"
+    # A moment the last reconcile knows its result goes stale (a lease it used expires).
+    wake_at: float | None = None
+    wake_reason: str = "lease-expiry"
 
     def mark_dirty(self, now: float, reason: str = "event") -> None:
         if self.dirty_since is None:
@@ -49,6 +53,8 @@ class Schedule:
         candidates: list[tuple[float, str]] = [(self.next_resync, "resync")]
         if self.retry_at is not None:
             candidates.append((self.retry_at, "retry"))
+        if self.wake_at is not None:
+            candidates.append((self.wake_at, self.wake_reason))
         if self.dirty_since is not None:
             if self.dirty_since - self.last_reconcile_end >= self.debounce:
                 at = self.dirty_since  # leading edge: the first hint after a quiet spell
@@ -58,10 +64,18 @@ class Schedule:
         return min(candidates)
 
     def started(self, now: float) -> None:
-        """A reconcile starts now: every hint so far is covered by the read it is about to do."""
+        """A reconcile starts now: every hint so far is covered by the read it is about to do.
+        A wake-up too: the reconcile asks for the next one (``wake``) if it still needs one, so
+        a reconcile that fails does not wake again at once."""
         self.dirty_since = None
         self.retry_at = None
+        self.wake_at = None
         self.pending_reason = "event"
+
+    def wake(self, at: float, reason: str = "lease-expiry") -> None:
+        """Reconcile at ``at`` (on this schedule's clock) at the latest; the earliest wins."""
+        if self.wake_at is None or at < self.wake_at:
+            self.wake_at, self.wake_reason = at, reason
 
     def finished(self, now: float, success: bool) -> None:
         self.last_reconcile_end = now

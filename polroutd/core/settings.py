@@ -34,9 +34,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 GATEWAY_WORDS = ("auto", "none", "unreachable")
 # Route types an extra route may have (rtm_type), as ``ip route`` names them.
 ROUTE_TYPES = ("unicast", "unreachable", "blackhole", "prohibit")
+UPLINK_MODES = ("off", "failover", "balance")
+PROBE_KINDS = ("none", "icmp")  # besides "tcp:HOST:PORT"
 
 
 Mode = Literal["strict", "main-first"]
+UplinkMode = Literal["off", "failover", "balance"]
 GatewaySetting = str  # "auto", "none", "unreachable", or an address of the right family
 
 
@@ -59,6 +62,30 @@ class InterfaceSpec:
     gateway6: GatewaySetting = "auto"
     priority: int | None = None
     routes: tuple[RouteSpec, ...] = ()
+    uplink: UplinkSpec | None = None  # None: this interface is no uplink
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """How an uplink's path beyond its gateway is checked: ``none``, ``icmp`` or ``tcp``."""
+
+    kind: Literal["none", "icmp", "tcp"] = "none"
+    host: str | None = None  # tcp: the host to connect to
+    port: int | None = None  # tcp: the port
+    targets: tuple[str, ...] = ()  # icmp: addresses to ping; empty: the gateway itself
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSpec:
+    """An interface whose gateway may carry traffic that chose no source address."""
+
+    metric: int = 100  # failover order, lower wins
+    weight: int = 1  # balance: share of new flows
+    probe: ProbeSpec = field(default_factory=ProbeSpec)
+    interval: float = 0.5
+    timeout: float = 1.0
+    down: int = 3  # consecutive failures to call it down
+    up: int = 3  # consecutive successes to call it up again
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +104,9 @@ class DaemonSettings:
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
     dhcp_lease_paths: tuple[str, ...] = DEFAULT_LEASE_PATHS
+    uplinks: UplinkMode = "off"
+    uplink_table: str | int = "uplinks"
+    uplink_priority: int = 32760
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ class LastReconcile:
     at: float  # unix time it finished
     duration: float
     result: str  # "ok" | "error"
-    reason: str  # "startup" | "event" | "resync" | "reload" | "retry"
+    reason: str  # "startup" | "event" | "resync" | "reload" | "retry" | "lease-expiry" | "uplink"
     operations: int
     failures: tuple[OpResult, ...] = ()
     read_error: str | None = None

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from polroutd.core.kernelview import Event
 from polroutd.core.settings import Config
+from polroutd.daemon.uplinks import UplinkEvents
 from polroutd.engine import Kernel, LeaseReader
 
 
@@ -47,3 +48,7 @@ class Deps:
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)  # jitters the resync
+    # Holds the one-daemon-per-protocol name for another protocol (a reload changed it);
+    # raises AlreadyRunning when another daemon has it.
+    claim_protocol: Callable[[int], None] | None = None
+    uplink_events_factory: Callable[[], UplinkEvents] | None = None  # None: no link/neigh events

@@ -49,6 +49,26 @@ def claim_instance(protocol: int) -> socket.socket:
     return sock
 
 
+class InstanceClaim:
+    """The name held for the daemon's protocol; a reload that changes the protocol moves it."""
+
+    def __init__(self, protocol: int) -> None:
+        self.protocol = protocol
+        self._sock = claim_instance(protocol)
+
+    def move_to(self, protocol: int) -> None:
+        """Holds ``protocol``'s name instead; raises ``AlreadyRunning`` (keeping the old one)
+        when another daemon has that protocol here."""
+        if protocol == self.protocol:
+            return
+        sock = claim_instance(protocol)
+        self._sock.close()
+        self._sock, self.protocol = sock, protocol
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def _holder_pid(name: bytes) -> int | None:
     """The pid of the process holding ``name``, from the credentials of its socket."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:

@@ -17,6 +17,7 @@ from typing import Any
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
+from polroutd.core.desired import earliest_lease_expiry
 from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.kernelview import Event, apply_events, apply_results, divergence
 from polroutd.core.model import DesiredState, KernelState, OpResult
@@ -27,14 +28,21 @@ from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
 from polroutd.daemon.tasks import Supervisor
+from polroutd.daemon.uplinks import UplinkMonitor
 from polroutd.engine import Engine
 
 # Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
 # and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
 STARVED_GRACE = 30.0
+# A wake-up for a lease's expiry comes this much after it: the lease is expired by then, though
+# the wall clock (the lease's) and the monotonic clock (the schedule's) may differ by a little.
+LEASE_EXPIRY_MARGIN = 0.02
 SETTLE_READS = 3  # re-reads when events race a read; then the next reconcile takes over
 # Reconciles that read everything again rather than trust the view kept from events.
 FULL_READ_REASONS = frozenset({"startup", "resync", "reload", "retry"})
+# Reconciles about something no event names (a lease's end, an uplink's health): every
+# interface is decided again, from the view.
+DECIDE_ALL_REASONS = frozenset({"lease-expiry", "uplink"})
 EXIT_OK, EXIT_FAILED = 0, 1
 
 log = get_logger("polroutd.daemon")
@@ -97,6 +105,15 @@ class Daemon:
         # operation, a reload). ``_pending``: the events not yet applied to it.
         self._view: KernelState | None = None
         self._pending: list[Event] = []
+        # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
+        self.uplinks = UplinkMonitor(
+            metrics=self.tally.metrics.uplinks, clock=deps.clock, wallclock=deps.wallclock,
+            on_change=self._uplink_changed, events_factory=deps.uplink_events_factory,
+        )
+
+    def _uplink_changed(self) -> None:
+        self.schedule.mark_dirty(self.deps.clock(), "uplink")
+        self._wake.set()
 
     # --- control ------------------------------------------------------------------------------
 
@@ -134,6 +151,12 @@ class Daemon:
         return True, "ready"
 
     def state(self) -> dict[str, Any]:
+        document = self._state_document()
+        document["uplinks"] = self.uplinks.document()
+        document["uplinks_error"] = self.uplinks.icmp_error
+        return document
+
+    def _state_document(self) -> dict[str, Any]:
         s = self.status
         return state_document(
             decision=s.decision,
@@ -151,8 +174,9 @@ class Daemon:
 
     def state_version(self) -> int:
         """/state is served from one serialisation per version: reconciles, reloads and
-        overruns move it (event counts show up with the reconcile they cause)."""
-        return self._state_version
+        overruns move it (event counts show up with the reconcile they cause), and so does every
+        uplink observation (probe results are part of the document)."""
+        return self._state_version + self.uplinks.observations
 
     def metrics(self) -> bytes:
         return self.tally.metrics.exposition()
@@ -189,6 +213,7 @@ class Daemon:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            self.uplinks.close()
             self._close_events()
 
     async def _shutdown(self) -> int:
@@ -312,6 +337,9 @@ class Daemon:
             self.tally.reload(ok=False)
             log.error("reload_failed", error=str(exc), action="keeping the previous configuration")
         else:
+            if engine.protocol != self.engine.protocol:
+                # Everything changes owner: nothing of the next reconcile is drift.
+                self.status.last_good = None
             self.config, self.engine = engine.config, engine
             self._view = None  # a new configuration is decided from a full read
             self.status.config_error = None
@@ -325,9 +353,10 @@ class Daemon:
 
     # --- one reconcile --------------------------------------------------------------------------
 
-    def _decide_from_events(self) -> Decision | None:
+    def _decide_from_events(self, reason: str) -> Decision | None:
         """The decision from the view kept from events, for the interfaces they touched (or
-        for all, when that cannot tell); None when a full read is needed."""
+        for all, when that cannot tell or ``reason`` is not about events); None when a full
+        read is needed."""
         if self._view is None:
             return None
         applied = apply_events(self._view, self._pending)
@@ -335,16 +364,19 @@ class Daemon:
             return None
         state, touched = applied
         self._view, self._pending = state, []
+        if reason in DECIDE_ALL_REASONS:
+            return self.engine.decide(state)
         return self.engine.decide_touched(state, touched) or self.engine.decide(state)
 
     def reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
         mode = "full"
+        self.engine.uplink_health = self.uplinks.view()  # uplinks: health is a core input
         try:
             decision = None
             if reason not in FULL_READ_REASONS and self._events is not None:
                 self._consume_events()  # without an event socket, nothing keeps a view
-                decision = self._decide_from_events()
+                decision = self._decide_from_events(reason)
                 mode = "incremental" if decision is not None else "full"
             if decision is None:
                 decision = self.engine.decide(self._read_settled())
@@ -356,6 +388,7 @@ class Daemon:
             self._view = None
             return self._finish(started, reason, None, [], read_error=str(exc), mode=mode,
                                 starved=is_starved(exc))
+        self._wake_at_lease_expiry(decision)
         previous = self.status.last_good
         try:
             results = self.engine.apply(decision)
@@ -368,10 +401,20 @@ class Daemon:
         self._view = apply_results(decision.state, results) if ok else None
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results, mode=mode)
+        if success:
+            self.engine.adopted()
         self.tally.operations(decision, previous, results, went_down)
         self._went_down -= went_down
         self._report_tables_file()
         return success
+
+    def _wake_at_lease_expiry(self, decision: Decision) -> None:
+        """A default route from a DHCP lease leaves when the lease expires, not at the next
+        resync: the schedule wakes then."""
+        expires = earliest_lease_expiry(decision.desired)
+        if expires is not None:
+            left = max(0.0, expires - self.deps.wallclock())
+            self.schedule.wake(self.deps.clock() + left + LEASE_EXPIRY_MARGIN, "lease-expiry")
 
     def _report_tables_file(self) -> None:
         error = self.engine.tables_file_error
@@ -425,6 +468,7 @@ class Daemon:
         if decision is not None:
             s.decision, s.results = decision, results
             self.tally.gauges(decision, results, self.engine.protocol)
+            self.uplinks.update(decision, self.config)  # uplinks: start/stop probes
         s.in_sync = success and not conflicts
         if success and decision is not None:
             s.last_good = decision.desired

@@ -16,7 +16,7 @@ from polroutd.core.errors import NoNetAdmin
 from polroutd.core.listen import parse_listen
 from polroutd.core.settings import Config
 from polroutd.daemon.deps import Deps
-from polroutd.daemon.instance import claim_instance
+from polroutd.daemon.instance import InstanceClaim
 from polroutd.daemon.loop import Daemon
 from polroutd.engine import resolve_names
 from polroutd.inputs.foreign_managers import foreign_manager_warnings
@@ -27,6 +27,7 @@ from polroutd.netlink.kernel import (
     Netlink,
     has_net_admin,
 )
+from polroutd.netlink.uplink_events import UplinkEventSocket
 
 
 async def serve(config: Config, deps: Deps) -> int:
@@ -70,14 +71,14 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
     if not has_net_admin():  # every change would fail, and be retried forever
         raise NoNetAdmin(NO_NET_ADMIN)
     _registry, protocol = resolve_names(config)
-    instance = claim_instance(protocol)
+    instance = InstanceClaim(protocol)
     try:
-        return _run(config, debug)
+        return _run(config, debug, instance)
     finally:
         instance.close()
 
 
-def _run(config: Config, debug: bool) -> int:
+def _run(config: Config, debug: bool, instance: InstanceClaim) -> int:
     configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
     log = get_logger()
     for warning in foreign_manager_warnings():
@@ -94,6 +95,8 @@ def _run(config: Config, debug: bool) -> int:
         events_factory=lambda: EventSocket(_event_buffer(), ignore_portid=netlink.portid),
         notifier=Notifier(),
         load_config=lambda: load_config(config_path),
+        claim_protocol=instance.move_to,
+        uplink_events_factory=UplinkEventSocket,
     )
     soft, hard = raise_descriptor_limit()
     log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,

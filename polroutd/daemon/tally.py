@@ -28,6 +28,7 @@ from polroutd.core.model import (
     family_name,
 )
 from polroutd.core.plan import Classified, classify
+from polroutd.core.stateview import present_after
 
 # Races of hot-unplug and link-down: the next event-driven reconcile settles them.
 EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
@@ -175,6 +176,10 @@ class Tally:
         for kind in ("rule", "route"):
             m.conflicts.labels(kind=kind).set(sum(c.kind == kind for c in decision.plan.conflicts))
         self._report_once(decision)
+        # 1 only when the table holds its default route, not when one was merely chosen: the
+        # kernel may refuse it (a gateway not on-link), and then the table has none.
+        _, held = present_after(decision, results)
+        defaults = {(key.table, key.family) for key in held if key.dst_len == 0}
         labels: set[tuple[str, str]] = set()
         for iface in decision.desired.interfaces:
             # 0 or 1 for every managed interface and family, never left out: a series that
@@ -182,7 +187,8 @@ class Tally:
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
                 label = (iface.name, family_name(family))
                 labels.add(label)
-                m.gateway_present.labels(*label).set(1 if gateway.present else 0)
+                has_default = gateway.present and (iface.table_id, family) in defaults
+                m.gateway_present.labels(*label).set(1 if has_default else 0)
         for gone in self._gateway_labels - labels:
             with contextlib.suppress(KeyError):
                 m.gateway_present.remove(*gone)

@@ -450,7 +450,8 @@ def lease_findings(
         # select_lease's order: longest-lasting first, ties in the order found (sort is stable).
         usable.sort(key=lambda lease: -(float("inf") if lease.expires is None else lease.expires))
         if usable or refused:
-            offers = tuple(LeaseOffer(lease.routers, lease.address, lease.path) for lease in usable)
+            offers = tuple(LeaseOffer(lease.routers, lease.address, lease.path, lease.expires)
+                           for lease in usable)
             found[name] = LeaseFindings(offers, tuple(refused))
     return found
 
@@ -520,7 +521,7 @@ class LeaseFiles:
                 return None
             if is_starved(exc):  # out of descriptors or memory: says nothing about the lease
                 raise
-            parsed = _ParsedFile("refused", refused=why_unreadable(exc))
+            parsed = _ParsedFile("refused", refused=_unreadable(exc))
         if parsed.refused is None:
             self._warned.pop(path, None)
         elif self._warned.get(path) != parsed.refused:
@@ -657,5 +658,14 @@ def _parse_path(path: str) -> _ParsedFile | None:
             return None
         if is_starved(exc):
             raise
-        return _ParsedFile("refused", refused=why_unreadable(exc))
+        return _ParsedFile("refused", refused=_unreadable(exc))
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why a lease file was not read; a permission problem says where the way out is written
+    (Debian's dhcpcd writes its leases 0640 root:root, unreadable to the hardened unit)."""
+    why = why_unreadable(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        why += ' (see README.md, "Works with", for giving polroutd read access)'
+    return why
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 from polroutd.core.limits import AF_INET, AF_INET6, RT_TABLE_COMPAT
-from polroutd.core.model import Address, Link, Route, Rule
+from polroutd.core.model import Address, Link, Neighbour, NextHop, Route, Rule
 
 # Message types (linux/rtnetlink.h, linux/netlink.h).
 NLMSG_NOOP = 1
@@ -25,6 +25,7 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 
 EventKind = Literal["link", "address", "route", "rule"]
 EVENT_TYPES: dict[int, EventKind] = {
@@ -49,6 +50,7 @@ NLMSGERR_ATTR_MSG = 1
 
 # Multicast groups (RTNLGRP_*), joined with NETLINK_ADD_MEMBERSHIP.
 RTNLGRP_LINK = 1
+RTNLGRP_NEIGH = 3
 RTNLGRP_IPV4_IFADDR = 5
 RTNLGRP_IPV4_ROUTE = 7
 RTNLGRP_IPV4_RULE = 8
@@ -73,6 +75,7 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_PREFSRC = 7
+RTA_MULTIPATH = 9
 RTA_CACHEINFO = 12
 RTA_TABLE = 15
 RTA_PREF = 20
@@ -93,6 +96,8 @@ FRA_PROTOCOL = 21
 # Route attributes the kernel reports that say nothing about what the route is.
 _ROUTE_NOISE = frozenset({RTA_CACHEINFO, RTA_PREF, RTA_EXPIRES, RTA_TABLE})
 
+NDA_DST = 1
+
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 IFF_LOWER_UP = 0x10000
@@ -101,11 +106,14 @@ RT_SCOPE_NOWHERE = 255  # as a delete selector: any scope
 
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
+_U8 = struct.Struct("=B")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 _RTMSG = struct.Struct("=BBBBBBBBI")  # also fib_rule_hdr: same layout
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
+_NDMSG = struct.Struct("=BxxxiHBB")  # ndm_family, ifindex, state, flags, type
+_RTNEXTHOP = struct.Struct("=HBBi")  # rtnh_len, rtnh_flags, rtnh_hops (weight - 1), ifindex
 _NO_SUPPRESS = 0xFFFFFFFF
 
 
@@ -243,6 +251,19 @@ def decode_address(payload: bytes) -> Address | None:
     return Address(index, family, _addr(family, local), prefixlen, scope, flags, peer)
 
 
+def decode_neighbour(payload: bytes) -> Neighbour | None:
+    """An RTM_NEWNEIGH/RTM_DELNEIGH payload: whose entry, and its NUD state."""
+    if len(payload) < _NDMSG.size:
+        return None
+    family, ifindex, state, _flags, _type = _NDMSG.unpack_from(payload, 0)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    for atype, value in _attrs(payload, _NDMSG.size):
+        if atype == NDA_DST:
+            return Neighbour(ifindex, family, _addr(family, value), state)
+    return None
+
+
 def route_table_of(payload: bytes) -> int:
     """The table of a route message, cheaply (to skip the local table without decoding it)."""
     table = payload[4]
@@ -263,6 +284,7 @@ def decode_route(payload: bytes) -> Route | None:
     oif = None
     metric = 0
     extra: list[tuple[int, bytes]] = []
+    nexthops: tuple[NextHop, ...] = ()
     unpack = _ATTR.unpack_from
     offset, end = _RTMSG.size, len(payload)
     while offset + 4 <= end:
@@ -272,7 +294,9 @@ def decode_route(payload: bytes) -> Route | None:
         atype &= 0x3FFF
         value = payload[offset + 4 : offset + length]
         offset += (length + 3) & ~3
-        if atype == RTA_DST:
+        if atype == RTA_MULTIPATH:
+            nexthops = decode_nexthops(family, value)
+        elif atype == RTA_DST:
             dst = _addr(family, value)
         elif atype == RTA_GATEWAY:
             gateway = _addr(family, value)
@@ -291,8 +315,36 @@ def decode_route(payload: bytes) -> Route | None:
     return Route(
         family=family, table=table, dst=dst, dst_len=dst_len, protocol=protocol, metric=metric,
         tos=tos, type=rtype, scope=scope, oif=oif, gateway=gateway, prefsrc=prefsrc,
-        extra=tuple(extra),
+        extra=tuple(extra), nexthops=nexthops,
     )
+
+
+def decode_nexthops(family: int, value: bytes) -> tuple[NextHop, ...]:
+    """An RTA_MULTIPATH value: rtnexthop headers, each followed by its own attributes. The
+    flags (dead, linkdown, onlink) are the kernel's view of the path, not part of the route."""
+    hops: list[NextHop] = []
+    offset, end = 0, len(value)
+    while offset + _RTNEXTHOP.size <= end:
+        length, _flags, hops_byte, ifindex = _RTNEXTHOP.unpack_from(value, offset)
+        if length < _RTNEXTHOP.size or offset + length > end:
+            break
+        gateway = None
+        for atype, attr in _attrs(value[offset + _RTNEXTHOP.size : offset + length], 0):
+            if atype == RTA_GATEWAY:
+                gateway = _addr(family, attr)
+        hops.append(NextHop(oif=ifindex, gateway=gateway, weight=hops_byte + 1))
+        offset += (length + 3) & ~3
+    return tuple(hops)
+
+
+def encode_nexthops(family: int, nexthops: tuple[NextHop, ...]) -> bytes:
+    parts = []
+    for hop in nexthops:
+        attrs = _attr(RTA_GATEWAY, _pton(family, hop.gateway)) if hop.gateway else b""
+        parts.append(
+            _RTNEXTHOP.pack(_RTNEXTHOP.size + len(attrs), 0, hop.weight - 1, hop.oif) + attrs
+        )
+    return _attr(RTA_MULTIPATH, b"".join(parts))
 
 
 def decode_rule(payload: bytes) -> Rule | None:
@@ -323,7 +375,7 @@ def decode_rule(payload: bytes) -> Rule | None:
         elif atype == FRA_TABLE:
             (table,) = _U32.unpack_from(value, 0)
         elif atype == FRA_PROTOCOL:
-            protocol = value[0]
+            (protocol,) = _U8.unpack_from(value, 0)  # struct.error, not IndexError, if empty
         elif atype == FRA_SUPPRESS_PREFIXLEN:
             (raw,) = _U32.unpack_from(value, 0)
             suppress = None if raw == _NO_SUPPRESS else raw
@@ -400,6 +452,8 @@ def encode_route(mtype: int, flags: int, seq: int, route: Route) -> bytes:
         parts.append(_u32_attr(RTA_OIF, route.oif))
     if route.gateway is not None:
         parts.append(_attr(RTA_GATEWAY, _pton(family, route.gateway)))
+    if route.nexthops:
+        parts.append(encode_nexthops(family, route.nexthops))
     if route.prefsrc is not None and not deleting:
         parts.append(_attr(RTA_PREFSRC, _pton(family, route.prefsrc)))
     if route.metric or family == AF_INET6:

@@ -23,8 +23,15 @@ import pytest
 
 from polroutd.lab import lab as lab_module
 from polroutd.lab import netns
-from polroutd.lab.lab import Lab
-from tests.support.lab_tools import LAB_PREFIX
+from polroutd.lab.daemon import LabDaemon
+from polroutd.lab.lab import ADDR, Lab
+from tests.support.lab_tools import (
+    DAEMON_SETTINGS,
+    LAB_PREFIX,
+    start_daemon,
+    write_config,
+    write_lease,
+)
 
 NETADMIN_REASON = "needs CAP_NET_ADMIN (run as root)"
 
@@ -83,6 +90,21 @@ def _root_rules() -> str:
         )
         out.append(proc.stdout)
     return "".join(out)
+
+
+@pytest.fixture
+def daemon(lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
+    """``polroutd run`` in the lab's server with the article's configuration (ens224's gateway
+    from a lease), HTTP on :data:`HTTP_PORT`, no resync during the test; ready and in sync."""
+    config = write_config(tmp_path, daemon_extra=DAEMON_SETTINGS)
+    write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
+    d = start_daemon(lab, config, tmp_path)
+    try:
+        d.wait_ready()
+        d.wait_for(lambda: d.state()["in_sync"], what="in sync")
+        yield d
+    finally:
+        d.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

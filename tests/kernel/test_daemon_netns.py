@@ -8,17 +8,16 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.lab import ADDR, Lab
 from tests.support import REPO
 from tests.support.lab_tools import (
+    DAEMON_SETTINGS,
     HTTP_PORT,
     PROTO,
     foreign,
@@ -30,23 +29,10 @@ from tests.support.lab_tools import (
     start_daemon,
     tables,
     write_config,
-    write_lease,
 )
 
-DAEMON = f'http_listen = "127.0.0.1:{HTTP_PORT}"\nresync_interval = 3600'
 SCHEMA = json.loads((REPO / "polroutd" / "state.schema.json").read_text())
 
-
-@pytest.fixture
-def daemon(lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
-    config = write_config(tmp_path, daemon_extra=DAEMON)
-    write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
-    d = start_daemon(lab, config, tmp_path)
-    try:
-        d.wait_ready()
-        yield d
-    finally:
-        d.stop()
 
 
 def flushed_entries(ip_stats_output: str) -> int:
@@ -183,7 +169,7 @@ def test_link_down_up_routes_return_without_resync(
 
 
 def test_netlink_overrun_is_counted_and_state_converges(lab: Lab, tmp_path: Path) -> None:
-    config = write_config(tmp_path, daemon_extra=DAEMON)
+    config = write_config(tmp_path, daemon_extra=DAEMON_SETTINGS)
     d = start_daemon(lab, config, tmp_path, extra_env={"POLROUTD_EVENT_RCVBUF": "4096"})
     try:
         d.wait_ready()
@@ -219,7 +205,7 @@ def test_sighup_reload_broken_then_valid(daemon: LabDaemon, lab: Lab) -> None:
 
 
 def test_sigterm_leaves_state_and_cleanup_on_exit_removes_it(lab: Lab, tmp_path: Path) -> None:
-    config = write_config(tmp_path, daemon_extra=DAEMON)
+    config = write_config(tmp_path, daemon_extra=DAEMON_SETTINGS)
     d = start_daemon(lab, config, tmp_path)
     d.wait_ready()
     kept = owned(rules(lab, lab.server))
@@ -230,7 +216,7 @@ def test_sigterm_leaves_state_and_cleanup_on_exit_removes_it(lab: Lab, tmp_path:
     assert owned(rules(lab, lab.server)) == kept
     foreign_before = (foreign(rules(lab, lab.server)), foreign(routes(lab, lab.server)))
 
-    config = write_config(tmp_path, daemon_extra=DAEMON + "\ncleanup_on_exit = true")
+    config = write_config(tmp_path, daemon_extra=DAEMON_SETTINGS + "\ncleanup_on_exit = true")
     d = start_daemon(lab, config, tmp_path)
     d.wait_ready()
     assert d.stop() == 0
@@ -239,7 +225,7 @@ def test_sigterm_leaves_state_and_cleanup_on_exit_removes_it(lab: Lab, tmp_path:
 
 
 def test_restart_after_sigkill_adopts_and_removes_stale(lab: Lab, tmp_path: Path) -> None:
-    config = write_config(tmp_path, daemon_extra=DAEMON)
+    config = write_config(tmp_path, daemon_extra=DAEMON_SETTINGS)
     d = start_daemon(lab, config, tmp_path)
     d.wait_ready()
     d.signal(signal.SIGKILL)

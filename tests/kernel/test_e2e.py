@@ -8,7 +8,7 @@ segments from the server's address on each of its server-facing interfaces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,18 +17,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from polroutd.cli.demo import lab_config
 from polroutd.lab.daemon import LabDaemon
-from polroutd.lab.lab import ADDR, ROUTER_MGMT_IF, SERVER_DATA_IF, SERVER_MGMT_IF, Lab
+from polroutd.lab.lab import ADDR, SERVER_DATA_IF, SERVER_MGMT_IF, Lab
 from tests.support.lab_tools import (
     HTTP_PORT,
     LAB_PREFIX,
+    TCP_PORT,
+    answer,
     owned,
     recorded_tables,
+    replies,
     routes,
     rules,
     start_daemon,
 )
 
-PORT = 8080
 T = TypeVar("T")
 
 
@@ -46,7 +48,7 @@ def start_lab(lease_seconds: int = 600) -> Lab:
     try:
         lab.start_dhcp_server(lease_seconds=lease_seconds)
         lab.start_dhcp_client()
-        lab.probes.start_tcp_server(lab.server, PORT)
+        lab.probes.start_tcp_server(lab.server, TCP_PORT)
     except BaseException:
         lab.teardown()
         raise
@@ -70,22 +72,6 @@ def daemon(dhcp_lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
         yield d
     finally:
         d.stop()
-
-
-def replies(lab: Lab, source: str, request: Callable[[], T]) -> tuple[T, dict[str, int]]:
-    """Run ``request``; also count the TCP segments from ``source``:PORT that reach the router
-    on its management side (``mgmt``) and its data side (``data``), and rp_filter drops."""
-    drops = lab.probes.rp_filter_drops(lab.router)
-    with lab.probes.count_packets(lab.router, [ROUTER_MGMT_IF, lab.router_data_if], source=source,
-                           port=PORT) as seen:
-        result = request()
-    return result, {"mgmt": seen.by_interface[ROUTER_MGMT_IF],
-                    "data": seen.by_interface[lab.router_data_if],
-                    "drops": lab.probes.rp_filter_drops(lab.router) - drops}
-
-
-def answer(address: str, peer: str = ADDR.client4) -> str:
-    return f"polroutd-lab reached-at {address} from {peer}"
 
 
 def owned_sources4(lab: Lab) -> dict[str, str]:

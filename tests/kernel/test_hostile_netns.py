@@ -9,28 +9,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from polroutd.lab.daemon import LabDaemon
-from polroutd.lab.lab import ADDR, Lab
-from tests.support.lab_tools import HTTP_PORT, polroutd, start_daemon, write_config, write_lease
-
-DAEMON = f'http_listen = "127.0.0.1:{HTTP_PORT}"\nresync_interval = 3600'
-
-
-@pytest.fixture
-def daemon(lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
-    config = write_config(tmp_path, daemon_extra=DAEMON)
-    write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
-    d = start_daemon(lab, config, tmp_path)
-    try:
-        d.wait_ready()
-        yield d
-    finally:
-        d.stop()
+from polroutd.lab.lab import Lab
+from tests.support.lab_tools import HTTP_PORT, polroutd, write_config
 
 
 def test_sighup_with_hostile_files_keeps_the_daemon_and_its_configuration(

@@ -1,5 +1,6 @@
-"""Issue 11's reliability suite, CI sizes (bench/ has no longer versions yet): link flap storms,
-HTTP abuse under a lowered descriptor limit, kill -9 during bursts, a least-privilege run.
+"""Issue 11's reliability suite, CI sizes (``bench/scen_reliability.py`` runs the long ones):
+link flap storms, HTTP abuse under a lowered descriptor limit, kill -9 during bursts, a
+least-privilege run.
 Each in the lab's namespaces, bounded in time; figures in docs/reliability.md."""
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 
 from polroutd.lab.daemon import LabDaemon
-from polroutd.lab.lab import ADDR, SERVER_DATA_IF, Lab
+from polroutd.lab.lab import ADDR, Lab
 from polroutd.lab.netns import LabError
 from polroutd.lab.probes import http_get
+from polroutd.lab.reliability import flap_storm, kill_cycles
 from tests.support.lab_tools import (
     HTTP_PORT,
-    foreign,
     owned,
-    routes,
     rules,
     start_daemon,
     write_config,
@@ -49,34 +48,17 @@ def daemon(lab: Lab, tmp_path: Path) -> Iterator[LabDaemon]:
         d.stop()
 
 
-def _open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _batch(lab: Lab, ns: str, lines: list[str], tmp: Path) -> None:
-    script = tmp / "batch.ip"
-    script.write_text("\n".join(lines) + "\n")
-    lab.run(ns, "ip", "-batch", str(script), timeout=60)
-
-
 def test_a_flap_storm_is_restorations_never_drift(
     lab: Lab, daemon: LabDaemon, tmp_path: Path
 ) -> None:
-    rss, fds = daemon.rss_kib(), _open_fds(daemon.pid)
-    flap = [f"link set dev {SERVER_DATA_IF} down", f"link set dev {SERVER_DATA_IF} up"]
-    _batch(lab, lab.server, flap * FLAPS, tmp_path)  # a storm: many inside one window
-    for _ in range(10):  # and paced ones, each its own reconcile
-        _batch(lab, lab.server, flap, tmp_path)
-        time.sleep(0.15)
-    daemon.wait_for(lambda: daemon.state()["in_sync"], what="in sync after the flaps")
-    time.sleep(0.5)
-    counters = daemon.counters()
+    figures = flap_storm(lab, daemon, tmp_path, storm=FLAPS, paced=10)
+    counters = figures["counters"]
     assert counters["drift"] == 0 and counters["repairs"] == 0, counters
     assert counters["restorations"] > 0, counters
-    assert daemon.state()["in_sync"]
-    assert _open_fds(daemon.pid) <= fds + 2
-    assert daemon.rss_kib() < rss + 10_000
-    print(f"flaps {FLAPS}+10: {counters}, rss {rss} -> {daemon.rss_kib()} KiB")
+    assert figures["in_sync"]
+    assert figures["fds"][1] <= figures["fds"][0] + 2
+    assert figures["rss_kib"][1] < figures["rss_kib"][0] + 10_000
+    print(f"flaps {FLAPS}+10: {figures}")
 
 
 # Runs inside the server namespace: idle connections beyond the descriptor limit, slowloris,
@@ -160,34 +142,12 @@ def test_kill_9_during_bursts_leaves_no_duplicate_orphan_or_foreign_change(
 ) -> None:
     config = write_config(tmp_path, daemon_extra=DAEMON)
     write_lease(tmp_path, "ens224", ADDR.server_data4, "10.225.176.1")
-    foreign_before = (foreign(rules(lab, lab.server)), foreign(routes(lab, lab.server)))
-    extra = [f"10.225.176.{n}" for n in range(100, 110)]
-    for cycle in range(20):
-        d = start_daemon(lab, config, tmp_path)
-        try:
-            d.wait_ready()
-            verb = "add" if cycle % 2 == 0 else "del"
-            _batch(lab, lab.server, [f"address {verb} {a}/24 dev {SERVER_DATA_IF}"
-                                     for a in extra], tmp_path)
-            time.sleep(0.01 * (cycle % 5))
-        finally:
-            d.proc.send_signal(signal.SIGKILL)
-            d.proc.wait(10)
-            d.notify.close()
-    d = start_daemon(lab, config, tmp_path)
-    try:
-        d.wait_ready()
-        d.wait_for(lambda: d.state()["in_sync"], what="in sync after the kills")
-        ours = owned(rules(lab, lab.server))
-        keys = [(r["priority"], r.get("src"), r.get("table")) for r in ours]
-        assert len(keys) == len(set(keys)), "duplicate rules"
-        present = {a["local"] for i in lab.ip_json(lab.server, "addr", "show")
-                   for a in i.get("addr_info", [])}
-        assert {r.get("src") for r in ours} <= present, "orphan rules"
-        assert (foreign(rules(lab, lab.server)), foreign(routes(lab, lab.server))) == \
-            foreign_before
-    finally:
-        d.stop()
+    figures = kill_cycles(lab, lambda: start_daemon(lab, config, tmp_path), tmp_path, 20)
+    print(f"kill -9: {figures}")
+    assert figures["rules"] > 0
+    assert figures["duplicate_rules"] == 0, figures
+    assert figures["orphan_rules"] == 0, figures
+    assert not figures["foreign_changed"], figures
 
 
 def test_least_privilege_run_converges(lab: Lab) -> None:

@@ -32,6 +32,7 @@ import pytest
 from polroutd import __version__
 from polroutd.cli import manpages
 from polroutd.cli.main import build_parser
+from polroutd.config import uplinks
 from polroutd.core import limits, settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,12 +135,18 @@ def test_every_config_key_is_described_with_its_default_in_polroutd_toml_5(
     page = rendered("polroutd.toml.5")
     keys = {k.path: k for k in manpages.config_keys()}
     for f in dataclasses.fields(cls):
+        if f"{section}.{f.name}" == "interface.uplink":
+            continue  # the file spells it as flat keys: below
         key = keys[f"{section}.{f.name}"]  # a field without a description fails config_keys()
         assert key.description
         assert re.search(rf"\b{re.escape(f.name)}\b", page), key.path
         if f.default is not dataclasses.MISSING and key.path not in manpages.DEFAULT_WORDS:
             for part in manpages.toml_value(f.default).strip("[]").split(", "):
                 assert part in page, (key.path, part)
+    if section == "interface":  # the keys the parser takes for an uplink
+        for name in uplinks.UPLINK_KEYS:
+            assert keys[f"interface.{name}"].description
+            assert re.search(rf"\b{re.escape(name)}\b", page), name
 
 
 def test_a_config_key_without_a_description_fails_the_generation(

@@ -78,9 +78,7 @@ def article_state() -> KernelState:
     )
 
 
-def lease_naming(router: str) -> LeaseFindings:
-    """What a lease reader finds in one lease file naming ``router``."""
-    return LeaseFindings((LeaseOffer((router,), None, "test.lease"),))
+#: What a lease reader finds on the article's server: a lease naming ens224's router.
 
 
 def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> Decision:
@@ -91,7 +89,7 @@ def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> De
         config=config, protocol=PROTO,
         tables={"ens192": TableRef(30000, "mgt"), "ens224": TableRef(30001, "data")},
         named_tables={"mgt": 30000, "data": 30001},
-        leases={"ens224": lease_naming("10.225.176.1")} if lease else {},
+        leases={"ens224": lease_of("10.225.176.1")} if lease else {},
     )
     desired = desired_state(state, inputs)
     names = Names(links={link.ifindex: link.name for link in state.links},
@@ -102,3 +100,19 @@ def article_decision(config: Config = SPEC_EXAMPLE, *, lease: bool = True) -> De
 
 def body_lines(content: str) -> list[str]:
     return [line for line in content.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def inputs(config: Config = SPEC_EXAMPLE, leases: dict[str, str] | None = None) -> Inputs:
+    tables = {"ens192": TableRef(1, "mgt"), "ens224": TableRef(2, "data")}
+    return Inputs(
+        config=config,
+        protocol=PROTO,
+        tables=tables,
+        named_tables={"mgt": 1, "data": 2},
+        leases={name: lease_of(router) for name, router in (leases or {}).items()},
+    )
+
+
+def lease_of(router: str) -> LeaseFindings:
+    """What the lease files say for an interface whose DHCP lease names ``router``."""
+    return LeaseFindings((LeaseOffer((router,), None, "test.lease"),))

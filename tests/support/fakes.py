@@ -4,7 +4,8 @@ Rules: an add with EXCL fails with EEXIST only when an identical rule (protocol 
 exists; delete removes the first match or fails with ENOENT. Routes: keyed like the kernel
 (table, dst, tos, metric, and the device of an IPv6 route without next hop: RouteKey); add
 fails with EEXIST on an occupied key, replace takes the key over, delete of a missing route
-fails with ESRCH. Routes through a down or missing device fail.
+fails with ESRCH. Routes through a down or missing device fail. An IPv6 route given metric 0
+is stored with 1024, as the kernel does. Any other operation name is refused with EOPNOTSUPP.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from polroutd.core.errors import KernelError
 from polroutd.core.kernelview import Event
-from polroutd.core.limits import AF_INET
+from polroutd.core.limits import AF_INET, AF_INET6, IP6_DEFAULT_METRIC
 from polroutd.core.model import (
     Address,
     KernelState,
@@ -28,6 +29,8 @@ from polroutd.core.model import (
     RuleOp,
 )
 from polroutd.netlink.kernel import IDEMPOTENT
+
+_OPERATIONS = {"rule": ("add", "delete"), "route": ("add", "replace", "delete")}
 
 
 def _rule_match(existing: Rule, wanted: Rule) -> bool:
@@ -66,6 +69,8 @@ class FakeKernel:
         code = self._injected(op)
         if code:
             return OpResult(op, code)
+        if op.op not in _OPERATIONS[op.kind]:
+            return OpResult(op, errno.EOPNOTSUPP)
         self.applied.append(op)
         if isinstance(op, RuleOp):
             code = self._rule(op)
@@ -92,6 +97,8 @@ class FakeKernel:
 
     def _route(self, op: RouteOp) -> int:
         route = op.route
+        if route.family == AF_INET6 and route.metric == 0:
+            route = route._replace(metric=IP6_DEFAULT_METRIC)
         routes = list(self.state.routes)
         at = next((i for i, r in enumerate(routes) if r.key == route.key), None)
         if op.op == "delete":

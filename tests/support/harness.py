@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Callable
 
 from polroutd.core.errors import Overrun
@@ -73,6 +74,7 @@ class Harness:
         config: Config = CONFIG,
         load: Callable[[], Config] | None = None,
         lease_reader: LeaseReader | None = None,
+        wallclock: Callable[[], float] = time.time,
     ) -> None:
         FakeEvents.instances = []
         self.kernel = kernel
@@ -83,6 +85,7 @@ class Harness:
             notifier=self.notifier,
             load_config=load or (lambda: config),
             lease_reader=lease_reader or (lambda _: {}),
+            wallclock=wallclock,
         )
         self.daemon = Daemon(config, self.deps)
         self.task: asyncio.Task[int] | None = None

@@ -105,6 +105,7 @@ _SAMPLE: dict[str, Any] = {
     "protocol": 200, "mode": "main-first", "rule_priority": 2, "table_range": [100, 199],
     "rt_tables_file": "", "exclude": [], "cleanup_on_exit": True, "log_format": "json",
     "log_level": "debug", "dhcp_lease_paths": ["/var/lib/x/{ifname}.lease"],
+    "uplinks": "off", "uplink_table": "up", "uplink_priority": 32000,
 }
 
 

@@ -21,7 +21,7 @@ from polroutd.core.model import LeaseFindings
 from polroutd.daemon.service import raise_descriptor_limit
 from polroutd.inputs import leases, rt_tables
 from polroutd.netlink import codec as rtnl
-from tests.support.article import PROTO, article_decision, lease_naming
+from tests.support.article import PROTO, article_decision, lease_of
 from tests.support.fakes import FakeKernel
 from tests.support.harness import Harness
 
@@ -79,7 +79,7 @@ async def test_starved_reconciles_keep_the_route_and_stop_the_watchdog() -> None
     def lease_reader(_: Any) -> dict[str, LeaseFindings]:
         if starved:
             _emfile()
-        return {"ens224": lease_naming("10.225.176.1")}
+        return {"ens224": lease_of("10.225.176.1")}
 
     h = Harness(kernel, lease_reader=lease_reader)
     h.daemon.starved_grace = 0.3

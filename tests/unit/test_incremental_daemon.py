@@ -12,7 +12,7 @@ from polroutd.core.errors import DumpInterrupted
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import Address, KernelState, LeaseFindings, Route
 from polroutd.core.settings import Config, InterfaceSpec
-from tests.support.article import PROTO, article_decision, lease_naming
+from tests.support.article import PROTO, article_decision, lease_of
 from tests.support.fakes import FakeKernel
 from tests.support.harness import CONFIG, Harness
 
@@ -69,7 +69,7 @@ def _default_via(kernel: FakeKernel, table: int) -> str | None:
 
 async def test_an_announced_address_is_decided_from_the_view_without_a_read() -> None:
     kernel = _converged()
-    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_naming("10.225.176.1")})
+    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_of("10.225.176.1")})
     await h.start()
     reads, done = kernel.reads, h.counter("reconciles_ok")
     kernel.add_address(Address(MGMT, AF_INET, "10.225.160.99", 24))
@@ -146,11 +146,11 @@ async def test_a_lease_renewal_no_event_announces_is_seen_at_the_next_reconcile(
     """Only ens224's lease file changes (a renewal with a new router); the next reconcile,
     caused by an event on ens192, must see it, as a full read would."""
     kernel = _converged()
-    leases: dict[str, LeaseFindings] = {"ens224": lease_naming("10.225.176.1")}
+    leases: dict[str, LeaseFindings] = {"ens224": lease_of("10.225.176.1")}
     h = Harness(kernel, lease_reader=lambda _: dict(leases))
     await h.start()
     assert _default_via(kernel, 102) == "10.225.176.1"
-    leases["ens224"] = lease_naming("10.225.176.254")
+    leases["ens224"] = lease_of("10.225.176.254")
     done = h.counter("reconciles_ok")
     kernel.add_address(Address(MGMT, AF_INET, "10.225.160.99", 24))
     _announce(h, kernel)

@@ -55,6 +55,8 @@ EXPECTED_ALERTS = {
     "PolroutdNetlinkOverruns": "info",
     "PolroutdConfigReloadFailed": "warning",
     "PolroutdConflicts": "warning",
+    "PolroutdNoHealthyUplink": "critical",
+    "PolroutdUplinkFlapping": "warning",
 }
 
 # Label values docs/behaviour.md fixes (§3.3); a matcher `label="value"` must use one of them.
@@ -64,6 +66,8 @@ CONTRACT_VALUES = {
     "op": {"add", "delete", "replace"},
     "result": {"ok", "error"},
     "family": {"ipv4", "ipv6"},
+    "to": {"up", "down"},
+    "cause": {"startup", "link", "neighbour", "probe"},
 }
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance"}
@@ -83,6 +87,12 @@ def populate(m: Metrics) -> Metrics:
     m.gateway_present.labels(interface="ens224", family="ipv4").set(1)
     m.reconcile_duration.labels(mode="incremental").observe(0.001)
     m.cache_divergence.labels(kind="route").inc()
+    u = m.uplinks
+    u.up.labels("wan1", "ipv4").set(1)
+    u.active.labels("wan1", "ipv4").set(1)
+    u.transitions.labels("wan1", "ipv4", "down", "link").inc()
+    u.probe_duration.labels("wan1").observe(0.001)
+    u.probe_failures.labels("wan1", "timeout").inc()
     return m
 
 

@@ -10,7 +10,7 @@ from polroutd.core.model import KernelState, RouteOp
 from polroutd.core.plan import classify, make_plan
 from polroutd.netlink import codec as rtnl
 from polroutd.netlink.kernel import Event, decode_event
-from tests.support.article import PROTO, article_decision, lease_naming
+from tests.support.article import PROTO, article_decision, lease_of
 from tests.support.fakes import FakeKernel
 from tests.support.harness import Harness
 
@@ -74,7 +74,7 @@ def test_link_events_carry_the_link_and_whether_it_is_up() -> None:
 async def test_a_flap_inside_one_coalescing_window_counts_restorations_not_drift() -> None:
     decision = article_decision()
     kernel = FakeKernel(decision.state)
-    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_naming("10.225.176.1")})
+    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_of("10.225.176.1")})
     await h.start()
     owned = [r for r in kernel.state.routes if r.protocol == PROTO and r.oif == DATA]
     assert owned

@@ -7,7 +7,7 @@ import ipaddress
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from polroutd.core.limits import AF_INET, AF_INET6
@@ -116,10 +116,13 @@ def test_truncated_messages_are_refused() -> None:
         list(rtnl.iter_messages(message[:-4]))
 
 
-@given(st.binary(max_size=200))
-def test_decoders_never_crash_on_garbage_past_the_header(tail: bytes) -> None:
-    header = bytes(12)
-    for decode in (rtnl.decode_rule, rtnl.decode_route):
+@given(st.sampled_from([AF_INET, AF_INET6]), st.binary(max_size=200))
+@example(AF_INET, struct.pack("=HH", 4, rtnl.FRA_PROTOCOL))  # an attribute with no value
+def test_decoders_never_crash_on_garbage_past_the_header(family: int, tail: bytes) -> None:
+    # A real family in the first byte, so every decoder goes on to read the attributes.
+    for decode, header_size in ((rtnl.decode_rule, 12), (rtnl.decode_route, 12),
+                                (rtnl.decode_address, 8), (rtnl.decode_link, 16)):
+        header = bytes([family]) + bytes(header_size - 1)
         # malformed attributes may be refused, but never with anything else
         with contextlib.suppress(struct.error, ValueError):
             decode(header + tail)

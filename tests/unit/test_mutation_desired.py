@@ -1,0 +1,408 @@
+"""The desired state's numbers stated one by one: priority, table, metric, scope, source and
+gateway (written to kill the mutants that survived the other tests, see docs/testing.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from polroutd.core import desired as desired_module
+from polroutd.core.desired import (
+    Inputs,
+    choose_gateway,
+    desired_state,
+    main_table_defaults,
+    managed_links,
+    table_requests,
+)
+from polroutd.core.limits import (
+    AF_INET,
+    AF_INET6,
+    IFA_F_NOPREFIXROUTE,
+    IFA_F_SECONDARY,
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_MAIN,
+)
+from polroutd.core.model import Address, DesiredState, KernelState, Link, Route
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
+from polroutd.core.tables import TableRef
+from tests.support.article import lease_of
+
+PROTO = 218
+ETH = Link(2, "eth0", up=True, carrier=True)
+PPP = Link(3, "ppp0", up=True, carrier=True)
+TABLES = {"eth0": TableRef(101, "eth0"), "ppp0": TableRef(102, "ppp0")}
+
+
+def decide(
+    addresses: tuple[Address, ...],
+    *specs: InterfaceSpec,
+    routes: tuple[Route, ...] = (),
+    links: tuple[Link, ...] = (ETH,),
+    leases: dict[str, str] | None = None,
+    daemon: DaemonSettings | None = None,
+) -> DesiredState:
+    config = Config(daemon=daemon or DaemonSettings(), interfaces=specs)
+    inputs = Inputs(config, PROTO, TABLES, {"transit": 7, "eth0": 101},
+                    {name: lease_of(router) for name, router in (leases or {}).items()})
+    return desired_state(KernelState(links, addresses, routes), inputs)
+
+
+V4 = Address(2, AF_INET, "192.0.2.10", 24)
+V6 = Address(2, AF_INET6, "2001:db8:1::10", 64)
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def test_an_interfaces_priority_is_its_rules_priority() -> None:
+    state = decide((V4, V6), InterfaceSpec(name="eth0", priority=1234))
+    assert {(r.src, r.priority, r.table) for r in state.rules} == {
+        ("192.0.2.10", 1234, 101), ("2001:db8:1::10", 1234, 101),
+    }
+    assert state.interfaces[0].priority == 1234
+
+
+def test_without_an_interface_priority_the_daemons_is_used() -> None:
+    state = decide((V4,), InterfaceSpec(name="eth0"), daemon=DaemonSettings(rule_priority=777))
+    assert [(r.src, r.src_len, r.priority, r.table, r.protocol) for r in state.rules] == [
+        ("192.0.2.10", 32, 777, 101, PROTO)
+    ]
+
+
+def test_a_configured_table_is_requested_for_its_interface() -> None:
+    managed = [(ETH, InterfaceSpec(name="eth*", table="uplink")), (PPP, None),
+               (Link(4, "eth1", True, True), InterfaceSpec(name="eth1", table=42))]
+    assert table_requests(managed) == [("eth0", "uplink"), ("ppp0", None), ("eth1", 42)]
+
+
+def test_excluded_interfaces_are_not_managed_without_interface_entries() -> None:
+    state = KernelState(links=(ETH, PPP), addresses=(V4, Address(3, AF_INET, "198.51.100.2", 32)))
+    config = Config(daemon=DaemonSettings(exclude=("ppp*",)))
+    assert [link.name for link, _ in managed_links(state, config)] == ["eth0"]
+    config = Config(daemon=DaemonSettings(exclude=()))
+    assert [link.name for link, _ in managed_links(state, config)] == ["eth0", "ppp0"]
+
+
+# --- connected routes -----------------------------------------------------------------------
+
+
+def connected(state: DesiredState) -> set[tuple[object, ...]]:
+    return {
+        (r.family, r.dst, r.dst_len, r.table, r.metric, r.scope, r.oif, r.prefsrc, r.gateway)
+        for r in state.routes
+    }
+
+
+def test_every_prefix_gets_its_connected_route_after_a_secondary_or_a_host_address() -> None:
+    addresses = (
+        Address(2, AF_INET, "192.0.2.10", 24),
+        Address(2, AF_INET, "192.0.2.11", 24, flags=IFA_F_SECONDARY),  # shares the prefix
+        Address(2, AF_INET, "10.0.0.1", 32),  # a host address: no prefix route
+        Address(2, AF_INET, "198.51.100.7", 25),
+        # noprefixroute: another program installs the prefix route; it is on-link all the same
+        Address(2, AF_INET, "203.0.113.5", 24, flags=IFA_F_NOPREFIXROUTE),
+        Address(2, AF_INET6, "2001:db8:1::10", 64),
+    )
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"))
+    assert connected(state) == {
+        (AF_INET, "192.0.2.0", 24, 101, 0, RT_SCOPE_LINK, 2, "192.0.2.10", None),
+        (AF_INET, "198.51.100.0", 25, 101, 0, RT_SCOPE_LINK, 2, "198.51.100.7", None),
+        (AF_INET, "203.0.113.0", 24, 101, 0, RT_SCOPE_LINK, 2, "203.0.113.5", None),
+        (AF_INET6, "2001:db8:1::", 64, 101, 1024, RT_SCOPE_UNIVERSE, 2, "2001:db8:1::10", None),
+    }
+    assert all(r.protocol == PROTO for r in state.routes)
+
+
+# --- default routes and the gateway ---------------------------------------------------------
+
+
+def main_default(family: int, oif: int, gateway: str | None, metric: int, proto: int = 16) -> Route:
+    any_address = "0.0.0.0" if family == AF_INET else "::"
+    return Route(family, RT_TABLE_MAIN, any_address, 0, proto, metric=metric, oif=oif,
+                 gateway=gateway)
+
+
+def defaults(state: DesiredState) -> set[tuple[object, ...]]:
+    return {(r.family, r.table, r.metric, r.scope, r.oif, r.gateway)
+            for r in state.routes if r.dst_len == 0}
+
+
+def test_the_main_tables_lowest_metric_default_is_the_gateway() -> None:
+    routes = (
+        main_default(AF_INET, 2, "192.0.2.1", 600),
+        main_default(AF_INET, 2, "192.0.2.254", 100),
+        main_default(AF_INET, 2, "192.0.2.2", 300),
+        main_default(AF_INET6, 2, "fe80::2", 2048),
+        main_default(AF_INET6, 2, "fe80::1", 1024),
+    )
+    state = decide((V4, V6), routes=routes)
+    assert defaults(state) == {
+        (AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.254"),
+        (AF_INET6, 101, 1024, RT_SCOPE_UNIVERSE, 2, "fe80::1"),
+    }
+    eth = state.interfaces[0]
+    assert (eth.gateway4.address, eth.gateway4.source) == ("192.0.2.254", "main-table")
+
+
+def test_polroutds_own_defaults_in_main_are_not_a_gateway_source() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.99", 0, proto=PROTO),)
+    state = decide((V4,), routes=routes, leases={"eth0": "192.0.2.7"})
+    assert defaults(state) == {(AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.7")}
+
+
+def test_a_point_to_point_device_default_gives_a_device_default_route() -> None:
+    ppp_address = Address(3, AF_INET, "198.51.100.2", 32)
+    ppp6 = Address(3, AF_INET6, "2001:db8:9::2", 128)
+    routes = (main_default(AF_INET, 3, None, 0), main_default(AF_INET6, 3, None, 1024))
+    state = decide((ppp_address, ppp6), routes=routes, links=(PPP,))
+    assert defaults(state) == {
+        (AF_INET, 102, 0, RT_SCOPE_LINK, 3, None),
+        (AF_INET6, 102, 1024, RT_SCOPE_UNIVERSE, 3, None),
+    }
+    gateway = state.interfaces[0].gateway4
+    assert gateway.device_route and gateway.present and gateway.source == "main-table"
+
+
+def test_a_device_default_is_chosen_when_it_has_the_lowest_metric() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.1", 50), main_default(AF_INET, 2, None, 10))
+    gateway = choose_gateway(
+        ETH, AF_INET, "auto", Inputs(Config(), PROTO, TABLES, {}, {}),
+        main_table_defaults(KernelState((ETH,), (V4,), routes), PROTO),
+    )
+    assert gateway.device_route and gateway.address is None
+
+
+def test_a_lease_gives_only_an_ipv4_gateway() -> None:
+    state = decide((V4, V6), leases={"eth0": "192.0.2.1"})
+    assert defaults(state) == {(AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.1")}
+    eth = state.interfaces[0]
+    assert eth.gateway4.source == "dhcp-lease" and eth.gateway6.address is None
+    assert eth.gateway6.reason is not None and "lease" not in eth.gateway6.reason
+
+
+def test_a_configured_gateway_wins_and_none_disables() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.1", 0),)
+    spec = InterfaceSpec(name="eth0", gateway="192.0.2.200", gateway6="none")
+    state = decide((V4, V6), spec, routes=routes, leases={"eth0": "192.0.2.3"})
+    assert defaults(state) == {(AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.200")}
+    assert state.interfaces[0].gateway6.wanted is False
+
+
+def test_no_default_route_for_a_family_without_an_address() -> None:
+    routes = (main_default(AF_INET6, 2, "fe80::1", 1024),)
+    assert defaults(decide((V4,), routes=routes)) == set()
+
+
+# --- extra routes ---------------------------------------------------------------------------
+
+
+def extras(*specs: RouteSpec, addresses: tuple[Address, ...] = (V4, V6)) -> set[tuple[object, ...]]:
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none",
+                                            routes=specs))
+    return {
+        (r.family, r.table, r.dst, r.dst_len, r.metric, r.scope, r.gateway, r.oif)
+        for r in state.routes if r.dst not in ("192.0.2.0", "2001:db8:1::")
+    }
+
+
+def test_an_extra_route_goes_to_the_interfaces_table_unless_told_otherwise() -> None:
+    assert extras(
+        RouteSpec(to="10.1.0.0/16", via="192.0.2.1"),
+        RouteSpec(to="10.2.0.0/16", via="192.0.2.1", table="main"),
+        RouteSpec(to="10.3.0.0/16", via="192.0.2.1", table=55),
+        RouteSpec(to="10.4.0.0/16", via="192.0.2.1", table="transit"),
+    ) == {
+        (AF_INET, 101, "10.1.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+        (AF_INET, RT_TABLE_MAIN, "10.2.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+        (AF_INET, 55, "10.3.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+        (AF_INET, 7, "10.4.0.0", 16, 0, RT_SCOPE_UNIVERSE, "192.0.2.1", 2),
+    }
+
+
+def test_an_extra_routes_metric_and_on_link_scope() -> None:
+    assert extras(
+        RouteSpec(to="10.5.0.0/16", metric=300),
+        RouteSpec(to="2001:db8:5::/48", metric=300),
+        RouteSpec(to="2001:db8:6::/48", via="2001:db8:1::1"),
+        RouteSpec(to="2001:db8:7::/48", via="fe80::1"),
+    ) == {
+        (AF_INET, 101, "10.5.0.0", 16, 300, RT_SCOPE_LINK, None, 2),
+        (AF_INET6, 101, "2001:db8:5::", 48, 300, RT_SCOPE_UNIVERSE, None, 2),
+        (AF_INET6, 101, "2001:db8:6::", 48, 1024, RT_SCOPE_UNIVERSE, "2001:db8:1::1", 2),
+        (AF_INET6, 101, "2001:db8:7::", 48, 1024, RT_SCOPE_UNIVERSE, "fe80::1", 2),
+    }
+
+
+def test_an_ipv6_gateway_needs_an_ipv6_address_unless_link_local() -> None:
+    assert extras(
+        RouteSpec(to="2001:db8:6::/48", via="2001:db8:1::1"),
+        RouteSpec(to="2001:db8:7::/48", via="fe80::1"),
+        RouteSpec(to="2001:db8:8::/48", via="febf::1"),  # still fe80::/10
+        RouteSpec(to="2001:db8:9::/48", via="fec0::1"),  # site-local: not link-local
+        addresses=(V4,),
+    ) == {
+        (AF_INET6, 101, "2001:db8:7::", 48, 1024, RT_SCOPE_UNIVERSE, "fe80::1", 2),
+        (AF_INET6, 101, "2001:db8:8::", 48, 1024, RT_SCOPE_UNIVERSE, "febf::1", 2),
+    }
+
+
+# --- the cached helpers, against ipaddress as the oracle -------------------------------------
+
+prefixes = st.one_of(
+    st.tuples(st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+              st.integers(0, 32)),
+    st.tuples(st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+              st.integers(0, 128)),
+)
+
+
+@given(prefixes)
+def test_network_address_is_ipaddress_network_address(prefix: tuple[str, int]) -> None:
+    address, length = prefix
+    expected = ipaddress.ip_network(f"{address}/{length}", strict=False).network_address
+    assert desired_module._network_address(address, length) == str(expected)
+
+
+def test_network_address_at_the_edges_of_the_mask() -> None:
+    network = desired_module._network_address
+    assert network("192.0.2.255", 31) == "192.0.2.254"
+    assert network("192.0.2.255", 25) == "192.0.2.128"
+    assert network("192.0.2.255", 32) == "192.0.2.255"
+    assert network("192.0.2.255", 0) == "0.0.0.0"
+    assert network("2001:db8::ffff", 127) == "2001:db8::fffe"
+    assert network("::ffff:192.0.2.1", 96) == "::ffff:0:0"  # as ipaddress writes it
+
+
+@given(st.one_of(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
+                 st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)))
+def test_ip_key_is_version_and_value(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    assert desired_module._ip_key(str(ip)) == (ip.version, int(ip))
+
+
+def test_ip_key_of_a_scoped_address_and_link_local() -> None:
+    assert desired_module._ip_key("fe80::1%eth0") == (6, int(ipaddress.IPv6Address("fe80::1")))
+    assert [desired_module._link_local(a) for a in ("fe80::1", "febf::1", "fec0::1", "10.0.0.1")
+            ] == [True, True, False, False]
+
+
+# --- what is managed, what is copied, and in which order -------------------------------------
+
+LO = Link(1, "lo", up=True, carrier=True, loopback=True)
+DOCKER = Link(4, "docker0", up=True, carrier=False)
+
+
+def test_the_loopback_is_never_managed_even_with_a_global_address() -> None:
+    anycast = Address(1, AF_INET, "203.0.113.1", 32)
+    state = KernelState(links=(LO, ETH), addresses=(anycast, V4))
+    assert [link.name for link, _ in managed_links(state, Config())] == ["eth0"]
+
+
+def test_the_first_matching_interface_entry_applies() -> None:
+    state = decide((V4,), InterfaceSpec(name="eth0", priority=10),
+                   InterfaceSpec(name="eth*", priority=20))
+    assert {r.priority for r in state.rules} == {10}
+
+
+def test_only_a_unicast_default_through_the_interface_is_a_gateway_source() -> None:
+    blackhole = main_default(AF_INET, 2, None, 0)._replace(type=6)
+    multipath = main_default(AF_INET, 2, None, 0)._replace(oif=None, metric=5)
+    elsewhere = main_default(AF_INET, 3, "192.0.2.1", 0)
+    state = decide((V4,), routes=(blackhole, multipath, elsewhere), links=(ETH, PPP))
+    assert defaults(state) == set()
+    assert state.interfaces[0].gateway4.reason
+
+
+def test_equal_metric_defaults_give_the_same_gateway_whatever_the_dump_order() -> None:
+    first = main_default(AF_INET, 2, "192.0.2.9", 100)
+    second = main_default(AF_INET, 2, "192.0.2.10", 100)
+    one = decide((V4,), routes=(first, second))
+    other = decide((V4,), routes=(second, first))
+    assert defaults(one) == defaults(other) and len(defaults(one)) == 1
+
+
+def test_strict_mode_copies_only_unicast_routes_of_local_unmanaged_devices() -> None:
+    docker = Route(AF_INET, RT_TABLE_MAIN, "172.17.0.0", 16, 2, scope=RT_SCOPE_LINK, oif=4,
+                   prefsrc="172.17.0.1", extra=((99, b"x"),))
+    not_copied = (
+        Route(AF_INET, RT_TABLE_MAIN, "192.0.2.128", 25, 2, scope=RT_SCOPE_LINK, oif=1),  # lo
+        Route(AF_INET, RT_TABLE_MAIN, "0.0.0.0", 0, 3, oif=4, gateway="172.17.0.2"),
+        Route(AF_INET, RT_TABLE_MAIN, "172.18.0.0", 16, 3, oif=4, type=6),  # blackhole
+        Route(AF_INET, RT_TABLE_MAIN, "172.19.0.0", 16, PROTO, oif=4),  # our own
+        Route(AF_INET, 77, "172.20.0.0", 16, 3, oif=4),  # not main
+        Route(AF_INET, RT_TABLE_MAIN, "198.51.100.0", 24, 3, oif=2),  # a managed interface
+    )
+    links = (LO, ETH, DOCKER)
+    state = decide((V4,), routes=(docker, *not_copied), links=links)
+    copies = {r for r in state.routes if r.table == 101 and r.oif != 2}
+    assert copies == {docker._replace(table=101, protocol=PROTO, extra=())}
+    main_first = decide((V4,), routes=(docker,), links=links,
+                        daemon=DaemonSettings(mode="main-first"))
+    assert not any(r.oif == 4 for r in main_first.routes)
+
+
+def test_a_gateway_needs_an_address_of_its_family_on_the_interface() -> None:
+    assert extras(RouteSpec(to="10.1.0.0/16", via="192.0.2.1"),
+                  RouteSpec(to="10.2.0.0/16"), addresses=(V6,)) == {
+        (AF_INET, 101, "10.2.0.0", 16, 0, RT_SCOPE_LINK, None, 2),
+    }
+
+
+def test_the_managed_interface_record() -> None:
+    secondary = Address(2, AF_INET, "192.0.2.11", 24, flags=IFA_F_SECONDARY)
+    link_local = Address(2, AF_INET6, "fe80::1", 64, scope=RT_SCOPE_LINK)
+    state = decide((secondary, V6, V4, link_local), InterfaceSpec(name="eth0", table="uplink"),
+                   links=(ETH._replace(carrier=False),))
+    [eth] = state.interfaces
+    assert (eth.name, eth.index, eth.up, eth.carrier, eth.table_id, eth.table_name) == (
+        "eth0", 2, True, False, 101, "eth0")
+    assert eth.addresses == ("192.0.2.10/24", "192.0.2.11/24", "2001:db8:1::10/64")
+    assert state.tables == frozenset({101})
+
+
+def test_rules_and_routes_come_in_priority_family_and_numeric_order() -> None:
+    addresses = (Address(2, AF_INET6, "2001:db8:1::10", 64), Address(2, AF_INET, "9.9.9.9", 24),
+                 Address(2, AF_INET, "10.0.0.1", 8))
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"),
+                   daemon=DaemonSettings(mode="main-first"))
+    assert [(r.priority, r.src) for r in state.rules] == [
+        (29999, None), (29999, None), (30000, "9.9.9.9"), (30000, "10.0.0.1"),
+        (30000, "2001:db8:1::10"),
+    ]
+    assert [r.family for r in state.rules[:2]] == [AF_INET, AF_INET6]
+    assert [r.dst for r in state.routes] == ["9.9.9.0", "10.0.0.0", "2001:db8:1::"]
+
+
+def test_the_primary_is_the_prefix_source_even_when_a_secondary_sorts_first_as_text() -> None:
+    primary = Address(2, AF_INET, "192.0.2.20", 24)
+    secondary = Address(2, AF_INET, "192.0.2.100", 24, flags=IFA_F_SECONDARY)
+    state = decide((secondary, primary), InterfaceSpec(name="eth0", gateway="none"))
+    assert [r.prefsrc for r in state.routes] == ["192.0.2.20"]
+    assert state.interfaces[0].addresses == ("192.0.2.20/24", "192.0.2.100/24")
+
+
+def test_the_lowest_metric_wins_whoever_added_the_route() -> None:
+    routes = (main_default(AF_INET, 2, "192.0.2.1", 600, proto=3),
+              main_default(AF_INET, 2, "192.0.2.254", 100, proto=16))
+    assert defaults(decide((V4,), routes=routes)) == {
+        (AF_INET, 101, 0, RT_SCOPE_UNIVERSE, 2, "192.0.2.254")}
+
+
+def test_why_there_is_no_gateway_is_said_in_words() -> None:
+    eth = decide((V4, V6)).interfaces[0]
+    assert eth.gateway4.reason == (
+        "no ipv4 default route via eth0 in the main table"
+        " and no readable DHCP lease names a router")
+    assert eth.gateway6.reason == "no ipv6 default route via eth0 in the main table"
+    disabled = decide((V4,), InterfaceSpec(name="eth0", gateway="none")).interfaces[0]
+    assert disabled.gateway4.reason == 'disabled in the configuration (gateway = "none")'
+
+
+def test_interfaces_are_listed_by_name() -> None:
+    wan = Link(1, "ppp0", up=True, carrier=True)  # a lower index than eth0
+    state = decide((V4, Address(1, AF_INET, "198.51.100.2", 24)), links=(wan, ETH),
+                   daemon=DaemonSettings(exclude=()))
+    assert [i.name for i in state.interfaces] == ["eth0", "ppp0"]
