@@ -363,7 +363,7 @@ def test_the_deb_installs_every_file_where_it_belongs() -> None:
     listing = {line.split()[-1].lstrip(".") for line in dpkg_deb("-c", str(deb())).splitlines()}
     expected = {
         "/usr/bin/polroutd",
-        "/usr/lib/python3/dist-packages/polroutd/cli.py",
+        "/usr/lib/python3/dist-packages/polroutd/cli/main.py",
         "/usr/lib/python3/dist-packages/polroutd/openapi.json",
         "/lib/systemd/system/polroutd.service",
         "/usr/lib/sysusers.d/polroutd.conf",
@@ -442,8 +442,9 @@ def test_the_unpacked_deb_runs_with_debians_python(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert "configuration is valid" in checked.stdout
     # the imports the daemon needs, against Debian's library versions
-    imports = run("-c", "import polroutd.httpapi, polroutd.service, polroutd.sdnotify, "
-                        "polroutd.logs, polroutd.metrics")
+    imports = run("-c", "import polroutd.adapters.http, polroutd.daemon.service, "
+                        "polroutd.adapters.sdnotify, polroutd.adapters.logs, "
+                        "polroutd.adapters.metrics")
     assert imports.returncode == 0, imports.stderr
 
 
