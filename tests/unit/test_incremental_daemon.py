@@ -12,6 +12,7 @@ from polroutd.core.errors import DumpInterrupted
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import Address, KernelState, LeaseFindings, Route
 from polroutd.core.settings import Config, InterfaceSpec
+from polroutd.daemon.loop import INCREMENTAL_EVENT_LIMIT
 from tests.support.article import PROTO, article_decision, lease_of
 from tests.support.fakes import FakeKernel
 from tests.support.harness import CONFIG, Harness
@@ -80,6 +81,26 @@ async def test_an_announced_address_is_decided_from_the_view_without_a_read() ->
     assert h.daemon.status.last is not None and h.daemon.status.last.mode == "incremental"
     assert _reconciles(h, "incremental") == 1
     assert _divergences(h) == 0
+    assert await h.stop() == 0
+
+
+async def test_a_storm_of_events_is_decided_from_one_full_read() -> None:
+    kernel = _converged()
+    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_of("10.225.176.1")})
+    await h.start()
+    full, reads, done = _reconciles(h, "full"), kernel.reads, h.counter("reconciles_ok")
+    for n in range(INCREMENTAL_EVENT_LIMIT + 1):  # more than the view is worth applying
+        kernel.add_address(Address(MGMT, AF_INET, f"10.225.{161 + n // 250}.{n % 250 + 2}", 16))
+    for event in kernel.events:  # all of it in the queue before the daemon looks
+        h.events.queue.append(event)
+    kernel.events.clear()
+    h.events.push_event(h.events.queue.pop())
+    await _settle(h, done)
+    assert _reconciles(h, "full") == full + 1 and kernel.reads > reads
+    assert sum(r.protocol == PROTO and r.src is not None and r.src.startswith("10.225.16")
+               and r.src != "10.225.160.38" for r in kernel.state.rules) == \
+        INCREMENTAL_EVENT_LIMIT + 1
+    assert _divergences(h) == 0  # the view was dropped, not compared
     assert await h.stop() == 0
 
 
