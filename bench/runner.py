@@ -24,7 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import scen_burst, scen_cold, scen_large, scen_latency, scen_reliability, scen_uplinks
+from bench import (
+    scen_burst,
+    scen_cold,
+    scen_large,
+    scen_latency,
+    scen_reliability,
+    scen_start,
+    scen_uplinks,
+)
 from bench.common import Context, Row
 from polroutd.lab import netns
 
@@ -43,6 +51,8 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "reliability": (scen_reliability.run, "100 kill -9, 1,000 flaps, 1,000 concurrent /state, "
                     "churn soak (--soak-minutes)"),
     "uplinks": (scen_uplinks.run, "uplink failover: carrier, upstream, recovery; probe CPU"),
+    "start": (scen_start.run, "process start -> STATUS=starting, runtime-only and dev venv; "
+              "imports"),
 }
 # Too long for --quick (about 15 minutes): run by full runs and by name only.
 NOT_QUICK = frozenset({"reliability"})

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import resource
+import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Protocol, TypeVar
@@ -21,6 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from polroutd import __version__
+from polroutd.adapters.listener import BACKLOG
 from polroutd.core.text import one_line
 
 log = logging.getLogger("polroutd.http")
@@ -31,7 +33,6 @@ SHUTDOWN_TIMEOUT = 1.0  # seconds open requests get on stop; every handler answe
 KEEPALIVE_TIMEOUT = 5.0  # seconds a connection may sit without a complete request, then closed
 MAX_CONNECTIONS = 128
 FD_RESERVE = 64  # descriptors always left to the daemon's own work
-BACKLOG = 64
 _MAX_REASON = 300  # characters of a failure reason put in a response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -272,14 +273,20 @@ class HttpServer:
     def __init__(
         self,
         provider: StateProvider,
-        host: str,
-        port: int,
+        host: str = "",
+        port: int = 0,
         *,
+        sock: socket.socket | None = None,
         max_connections: Callable[[], int] = connection_cap,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     ) -> None:
-        """``port`` 0 binds any free port (tests); the daemon's comes from ``parse_listen``."""
+        """Listens on ``host`` and ``port`` (0: any free port, for tests), or takes over
+        ``sock``, already listening (adapters/listener.py: the daemon binds it at start). The
+        server closes it when it stops."""
+        if sock is not None:
+            host, port = sock.getsockname()[:2]
         self.host, self.requested_port = host, port
+        self._sock = sock
         self._app = create_app(provider)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
@@ -311,12 +318,17 @@ class HttpServer:
         try:
             # Our own listener rather than a TCPSite: each accepted connection first goes
             # through ``_bounded``, which keeps their number under the cap.
+            address: dict[str, Any] = (
+                {"sock": self._sock} if self._sock is not None
+                else {"host": self.host, "port": self.requested_port}
+            )
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: self._bounded(connections), self.host, self.requested_port,
-                backlog=BACKLOG,
+                lambda: self._bounded(connections), backlog=BACKLOG, **address,
             )
         except BaseException:
             await runner.cleanup()
+            if self._sock is not None:
+                self._sock.close()
             raise
         self._runner = runner
         self._port = int(self._server.sockets[0].getsockname()[1])
@@ -377,6 +389,8 @@ class HttpServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        if self._sock is not None:  # handed over, and perhaps never served
+            self._sock.close()
         for timer in self._awaiting_first_request.values():
             timer.cancel()
         self._awaiting_first_request.clear()

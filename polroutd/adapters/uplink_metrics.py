@@ -1,39 +1,39 @@
 """The uplink metrics (docs/uplinks.md; names and labels are a contract), in the daemon's
-registry beside the others."""
+registry beside the others (declared in its metric set: loaded with them)."""
 
 from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from polroutd.adapters.metric_set import MetricSet
 
 _PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class UplinkMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        self.up = Gauge(
+    def __init__(self, metrics: MetricSet) -> None:
+        m = metrics
+        self.up = m.gauge(
             "polroutd_uplink_up", "1 while the uplink is healthy, per family.",
-            ["interface", "family"], registry=r,
+            ["interface", "family"],
         )
-        self.active = Gauge(
+        self.active = m.gauge(
             "polroutd_uplink_active",
             "1 where the uplink carries connections that chose no source address now.",
-            ["interface", "family"], registry=r,
+            ["interface", "family"],
         )
-        self.transitions = Counter(
+        self.transitions = m.counter(
             "polroutd_uplink_transitions",
             "Uplink health transitions, by direction and cause (link, neighbour, probe).",
-            ["interface", "family", "to", "cause"], registry=r,
+            ["interface", "family", "to", "cause"],
         )
-        self.probe_duration = Histogram(
+        self.probe_duration = m.histogram(
             "polroutd_probe_duration_seconds", "Round-trip time of successful uplink probes.",
-            ["interface"], buckets=_PROBE_BUCKETS, registry=r,
+            ["interface"], buckets=_PROBE_BUCKETS,
         )
-        self.probe_failures = Counter(
+        self.probe_failures = m.counter(
             "polroutd_probe_failures", "Uplink probes that failed, by reason.",
-            ["interface", "reason"], registry=r,
+            ["interface", "reason"],
         )
 
     def forget(self, interface: str, family: str) -> None:

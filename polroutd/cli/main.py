@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -97,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = bool(getattr(args, "debug", False))
         message, code = describe_failure(exc, getattr(args, "command", None))
         if debug:
+            import traceback  # only here: every command's start would pay for it
+
             traceback.print_exc()
         print(f"polroutd: error: {message}", file=sys.stderr)
         return code

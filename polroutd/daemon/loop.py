@@ -106,6 +106,9 @@ class Daemon:
         # routes the kernel flushed with them are restored, not repaired as drift.
         self._went_down: set[int] = set()
         self._supervisor = Supervisor(self._stop)
+        # Set once the first reconcile has run, well or not: what can wait (the HTTP server,
+        # the metrics library) is started then (daemon/service.py).
+        self.first_reconcile = asyncio.Event()
         # The kernel as last read, with every event since applied (core/kernelview.py); None
         # when only a full read can be trusted (at start, after an overrun, a failed read or
         # operation, a reload). ``_pending``: the events not yet applied to it.
@@ -488,4 +491,5 @@ class Daemon:
             self.deps.notifier.ready()
             log.info("ready", interfaces=len(decision.desired.interfaces) if decision else 0)
         self.deps.notifier.status(s.line())
+        self.first_reconcile.set()
         return success

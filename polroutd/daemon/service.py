@@ -1,4 +1,9 @@
-"""Wires the daemon to the real world: netlink sockets, HTTP, systemd, logs, the config file."""
+"""Wires the daemon to the real world: netlink sockets, HTTP, systemd, logs, the config file.
+
+The start, up to the first reconcile, imports only what that needs (docs/performance.md,
+Start-up): the HTTP server (aiohttp) and the metrics library (prometheus_client) are loaded
+after it, and serve on a socket bound before it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ import asyncio
 import gc
 import os
 import resource
+import socket
+from typing import TYPE_CHECKING
 
-from polroutd.adapters.http import HttpServer
+from polroutd.adapters.listener import bind_listener
 from polroutd.adapters.logs import configure_logging, get_logger
+from polroutd.adapters.metrics import Metrics
 from polroutd.adapters.sdnotify import Notifier
 from polroutd.config.parse import load_config, resolve_config_path
 from polroutd.core.advice import interface_warnings
@@ -29,21 +37,67 @@ from polroutd.netlink.kernel import (
 )
 from polroutd.netlink.uplink_events import UplinkEventSocket
 
+if TYPE_CHECKING:
+    from polroutd.adapters.http import HttpServer
 
-async def serve(config: Config, deps: Deps) -> int:
-    """Runs the daemon, with its HTTP server when ``http_listen`` is set: bound here, before the
-    first reconcile (probes answer before READY=1), then supervised with the daemon's tasks."""
-    daemon = Daemon(config, deps)
+
+async def serve(config: Config, deps: Deps, listener: socket.socket | None = None) -> int:
+    """Runs the daemon. With ``http_listen`` set, its address (``listener``, or bound here) is
+    served from just after the first reconcile: a request that comes earlier waits in the
+    socket's backlog."""
     if not config.daemon.http_listen:
-        return await daemon.run()
-    host, port = parse_listen(config.daemon.http_listen)
-    http = HttpServer(daemon, host, port)
-    await http.start()
+        # Nothing exposes the metrics: nothing is recorded, prometheus_client never loaded.
+        return await Daemon(config, deps, Metrics.deferred(recording=False)).run()
+    metrics = Metrics.deferred()
+    daemon = Daemon(config, deps, metrics)
+    http = DeferredHttp(daemon, metrics, listener or http_listener(config))
+    get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
     try:
-        get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
         return await daemon.run({"http": http.serve_until_stopped()})
     finally:
         await http.stop()
+
+
+def http_listener(config: Config) -> socket.socket:
+    """``http_listen`` bound and listening: ``ListenError`` (one line) when it cannot be."""
+    host, port = parse_listen(config.daemon.http_listen)
+    return bind_listener(host, port)
+
+
+class DeferredHttp:
+    """The HTTP API on a socket bound at start, served once the first reconcile has run: only
+    then are prometheus_client (the metrics counted so far replayed into it) and aiohttp
+    loaded."""
+
+    def __init__(self, daemon: Daemon, metrics: Metrics, sock: socket.socket) -> None:
+        self._daemon, self._metrics, self._sock = daemon, metrics, sock
+        self.port: int = sock.getsockname()[1]
+        self.server: HttpServer | None = None
+
+    async def serve_until_stopped(self) -> None:
+        """The daemon's supervised "http" task (see ``HttpServer.serve_until_stopped``)."""
+        await self._daemon.first_reconcile.wait()
+        self._metrics.load()
+        from polroutd.adapters.http import HttpServer
+
+        self.server = HttpServer(self._daemon, sock=self._sock)
+        await self.server.start()
+        gc.collect()  # what the first reconcile left (it may have made cycles), not frozen
+        freeze_long_lived_objects()  # the libraries just loaded
+        await self.server.serve_until_stopped()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        self._sock.close()
+
+
+def freeze_long_lived_objects() -> None:
+    """The libraries' start-up objects never die: the collector is kept from walking them on
+    every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes). At
+    start no collection comes first: after the imports it found nothing to free, and cost
+    10-20 ms."""
+    gc.freeze()
 
 
 def _event_buffer() -> int:
@@ -67,18 +121,27 @@ def raise_descriptor_limit() -> tuple[int, int]:
 
 def run_daemon(config: Config, *, debug: bool = False) -> int:
     """Raises ``NoNetAdmin`` without the capability, ``AlreadyRunning`` when another daemon
-    has this protocol in this network namespace: both before anything is changed."""
+    has this protocol in this network namespace, ``ListenError`` when ``http_listen`` cannot
+    be listened on: all before anything is changed."""
     if not has_net_admin():  # every change would fail, and be retried forever
         raise NoNetAdmin(NO_NET_ADMIN)
     _registry, protocol = resolve_names(config)
     instance = InstanceClaim(protocol)
     try:
-        return _run(config, debug, instance)
+        # Bound before the first log line: a bad address or a port already taken fails the
+        # start with one line.
+        listener = http_listener(config) if config.daemon.http_listen else None
+        try:
+            return _run(config, debug, instance, listener)
+        finally:
+            if listener is not None:
+                listener.close()
     finally:
         instance.close()
 
 
-def _run(config: Config, debug: bool, instance: InstanceClaim) -> int:
+def _run(config: Config, debug: bool, instance: InstanceClaim,
+         listener: socket.socket | None) -> int:
     configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
     log = get_logger()
     for warning in foreign_manager_warnings():
@@ -101,11 +164,8 @@ def _run(config: Config, debug: bool, instance: InstanceClaim) -> int:
     soft, hard = raise_descriptor_limit()
     log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,
              hard_limit=hard)
-    # The libraries' start-up objects never die: keep the collector from walking them on
-    # every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes).
-    gc.collect()
-    gc.freeze()
+    freeze_long_lived_objects()
     try:
-        return asyncio.run(serve(config, deps))
+        return asyncio.run(serve(config, deps, listener))
     finally:
         netlink.close()

@@ -87,16 +87,21 @@ def test_an_invalid_configuration_is_one_line_and_exit_2(
 
 
 def test_plan_and_check_config_load_no_daemon_libraries(tmp_path: Path) -> None:
+    """Both commands run for real (plan reads this namespace's kernel, changing nothing); none
+    of the daemon's libraries is loaded: not aiohttp, prometheus_client, structlog (nor its
+    rich integration), nor polroutd's daemon, adapters or lab."""
     config = tmp_path / "polroutd.toml"
     config.write_text('[daemon]\nrt_tables_file = ""\n')
     probe = (
-        "import sys\n"
+        "import contextlib, io, sys\n"
         "from polroutd.cli.main import main\n"
-        f"assert main(['check-config', '--config', {str(config)!r}]) == 0\n"
-        "import polroutd.cli.plan, polroutd.cli.check_config\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['check-config', '--config', {str(config)!r}]) == 0\n"
+        f"    main(['plan', '--config', {str(config)!r}])\n"
         "loaded = [m for m in sys.modules"
-        " if m.split('.')[0] in ('aiohttp', 'prometheus_client', 'rich')"
-        " or m.startswith(('polroutd.daemon', 'polroutd.adapters.http', 'polroutd.lab'))]\n"
+        " if m.split('.')[0] in ('aiohttp', 'prometheus_client', 'structlog', 'rich')"
+        " or m.startswith(('polroutd.daemon', 'polroutd.adapters', 'polroutd.lab'))]\n"
+        "assert 'polroutd.engine' in sys.modules  # plan ran, up to its engine\n"
         "print(loaded)\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

@@ -4,6 +4,7 @@ stops the daemon with exit 1 and a log line that names it (polroutd.daemon.tasks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from polroutd.adapters import http
 from polroutd.adapters.http import HttpServer, StateProvider
+from polroutd.adapters.listener import ListenError
 from polroutd.core.model import KernelState
 from polroutd.core.settings import Config, DaemonSettings
 from polroutd.daemon import service
@@ -119,21 +122,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def with_http(port: int) -> tuple[Config, Deps]:
+    config = replace(CONFIG, daemon=replace(CONFIG.daemon, http_listen=f"127.0.0.1:{port}"))
+    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=QuietEvents,
+                notifier=FakeNotifier(), load_config=lambda: config, lease_reader=lambda _: {})
+    return config, deps
+
+
 async def test_the_composition_root_binds_http_first_and_supervises_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     servers: list[HttpServer] = []
 
     class Recorded(HttpServer):
-        def __init__(self, provider: StateProvider, host: str, port: int) -> None:
-            super().__init__(provider, host, port)
+        def __init__(self, provider: StateProvider, *args: Any, **kwargs: Any) -> None:
+            super().__init__(provider, *args, **kwargs)
             servers.append(self)
 
-    monkeypatch.setattr(service, "HttpServer", Recorded)
+    monkeypatch.setattr(http, "HttpServer", Recorded)
     port = free_port()
-    config = replace(CONFIG, daemon=replace(CONFIG.daemon, http_listen=f"127.0.0.1:{port}"))
-    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=QuietEvents,
-                notifier=FakeNotifier(), load_config=lambda: config, lease_reader=lambda _: {})
+    config, deps = with_http(port)
     with capture_logs() as logs:
         run = asyncio.create_task(service.serve(config, deps))
         for _ in range(200):
@@ -149,3 +157,49 @@ async def test_the_composition_root_binds_http_first_and_supervises_it(
         await server.stop()
         assert await asyncio.wait_for(run, 2.0) == 1
     assert failures(logs) == ["http"]
+
+
+async def test_a_request_made_during_the_first_reconcile_is_answered_after_it() -> None:
+    port = free_port()
+    config, deps = with_http(port)
+    clients: list[socket.socket] = []
+
+    class AskedDuringTheRead(FakeKernel):
+        def read_state(self) -> KernelState:
+            if not clients:  # a probe connects while the first reconcile reads the kernel
+                client = socket.create_connection(("127.0.0.1", port), timeout=5)
+                client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                clients.append(client)
+            return super().read_state()
+
+    deps.kernel = AskedDuringTheRead(KernelState())
+
+    def answer() -> bytes:
+        with clients[0] as client:
+            return b"".join(iter(lambda: client.recv(65536), b""))
+
+    run = asyncio.create_task(service.serve(config, deps))
+    try:
+        while not clients:
+            await asyncio.sleep(0.001)
+        response = await asyncio.get_running_loop().run_in_executor(None, answer)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    assert response.split(b"\r\n")[0].endswith(b" 200 OK")
+    # The first reconcile was counted before the metrics library was loaded, and is there.
+    assert b'polroutd_reconciles_total{result="ok"} 1.0' in response
+
+
+async def test_a_port_already_taken_fails_the_start_in_one_line_before_any_reconcile() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config, deps = with_http(port)
+        with pytest.raises(ListenError) as raised:
+            await service.serve(config, deps)
+    assert str(raised.value) == (f"cannot listen on 127.0.0.1:{port} (daemon.http_listen): "
+                                 "Address already in use")
+    assert isinstance(deps.kernel, FakeKernel) and deps.kernel.reads == 0
