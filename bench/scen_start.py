@@ -138,18 +138,22 @@ def _argv(python: Path, config: Path, *options: str) -> list[str]:
 
 
 class Start(NamedTuple):
-    """One start, in seconds from just before the fork: wall time to STATUS=starting, the
-    process's CPU time by then (steadier than wall time on a shared machine), wall time to
-    READY=1."""
+    """One start, in seconds from just before the fork to the arrival of STATUS=starting: wall
+    time, the process's time on a CPU and its time waiting for one (runnable, but other
+    processes had the CPUs: wall time minus this is what it would take on an idle machine,
+    near enough); and wall time to READY=1."""
 
     to_starting: float
     cpu_to_starting: float
+    waiting_to_starting: float
     to_ready: float
 
 
-def cpu_seconds(pid: int) -> float:
-    """Time ``pid`` (its main thread) has run on a CPU, from /proc/PID/schedstat (ns)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+def cpu_and_wait(pid: int) -> tuple[float, float]:
+    """Seconds ``pid`` (its main thread) has run on a CPU and waited for one
+    (/proc/PID/schedstat, in ns)."""
+    fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
 
 
 def start_once(spaces: netns.Namespaces, ns: str, python: Path, config: Path,
@@ -162,7 +166,7 @@ def start_once(spaces: netns.Namespaces, ns: str, python: Path, config: Path,
     notify.bind(str(path))
     env = daemon_env(directory, path)
     log = directory / "start.log"
-    starting: tuple[float, float] | None = None
+    starting: tuple[float, float, float] | None = None
     ready: float | None = None
     try:
         with log.open("w") as out:
@@ -179,7 +183,7 @@ def start_once(spaces: netns.Namespaces, ns: str, python: Path, config: Path,
                 message = notify.recv(4096)
                 now = time.perf_counter()
                 if starting is None and b"STATUS=starting" in message:
-                    starting = (now, cpu_seconds(proc.pid))
+                    starting = (now, *cpu_and_wait(proc.pid))
                 if b"READY=1" in message.splitlines():
                     ready = now
         finally:
@@ -188,7 +192,7 @@ def start_once(spaces: netns.Namespaces, ns: str, python: Path, config: Path,
             tail = " | ".join(log.read_text(errors="replace").splitlines()[-3:])
             raise BenchError(f"polroutd run ({python}) did not start and stop cleanly "
                              f"(exit {code}): {tail}")
-        return Start(starting[0] - started, starting[1], ready - started)
+        return Start(starting[0] - started, starting[1], starting[2], ready - started)
     finally:
         notify.close()
         path.unlink(missing_ok=True)
@@ -286,6 +290,7 @@ def _report(ctx: Context, name: str, python: Path, starts: list[Start],
             imports: list[ImportLine], floor: float, details: dict[str, Any]) -> None:
     wall = [s.to_starting for s in starts]
     cpu = [s.cpu_to_starting for s in starts]
+    unqueued = [s.to_starting - s.waiting_to_starting for s in starts]
     ready = [s.to_ready for s in starts]
     value = ms(median(wall))
     judged = name == "runtime venv"
@@ -294,11 +299,14 @@ def _report(ctx: Context, name: str, python: Path, starts: list[Start],
                 met=value <= TARGET_MS if judged else None))
     ctx.add(Row("start", f"exec -> STATUS=starting, {name}, p90", "ms", ms(percentile(wall, 90))))
     ctx.add(Row("start", f"CPU time to STATUS=starting, {name}, median", "ms", ms(median(cpu))))
+    ctx.add(Row("start", f"exec -> STATUS=starting less run-queue wait, {name}, median", "ms",
+                ms(median(unqueued))))
     ctx.add(Row("start", f"python -c pass, {name}, median", "ms", ms(floor)))
     loaded = deferred_loaded(imports)
     top = top_cumulative(imports, TOP_IMPORTS)
     ctx.say(f"  {name} ({python}): STATUS=starting after {value:.0f} ms (median of "
-            f"{len(starts)}; CPU {ms(median(cpu)):.0f} ms), READY=1 after "
+            f"{len(starts)}; CPU {ms(median(cpu)):.0f} ms; less run-queue wait "
+            f"{ms(median(unqueued)):.0f} ms), READY=1 after "
             f"{ms(median(ready)):.0f} ms; imports before STATUS=starting: {len(imports)} "
             f"modules, {total_us(imports) / 1000:.0f} ms under -X importtime"
             + (f"; DEFERRED LIBRARIES LOADED: {loaded}" if loaded else ""))
@@ -308,6 +316,7 @@ def _report(ctx: Context, name: str, python: Path, starts: list[Start],
         "python": str(python),
         "to_starting_seconds": summary(wall),
         "cpu_to_starting_seconds": summary(cpu),
+        "to_starting_less_runqueue_wait_seconds": summary(unqueued),
         "to_ready_seconds": summary(ready),
         "python_c_pass_seconds": floor,
         "imports_before_starting": len(imports),

@@ -70,6 +70,13 @@ class _Deferred:
                 getattr(target, method)(*args)
         self.real, self._calls = real, []
 
+    def __getattr__(self, name: str) -> Any:
+        """The rest of prometheus_client's metric (``collect()``, say), once loaded."""
+        real = self.__dict__.get("real")
+        if real is None:
+            raise AttributeError(f"{name}: metric {self.name!r} is not loaded yet")
+        return getattr(real, name)
+
     # --- what the daemon calls ----------------------------------------------------------------
 
     def labels(self, *values: str, **labels: str) -> Any:
