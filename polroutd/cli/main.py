@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from polroutd import __version__
 from polroutd.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -19,6 +19,8 @@ from polroutd.core.errors import ConfigError, KernelError, NoNetAdmin, PolroutdE
 # Commands whose exit code 2 means something else: for plan "changes pending"; flush knows only
 # 0 and 1. An invalid configuration is an error (1) for them.
 CONFIG_ERROR_IS_1 = frozenset({"plan", "flush"})
+COMMANDS = ("run", "plan", "apply", "check-config", "render", "flush", "status", "demo")
+Option = tuple[tuple[str, ...], dict[str, Any]]  # a command's own option: add_argument's arguments
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +30,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a command's name) just what parsing that
+    command's line needs: its own options are not worth declaring for eight others on every
+    start (argparse makes a help formatter for each option it is given)."""
     parser = _Parser(
         prog="polroutd", description="Keeps source-based policy routing correct.",
         epilog="A worked first deployment (configuration, modes, isolated networks, how to "
@@ -39,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    def command(name: str, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, *options: Option, config: bool = True) -> None:
+        if only is not None and name != only:
+            return
         p = sub.add_parser(name, help=help_text, description=help_text)
         # The module that runs it: polroutd.cli.<name>, imported when it runs.
         p.set_defaults(module=f"polroutd.cli.{name.replace('-', '_')}")
@@ -56,36 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
                 help="configuration file (default: $POLROUTD_CONFIG, then "
                 "/etc/polroutd/polroutd.toml)",
             )
-        return p
+        for flags, settings in options:
+            p.add_argument(*flags, **settings)
 
     command("run", "run the daemon in the foreground")
-    p = command("plan", "print the operations a reconcile would do; change nothing")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    command("plan", "print the operations a reconcile would do; change nothing",
+            (("--json",), {"action": "store_true", "help": "machine-readable output"}))
     command("apply", "reconcile once, then exit")
     command("check-config", "validate the configuration")
-    p = command("render", "print the persistent equivalent of the desired state")
-    p.add_argument(
-        "--format", required=True, choices=["ip-batch", "ifcfg", "interfaces", "networkd", "nmcli"]
-    )
-    p.add_argument("--out", metavar="DIR", help="write files into DIR instead of stdout")
+    command("render", "print the persistent equivalent of the desired state",
+            (("--format",), {"required": True, "choices": [
+                "ip-batch", "ifcfg", "interfaces", "networkd", "nmcli"]}),
+            (("--out",), {"metavar": "DIR", "help": "write files into DIR instead of stdout"}))
     command("flush", "remove every object with polroutd's protocol")
-    p = command("status", "summarise a running daemon's /state", config=False)
-    p.add_argument(
-        "--url",
-        default="http://127.0.0.1:9641",
-        help="the daemon's HTTP address (default: %(default)s)",
-    )
-    p = command("demo", "the article's scenario, live, in network namespaces", config=False)
-    p.add_argument("--keep", action="store_true", help="leave the lab up for exploring")
-    p.add_argument("--cleanup", action="store_true",
-                   help="remove what a --keep (or interrupted) demo left behind")
+    command("status", "summarise a running daemon's /state",
+            (("--url",), {"default": "http://127.0.0.1:9641",
+                          "help": "the daemon's HTTP address (default: %(default)s)"}),
+            config=False)
+    command("demo", "the article's scenario, live, in network namespaces",
+            (("--keep",), {"action": "store_true", "help": "leave the lab up for exploring"}),
+            (("--cleanup",), {"action": "store_true",
+                              "help": "remove what a --keep (or interrupted) demo left behind"}),
+            config=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command_named(sys.argv[1:] if argv is None else argv)
+                            ).parse_args(argv)
         code: int = importlib.import_module(args.module).command(args)
         return code
     except SystemExit as exc:  # --help and --version
@@ -101,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"polroutd: error: {message}", file=sys.stderr)
         return code
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command the line names, when it names a known one (the options before it take no
+    values: --debug, --version, --help)."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def describe_failure(exc: Exception, command: str | None) -> tuple[str, int]:

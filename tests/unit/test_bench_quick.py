@@ -8,11 +8,13 @@ CI also runs every scenario once with ``./dev bench --quick``.
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from bench import hosts, naive, runner
+from bench import hosts, naive, runner, scen_start
 from bench.common import Row, percentile
 from bench.scen_large import SHAPE, storm_lines
 from polroutd.lab import netns
@@ -56,3 +58,39 @@ def test_table_and_ratios() -> None:
 def test_in_netns_refuses_namespaces_it_did_not_make() -> None:
     with pytest.raises(ValueError):
         netns.in_netns("not-a-bench-namespace", lambda: None)
+
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       120 |        120 |   _io
+{"event": "starting", "level": "info"}
+import time:       300 |        420 | io
+import time:        50 |         50 |       multidict._abc
+import time:       900 |        950 |     multidict
+import time:      2000 |       2950 |   aiohttp.http
+import time:      1000 |       3950 | aiohttp
+"""
+
+
+def test_importtime_lines_are_parsed_with_their_depth_and_log_lines_skipped() -> None:
+    lines = scen_start.parse_importtime(IMPORTTIME)
+    assert [(line.module, line.depth) for line in lines] == [
+        ("_io", 1), ("io", 0), ("multidict._abc", 3), ("multidict", 2), ("aiohttp.http", 1),
+        ("aiohttp", 0)]
+    assert lines[-1] == scen_start.ImportLine("aiohttp", 1000, 3950, 0)
+    assert scen_start.total_us(lines) == 420 + 3950  # the top level's cumulative times
+    assert [line.module for line in scen_start.top_cumulative(lines, 2)] == [
+        "aiohttp", "aiohttp.http"]
+    assert scen_start.deferred_loaded(lines) == ["aiohttp"]
+    assert scen_start.deferred_loaded(lines[:2]) == []
+
+
+def test_the_runtime_venv_is_built_from_the_runtime_dependencies_without_the_dev_tools() -> None:
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=;\s]", requirement)[0]
+
+    with (REPO / "pyproject.toml").open("rb") as f:
+        dev = {name(r) for r in tomllib.load(f)["project"]["optional-dependencies"]["dev"]}
+    deps = {name(r) for r in scen_start.runtime_dependencies(REPO / "pyproject.toml")}
+    assert {"aiohttp", "prometheus-client", "structlog"} <= deps
+    assert not deps & dev

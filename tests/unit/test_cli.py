@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from polroutd.cli.main import build_parser, describe_failure, main
+from polroutd.cli.main import build_parser, command_named, describe_failure, main
 from polroutd.core.errors import (
     ConfigError,
     DumpInterrupted,
@@ -107,3 +107,20 @@ def test_plan_and_check_config_load_no_daemon_libraries(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("argv", [
+    ["run"], ["--debug", "run", "--config", "x.toml"], ["plan", "--json"],
+    ["render", "--format", "networkd", "--out", "d", "--debug"], ["status", "--url", "http://h:1"],
+    ["demo", "--keep"], ["check-config"], ["flush", "--config", "f"], ["apply"],
+])
+def test_the_parser_built_for_the_named_command_reads_its_line_as_the_whole_one(
+    argv: list[str],
+) -> None:
+    assert command_named(argv) == next(a for a in argv if not a.startswith("-"))
+    assert build_parser(command_named(argv)).parse_args(argv) == build_parser().parse_args(argv)
+
+
+def test_a_line_naming_no_known_command_gets_the_whole_parser() -> None:
+    assert command_named(["--help"]) is None
+    assert command_named(["bogus", "run"]) is None
