@@ -9,8 +9,8 @@ and is not counted. Two interpreters are measured, alternately so that they shar
 drift: a venv that holds only the runtime dependencies (``build/bench-runtime-venv``, built
 here from pyproject.toml's ``dependencies`` when missing or stale: what a deployment has) and the
 interpreter running the bench (the dev venv, with every test tool beside). ``--quick`` measures
-the current interpreter only. polroutd itself comes from this source tree in both
-(``PYTHONPATH``).
+the current interpreter only. polroutd itself comes from this source tree in both (``python -m
+polroutd`` run from it). Byte code is there as in a deployment (see :func:`daemon_env`).
 
 Each interpreter also runs once with ``-X importtime``; the imports that completed before
 ``STATUS=starting`` arrived (the daemon writes each line before it sends the notification, and
@@ -172,8 +172,8 @@ def start_once(spaces: netns.Namespaces, ns: str, python: Path, config: Path,
         with log.open("w") as out:
             started = time.perf_counter()
             # ``ip netns exec`` execs: the child's pid is the daemon's.
-            proc = spaces.popen(ns, *_argv(python, config), env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT)
+            proc = spaces.popen(ns, *_argv(python, config), env=env, cwd=REPO,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
             while ready is None and time.monotonic() < deadline and proc.poll() is None:
@@ -206,7 +206,7 @@ def imports_before_starting(spaces: netns.Namespaces, ns: str, python: Path, con
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(path))
     env = daemon_env(directory, path)
-    proc = spaces.popen(ns, *_argv(python, config, "-X", "importtime"), env=env,
+    proc = spaces.popen(ns, *_argv(python, config, "-X", "importtime"), env=env, cwd=REPO,
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE)
     assert proc.stderr is not None
