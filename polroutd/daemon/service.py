@@ -82,8 +82,7 @@ class DeferredHttp:
 
         self.server = HttpServer(self._daemon, sock=self._sock)
         await self.server.start()
-        gc.collect()  # what the first reconcile left (it may have made cycles), not frozen
-        freeze_long_lived_objects()  # the libraries just loaded
+        freeze_long_lived_objects(collect_first=True)  # the libraries just loaded
         await self.server.serve_until_stopped()
 
     async def stop(self) -> None:
@@ -92,11 +91,14 @@ class DeferredHttp:
         self._sock.close()
 
 
-def freeze_long_lived_objects() -> None:
+def freeze_long_lived_objects(*, collect_first: bool) -> None:
     """The libraries' start-up objects never die: the collector is kept from walking them on
-    every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes). At
-    start no collection comes first: after the imports it found nothing to free, and cost
-    10-20 ms."""
+    every reconcile (it made no-op reconciles at 1,024 rules 50 % slower, with spikes).
+    ``collect_first``: not at start, where a collection after the imports found nothing to
+    free and cost 10-20 ms; after the first reconcile, whose leftover cycles a freeze would
+    keep for good."""
+    if collect_first:
+        gc.collect()
     gc.freeze()
 
 
@@ -164,7 +166,7 @@ def _run(config: Config, debug: bool, instance: InstanceClaim,
     soft, hard = raise_descriptor_limit()
     log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,
              hard_limit=hard)
-    freeze_long_lived_objects()
+    freeze_long_lived_objects(collect_first=False)
     try:
         return asyncio.run(serve(config, deps, listener))
     finally:
