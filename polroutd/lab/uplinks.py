@@ -129,9 +129,13 @@ def via(src: str | None) -> str | None:
 class UplinkLab:
     """The namespaces, built; ``close()`` removes them (also when building failed)."""
 
-    def __init__(self, prefix: str, count: int = 2) -> None:
+    def __init__(self, prefix: str, count: int = 2, token: str | None = None) -> None:
+        """``token``: share another lab's (the demo's), so that its namespaces are found,
+        protected while in use and removed as that lab's."""
         self.uplinks = uplinks(count)
         self.spaces = Namespaces(prefix)
+        if token is not None:
+            self.spaces.token = token
         self.made: list[str] = []
         self.server: subprocess.Popen[str] | None = None
         try:
