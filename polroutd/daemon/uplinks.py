@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,7 +33,7 @@ from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, Neighbour, family_name
 from polroutd.core.settings import Config, UplinkSpec
 from polroutd.inputs.carrier import carrier
-from polroutd.inputs.probes import IcmpProber, icmp_unavailable, tcp_probe
+from polroutd.inputs.probes import IcmpProbes, icmp_unavailable, tcp_probe
 
 log = get_logger("polroutd.uplinks")
 
@@ -88,8 +88,8 @@ class UplinkMonitor:
         self._timer: asyncio.Task[None] | None = None
         self._due: dict[Key, float] = {}  # when each uplink's next probe round starts
         self._tcp_rounds: set[asyncio.Task[None]] = set()
-        # One ping socket per source address and interface, reused by every round.
-        self._probers: dict[tuple[str, int, int], IcmpProber] = {}
+        # The ping sockets, reused by every round (made on the first ICMP round).
+        self._icmp: IcmpProbes | None = None
         self._active: set[Key] = set()
         self.icmp_error: str | None = None
         self._icmp_checked = False
@@ -133,26 +133,10 @@ class UplinkMonitor:
 
     def close(self) -> None:
         self._stop_timer()
-        self._close_probers(set())
+        if self._icmp is not None:
+            self._icmp.close()
+            self._icmp = None
         self._close_events()
-
-    def _close_probers(self, keep: set[tuple[str, int, int]]) -> None:
-        for key in set(self._probers) - keep:
-            self._probers.pop(key).close()
-
-    def _prober(self, uplink: Uplink) -> IcmpProber | None:
-        assert uplink.source is not None
-        key = (uplink.source, uplink.family, uplink.ifindex)
-        if key not in self._probers:
-            try:
-                self._probers[key] = IcmpProber(uplink.source, _socket_family(uplink.family),
-                                                uplink.ifindex, self._clock)
-            except OSError as exc:
-                log.warning("probe_socket_failed", interface=uplink.interface,
-                            source=uplink.source, error=exc.strerror,
-                            action="counted as a failed probe; retried next round")
-                return None
-        return self._probers[key]
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -195,8 +179,8 @@ class UplinkMonitor:
         now = self._clock()
         for key in self._uplinks.keys() - found.keys():
             self._forget(key)
-        self._close_probers({(u.source, u.family, u.ifindex) for u in found.values()
-                             if u.source is not None})
+        if self._icmp is not None:
+            self._icmp.retain({u.source for u in found.values() if u.source is not None})
         for key, uplink in found.items():
             self._uplinks[key] = uplink
             if key not in self._health:
@@ -330,20 +314,18 @@ class UplinkMonitor:
             [uplink.gateway] if uplink.gateway else [])
         if not targets:
             return
-        prober = self._prober(uplink)
-        if prober is None:
-            self._observe(key, ProbeResult(self._clock(), False, None, "no-socket"))
-            return
-        answers = asyncio.gather(*(prober.probe(t, spec.timeout) for t in targets))
-
-        def done(future: asyncio.Future[list[ProbeResult]]) -> None:
-            if future.cancelled():
-                return
-            results = future.result()
-            answered = [r for r in results if r.ok]
-            self._observe(key, answered[0] if answered else results[-1])
-
-        answers.add_done_callback(done)
+        if self._icmp is None:
+            self._icmp = IcmpProbes(self._clock)
+        collect = _Round(len(targets), lambda result: self._observe(key, result))
+        for n, target in enumerate(targets):
+            try:
+                self._icmp.probe(uplink.source, target, uplink.ifindex, spec.timeout,
+                                 functools.partial(collect.add, n))
+            except OSError as exc:
+                log.warning("probe_socket_failed", interface=uplink.interface,
+                            source=uplink.source, error=exc.strerror,
+                            action="counted as a failed probe; retried next round")
+                collect.add(n, ProbeResult(self._clock(), False, None, "no-socket"))
 
     async def _tcp_round(self, key: Key, uplink: Uplink) -> None:
         probe = uplink.spec.probe
@@ -352,8 +334,25 @@ class UplinkMonitor:
                                            uplink.spec.timeout, self._clock))
 
 
-def _socket_family(family: int) -> int:
-    return socket.AF_INET6 if family == AF_INET6 else socket.AF_INET
+class _Round:
+    """One probe round's results, one per target, reported together once every target has
+    answered or timed out: the first success, else the last target's failure."""
+
+    __slots__ = ("_report", "_results", "_waiting")
+
+    def __init__(self, targets: int, report: Callable[[ProbeResult], None]) -> None:
+        self._results: list[ProbeResult | None] = [None] * targets
+        self._waiting = targets
+        self._report = report
+
+    def add(self, index: int, result: ProbeResult) -> None:
+        if self._results[index] is not None:
+            return
+        self._results[index] = result
+        self._waiting -= 1
+        if self._waiting == 0:
+            results = [r for r in self._results if r is not None]
+            self._report(next((r for r in results if r.ok), results[-1]))
 
 
 def _family_of(address: str) -> int:
