@@ -32,7 +32,7 @@ from polroutd.core.health import (
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, Neighbour, family_name
 from polroutd.core.settings import Config, UplinkSpec
-from polroutd.inputs.carrier import carrier
+from polroutd.inputs.carrier import CarrierFiles
 from polroutd.inputs.probes import IcmpProbes, icmp_unavailable, tcp_probe
 
 log = get_logger("polroutd.uplinks")
@@ -83,10 +83,13 @@ class UplinkMonitor:
         self._events: UplinkEvents | None = None
         self._uplinks: dict[Key, Uplink] = {}
         self._health: dict[Key, Health] = {}
-        # One timer task reads the carriers and starts every probe round when it is due: a
+        # One timer reads the carriers and starts every probe round when it is due: a
         # wake-up serves all uplinks, so probing costs little more than the probes themselves.
-        self._timer: asyncio.Task[None] | None = None
+        # A plain timer handle, not a task sleeping in a loop: one event-loop pass per wake-up.
+        self._timer: asyncio.Handle | None = None
         self._due: dict[Key, float] = {}  # when each uplink's next probe round starts
+        self._next_poll = 0.0  # when the carriers are read next
+        self._carriers = CarrierFiles()
         self._tcp_rounds: set[asyncio.Task[None]] = set()
         # The ping sockets, reused by every round (made on the first ICMP round).
         self._icmp: IcmpProbes | None = None
@@ -133,6 +136,7 @@ class UplinkMonitor:
 
     def close(self) -> None:
         self._stop_timer()
+        self._carriers.close()
         if self._icmp is not None:
             self._icmp.close()
             self._icmp = None
@@ -167,8 +171,8 @@ class UplinkMonitor:
             self._close_events()
             self._stop_timer()
         if found and self._timer is None:
-            self._timer = asyncio.get_running_loop().create_task(
-                self._timer_loop(), name="uplinks")
+            self._next_poll = self._clock()
+            self._timer = asyncio.get_running_loop().call_soon(self._tick)
         if not self._icmp_checked and any(u.spec.probe.kind == "icmp" for u in found.values()):
             self._icmp_checked = True
             self.icmp_error = icmp_unavailable()
@@ -181,6 +185,7 @@ class UplinkMonitor:
             self._forget(key)
         if self._icmp is not None:
             self._icmp.retain({u.source for u in found.values() if u.source is not None})
+        self._carriers.retain({(u.interface, u.ifindex) for u in found.values()})
         for key, uplink in found.items():
             self._uplinks[key] = uplink
             if key not in self._health:
@@ -256,26 +261,28 @@ class UplinkMonitor:
                     elif item.state & NUD_REACHABLE:
                         self._observe(key, NeighbourSeen(now, False))
 
-    async def _timer_loop(self) -> None:
+    def _tick(self) -> None:
         """Reads the carriers every CARRIER_POLL and starts each uplink's probe round when it
-        is due. Rounds never wait for each other (an answer or a timeout arrives as a callback
-        later), so detection stays within ``interval * down + timeout``."""
-        next_poll = self._clock()
-        while True:
-            wake = min([next_poll, *self._due.values()])
-            delay = wake - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = self._clock()
-            if now >= next_poll - TIMER_SLACK:
+        is due, then sets the timer for the next of either. Rounds never wait for each other
+        (an answer or a timeout arrives as a callback later), so detection stays within
+        ``interval * down + timeout``."""
+        self._timer = None
+        now = self._clock()
+        try:
+            if now >= self._next_poll - TIMER_SLACK:
                 self._poll_carriers(now)
-                next_poll = max(next_poll + CARRIER_POLL, now)
+                self._next_poll = max(self._next_poll + CARRIER_POLL, now)
             for key, uplink in list(self._uplinks.items()):
                 due = self._due.get(key)
                 if due is not None and now >= due - TIMER_SLACK:
                     following = due + uplink.spec.interval
                     self._due[key] = following if following > now else now + uplink.spec.interval
                     self._start_round(key, uplink)
+        finally:
+            if self._timer is None and self._uplinks:  # not stopped or restarted meanwhile
+                wake = min([self._next_poll, *self._due.values()])
+                self._timer = asyncio.get_running_loop().call_later(
+                    max(0.0, wake - self._clock()), self._tick)
 
     def _poll_carriers(self, now: float) -> None:
         """Only uplinks that carry traffic now are read: theirs is the loss that must move
@@ -286,7 +293,7 @@ class UplinkMonitor:
             if health is None or (key not in self._active and health.link_ok):
                 continue
             if uplink.interface not in read:
-                read[uplink.interface] = carrier(uplink.interface)
+                read[uplink.interface] = self._carriers.read(uplink.interface, uplink.ifindex)
             seen = read[uplink.interface]
             if seen is not None and seen != health.link_ok:
                 self._observe(key, LinkSeen(now, seen))
