@@ -36,6 +36,8 @@ DETECTION = INTERVAL * DOWN + TIMEOUT  # by probes: interval x down + timeout = 
 TARGET = 1.0  # spec §7.4: with probe_interval = 0.2, new connections move within 1 s
 MOVED_WITHIN = 5.0  # seconds after which the step fails: traffic never moved
 CLIENT_EVERY, CLIENT_TIMEOUT = 0.02, 0.1  # a new connection every 20 ms, 100 ms to connect
+AFTER_MOVE = 0.5  # seconds the client goes on once traffic has moved; then it is stopped
+CLIENT_SECONDS = 1.0 + MOVED_WITHIN + AFTER_MOVE  # its own limit, should it not be stopped
 
 TOPOLOGY = """\
              +-- wan1 10.1.0.2 --- 10.1.0.1 r1 ---+
@@ -187,12 +189,16 @@ class UplinkScene:
                    f"answered; after {DOWN} failures wan1 is down (detection within interval "
                    f"x down + timeout = {DETECTION * 1000:.0f} ms), and new connections leave "
                    f"by wan2 (target: within {TARGET:g} s).")
-        client = lab.client(3.0, every=CLIENT_EVERY, timeout=CLIENT_TIMEOUT)
-        time.sleep(0.5)
-        broke = time.monotonic()
-        lab.upstream("wan1", False)
-        self.n.command("r1", f"ip route replace blackhole {SERVER}/32", "")
-        self.wait(lambda: self.active() == ["wan2"], MOVED_WITHIN, "wan2 taking over")
+        client = lab.client(CLIENT_SECONDS, every=CLIENT_EVERY, timeout=CLIENT_TIMEOUT)
+        try:
+            time.sleep(0.5)
+            broke = time.monotonic()
+            lab.upstream("wan1", False)
+            self.n.command("r1", f"ip route replace blackhole {SERVER}/32", "")
+            self.wait(lambda: self.active() == ["wan2"], MOVED_WITHIN, "wan2 taking over")
+            time.sleep(AFTER_MOVE)  # a few connections by the new way
+        finally:
+            client.terminate()
         tries = attempts(client)
         self.sh("host", "ip", "-brief", "link", "show", "wan1")
         self.show_connections(tries, broke)
@@ -226,12 +232,16 @@ class UplinkScene:
                    f"(at least {(UP - 1) * INTERVAL * 1000:.0f} ms), so a flapping upstream "
                    "does not drag connections back and forth.")
         lab = self.built
-        client = lab.client(2.5, every=CLIENT_EVERY, timeout=CLIENT_TIMEOUT)
-        time.sleep(0.3)
-        restored = time.monotonic()
-        lab.upstream("wan1", True)
-        self.n.command("r1", f"ip route del blackhole {SERVER}/32", "")
-        self.wait(lambda: self.active() == ["wan1"], MOVED_WITHIN, "wan1 taking over again")
+        client = lab.client(CLIENT_SECONDS, every=CLIENT_EVERY, timeout=CLIENT_TIMEOUT)
+        try:
+            time.sleep(0.3)
+            restored = time.monotonic()
+            lab.upstream("wan1", True)
+            self.n.command("r1", f"ip route del blackhole {SERVER}/32", "")
+            self.wait(lambda: self.active() == ["wan1"], MOVED_WITHIN, "wan1 taking over again")
+            time.sleep(AFTER_MOVE)
+        finally:
+            client.terminate()
         tries = attempts(client)
         self.show_connections(tries, restored)
         record = self.show_transition("uplink_up")

@@ -263,8 +263,11 @@ class UplinkLab:
 
 
 def attempts(proc: subprocess.Popen[str], timeout: float = 60) -> list[Attempt]:
+    """The client's attempts once it has ended (or was stopped: a line it was cut off in the
+    middle of is left out)."""
     out, _ = proc.communicate(timeout=timeout)
-    return [Attempt(d["at"], d["ok"], d.get("src")) for d in map(json.loads, out.splitlines())]
+    lines = [line for line in out.splitlines(keepends=True) if line.endswith("\n")]
+    return [Attempt(d["at"], d["ok"], d.get("src")) for d in map(json.loads, lines)]
 
 
 def outage(tries: list[Attempt], since: float, to: str) -> float | None:
