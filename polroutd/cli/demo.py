@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from polroutd.cli.demo_narration import Narrator, StepFailed, check
+from polroutd.cli.demo_uplinks import UPLINK_STEP_TITLES, UplinkScene
 from polroutd.core.errors import UsageError
 from polroutd.lab.article import article_config
 from polroutd.lab.daemon import LabDaemon
@@ -42,7 +43,7 @@ from polroutd.lab.lab import (
     remove_stale,
 )
 
-__all__ = ["PREFIX", "STEP_TITLES", "cleanup_demo", "run_demo"]
+__all__ = ["PREFIX", "STEP_TITLES", "Demo", "StepFailed", "cleanup_demo", "run_demo"]
 
 PREFIX = "polroutd-demo"
 HTTP_LISTEN = "127.0.0.1:9641"
@@ -63,6 +64,7 @@ STEP_TITLES = (
     "A DHCP renewal brings a new address; polroutd follows",
     "Someone deletes polroutd's rule; it comes back",
     "What the operator sees: /state and /metrics",
+    *UPLINK_STEP_TITLES,
     "Tear down (with --keep: leave it running)",
 )
 
@@ -90,70 +92,6 @@ def lab_config(http_listen: str, rt_tables: Path, lease_path: Path) -> str:
     )
 
 
-class StepFailed(Exception):
-    """A step did not behave as narrated; the message says how."""
-
-
-def check(condition: bool, failure: str) -> None:
-    if not condition:
-        raise StepFailed(failure)
-
-
-# --------------------------------------------------------------------------------------------
-# Output
-
-
-class Narrator:
-    """Headings, explanations, evidence and verdicts; ANSI bold/green/red only on a terminal."""
-
-    WIDTH = 92
-
-    def __init__(self, out: TextIO, color: bool) -> None:
-        self.out = out
-        self.color = color
-
-    def _style(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.color else text
-
-    def line(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def heading(self, number: int, title: str) -> None:
-        self.line()
-        self.line(self._style(f"== {number}. {title}", "1"))
-
-    def say(self, text: str) -> None:
-        for paragraph in text.split("\n\n"):
-            self.line(textwrap.fill(" ".join(paragraph.split()), self.WIDTH,
-                                    initial_indent="   ", subsequent_indent="   "))
-
-    def block(self, text: str, limit: int = 14) -> None:
-        lines = [line.replace("\t", "  ").rstrip() for line in text.rstrip().splitlines()]
-        if len(lines) > limit:
-            lines = [*lines[: limit - 1], f"... ({len(lines) - limit + 1} more lines)"]
-        for line in lines:
-            self.line(f"      {line}")
-
-    def command(self, prompt: str, command: str, output: str, limit: int = 14) -> None:
-        self.line(f"   {self._style(prompt + '#', '1')} {command}")
-        if output.strip():
-            self.block(output, limit)
-
-    def passed(self, detail: str) -> None:
-        self.line(f"   {self._style('✓', '32;1')} {detail}")
-
-    def failed(self, detail: str) -> None:
-        self.line(f"   {self._style('✗', '31;1')} {detail}")
-
-    def summary(self, results: Sequence[tuple[int, str, bool]]) -> None:
-        self.line()
-        self.line(self._style("Summary", "1"))
-        for number, title, ok in results:
-            mark = self._style("✓", "32;1") if ok else self._style("✗", "31;1")
-            self.line(f"   {mark} {number}. {title}")
-
-
 # --------------------------------------------------------------------------------------------
 
 
@@ -175,8 +113,10 @@ class Demo:
         self.steps: list[Callable[[], str]] = [
             self.step_cleanup, self.step_topology, self.step_build, self.step_mgmt_reachable,
             self.step_data_fails, self.step_start_polroutd, self.step_data_works,
-            self.step_renewal, self.step_drift, self.step_operator_view, self.step_teardown,
+            self.step_renewal, self.step_drift, self.step_operator_view,
+            self.step_uplink_failover, self.step_uplink_recovery, self.step_teardown,
         ]
+        self.uplinks: UplinkScene | None = None
 
     # ---------------------------------------------------------------- running
 
@@ -213,6 +153,9 @@ class Demo:
 
     def teardown(self) -> None:
         """Stop polroutd and every lab process, delete the namespaces. Idempotent."""
+        if self.uplinks is not None:
+            self.uplinks.close()
+            self.uplinks = None
         if self.daemon is not None:
             self.daemon.stop()
             self.daemon = None
@@ -573,6 +516,16 @@ class Demo:
         check(values.get('polroutd_changes_total{kind="rule",op="add"}', 0) >= 1,
               "polroutd_changes_total shows no rule added for the renewal")
         return "in sync; ens224's gateway comes from the DHCP lease; drift and changes counted"
+
+    def step_uplink_failover(self) -> str:
+        directory = self.built.temp_dir / "uplinks"  # removed with the lab
+        directory.mkdir(exist_ok=True)
+        self.uplinks = UplinkScene(self.n, PREFIX, self.built.token, directory)
+        return self.uplinks.step_failover()
+
+    def step_uplink_recovery(self) -> str:
+        assert self.uplinks is not None
+        return self.uplinks.step_recovery()
 
     def step_teardown(self) -> str:
         lab = self.built

@@ -216,6 +216,12 @@ def _unexpressible(route: Route, owner: ManagedInterface) -> bool:
     return route.type == RTN_UNICAST and route.oif is not None and route.oif != owner.index
 
 
+def _no_multipath(route: Route) -> bool:
+    """A NetworkManager profile's route has one next hop: balance's multipath default
+    cannot be written as one (rendered as a comment instead)."""
+    return bool(route.nexthops)
+
+
 def _file(header: str, body: Sequence[str]) -> str:
     return header + ("\n" + "\n".join(body) + "\n" if body else "")
 
@@ -346,6 +352,9 @@ def _networkd_route(route: Route, snap: _Snapshot) -> list[str]:
         # networkd turns GatewayOnLink= on by itself for a .network without static addresses
         # (DHCP); the route would then differ from polroutd's by the onlink flag.
         lines += [f"Gateway={route.gateway}", "GatewayOnLink=no"]
+    # balance's multipath default: one MultiPathRoute= per next hop (systemd >= 243)
+    lines += [f"MultiPathRoute={hop.gateway}@{snap.names.link(hop.oif)} {hop.weight}"
+              for hop in route.nexthops if hop.gateway is not None]
     if route.family == AF_INET:
         lines.append(f"Scope={_NETWORKD_SCOPES.get(route.scope, str(route.scope))}")
     if route.prefsrc is not None:
@@ -459,7 +468,8 @@ def _nmcli(snap: _Snapshot) -> dict[str, str]:
         "leaves them and a running polroutd reports them as conflicts. Tables are numbers",
         "(NM knows no table names). Rules pin today's addresses. NM attaches routes to the",
         "profile's device only; routes through other devices (copies of container",
-        "bridges' routes) are listed as comments and not configured.",
+        "bridges' routes) and multipath routes (uplinks = \"balance\") are listed as",
+        "comments and not configured.",
     ]
     body = ["set -eu", ""]
     for group in snap.by_interface():
@@ -476,7 +486,7 @@ def _nmcli(snap: _Snapshot) -> dict[str, str]:
         args: list[str] = []
         for family, setting in ((AF_INET, "ipv4"), (AF_INET6, "ipv6")):
             for route in group.routes_of(family):
-                if _unexpressible(route, group.interface):
+                if _unexpressible(route, group.interface) or _no_multipath(route):
                     body.append(f"# not expressible here: {route_args(route, snap)}")
                 else:
                     args.append(f"+{setting}.routes {_shell_quote(nm_route(route))}")

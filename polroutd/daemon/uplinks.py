@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,8 +32,8 @@ from polroutd.core.health import (
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, Neighbour, family_name
 from polroutd.core.settings import Config, UplinkSpec
-from polroutd.inputs.carrier import carrier
-from polroutd.inputs.probes import IcmpProber, icmp_unavailable, tcp_probe
+from polroutd.inputs.carrier import CarrierFiles
+from polroutd.inputs.probes import IcmpProbes, icmp_unavailable, tcp_probe
 
 log = get_logger("polroutd.uplinks")
 
@@ -83,13 +83,16 @@ class UplinkMonitor:
         self._events: UplinkEvents | None = None
         self._uplinks: dict[Key, Uplink] = {}
         self._health: dict[Key, Health] = {}
-        # One timer task reads the carriers and starts every probe round when it is due: a
+        # One timer reads the carriers and starts every probe round when it is due: a
         # wake-up serves all uplinks, so probing costs little more than the probes themselves.
-        self._timer: asyncio.Task[None] | None = None
+        # A plain timer handle, not a task sleeping in a loop: one event-loop pass per wake-up.
+        self._timer: asyncio.Handle | None = None
         self._due: dict[Key, float] = {}  # when each uplink's next probe round starts
+        self._next_poll = 0.0  # when the carriers are read next
+        self._carriers = CarrierFiles()
         self._tcp_rounds: set[asyncio.Task[None]] = set()
-        # One ping socket per source address and interface, reused by every round.
-        self._probers: dict[tuple[str, int, int], IcmpProber] = {}
+        # The ping sockets, reused by every round (made on the first ICMP round).
+        self._icmp: IcmpProbes | None = None
         self._active: set[Key] = set()
         self.icmp_error: str | None = None
         self._icmp_checked = False
@@ -133,26 +136,11 @@ class UplinkMonitor:
 
     def close(self) -> None:
         self._stop_timer()
-        self._close_probers(set())
+        self._carriers.close()
+        if self._icmp is not None:
+            self._icmp.close()
+            self._icmp = None
         self._close_events()
-
-    def _close_probers(self, keep: set[tuple[str, int, int]]) -> None:
-        for key in set(self._probers) - keep:
-            self._probers.pop(key).close()
-
-    def _prober(self, uplink: Uplink) -> IcmpProber | None:
-        assert uplink.source is not None
-        key = (uplink.source, uplink.family, uplink.ifindex)
-        if key not in self._probers:
-            try:
-                self._probers[key] = IcmpProber(uplink.source, _socket_family(uplink.family),
-                                                uplink.ifindex, self._clock)
-            except OSError as exc:
-                log.warning("probe_socket_failed", interface=uplink.interface,
-                            source=uplink.source, error=exc.strerror,
-                            action="counted as a failed probe; retried next round")
-                return None
-        return self._probers[key]
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -183,8 +171,8 @@ class UplinkMonitor:
             self._close_events()
             self._stop_timer()
         if found and self._timer is None:
-            self._timer = asyncio.get_running_loop().create_task(
-                self._timer_loop(), name="uplinks")
+            self._next_poll = self._clock()
+            self._timer = asyncio.get_running_loop().call_soon(self._tick)
         if not self._icmp_checked and any(u.spec.probe.kind == "icmp" for u in found.values()):
             self._icmp_checked = True
             self.icmp_error = icmp_unavailable()
@@ -195,8 +183,9 @@ class UplinkMonitor:
         now = self._clock()
         for key in self._uplinks.keys() - found.keys():
             self._forget(key)
-        self._close_probers({(u.source, u.family, u.ifindex) for u in found.values()
-                             if u.source is not None})
+        if self._icmp is not None:
+            self._icmp.retain({u.source for u in found.values() if u.source is not None})
+        self._carriers.retain({(u.interface, u.ifindex) for u in found.values()})
         for key, uplink in found.items():
             self._uplinks[key] = uplink
             if key not in self._health:
@@ -272,26 +261,28 @@ class UplinkMonitor:
                     elif item.state & NUD_REACHABLE:
                         self._observe(key, NeighbourSeen(now, False))
 
-    async def _timer_loop(self) -> None:
+    def _tick(self) -> None:
         """Reads the carriers every CARRIER_POLL and starts each uplink's probe round when it
-        is due. Rounds never wait for each other (an answer or a timeout arrives as a callback
-        later), so detection stays within ``interval * down + timeout``."""
-        next_poll = self._clock()
-        while True:
-            wake = min([next_poll, *self._due.values()])
-            delay = wake - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = self._clock()
-            if now >= next_poll - TIMER_SLACK:
+        is due, then sets the timer for the next of either. Rounds never wait for each other
+        (an answer or a timeout arrives as a callback later), so detection stays within
+        ``interval * down + timeout``."""
+        self._timer = None
+        now = self._clock()
+        try:
+            if now >= self._next_poll - TIMER_SLACK:
                 self._poll_carriers(now)
-                next_poll = max(next_poll + CARRIER_POLL, now)
+                self._next_poll = max(self._next_poll + CARRIER_POLL, now)
             for key, uplink in list(self._uplinks.items()):
                 due = self._due.get(key)
                 if due is not None and now >= due - TIMER_SLACK:
                     following = due + uplink.spec.interval
                     self._due[key] = following if following > now else now + uplink.spec.interval
                     self._start_round(key, uplink)
+        finally:
+            if self._timer is None and self._uplinks:  # not stopped or restarted meanwhile
+                wake = min([self._next_poll, *self._due.values()])
+                self._timer = asyncio.get_running_loop().call_later(
+                    max(0.0, wake - self._clock()), self._tick)
 
     def _poll_carriers(self, now: float) -> None:
         """Only uplinks that carry traffic now are read: theirs is the loss that must move
@@ -302,7 +293,7 @@ class UplinkMonitor:
             if health is None or (key not in self._active and health.link_ok):
                 continue
             if uplink.interface not in read:
-                read[uplink.interface] = carrier(uplink.interface)
+                read[uplink.interface] = self._carriers.read(uplink.interface, uplink.ifindex)
             seen = read[uplink.interface]
             if seen is not None and seen != health.link_ok:
                 self._observe(key, LinkSeen(now, seen))
@@ -330,20 +321,18 @@ class UplinkMonitor:
             [uplink.gateway] if uplink.gateway else [])
         if not targets:
             return
-        prober = self._prober(uplink)
-        if prober is None:
-            self._observe(key, ProbeResult(self._clock(), False, None, "no-socket"))
-            return
-        answers = asyncio.gather(*(prober.probe(t, spec.timeout) for t in targets))
-
-        def done(future: asyncio.Future[list[ProbeResult]]) -> None:
-            if future.cancelled():
-                return
-            results = future.result()
-            answered = [r for r in results if r.ok]
-            self._observe(key, answered[0] if answered else results[-1])
-
-        answers.add_done_callback(done)
+        if self._icmp is None:
+            self._icmp = IcmpProbes(self._clock)
+        collect = _Round(len(targets), lambda result: self._observe(key, result))
+        for n, target in enumerate(targets):
+            try:
+                self._icmp.probe(uplink.source, target, uplink.ifindex, spec.timeout,
+                                 functools.partial(collect.add, n))
+            except OSError as exc:
+                log.warning("probe_socket_failed", interface=uplink.interface,
+                            source=uplink.source, error=exc.strerror,
+                            action="counted as a failed probe; retried next round")
+                collect.add(n, ProbeResult(self._clock(), False, None, "no-socket"))
 
     async def _tcp_round(self, key: Key, uplink: Uplink) -> None:
         probe = uplink.spec.probe
@@ -352,8 +341,25 @@ class UplinkMonitor:
                                            uplink.spec.timeout, self._clock))
 
 
-def _socket_family(family: int) -> int:
-    return socket.AF_INET6 if family == AF_INET6 else socket.AF_INET
+class _Round:
+    """One probe round's results, one per target, reported together once every target has
+    answered or timed out: the first success, else the last target's failure."""
+
+    __slots__ = ("_report", "_results", "_waiting")
+
+    def __init__(self, targets: int, report: Callable[[ProbeResult], None]) -> None:
+        self._results: list[ProbeResult | None] = [None] * targets
+        self._waiting = targets
+        self._report = report
+
+    def add(self, index: int, result: ProbeResult) -> None:
+        if self._results[index] is not None:
+            return
+        self._results[index] = result
+        self._waiting -= 1
+        if self._waiting == 0:
+            results = [r for r in self._results if r is not None]
+            self._report(next((r for r in results if r.ok), results[-1]))
 
 
 def _family_of(address: str) -> int:

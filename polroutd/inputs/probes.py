@@ -1,9 +1,9 @@
 """Probes of an uplink's path, on the asyncio loop: ICMP echo through an unprivileged ping
 socket, or a TCP connect. No capability needed (docs/uplinks.md).
 
-Each probe leaves from the interface's own address (the socket is bound to it), so polroutd's
-own ``from ADDRESS lookup TABLE`` rule sends it through that interface's gateway, whichever
-uplink carries the host's other traffic.
+Each probe leaves from the interface's own address (the socket is bound to it, or the address
+comes with each IPv4 request), so polroutd's own ``from ADDRESS lookup TABLE`` rule sends it
+through that interface's gateway, whichever uplink carries the host's other traffic.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from pathlib import Path
 
 from polroutd.core.health import ProbeResult
 
+OnResult = Callable[[ProbeResult], None]
+
 ICMP_ECHO_REQUEST = 8
 ICMPV6_ECHO_REQUEST = 128
 PING_GROUP_RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
+IP_PKTINFO = 8  # linux/in.h; Python's socket module does not export it
 _sequence = itertools.count(1)
 
 _REASONS = {
@@ -73,57 +76,74 @@ def icmp_unavailable() -> str | None:
     return None
 
 
-class IcmpProber:
-    """Echo requests from one source address through one ping socket, kept open: replies are
-    matched to their request by sequence number in a reader callback and timeouts are timer
-    handles, so a probe costs a sendto and a recv, not a socket and a task of its own (four
-    uplinks probed five times a second stay far below 1 % of a core).
+class IcmpProbes:
+    """Every ICMP probe of the daemon, through as few ping sockets as the kernel allows.
 
-    Raises OSError (PermissionError: ``net.ipv4.ping_group_range``) when the socket cannot be
-    made or bound."""
+    IPv4: one socket for every uplink, each request's source address given with it
+    (``IP_PKTINFO``), so routing picks the source's own rule as for a bound socket; the answers
+    of a round arrive on that one socket and are read in one wake-up. IPv6: one socket per
+    source address, bound to it (``IPV6_PKTINFO`` does not steer a ping socket's route lookup).
+    Sockets stay open; replies are matched to their request by sequence number in a reader
+    callback, and timeouts are timer handles: a probe costs a sendmsg and a recv, not a socket
+    and a task of its own. The result is handed to the caller's callback, in the same
+    wake-up as the reply or the timeout.
 
-    def __init__(self, source: str, family: int, ifindex: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.source, self.family, self.ifindex = source, family, ifindex
+    ``probe`` raises OSError (PermissionError: ``net.ipv4.ping_group_range``) when the socket
+    cannot be made or bound."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._loop = asyncio.get_running_loop()
-        self._kind = ICMPV6_ECHO_REQUEST if family == socket.AF_INET6 else ICMP_ECHO_REQUEST
-        self._sock = icmp_socket(family)
-        try:
-            self._sock.bind((source, 0, 0, 0) if family == socket.AF_INET6 else (source, 0))
-        except OSError:
-            self._sock.close()
-            raise
-        self._pending: dict[int, tuple[asyncio.Future[ProbeResult], float,
-                                       asyncio.TimerHandle]] = {}
-        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._sockets: dict[tuple[int, str | None], socket.socket] = {}
+        self._pending: dict[int, tuple[OnResult, float, asyncio.TimerHandle]] = {}
 
-    def probe(self, target: str, timeout: float) -> asyncio.Future[ProbeResult]:
-        """The result of one echo request to ``target``: success on a reply within
-        ``timeout``."""
-        future: asyncio.Future[ProbeResult] = self._loop.create_future()
+    def _socket(self, family: int, source: str) -> socket.socket:
+        key = (family, None if family == socket.AF_INET else source)
+        sock = self._sockets.get(key)
+        if sock is None:
+            sock = icmp_socket(family)
+            if family == socket.AF_INET6:
+                try:
+                    sock.bind((source, 0, 0, 0))
+                except OSError:
+                    sock.close()
+                    raise
+            self._loop.add_reader(sock.fileno(), self._on_readable, sock)
+            self._sockets[key] = sock
+        return sock
+
+    def probe(self, source: str, target: str, ifindex: int, timeout: float,
+              on_result: OnResult) -> None:
+        """One echo request from ``source`` to ``target``; ``on_result`` gets success on a
+        reply within ``timeout``, else the failure."""
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        sock = self._socket(family, source)
         started = self._clock()
         seq = next(_sequence) & 0xFFFF
         # The kernel puts the socket's own identifier and the checksum in.
-        packet = struct.pack("!BBHHH", self._kind, 0, 0, 0, seq) + b"polroutd-probe"
+        kind = ICMPV6_ECHO_REQUEST if family == socket.AF_INET6 else ICMP_ECHO_REQUEST
+        packet = struct.pack("!BBHHH", kind, 0, 0, 0, seq) + b"polroutd-probe"
         try:
-            self._sock.sendto(packet, _destination(target, self.ifindex))
+            if family == socket.AF_INET:
+                sock.sendmsg([packet], [_pktinfo(source)], 0, (target, 0))
+            else:
+                sock.sendto(packet, _destination(target, ifindex))
         except OSError as exc:
-            future.set_result(_failed(self._clock, exc, started))
-            return future
+            on_result(_failed(self._clock, exc, started))
+            return
         handle = self._loop.call_at(self._loop.time() + timeout, self._expire, seq)
-        self._pending[seq] = (future, started, handle)
-        return future
+        self._pending[seq] = (on_result, started, handle)
 
     def _expire(self, seq: int) -> None:
-        future, started, _handle = self._pending.pop(seq, (None, 0.0, None))
-        if future is not None and not future.done():
-            future.set_result(ProbeResult(self._clock(), False, None, "timeout", started))
+        pending = self._pending.pop(seq, None)
+        if pending is not None:
+            on_result, started, _handle = pending
+            on_result(ProbeResult(self._clock(), False, None, "timeout", started))
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, sock: socket.socket) -> None:
         while True:
             try:
-                reply = self._sock.recv(2048)
+                reply = sock.recv(2048)
             except BlockingIOError:
                 return
             except OSError:
@@ -135,20 +155,33 @@ class IcmpProber:
             pending = self._pending.pop(seq, None)
             if pending is None:
                 continue  # answered after its timeout
-            future, started, handle = pending
+            on_result, started, handle = pending
             handle.cancel()
-            if not future.done():
-                now = self._clock()
-                future.set_result(ProbeResult(now, True, now - started, None, started))
+            now = self._clock()
+            on_result(ProbeResult(now, True, now - started, None, started))
+
+    def retain(self, sources: set[str]) -> None:
+        """Close the IPv6 sockets of source addresses no longer probed from."""
+        for key in [k for k in self._sockets if k[1] is not None and k[1] not in sources]:
+            self._close(key)
+
+    def _close(self, key: tuple[int, str | None]) -> None:
+        sock = self._sockets.pop(key)
+        self._loop.remove_reader(sock.fileno())
+        sock.close()
 
     def close(self) -> None:
-        self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
-        for future, _started, handle in self._pending.values():
+        for key in list(self._sockets):
+            self._close(key)
+        for _on_result, _started, handle in self._pending.values():
             handle.cancel()
-            if not future.done():
-                future.cancel()
         self._pending.clear()
+
+
+def _pktinfo(source: str) -> tuple[int, int, bytes]:
+    """``IP_PKTINFO`` ancillary data that makes ``source`` the request's source address."""
+    return (socket.IPPROTO_IP, IP_PKTINFO,
+            struct.pack("@i4s4s", 0, socket.inet_aton(source), bytes(4)))
 
 
 async def tcp_probe(

@@ -129,9 +129,13 @@ def via(src: str | None) -> str | None:
 class UplinkLab:
     """The namespaces, built; ``close()`` removes them (also when building failed)."""
 
-    def __init__(self, prefix: str, count: int = 2) -> None:
+    def __init__(self, prefix: str, count: int = 2, token: str | None = None) -> None:
+        """``token``: share another lab's (the demo's), so that its namespaces are found,
+        protected while in use and removed as that lab's."""
         self.uplinks = uplinks(count)
         self.spaces = Namespaces(prefix)
+        if token is not None:
+            self.spaces.token = token
         self.made: list[str] = []
         self.server: subprocess.Popen[str] | None = None
         try:
@@ -259,8 +263,11 @@ class UplinkLab:
 
 
 def attempts(proc: subprocess.Popen[str], timeout: float = 60) -> list[Attempt]:
+    """The client's attempts once it has ended (or was stopped: a line it was cut off in the
+    middle of is left out)."""
     out, _ = proc.communicate(timeout=timeout)
-    return [Attempt(d["at"], d["ok"], d.get("src")) for d in map(json.loads, out.splitlines())]
+    lines = [line for line in out.splitlines(keepends=True) if line.endswith("\n")]
+    return [Attempt(d["at"], d["ok"], d.get("src")) for d in map(json.loads, lines)]
 
 
 def outage(tries: list[Attempt], since: float, to: str) -> float | None:

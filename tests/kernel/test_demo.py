@@ -65,9 +65,20 @@ def test_demo_every_step_behaves_as_narrated_and_nothing_is_left(
     # The evidence the narration promises.
     assert "DHCPNAK" in out and "READY=1" in out and "dhcp-lease" in out
     assert "polroutd_repairs_total" in out
+    # The uplink steps: wan1's upstream dies with its link up; a probe transition moves new
+    # connections to wan2, counted; after the repair wan1 comes back, by probes again.
+    failover, recovery = out.split("== 10. ")[1].split("== 11. ")
+    assert "leaving by wan2" in failover and "LOWER_UP>" in failover  # wan1's link stayed up
+    assert '"event": "uplink_down"' in failover and '"cause": "probe"' in failover
+    assert ('polroutd_uplink_transitions_total{cause="probe",family="ipv4",interface="wan1",'
+            'to="down"} 1.0') in failover
+    assert 'polroutd_uplink_active{family="ipv4",interface="wan2"} 1.0' in failover
+    assert '"event": "uplink_up"' in recovery and "leaving by wan1" in recovery
+    assert 'polroutd_uplink_active{family="ipv4",interface="wan1"} 1.0' in recovery
+    assert f"removed the uplink lab: {PREFIX}-" in recovery
     token = TOKEN.search(out)
     assert token is not None, out
-    assert leftovers(token[1]) == []
+    assert leftovers(token[1]) == []  # the uplink lab's namespaces share the demo's token
     assert elapsed < 60, f"the demo took {elapsed:.1f} s"
 
 
@@ -75,6 +86,8 @@ def test_demo_every_step_behaves_as_narrated_and_nothing_is_left(
     ("== 5. ", signal.SIGINT),  # while polroutd starts
     ("== 7. ", signal.SIGINT),  # while the DHCP renewal is awaited
     ("== 7. ", signal.SIGTERM),
+    ("== 10. ", signal.SIGINT),  # while the uplink lab is built
+    ("== 11. ", signal.SIGTERM),  # while its polroutd runs and the upstream recovers
 ])
 def test_interrupted_demo_leaves_nothing_behind(
     require_netadmin: None, during: str, sig: signal.Signals

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polroutd.inputs.carrier import carrier
+from polroutd.inputs.carrier import CarrierFiles, carrier
 
 
 def test_carrier_reads_the_kernels_answer(tmp_path: Path) -> None:
@@ -18,3 +18,19 @@ def test_carrier_reads_the_kernels_answer(tmp_path: Path) -> None:
     assert carrier("off0", tmp_path) is False
     assert carrier("down0", tmp_path) is False
     assert carrier("gone0", tmp_path) is None
+
+
+def test_carrier_files_read_again_through_the_open_file(tmp_path: Path) -> None:
+    (tmp_path / "wan0").mkdir()
+    path = tmp_path / "wan0" / "carrier"
+    path.write_text("1\n")
+    files = CarrierFiles(tmp_path)
+    assert files.read("wan0", 5) is True
+    with path.open("r+") as same_file:  # the kernel answers afresh at offset 0
+        same_file.write("0\n")
+    assert files.read("wan0", 5) is False
+    assert files.read("gone0", 6) is None
+    files.retain(set())
+    path.write_text("1\n")
+    assert files.read("wan0", 5) is True  # opened again after it was let go
+    files.close()

@@ -56,3 +56,20 @@ def test_balance_renders_one_multipath_route_with_weights() -> None:
 def test_every_files_header_says_health_switching_needs_the_daemon(fmt: str) -> None:
     for name, text in render(decision("failover"), fmt, "218", generated_at=WHEN).items():
         assert UPLINKS_NOTE[-1] in text.replace("\n# ", "\n"), name
+
+
+def test_networkd_writes_balances_multipath_default_as_multipathroute_lines() -> None:
+    files = render(decision("balance"), "networkd", "218", generated_at=WHEN)
+    text = "".join(files.values())
+    assert "MultiPathRoute=10.2.0.1@wan1 3\nMultiPathRoute=10.3.0.1@wan2 1\n" in text
+    # never a gateway-less default: that would be an on-link default through one device
+    sections = text.split("[Route]")
+    assert all("Gateway=" in s or "MultiPathRoute=" in s for s in sections
+               if "Destination=0.0.0.0/0" in s)
+
+
+def test_nmcli_lists_the_multipath_default_as_a_comment_not_as_a_route() -> None:
+    script = render(decision("balance"), "nmcli", "218", generated_at=WHEN)["polroutd-nmcli.sh"]
+    assert ("# not expressible here: default metric 0 table 900 proto 218 nexthop via 10.2.0.1 "
+            "dev wan1 weight 3 nexthop via 10.3.0.1 dev wan2 weight 1") in script
+    assert "table=900'" not in script

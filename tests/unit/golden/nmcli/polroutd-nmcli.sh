@@ -19,7 +19,8 @@
 # leaves them and a running polroutd reports them as conflicts. Tables are numbers
 # (NM knows no table names). Rules pin today's addresses. NM attaches routes to the
 # profile's device only; routes through other devices (copies of container
-# bridges' routes) are listed as comments and not configured.
+# bridges' routes) and multipath routes (uplinks = "balance") are listed as
+# comments and not configured.
 #
 # Tables:
 #   table 30000 = mgt
