@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from polroutd.config.parse import load_config, parse_config, resolve_config_path
+from polroutd.config.parse import _huge_integer, load_config, parse_config, resolve_config_path
 from polroutd.core.errors import ConfigError
 from polroutd.core.settings import (
     Config,
@@ -428,6 +428,7 @@ REFUSED: list[tuple[str, str]] = [
      '6: interface[1].probe: must be "none", "icmp" or "tcp:HOST:PORT" (HOST an IP address, '
      '[IPv6] in brackets), got "tcp:192.0.2.1]:80"'),
     # a value of the wrong type, for every key
+    ("interface = [5]\n", "1: interface[1]: must be a table, got 5"),
     (D + 'dhcp_lease_paths = [3]\n',
      '2: daemon.dhcp_lease_paths[1]: must be a string, got 3'),
     (D + 'rt_tables_file = 3\n',
@@ -603,6 +604,11 @@ def test_entries_with_globs_and_tables_of_their_own_coexist() -> None:
     assert [i.table for i in parse(text).interfaces] == [None, None, None, "eth2"]
 
 
+def test_with_uplinks_off_their_table_is_free_for_an_interface() -> None:
+    text = I + 'table = "uplinks"\n'  # the default uplink_table
+    assert parse(text).interfaces[0].table == "uplinks"
+
+
 def test_strict_mode_takes_any_rule_priority() -> None:
     text = D + 'mode = "strict"\nrule_priority = 1\n' + I + "priority = 1\n"
     assert parse(text).interfaces[0].priority == 1
@@ -644,6 +650,9 @@ HUGE = "1" + "0" * 5000
         (f"[[interface]]\nname = 'eth0'\n[daemon]\nresync_interval = {HUGE}\n",
          ":4: daemon.resync_interval: an integer has thousands of digits; expected a sensible "
          "number"),
+        (f"\n[daemon]\nresync_interval = {HUGE}\n[[interface]]\nname = 'eth0'\n",
+         ":3: daemon.resync_interval: an integer has thousands of digits; expected a sensible "
+         "number"),
         (f"[daemon]\nexclude = [\n  {HUGE}]\n",
          ":3: syntax: an integer has thousands of digits; expected a sensible number"),
         (b"a = 1\n# caf\xe9\n",
@@ -657,6 +666,13 @@ def test_a_file_that_is_no_configuration_gives_one_line(
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == f"{path}{message}"
+
+
+def test_a_number_too_long_that_cannot_be_found_is_still_one_line() -> None:
+    # tomllib's only ValueError that is no TOMLDecodeError is an integer of over 4,300 digits;
+    # should another appear, the message still names the file and says what is wrong.
+    error = _huge_integer("f.toml", "x = 1\n")
+    assert str(error) == "f.toml: syntax: an integer has too many digits"
 
 
 def test_a_directory_is_refused_as_a_file(tmp_path: Path) -> None:
