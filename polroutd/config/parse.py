@@ -507,7 +507,8 @@ def _interface_table(where: _Where, key: str, value: Any) -> str | int:
 
 def _route_table(where: _Where, key: str, value: Any) -> str | int:
     """Extra routes go to main, another polroutd table, or a registered table."""
-    if value == "main" or (value == RT_TABLE_MAIN and not isinstance(value, bool)):
+    # type() is int: 254.0 == 254 and a float table is refused like any other
+    if value == "main" or (type(value) is int and value == RT_TABLE_MAIN):
         return "main"
     if isinstance(value, str) and _is_decimal(value) and int(value) == RT_TABLE_MAIN:
         return "main"
