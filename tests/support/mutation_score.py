@@ -15,6 +15,8 @@ TARGETS = {
     "polroutd.core.plan": 90.0,
     "polroutd.core.schedule": 90.0,
     "polroutd.config.parse": 90.0,
+    "polroutd.config.values": 90.0,
+    "polroutd.config.uplinks": 90.0,
     "polroutd.netlink.codec": 85.0,
 }
 DETECTED = {"killed", "timeout", "caught by type check"}
