@@ -194,13 +194,14 @@ def storm_lines(shape: hosts.HostShape, events: int) -> tuple[list[str], set[str
     """``events`` address lines (half adds, half deletes, the last one an add); returns the
     lines, the sources added for good and the original sources deleted."""
     def extra(k: int) -> str:
-        return f"10.100.{k % shape.interfaces}.{100 + k // shape.interfaces}"
+        return f"{hosts.subnet(k % shape.interfaces)}.{100 + k // shape.interfaces}"
 
     adds = events // 2
     if adds > shape.interfaces * 150:
         raise ValueError("storm too large for the address plan")
-    removed = {hosts.address(0, shape.per_interface - 1), hosts.address(1, shape.per_interface - 1)}
-    lines = [f"addr del {a}/24 dev {hosts.ifname(int(a.split('.')[2]))}" for a in sorted(removed)]
+    last = shape.per_interface - 1
+    removed = {hosts.address(0, last), hosts.address(1, last)}
+    lines = [f"addr del {hosts.address(i, last)}/24 dev {hosts.ifname(i)}" for i in (0, 1)]
     for k in range(adds):
         if k >= 2:
             gone = k - 2

@@ -4,8 +4,8 @@ The daemon reads everything once, then applies each rtnetlink event (which carri
 object) to that view instead of reading everything again; a periodic full read compares the
 two (``divergence``). The kernel also drops some objects without saying so, and those are
 modelled here: IPv4 routes through a device that goes down, is deleted or loses its last IPv4
-address, and routes whose preferred source was a deleted address (IPv6 only forgets the
-source). Notes in docs/performance.md, "Incremental reconcile".
+address, and main-table routes whose preferred source was a deleted address (IPv6 only
+forgets the source). Notes in docs/performance.md, "Incremental reconcile".
 """
 
 from __future__ import annotations
@@ -336,10 +336,13 @@ def _apply_address(view: _View, address: Address, change: Change) -> None:
         holders = [a for a in addresses if a.address == address.address]
         here = [a for a in addresses if a.ifindex == address.ifindex]
     if address.family == AF_INET:
-        # The kernel flushes routes preferring a source no interface holds any more, and every
-        # IPv4 route through the device when its last IPv4 address goes.
+        # The kernel flushes main-table routes preferring a source no interface holds any
+        # more (since Linux 6.10 only those of the address's own table, main outside a VRF:
+        # routes in other tables keep the stale source; older kernels flushed every table, and
+        # there the plan's deletes of polroutd's own find them gone, ESRCH, "already done"),
+        # and every IPv4 route through the device when its last IPv4 address goes.
         if not any(a.family == AF_INET for a in holders):
-            view.drop_routes(family=AF_INET, prefsrc=address.address)
+            view.drop_routes(family=AF_INET, prefsrc=address.address, table=RT_TABLE_MAIN)
         if not any(a.family == AF_INET for a in here):
             view.drop_routes(family=AF_INET, oif=address.ifindex)
         return
