@@ -68,27 +68,29 @@ class Touched:
 
 
 T = TypeVar("T", Link, Address, Route, Rule)
-# (field, kind of object) -> the tuple last grouped by that field, and its groups.
-_LAST: dict[tuple[str, type], tuple[tuple[Any, ...], dict[Any, list[Any]]]] = {}
+# (field, kind of object, slot) -> the tuple last grouped by that field, and its groups.
+_LAST: dict[tuple[str, type, str], tuple[tuple[Any, ...], dict[Any, list[Any]]]] = {}
 _REGROUP_ABOVE = 64  # more changes than this since the last tuple: grouped from scratch
 
 
-def grouped(items: tuple[T, ...], field: str) -> Mapping[Any, list[T]]:
+def grouped(items: tuple[T, ...], field: str, slot: str = "view") -> Mapping[Any, list[T]]:
     """``items`` by the value of ``field``: the view is looked at by interface and by table
     after each event, and a pass over the whole view costs what the event should not.
 
     The groups of a view's tuple are derived from those of the tuple it replaced (the last one
-    grouped by ``field``), changing only the groups of the objects that came or went; finding
-    those compares the tuples at C speed (``_edits``). A pure memo: the result is what a fresh
-    grouping gives, up to the order within a group when objects were replaced or deleted."""
+    grouped by ``field`` in the same ``slot``: one per succession of tuples, e.g. the kernel
+    view's, or the desired states'), changing only the groups of the objects that came or
+    went; finding those compares the tuples at C speed (``_edits``). A pure memo: the result is
+    what a fresh grouping gives, up to the order within a group when objects were replaced or
+    deleted."""
     if not items:
         return {}
-    memo = (field, type(items[0]))
+    memo = (field, type(items[0]), slot)
     last = _LAST.get(memo)
     if last is not None and last[0] is items:
         return last[1]
     groups: dict[Any, list[Any]] | None = None
-    edits = None if last is None else _edits(last[0], items, _REGROUP_ABOVE)
+    edits = None if last is None else _edits_memo(last[0], items)
     if last is not None and edits is not None:
         went, came = edits
         derived: dict[Any, list[Any]] = dict(last[1])
@@ -115,6 +117,27 @@ def grouped(items: tuple[T, ...], field: str) -> Mapping[Any, list[T]]:
                 found.append(item)
     _LAST[memo] = (items, groups)
     return groups
+
+
+# The last few (old tuple, new tuple) -> their edits: a view's tuple is grouped by several
+# fields, each derived from the same previous tuple.
+_EDITS: dict[tuple[int, int], tuple[tuple[Any, ...], tuple[Any, ...], Any]] = {}
+_EDITS_KEPT = 8
+
+
+def _edits_memo(
+    old: tuple[Any, ...], new: tuple[Any, ...]
+) -> tuple[list[Any], list[Any]] | None:
+    key = (id(old), id(new))
+    found = _EDITS.get(key)
+    if found is not None and found[0] is old and found[1] is new:
+        result: tuple[list[Any], list[Any]] | None = found[2]
+        return result
+    result = _edits(old, new, _REGROUP_ABOVE)
+    if len(_EDITS) >= _EDITS_KEPT:
+        _EDITS.clear()
+    _EDITS[key] = (old, new, result)
+    return result
 
 
 def _edits(
@@ -158,7 +181,8 @@ def _past_common_run(
     low, high = 0, n  # a run of ``low`` is common, one of ``high`` is not
     while high - low > 1:
         mid = (low + high) // 2
-        if old[i:i + mid] == new[j:j + mid]:
+        # only the part not yet known to be common: the slices halve at each step
+        if old[i + low:i + mid] == new[j + low:j + mid]:
             low = mid
         else:
             high = mid
@@ -176,8 +200,11 @@ def _remove_first(items: list[Route], match: Route) -> bool:
     if match in items:
         items.remove(match)
         return True
+    key = match.key
     for i, item in enumerate(items):  # the kernel deletes by key, protocol, device, gateway
-        if (item.key == match.key and item.protocol == match.protocol
+        if item.dst != match.dst or item.table != match.table:
+            continue  # cheap to tell, before the key is built
+        if (item.key == key and item.protocol == match.protocol
                 and item.oif == match.oif and item.gateway == match.gateway):
             del items[i]
             return True

@@ -417,6 +417,11 @@ class Daemon:
         self.tally.operations(decision, previous, results, went_down)
         self._went_down -= went_down
         self._report_tables_file()
+        if mode == "incremental" and self.engine.names_changed():
+            # Looked at after the apply, not before: the names files' stats would delay every
+            # event. A change no event announces is decided in full right after.
+            self.schedule.mark_dirty(self.deps.clock(), "names")
+            self._wake.set()
         return success
 
     def _wake_at_lease_expiry(self, decision: Decision) -> None:
