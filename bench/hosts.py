@@ -94,13 +94,16 @@ class Host:
         return {address(i, j) for i in range(s.interfaces) for j in range(s.per_interface)}
 
 
-def write_config(path: Path, workdir: Path, *, http_port: int | None = None) -> Path:
+def write_config(path: Path, workdir: Path, *, http_port: int | None = None,
+                 resync_interval: float | None = None) -> Path:
     """polroutd's configuration for a benchmark host: defaults (every interface with a global
     address, tables named after interfaces), with the rt_tables.d file kept in ``workdir``."""
     listen = f"127.0.0.1:{http_port}" if http_port else ""
+    resync = "" if resync_interval is None else f"resync_interval = {resync_interval}\n"
     path.write_text(
         "[daemon]\n"
         f'http_listen = "{listen}"\n'
         f'rt_tables_file = "{workdir}/iproute2/rt_tables.d/polroutd.conf"\n'
+        + resync
     )
     return path

@@ -67,6 +67,8 @@ class Touched:
     links_renamed: bool  # a link appeared, went, or changed name, kind, master or loopback
 
 
+NOTHING_TOUCHED = Touched(frozenset(), frozenset(), (), (), links_renamed=False)
+
 T = TypeVar("T", Link, Address, Route, Rule)
 # (field, kind of object, slot) -> the tuple last grouped by that field, and its groups.
 _LAST: dict[tuple[str, type, str], tuple[tuple[Any, ...], dict[Any, list[Any]]]] = {}
@@ -431,13 +433,23 @@ DivergenceKind = Literal["link", "address", "route", "rule"]
 
 def divergence(view: KernelState, read: KernelState) -> list[DivergenceKind]:
     """The kinds of object in which the view differs from a full read (order aside)."""
-    kinds: list[DivergenceKind] = []
-    if Counter(view.links) != Counter(read.links):
-        kinds.append("link")
-    if Counter(view.addresses) != Counter(read.addresses):
-        kinds.append("address")
-    if Counter(view.routes) != Counter(read.routes):
-        kinds.append("route")
-    if Counter(view.rules) != Counter(read.rules):
-        kinds.append("rule")
-    return kinds
+    pairs: tuple[tuple[DivergenceKind, tuple[Any, ...], tuple[Any, ...]], ...] = (
+        ("link", view.links, read.links),
+        ("address", view.addresses, read.addresses),
+        ("route", view.routes, read.routes),
+        ("rule", view.rules, read.rules),
+    )
+    return [kind for kind, mine, theirs in pairs if not _same_objects(mine, theirs)]
+
+
+def _same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two tuples hold the same objects, in whatever order. The view and a read list
+    them mostly in the same order (the view moves few objects between reads): the runs they
+    share are skipped at C speed, and only what lies between them is counted."""
+    if len(a) != len(b):
+        return False
+    edits = _edits(a, b, _REGROUP_ABOVE)
+    if edits is None:
+        return Counter(a) == Counter(b)
+    went, came = edits
+    return Counter(went) == Counter(came)

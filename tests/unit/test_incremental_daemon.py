@@ -295,3 +295,48 @@ async def test_the_gauges_after_incremental_reconciles_count_what_the_kernel_hol
     assert _reconciles(h, "incremental") > 10
     assert _divergences(h) == 0
     assert await h.stop() == 0
+
+
+async def _resync(h: Harness) -> None:
+    done = h.counter("reconciles_ok") + h.counter("reconciles_error")
+    h.daemon.schedule.next_resync = 0.0  # the periodic full read is due now
+    h.daemon._wake.set()  # (an event would be one more thing for the read to settle)
+    await h.until(lambda: h.counter("reconciles_ok") + h.counter("reconciles_error") > done
+                  and h.daemon.status.last is not None
+                  and h.daemon.status.last.reason == "resync")
+
+
+async def test_a_resync_that_finds_the_view_right_still_sees_a_lease_renewal() -> None:
+    """The periodic read finds the view exactly right: nothing is counted as divergence, and
+    what no event announces (here a renewed lease's new router) is still seen."""
+    kernel = _converged()
+    leases: dict[str, LeaseFindings] = {"ens224": lease_of("10.225.176.1")}
+    h = Harness(kernel, lease_reader=lambda _: dict(leases))
+    await h.start()
+    kernel.add_address(Address(MGMT, AF_INET, "10.225.160.99", 24))
+    _announce(h, kernel)
+    await _settle(h, h.counter("reconciles_ok"))
+    leases["ens224"] = lease_of("10.225.176.254")
+    reads = kernel.reads
+    await _resync(h)
+    assert kernel.reads > reads
+    assert h.daemon.state()["last_full_read"]["divergence"] == []
+    assert _default_via(kernel, 102) == "10.225.176.254"
+    assert h.daemon.status.in_sync
+    assert _divergences(h) == 0
+    assert await h.stop() == 0
+
+
+async def test_a_resync_that_finds_the_view_wrong_counts_it_and_repairs_from_the_read() -> None:
+    """A change the kernel made without a word (the fake drops a rule unannounced): the
+    periodic read counts the divergence and puts the rule back."""
+    kernel = _converged()
+    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_of("10.225.176.1")})
+    await h.start()
+    ours = next(r for r in kernel.state.rules if r.protocol == PROTO and r.src)
+    kernel.state = replace(kernel.state, rules=tuple(r for r in kernel.state.rules if r != ours))
+    await _resync(h)
+    assert h.daemon.state()["last_full_read"]["divergence"] == ["rule"]
+    assert _divergences(h) == 1
+    assert ours in kernel.state.rules
+    assert await h.stop() == 0
