@@ -222,6 +222,10 @@ class _View:
         self._addresses: list[Address] | None = None
         self._routes: list[Route] | None = None
         self._rules: list[Rule] | None = None
+        # Objects put in the lists since the read (appended, or in place of another): with
+        # the read's groups, they tell whether a list holds an object without a pass over it.
+        self._new_routes: list[Route] = []
+        self._new_rules: list[Rule] = []
 
     @property
     def links(self) -> list[Link]:
@@ -246,6 +250,32 @@ class _View:
         if self._rules is None:
             self._rules = list(self._state.rules)
         return self._rules
+
+    def has_route(self, route: Route) -> bool:
+        """Whether the routes, as changed so far, hold ``route``: an object neither in the
+        read's group of its table nor put in since cannot be there."""
+        if route in self._new_routes or route in grouped(self._state.routes, "table").get(
+                route.table, ()):
+            return route in self.routes
+        return False
+
+    def has_rule(self, rule: Rule) -> bool:
+        if rule in self._new_rules or rule in grouped(self._state.rules, "table").get(
+                rule.table, ()):
+            return rule in self.rules
+        return False
+
+    def put_route(self, route: Route, at: int | None = None) -> None:
+        """Appends ``route``, or puts it in place of the one at ``at``."""
+        if at is None:
+            self.routes.append(route)
+        else:
+            self.routes[at] = route
+        self._new_routes.append(route)
+
+    def put_rule(self, rule: Rule) -> None:
+        self.rules.append(rule)
+        self._new_rules.append(rule)
 
     def drop_routes(self, **where: object) -> None:
         def matches(r: Route) -> bool:
@@ -306,7 +336,7 @@ def apply_events(state: KernelState, events: Iterable[Event]) -> tuple[KernelSta
             tables.add(obj.table)
             rules.append(obj)
             if event.change == "new":
-                view.rules.append(obj)
+                view.put_rule(obj)
             elif obj in view.rules:
                 view.rules.remove(obj)
     touched = Touched(frozenset(ifindexes), frozenset(tables), tuple(rules), tuple(main_routes),
@@ -383,22 +413,24 @@ def _apply_address(view: _View, address: Address, change: Change) -> None:
     if view._routes is None and not any(
             forgets(r) for r in grouped(view._state.routes, "oif").get(address.ifindex, ())):
         return
-    view._routes = [r._replace(prefsrc=None) if forgets(r) else r for r in view.routes]
+    kept = [r._replace(prefsrc=None) if forgets(r) else r for r in view.routes]
+    view._new_routes.extend(r for r, old in zip(kept, view.routes, strict=True) if r is not old)
+    view._routes = kept
 
 
 def _apply_route(view: _View, route: Route, change: Change, replace: bool) -> None:
-    routes = view.routes
     if change == "del":
-        _remove_first(routes, route)
+        _remove_first(view.routes, route)
         return
     if replace:
-        key = route.key
-        at = next((i for i, old in enumerate(routes) if old.key == key), None)
+        key, dst, table = route.key, route.dst, route.table
+        at = next((i for i, old in enumerate(view.routes)
+                   if old.dst == dst and old.table == table and old.key == key), None)
         if at is not None:
-            routes[at] = route
+            view.put_route(route, at)
             return
-    if route not in routes:
-        routes.append(route)
+    if not view.has_route(route):
+        view.put_route(route)
 
 
 def apply_results(state: KernelState, results: Iterable[OpResult]) -> KernelState:
@@ -414,8 +446,8 @@ def apply_results(state: KernelState, results: Iterable[OpResult]) -> KernelStat
 def _apply_operation(view: _View, op: Operation) -> None:
     if isinstance(op, RuleOp):
         if op.op == "add":
-            if op.rule not in view.rules:
-                view.rules.append(op.rule)
+            if not view.has_rule(op.rule):
+                view.put_rule(op.rule)
         elif op.rule in view.rules:
             view.rules.remove(op.rule)
         return
@@ -424,8 +456,8 @@ def _apply_operation(view: _View, op: Operation) -> None:
         _remove_first(view.routes, op.route)
     elif op.op == "replace":
         _apply_route(view, op.route, "new", replace=True)
-    elif op.route not in view.routes:
-        view.routes.append(op.route)
+    elif not view.has_route(op.route):
+        view.put_route(op.route)
 
 
 DivergenceKind = Literal["link", "address", "route", "rule"]
