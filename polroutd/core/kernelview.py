@@ -11,7 +11,7 @@ forgets the source). Notes in docs/performance.md, "Incremental reconcile".
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -70,6 +70,7 @@ class Touched:
 NOTHING_TOUCHED = Touched(frozenset(), frozenset(), (), (), links_renamed=False)
 
 T = TypeVar("T", Link, Address, Route, Rule)
+_KINDS = ("links", "addresses", "routes", "rules")
 # (field, kind of object, slot) -> the tuple last grouped by that field, and its groups.
 _LAST: dict[tuple[str, type, str], tuple[tuple[Any, ...], dict[Any, list[Any]]]] = {}
 _REGROUP_ABOVE = 64  # more changes than this since the last tuple: grouped from scratch
@@ -125,6 +126,17 @@ def grouped(items: tuple[T, ...], field: str, slot: str = "view") -> Mapping[Any
 # fields, each derived from the same previous tuple.
 _EDITS: dict[tuple[int, int], tuple[tuple[Any, ...], tuple[Any, ...], Any]] = {}
 _EDITS_KEPT = 8
+
+
+def _remember_edits(old: tuple[Any, ...], new: tuple[Any, ...], went: list[Any],
+                    came: list[Any]) -> None:
+    """Tells ``grouped`` the edits that turned ``old`` into ``new`` (known to whoever made
+    ``new``), so that it does not look for them."""
+    if len(went) + len(came) > _REGROUP_ABOVE:
+        return
+    if len(_EDITS) >= _EDITS_KEPT:
+        _EDITS.clear()
+    _EDITS[(id(old), id(new))] = (old, new, (went, came))
 
 
 def _edits_memo(
@@ -198,19 +210,20 @@ def _address_key(a: Address) -> tuple[object, ...]:
     return (a.ifindex, a.family, a.address, a.prefixlen, a.peer)
 
 
-def _remove_first(items: list[Route], match: Route) -> bool:
-    if match in items:
-        items.remove(match)
-        return True
+def _remove_first(view: _View, match: Route) -> None:
+    """Removes the route the kernel's delete of ``match`` took away, if the view has it."""
+    items = view.routes
+    if view.has_route(match):
+        view.remove_at("routes", items.index(match))
+        return
     key = match.key
     for i, item in enumerate(items):  # the kernel deletes by key, protocol, device, gateway
         if item.dst != match.dst or item.table != match.table:
             continue  # cheap to tell, before the key is built
         if (item.key == key and item.protocol == match.protocol
                 and item.oif == match.oif and item.gateway == match.gateway):
-            del items[i]
-            return True
-    return False
+            view.remove_at("routes", i)
+            return
 
 
 class _View:
@@ -226,6 +239,10 @@ class _View:
         # the read's groups, they tell whether a list holds an object without a pass over it.
         self._new_routes: list[Route] = []
         self._new_rules: list[Rule] = []
+        # Per list, the objects taken out and put in: the new tuple's edits, handed to
+        # ``grouped`` so that it need not find them by comparing the tuples.
+        self._went: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+        self._came: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
 
     @property
     def links(self) -> list[Link]:
@@ -265,16 +282,37 @@ class _View:
             return rule in self.rules
         return False
 
-    def put_route(self, route: Route, at: int | None = None) -> None:
-        """Appends ``route``, or puts it in place of the one at ``at``."""
+    def _list(self, kind: str) -> list[Any]:
+        items: list[Any] = getattr(self, kind)
+        return items
+
+    def put(self, kind: str, obj: Any, at: int | None = None) -> None:
+        """Appends ``obj`` to a list, or puts it in place of the one at ``at``."""
+        items = self._list(kind)
         if at is None:
-            self.routes.append(route)
+            items.append(obj)
         else:
-            self.routes[at] = route
+            self._went[kind].append(items[at])
+            items[at] = obj
+        self._came[kind].append(obj)
+
+    def remove_at(self, kind: str, at: int) -> None:
+        items = self._list(kind)
+        self._went[kind].append(items[at])
+        del items[at]
+
+    def keep_only(self, kind: str, keep: Callable[[Any], bool]) -> None:
+        """Removes from a list every object ``keep`` refuses."""
+        items = self._list(kind)
+        self._went[kind].extend(x for x in items if not keep(x))
+        setattr(self, "_" + kind, [x for x in items if keep(x)])
+
+    def put_route(self, route: Route, at: int | None = None) -> None:
+        self.put("routes", route, at)
         self._new_routes.append(route)
 
     def put_rule(self, rule: Rule) -> None:
-        self.rules.append(rule)
+        self.put("rules", rule)
         self._new_rules.append(rule)
 
     def drop_routes(self, **where: object) -> None:
@@ -288,18 +326,32 @@ class _View:
             if gone:
                 routes = self.routes
                 for r in gone:
-                    routes.remove(r)
+                    self.remove_at("routes", routes.index(r))
             return
-        self._routes = [r for r in self.routes if not matches(r)]
+        self.keep_only("routes", lambda r: not matches(r))
 
     def state(self) -> KernelState:
         s = self._state
         return KernelState(
-            links=s.links if self._links is None else tuple(self._links),
-            addresses=s.addresses if self._addresses is None else tuple(self._addresses),
-            routes=s.routes if self._routes is None else tuple(self._routes),
-            rules=s.rules if self._rules is None else tuple(self._rules),
+            links=self._tuple("links", s.links, self._links),
+            addresses=self._tuple("addresses", s.addresses, self._addresses),
+            routes=self._tuple("routes", s.routes, self._routes),
+            rules=self._tuple("rules", s.rules, self._rules),
         )
+
+    def _tuple(self, kind: str, old: tuple[T, ...], items: list[T] | None) -> tuple[T, ...]:
+        """The list as the view's new tuple, its edits from ``old`` remembered for
+        ``grouped`` (what came and went again cancels out)."""
+        if items is None:
+            return old
+        new = tuple(items)
+        went, came = list(self._went[kind]), list(self._came[kind])
+        for item in self._went[kind]:
+            if item in came:
+                came.remove(item)
+                went.remove(item)
+        _remember_edits(old, new, went, came)
+        return new
 
 
 def apply_events(state: KernelState, events: Iterable[Event]) -> tuple[KernelState, Touched] | None:
@@ -338,7 +390,7 @@ def apply_events(state: KernelState, events: Iterable[Event]) -> tuple[KernelSta
             if event.change == "new":
                 view.put_rule(obj)
             elif obj in view.rules:
-                view.rules.remove(obj)
+                view.remove_at("rules", view.rules.index(obj))
     touched = Touched(frozenset(ifindexes), frozenset(tables), tuple(rules), tuple(main_routes),
                       renamed)
     return view.state(), touched
@@ -350,15 +402,12 @@ def _apply_link(view: _View, link: Link, change: Change) -> bool:
     old = view.links[at] if at is not None else None
     if change == "del":
         if at is not None:
-            del view.links[at]
+            view.remove_at("links", at)
         # Its addresses go with it (each announced, usually after this); its routes silently.
-        view._addresses = [a for a in view.addresses if a.ifindex != link.ifindex]
+        view.keep_only("addresses", lambda a: a.ifindex != link.ifindex)
         view.drop_routes(oif=link.ifindex)
         return True
-    if at is None:
-        view.links.append(link)
-    else:
-        view.links[at] = link
+    view.put("links", link, at)
     if old is not None and old.up and not link.up:
         view.drop_routes(oif=link.ifindex)  # the kernel flushes them without a word
     return old is None or (old.name, old.kind, old.master, old.loopback) != (
@@ -378,15 +427,12 @@ def _apply_address(view: _View, address: Address, change: Change) -> None:
         at = next((i for i, old in enumerate(addresses)
                    if old.address == address.address and _address_key(old) == key), None)
     if change == "new":
-        if at is None:
-            addresses.append(address)
-        else:
-            addresses[at] = address
+        view.put("addresses", address, at)
         return
     gone = None
     if at is not None:
         gone = addresses[at]
-        del addresses[at]
+        view.remove_at("addresses", at)
     if fresh:  # what is left, from the read's groups less the one deleted
         read = view._state.addresses
         holders = [a for a in grouped(read, "address").get(address.address, ()) if a != gone]
@@ -413,14 +459,14 @@ def _apply_address(view: _View, address: Address, change: Change) -> None:
     if view._routes is None and not any(
             forgets(r) for r in grouped(view._state.routes, "oif").get(address.ifindex, ())):
         return
-    kept = [r._replace(prefsrc=None) if forgets(r) else r for r in view.routes]
-    view._new_routes.extend(r for r, old in zip(kept, view.routes, strict=True) if r is not old)
-    view._routes = kept
+    for at, route in enumerate(view.routes):
+        if forgets(route):
+            view.put_route(route._replace(prefsrc=None), at)
 
 
 def _apply_route(view: _View, route: Route, change: Change, replace: bool) -> None:
     if change == "del":
-        _remove_first(view.routes, route)
+        _remove_first(view, route)
         return
     if replace:
         key, dst, table = route.key, route.dst, route.table
@@ -448,12 +494,12 @@ def _apply_operation(view: _View, op: Operation) -> None:
         if op.op == "add":
             if not view.has_rule(op.rule):
                 view.put_rule(op.rule)
-        elif op.rule in view.rules:
-            view.rules.remove(op.rule)
+        elif view.has_rule(op.rule):
+            view.remove_at("rules", view.rules.index(op.rule))
         return
     assert isinstance(op, RouteOp)
     if op.op == "delete":
-        _remove_first(view.routes, op.route)
+        _remove_first(view, op.route)
     elif op.op == "replace":
         _apply_route(view, op.route, "new", replace=True)
     elif not view.has_route(op.route):
