@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-# measure -> (panel title, y label)
+# measure -> (panel title, y label, logarithmic y): the event panel is linear from 0, so that
+# a flat cost looks flat.
 PANELS = {
-    "cold": ("Cold convergence", "ms (read + decide + apply)"),
-    "event": ("Event latency (address -> rule)", "ms, median"),
-    "resync": ("No-op resync", "ms, median"),
+    "cold": ("Cold convergence", "ms (read + decide + apply)", True),
+    "event": ("Event latency (address -> rule)", "ms, median", False),
+    "resync": ("No-op resync", "ms, median", True),
 }
 Curve = Mapping[str, Mapping[str, Mapping[str, float]]]  # measure -> rules -> who -> ms
 
@@ -36,10 +37,13 @@ def draw_curve(curve: Curve, target: Path) -> Path | None:
         for who, label, style in (("polroutd_ms", "polroutd", "o-"),
                                   ("ip_batch_ms", "ip -batch", "s--")):
             ax.plot(x, [points[s][who] for s in sizes], style, label=label)
-        title, ylabel = PANELS[measure]
+        title, ylabel, logarithmic = PANELS[measure]
         ax.set_title(title, fontsize=10)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if logarithmic:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_xticks(x, [str(v) for v in x])
         ax.set_xlabel("rules")
         ax.set_ylabel(ylabel)
