@@ -127,7 +127,7 @@ def _resync(ctx: Context, scenario: str, large: Large, config_key: str) -> None:
     /state ``last_reconcile.duration_seconds``) and in-process (``Engine.read_and_decide``)."""
     daemon = large.daemon
     durations: list[float] = []
-    for _ in range(ctx.n(10, 3)):
+    for _ in range(ctx.n(10, 2)):
         before = _last_reconcile(daemon).get("at")
         daemon.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
@@ -142,14 +142,14 @@ def _resync(ctx: Context, scenario: str, large: Large, config_key: str) -> None:
             raise BenchError(f"resync was not a no-op: {last}")
         durations.append(float(last["duration_seconds"]))
         time.sleep(0.1)
-    inproc = in_process_noop(ctx, large, ctx.n(50, 5), config_key)
+    inproc = in_process_noop(ctx, large, ctx.n(50, 3), config_key)
     # The periodic resync: the daemon is reloaded with a resync every second for a while.
     config = ctx.workdir / f"{config_key}.toml"
     original = config.read_text()
     config.write_text(original + "resync_interval = 1\n")
     try:
         daemon.proc.send_signal(signal.SIGHUP)
-        periodic = periodic_resyncs(daemon, ctx.n(10, 3))
+        periodic = periodic_resyncs(daemon, ctx.n(10, 2))
     finally:
         config.write_text(original)
         daemon.proc.send_signal(signal.SIGHUP)
