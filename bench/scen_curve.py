@@ -181,6 +181,11 @@ def _one_size(ctx: Context, interfaces: int, port: int) -> dict[str, Any]:
     }
 
 
+def plot_target(quick: bool, workdir: Path) -> Path:
+    """docs/cost-curve.png for a full run; a quick run's few samples go to its own directory."""
+    return workdir / "cost-curve.png" if quick else PLOT
+
+
 MEASURES = (
     ("cold", "cold convergence: read + decide + apply; ip: -batch of the same operations"),
     ("event", "address add -> rule (median); ip: one -batch process of its 2 operations"),
@@ -202,8 +207,7 @@ def run(ctx: Context) -> None:
                         ip_batch=ms(theirs)))
             curve.setdefault(measure, {})[str(result["rules"])] = {
                 "polroutd_ms": ms(ours), "ip_batch_ms": ms(theirs)}
-    target = ctx.workdir / "cost-curve.png" if ctx.quick else PLOT
-    drawn = draw_curve(curve, target)
+    drawn = draw_curve(curve, plot_target(ctx.quick, ctx.workdir))
     ctx.say(f"  curve: plot {'written to ' + str(drawn) if drawn else 'skipped (no matplotlib)'}")
     ctx.details["curve"] = {
         "estimate": "median of the samples; ip -batch figures minus an empty batch (cold, "
