@@ -168,3 +168,28 @@ def check_sources(sock: nl.Socket, expected: set[str], what: str,
     if missing:
         raise BenchError(f"{what}: {len(missing)} rule(s) missing, "
                                f"e.g. {sorted(missing)[:3]}")
+
+
+def periodic_resyncs(daemon: LabDaemon, count: int, timeout: float = 60.0) -> list[float]:
+    """The durations of the daemon's next ``count`` periodic resyncs (its configuration must
+    make them come often), each checked to be a no-op that found the view kept from events
+    equal to the kernel (/state ``last_reconcile``, ``last_full_read``)."""
+    durations: list[float] = []
+    seen = (daemon.state()["last_reconcile"] or {}).get("at")
+    deadline = time.monotonic() + timeout
+    while len(durations) < count:
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {len(durations)} periodic resync(s) in {timeout:.0f} s")
+        state = daemon.state()
+        last = state["last_reconcile"] or {}
+        if last.get("at") != seen:
+            seen = last.get("at")
+            if last.get("reason") == "resync":
+                full_read = state.get("last_full_read") or {}
+                if last.get("operations") or last.get("result") != "ok":
+                    raise BenchError(f"resync was not a no-op: {last}")
+                if full_read.get("divergence"):
+                    raise BenchError(f"resync found the view diverged: {full_read}")
+                durations.append(float(last["duration_seconds"]))
+        time.sleep(0.05)
+    return durations

@@ -2,8 +2,9 @@
 
 The host namespace holds the interfaces ``bn0..bnN-1``; their veth peers live in a second
 ``peer`` namespace (the "network"), so the host looks like a server with N NICs. Interface
-``bn<i>`` is on ``10.100.<i>.0/24``; its addresses are ``10.100.<i>.10`` upwards and, with
-``gateways``, the main table has ``default via 10.100.<i>.1 dev bn<i> metric 100+i``, the way
+``bn<i>`` is on a /24 of its own, ``10.100.<i>.0/24`` for the first 250 and then ``10.101.<i -
+250>.0/24`` (``subnet``); its addresses are ``.10`` upwards and, with ``gateways``, the main
+table has ``default via <subnet>.1 dev bn<i> metric 100+i``, the way
 DHCP leaves a multi-homed host. IPv6 stays on (link-local addresses, as on a real host) with
 DAD off, so no late address events disturb the measurements.
 """
@@ -35,13 +36,22 @@ def ifname(i: int) -> str:
     return f"bn{i}"
 
 
+MAX_INTERFACES = 1000  # 10.100.0.0 to 10.103.249.0: probes use 10.200 upwards
+SUBNETS_PER_OCTET = 250
+
+
+def subnet(i: int) -> str:
+    """The first three octets of interface i's /24."""
+    return f"10.{100 + i // SUBNETS_PER_OCTET}.{i % SUBNETS_PER_OCTET}"
+
+
 def address(i: int, j: int) -> str:
     """The j-th address of interface i (j up to 239)."""
-    return f"10.100.{i}.{10 + j}"
+    return f"{subnet(i)}.{10 + j}"
 
 
 def gateway(i: int) -> str:
-    return f"10.100.{i}.1"
+    return f"{subnet(i)}.1"
 
 
 class Host:
@@ -49,7 +59,7 @@ class Host:
 
     def __init__(self, spaces: netns.Namespaces, role: str, shape: HostShape, *,
                  with_addresses: bool = True) -> None:
-        if shape.interfaces > 250 or shape.per_interface > 200:
+        if shape.interfaces > MAX_INTERFACES or shape.per_interface > 200:
             raise ValueError("host too large for the address plan")
         self.shape = shape
         self.ns = spaces.add(role)
@@ -84,13 +94,16 @@ class Host:
         return {address(i, j) for i in range(s.interfaces) for j in range(s.per_interface)}
 
 
-def write_config(path: Path, workdir: Path, *, http_port: int | None = None) -> Path:
+def write_config(path: Path, workdir: Path, *, http_port: int | None = None,
+                 resync_interval: float | None = None) -> Path:
     """polroutd's configuration for a benchmark host: defaults (every interface with a global
     address, tables named after interfaces), with the rt_tables.d file kept in ``workdir``."""
     listen = f"127.0.0.1:{http_port}" if http_port else ""
+    resync = "" if resync_interval is None else f"resync_interval = {resync_interval}\n"
     path.write_text(
         "[daemon]\n"
         f'http_listen = "{listen}"\n'
         f'rt_tables_file = "{workdir}/iproute2/rt_tables.d/polroutd.conf"\n'
+        + resync
     )
     return path

@@ -27,6 +27,7 @@ from typing import Any
 from bench import (
     scen_burst,
     scen_cold,
+    scen_curve,
     scen_large,
     scen_latency,
     scen_reliability,
@@ -47,15 +48,20 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "idle": (scen_large.idle, "idle CPU at 1,024 rules"),
     "latency-large": (scen_large.latency, "event -> converged latency at 1,024 rules"),
     "latency-4096": (scen_large.latency_4096, "event -> converged latency at 4,096 rules"),
+    "rss-4096": (scen_large.rss_4096, "daemon RSS at 4,096 rules"),
+    "resync-4096": (scen_large.resync_4096, "no-op resync at 4,096 rules"),
     "storm": (scen_large.storm, "5,000 address events: convergence, reconciles, RSS"),
     "reliability": (scen_reliability.run, "100 kill -9, 1,000 flaps, 1,000 concurrent /state, "
                     "churn soak (--soak-minutes)"),
     "uplinks": (scen_uplinks.run, "uplink failover: carrier, upstream, recovery; probe CPU"),
     "start": (scen_start.run, "process start -> STATUS=starting, runtime-only and dev venv; "
               "imports"),
+    "curve": (scen_curve.run, "cold, event and no-op resync at 64 to 4,096 rules, vs ip -batch; "
+              "table and docs/cost-curve.png"),
 }
-# Too long for --quick (about 15 minutes): run by full runs and by name only.
-NOT_QUICK = frozenset({"reliability"})
+# Too long for --quick (reliability: about 15 minutes; curve: builds hosts of up to 256
+# interfaces): run by full runs and by name only.
+NOT_QUICK = frozenset({"reliability", "curve"})
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

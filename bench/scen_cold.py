@@ -191,8 +191,8 @@ def run(ctx: Context) -> None:
         # A difference at or below zero says only that noise swamped it (a quick run's two
         # samples can do that): no verdict either way.
         ctx.add(Row("cold", f"{rules} rules + {routes} routes: {measure}", "ms", ms(est[key]),
-                    ip_batch=ms(est["ip_batch"]), target="<= 2x ip -batch",
-                    met=ratio <= 2.0 if est[key] > 0 else None))
+                    ip_batch=ms(est["ip_batch"]), target="<= 1.5x ip -batch",
+                    met=ratio <= 1.5 if est[key] > 0 else None))
     ctx.add(Row("cold", "same, in a fresh process: read + decide + apply", "ms",
                 ms(median(phases["total"])), ip_batch=ms(est["ip_batch"])))
     cpu_est = {

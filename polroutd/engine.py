@@ -123,6 +123,7 @@ class Engine:
         self.kernel = kernel
         self._clock = clock  # Unix time: lease expiry, unused table numbers, files' timestamps
         self._registry_signature = registry_signature(config)
+        self._names_stale = False  # names_changed() saw the names files change since read
         self.registry, self.protocol = resolve_names(config)
         # The protocols polroutd used before a reload changed it: their objects are taken over
         # (see make_plan) until a reconcile has applied in full (``adopted``).
@@ -168,6 +169,16 @@ class Engine:
         if signature != self._registry_signature:
             self._registry_signature = signature
             self.registry = read_system_registry(self.config)
+        self._names_stale = False
+
+    def names_changed(self) -> bool:
+        """Whether the system's names files changed since they were read (a ``stat`` of each).
+        ``decide_touched`` does not look (the stats cost what an event's reconcile should
+        not): the daemon asks after applying, and a change makes the next decision a full one.
+        """
+        if registry_signature(self.config) != self._registry_signature:
+            self._names_stale = True
+        return self._names_stale
 
     def _recorded_tables_file(self) -> Records:
         """The recorded-tables file, parsed again only when it changed."""
@@ -267,10 +278,10 @@ class Engine:
         """The decision for ``state`` (the last decision's state with events applied) found by
         deciding again only for the interfaces ``touched`` names, and those whose DHCP lease
         files changed (no event tells); None when that cannot tell and a full decision must
-        (see core/incremental.py), or the names files or recorded table numbers changed."""
+        (see core/incremental.py), or the recorded table numbers changed, or ``names_changed``
+        saw the names files change."""
         last = self._last
-        if (last is None or registry_signature(self.config) != self._registry_signature
-                or self._recorded() != self._records_applied):
+        if last is None or self._names_stale or self._recorded() != self._records_applied:
             return None
         if self.adopting:
             return None  # the adopted protocols' objects are planned only by a full decision

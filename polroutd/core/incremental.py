@@ -11,6 +11,7 @@ decision: ``scope`` or ``redecide`` say None.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from polroutd.core.desired import (
     Inputs,
@@ -26,7 +27,7 @@ from polroutd.core.desired import (
 )
 from polroutd.core.kernelview import Touched, grouped
 from polroutd.core.limits import RTN_UNICAST
-from polroutd.core.model import Conflict, DesiredState, KernelState, Link, Plan, Route
+from polroutd.core.model import Conflict, DesiredState, KernelState, Link, Plan, Route, Rule
 from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.tables import TableRef
@@ -118,7 +119,8 @@ def redecide(
         != main_first_rules(pieces.values(), inputs.protocol)
     ):
         return None
-    result = assemble(new.values(), desired.skipped, inputs)
+    result = (_reassemble(pieces, new, indexes, desired, inputs)
+              or assemble(new.values(), desired.skipped, inputs))
     if not chosen:
         return new, result, Plan((), plan.conflicts)
     mine = [new[index] for index in sorted(indexes)]
@@ -155,6 +157,58 @@ def redecide(
     sources = {r.src for index in indexes for p in (pieces[index], new[index]) for r in p.rules}
     kept = tuple(c for c in plan.conflicts if not _concerns(c, tables, indexes, sources))
     return new, result, Plan(partial.operations, kept + partial.conflicts)
+
+
+def _reassemble(
+    old: Pieces, new: Pieces, indexes: set[int], desired: DesiredState, inputs: Inputs
+) -> DesiredState | None:
+    """What ``assemble`` makes of the ``new`` pieces, from ``desired`` (assembled from the
+    ``old`` ones) with the slices of the interfaces decided again replaced, when that is
+    certain to be the same: each interface's routes in a table of its own, the same tables
+    (so the same order and nothing claimed twice) and no uplink table (whose objects follow
+    every uplink). None: assemble afresh."""
+    if inputs.config.daemon.uplinks != "off" or desired.uplinks:
+        return None
+    if any(new[i].interface.table_id != old[i].interface.table_id
+           or new[i].interface.name != old[i].interface.name
+           or not new[i].own_table_only for i in indexes):
+        return None
+    if not all(p.own_table_only for p in old.values()) or len(
+            {p.interface.table_id for p in old.values()}) != len(old):
+        return None
+    by_name = sorted(old.values(), key=lambda p: p.interface.name)
+    first_rule = len(desired.rules) - sum(len(p.rules) for p in by_name)  # main-first rules
+    if first_rule < 0 or len(desired.routes) != sum(len(p.routes) for p in by_name):
+        return None
+    interfaces = tuple(new[p.interface.index].interface if p.interface.index in indexes
+                       else p.interface for p in by_name)
+    rules, routes = _spliced(desired, by_name, new, indexes, first_rule)
+    return replace(desired, interfaces=interfaces, rules=rules, routes=routes)
+
+
+def _spliced(
+    desired: DesiredState, by_name: list[Piece], new: Pieces, indexes: set[int], first_rule: int
+) -> tuple[tuple[Rule, ...], tuple[Route, ...]]:
+    """``desired``'s rules and routes with each chosen interface's slice replaced by its new
+    piece's: the untouched runs are copied as slices (at C speed), not object by object."""
+    rules: list[Rule] = []
+    routes: list[Route] = []
+    rule_from, route_from = 0, 0  # where the current untouched run started
+    at_rule, at_route = first_rule, 0
+    for piece in by_name:
+        n_rules, n_routes = len(piece.rules), len(piece.routes)
+        if piece.interface.index in indexes:
+            rules.extend(desired.rules[rule_from:at_rule])
+            routes.extend(desired.routes[route_from:at_route])
+            replacement = new[piece.interface.index]
+            rules.extend(replacement.rules)
+            routes.extend(replacement.routes)
+            rule_from, route_from = at_rule + n_rules, at_route + n_routes
+        at_rule += n_rules
+        at_route += n_routes
+    rules.extend(desired.rules[rule_from:])
+    routes.extend(desired.routes[route_from:])
+    return tuple(rules), tuple(routes)
 
 
 def _concerns(

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
 from polroutd.core.desired import route_order, rule_order
+from polroutd.core.kernelview import grouped
 from polroutd.core.model import (
     Conflict,
     DesiredState,
@@ -178,14 +179,19 @@ def classify(
         return [Classified(op, "change", None) for op in plan.operations]
     if not plan.operations:
         return []
-    any_rules = any(isinstance(op, RuleOp) for op in plan.operations)
-    any_routes = not all(isinstance(op, RuleOp) for op in plan.operations)
-    old_rules = {r.identity() for r in previous.rules} if any_rules else set()
-    now_rules = {r.identity() for r in current.rules} if any_rules else set()
-    old_routes = {r.key: r for r in previous.routes} if any_routes else {}
-    now_routes = {r.key: r for r in current.routes} if any_routes else {}
-    moved = _moved_interfaces(previous, current)
+    # Only the tables the operations are in are looked at: an event's reconcile plans a few
+    # operations on a host of thousands of rules (each desired state's groups by table are
+    # derived from the last one's, see ``grouped``).
+    rule_tables = {op.rule.table for op in plan.operations if isinstance(op, RuleOp)}
+    route_tables = {op.route.table for op in plan.operations if isinstance(op, RouteOp)}
+    old_rules = _rule_identities(previous, rule_tables, "previous")
+    now_rules = _rule_identities(current, rule_tables, "current")
+    old_routes = _routes_by_key(previous, route_tables, "previous")
+    now_routes = _routes_by_key(current, route_tables, "current")
     by_table = {i.table_id: i.index for i in (*previous.interfaces, *current.interfaces)}
+    concerned = {op.route.oif if isinstance(op, RouteOp) else by_table.get(op.rule.table)
+                 for op in plan.operations}
+    moved = _moved_interfaces(previous, current, concerned)
     out = []
     for op in plan.operations:
         if isinstance(op, RuleOp):
@@ -206,10 +212,27 @@ def classify(
     return out
 
 
-def _moved_interfaces(previous: DesiredState, current: DesiredState) -> set[int]:
-    """Interfaces whose presence, admin state or addresses differ between the two states."""
+def _rule_identities(state: DesiredState, tables: set[int], slot: str) -> set[tuple[object, ...]]:
+    if not tables:
+        return set()
+    by_table = grouped(state.rules, "table", slot)
+    return {r.identity() for t in tables for r in by_table.get(t, ())}
+
+
+def _routes_by_key(state: DesiredState, tables: set[int], slot: str) -> dict[RouteKey, Route]:
+    if not tables:
+        return {}
+    by_table = grouped(state.routes, "table", slot)
+    return {r.key: r for t in tables for r in by_table.get(t, ())}
+
+
+def _moved_interfaces(
+    previous: DesiredState, current: DesiredState, among: set[int | None]
+) -> set[int]:
+    """Those of the interfaces ``among`` whose presence, admin state or addresses differ
+    between the two states."""
     def fingerprint(state: DesiredState) -> dict[int, tuple[bool, tuple[str, ...]]]:
-        return {i.index: (i.up, i.addresses) for i in state.interfaces}
+        return {i.index: (i.up, i.addresses) for i in state.interfaces if i.index in among}
 
     old, new = fingerprint(previous), fingerprint(current)
     return {index for index in old.keys() | new.keys() if old.get(index) != new.get(index)}

@@ -19,7 +19,13 @@ from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.desired import earliest_lease_expiry
 from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
-from polroutd.core.kernelview import Event, apply_events, apply_results, divergence
+from polroutd.core.kernelview import (
+    NOTHING_TOUCHED,
+    Event,
+    apply_events,
+    apply_results,
+    divergence,
+)
 from polroutd.core.model import DesiredState, KernelState, OpResult
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
@@ -282,14 +288,16 @@ class Daemon:
     def _events_pending(self) -> bool:
         return self._events is not None and self._consume_events()
 
-    def _read_settled(self) -> KernelState:
+    def _read_settled(self) -> tuple[KernelState, bool]:
         """A kernel read that no change raced: links, addresses, routes and rules are dumped
         one after another, so a change between two dumps (an address deleted after the address
         dump, its routes flushed before the route dump) would look like drift. Events that
         arrived during the read are consumed by reading again.
 
         The view kept from events, brought up to date first, is compared with the read: every
-        difference is counted (polroutd_cache_divergence_total) and the read replaces it."""
+        difference is counted (polroutd_cache_divergence_total) and the read replaces it. With
+        the read, whether it found the view exactly right (then the decisions made from the
+        view since the last full one hold for it too)."""
         if self._events is not None:
             self._consume_events()
         view = self._current_view()
@@ -304,7 +312,7 @@ class Daemon:
         found = None if view is None or raced else tuple(divergence(view, state))
         self.tally.divergence(found or ())
         self.status.full_read = FullRead(self.deps.wallclock(), found)
-        return state
+        return state, found == ()
 
     def _current_view(self) -> KernelState | None:
         """The view with the pending events applied; None if one of them says too little."""
@@ -393,7 +401,14 @@ class Daemon:
                 decision = self._decide_from_events(reason)
                 mode = "incremental" if decision is not None else "full"
             if decision is None:
-                decision = self.engine.decide(self._read_settled())
+                state, verified = self._read_settled()
+                if verified and reason == "resync":
+                    # The periodic read found the view right: what was decided from it stands,
+                    # and only what no event announces (lease files, recorded tables, names)
+                    # is looked at again, as after an event that touched nothing.
+                    decision = self.engine.decide_touched(state, NOTHING_TOUCHED)
+                if decision is None:
+                    decision = self.engine.decide(state)
             went_down = frozenset(self._went_down)  # every event up to the decision included
         except (KernelError, OSError, ConfigError) as exc:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
@@ -420,6 +435,11 @@ class Daemon:
         self.tally.operations(decision, previous, results, went_down)
         self._went_down -= went_down
         self._report_tables_file()
+        if mode == "incremental" and self.engine.names_changed():
+            # Looked at after the apply, not before: the names files' stats would delay every
+            # event. A change no event announces is decided in full right after.
+            self.schedule.mark_dirty(self.deps.clock(), "names")
+            self._wake.set()
         return success
 
     def _wake_at_lease_expiry(self, decision: Decision) -> None:

@@ -16,19 +16,19 @@ from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import CounterMetric, Metrics
 from polroutd.core.decision import Decision
 from polroutd.core.describe import conflict_text, operation_text
-from polroutd.core.kernelview import Event
+from polroutd.core.kernelview import Event, grouped
 from polroutd.core.limits import FAMILIES
 from polroutd.core.model import (
     DesiredState,
     Operation,
     OpResult,
     Route,
+    RouteOp,
     Rule,
     RuleOp,
     family_name,
 )
 from polroutd.core.plan import Classified, classify
-from polroutd.core.stateview import present_after
 
 # Races of hot-unplug and link-down: the next event-driven reconcile settles them.
 EXPECTED_ERRNOS = frozenset({errno.ENODEV, errno.ENETDOWN})
@@ -63,7 +63,7 @@ class Tally:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         # Operations that failed last time: retrying one is not new drift.
         self._failed_last: set[Operation] = set()
-        self._gateway_labels: set[tuple[str, str]] = set()
+        self._gateway_values: dict[tuple[str, str], int] = {}  # as last set
         self._conflicts_seen: set[Rule | Route] = set()  # the foreign objects warned about
         self._skipped_seen: set[tuple[str, str]] = set()  # (interface, reason) logged
 
@@ -159,10 +159,15 @@ class Tally:
     # --- gauges -------------------------------------------------------------------------------
 
     def gauges(self, decision: Decision, results: list[OpResult], protocol: int) -> None:
-        """What polroutd owns and manages after ``results`` were applied to ``decision``."""
+        """What polroutd owns and manages after ``results`` were applied to ``decision``.
+
+        An event's reconcile on a host of thousands of rules must not pass over all of them:
+        the owned objects are counted from the view's groups by protocol (derived from the last
+        view's, see ``grouped``), the default routes held are looked up in their tables, and a
+        gauge is set only when its value changed."""
         m = self.metrics
-        rules = sum(r.protocol == protocol for r in decision.state.rules)
-        routes = sum(r.protocol == protocol for r in decision.state.routes)
+        rules = len(grouped(decision.state.rules, "protocol").get(protocol, ()))
+        routes = len(grouped(decision.state.routes, "protocol").get(protocol, ()))
         for r in results:
             if r.ok and r.operation.op != "replace":
                 step = 1 if r.operation.op == "add" else -1
@@ -178,22 +183,22 @@ class Tally:
         self._report_once(decision)
         # 1 only when the table holds its default route, not when one was merely chosen: the
         # kernel may refuse it (a gateway not on-link), and then the table has none.
-        _, held = present_after(decision, results)
-        defaults = {(key.table, key.family) for key in held if key.dst_len == 0}
-        labels: set[tuple[str, str]] = set()
+        defaults = _defaults_held(decision, results)
+        values: dict[tuple[str, str], int] = {}
         for iface in decision.desired.interfaces:
             # 0 or 1 for every managed interface and family, never left out: a series that
             # vanishes cannot be alerted on (an isolated network silences its alert instead).
             for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
                 label = (iface.name, family_name(family))
-                labels.add(label)
                 has_default = gateway.present and (iface.table_id, family) in defaults
-                m.gateway_present.labels(*label).set(1 if has_default else 0)
-        for gone in self._gateway_labels - labels:
+                values[label] = 1 if has_default else 0
+        for label, value in values.items():
+            if self._gateway_values.get(label) != value:
+                m.gateway_present.labels(*label).set(value)
+        for gone in self._gateway_values.keys() - values.keys():
             with contextlib.suppress(KeyError):
                 m.gateway_present.remove(*gone)
-        self._gateway_labels = labels
-
+        self._gateway_values = values
 
     def _report_once(self, decision: Decision) -> None:
         """A foreign object in polroutd's way and an interface left unmanaged are each logged
@@ -210,6 +215,22 @@ class Tally:
         for name, reason in sorted(skipped - self._skipped_seen):
             log.info("interface_skipped", interface=name, reason=reason)
         self._skipped_seen = skipped
+
+
+def _defaults_held(decision: Decision, results: list[OpResult]) -> set[tuple[int, int]]:
+    """(table, family) of the desired default routes the kernel holds after ``results``: those
+    the decision's state has, and those an operation put there (``present_after``, for the
+    default routes only)."""
+    held: set[tuple[int, int]] = set()
+    in_table = grouped(decision.state.routes, "table")
+    for route in decision.desired.routes:
+        if route.dst_len == 0 and route in in_table.get(route.table, ()):
+            held.add((route.table, route.family))
+    for result in results:
+        op = result.operation
+        if result.ok and isinstance(op, RouteOp) and op.op != "delete" and op.route.dst_len == 0:
+            held.add((op.route.table, op.route.family))
+    return held
 
 
 def _log_operations(decision: Decision, applied: Applied, failed: Failed) -> None:

@@ -11,7 +11,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 from polroutd.core.errors import DumpInterrupted, KernelError, NoNetAdmin, Overrun
@@ -51,6 +51,9 @@ BATCH = 256
 # per datagram, ~35 µs each, which made reading a thousand acknowledgements slower than the
 # kernel's work for the operations themselves.
 RECV_SIZE = 1 << 20
+# Dumps of one type always use one sequence number (its type added), far from the operations'
+# (which count up from 1): an unchanged dump then comes back byte for byte (see Netlink._read).
+_DUMP_SEQ = 0xFFFF0000
 
 # Outcomes that mean "already as asked": the kernel state is what the operation wanted.
 IDEMPOTENT = {
@@ -65,11 +68,11 @@ class _Receiver:
     """Reads one datagram at a time into a buffer allocated once."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray(RECV_SIZE)
-        self._view = memoryview(self._buffer)
+        self.buffer = bytearray(RECV_SIZE)
+        self._view = memoryview(self.buffer)
 
     def recv(self, sock: socket.socket) -> bytes:
-        size = sock.recv_into(self._buffer)
+        size = sock.recv_into(self.buffer)
         return bytes(self._view[:size])
 
 
@@ -114,7 +117,9 @@ class Netlink:
         self._sock = _netlink_socket(REQUEST_BUFFER)
         self._seq = 0
         self._receiver = _Receiver()
-        self._memo: dict[int, dict[bytes, object]] = {}
+        self._memo: dict[int, dict[bytes, object]] = {}  # dump type -> message -> object
+        # dump type -> datagram -> (its objects, whether it ended the dump)
+        self._datagrams: dict[int, dict[bytes, object]] = {}
 
     @property
     def portid(self) -> int:
@@ -147,19 +152,56 @@ class Netlink:
         except OSError as exc:
             raise KernelError(f"netlink receive failed: {exc.strerror}", exc.errno or 0) from exc
 
-    def _dump(self, mtype: int) -> list[bytes]:
-        """The payloads of one complete, uninterrupted dump."""
+    def _discard_stale(self) -> None:
+        """Drops whatever an earlier request left unread (a dump abandoned by an exception):
+        dumps use one sequence number per type, so a stale answer would look like a fresh one."""
+        while True:
+            try:
+                self._sock.recv_into(self._receiver.buffer, 0, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                raise KernelError(
+                    f"netlink receive failed: {exc.strerror}", exc.errno or 0) from exc
+
+    def _read(
+        self, mtype: int, decode: Callable[[bytes], T | None],
+        keep: Callable[[bytes], bool] | None = None,
+    ) -> tuple[T, ...]:
+        """One complete, uninterrupted dump, decoded (the payloads ``keep`` accepts).
+
+        In a steady state most of a dump is what the previous one was, byte for byte: each
+        type's dump has a sequence number of its own, so an unchanged datagram is identical to
+        one of the last dump's, and its objects are taken from there without looking at its
+        messages; in a datagram that changed, a message identical to one seen before is not
+        decoded again (decoding is a pure function of the bytes). Only the last dump's
+        datagrams and messages are kept, so memory stays bounded."""
+        seq = _DUMP_SEQ + mtype
         for _attempt in range(DUMP_ATTEMPTS):
-            seq = self._next_seq()
+            self._discard_stale()
             self._send(rtnl.encode_dump(mtype, seq))
-            payloads: list[bytes] = []
-            interrupted, done = False, False
+            seen = self._datagrams.get(mtype, {})
+            known = self._memo.get(mtype, {})
+            datagrams: dict[bytes, tuple[tuple[T, ...], bool]] = {}
+            payloads: dict[bytes, object] = {}
+            out: list[T] = []
+            interrupted = done = False
             while not done:
-                for msg_type, flags, msg_seq, _pid, payload in rtnl.iter_messages(self._recv()):
+                data = self._recv()
+                hit = cast("tuple[tuple[T, ...], bool] | None", seen.get(data))
+                if hit is not None:
+                    out.extend(hit[0])
+                    done = hit[1]
+                    datagrams[data] = hit
+                    continue
+                objects: list[T] = []
+                clean = True
+                for msg_type, flags, msg_seq, _pid, payload in rtnl.iter_messages(data):
                     if msg_seq != seq:
-                        continue  # a late answer to an earlier request
+                        clean = False
+                        continue  # not an answer to this dump
                     if flags & rtnl.NLM_F_DUMP_INTR:
-                        interrupted = True
+                        interrupted, clean = True, False
                     if msg_type == rtnl.NLMSG_DONE:
                         done = True
                         break
@@ -168,46 +210,39 @@ class Netlink:
                         raise KernelError(
                             f"dump {mtype} failed: {text or os.strerror(code)}", code
                         )
-                    payloads.append(payload)
+                    if keep is not None and not keep(payload):
+                        continue
+                    obj = (cast("T | None", known[payload]) if payload in known
+                           else decode(payload))
+                    payloads[payload] = obj
+                    if obj is not None:
+                        objects.append(obj)
+                out.extend(objects)
+                if clean:
+                    datagrams[data] = (tuple(objects), done)
             if not interrupted:
-                return payloads
+                self._datagrams[mtype] = cast("dict[bytes, object]", datagrams)
+                # The messages of the datagrams decoded this time, and those kept from before
+                # (a datagram taken whole was not looked into) until they outnumber the objects.
+                if len(known) + len(payloads) <= 2 * len(out) + 1024:
+                    payloads = {**known, **payloads}
+                self._memo[mtype] = payloads
+                return tuple(out)
         raise DumpInterrupted(f"dump {mtype} kept changing under us ({DUMP_ATTEMPTS} tries)")
 
-    def _decoded(
-        self, mtype: int, payloads: Iterable[bytes], decode: Callable[[bytes], T | None]
-    ) -> tuple[T, ...]:
-        """Decodes a dump, reusing what the previous dump of the same type decoded from
-        identical bytes (decoding is a pure function of them): in a steady state most of a
-        dump is unchanged. Only the last dump's entries are kept, so memory stays bounded."""
-        previous = self._memo.get(mtype, {})
-        current: dict[bytes, object] = {}
-        out: list[T] = []
-        for payload in payloads:
-            obj = cast("T | None", previous[payload]) if payload in previous else decode(payload)
-            current[payload] = obj
-            if obj is not None:
-                out.append(obj)
-        self._memo[mtype] = current
-        return tuple(out)
-
     def read_links(self) -> tuple[Link, ...]:
-        return self._decoded(rtnl.RTM_GETLINK, self._dump(rtnl.RTM_GETLINK), rtnl.decode_link)
+        return self._read(rtnl.RTM_GETLINK, rtnl.decode_link)
 
     def read_addresses(self) -> tuple[Address, ...]:
-        return self._decoded(
-            rtnl.RTM_GETADDR, self._dump(rtnl.RTM_GETADDR), rtnl.decode_address
-        )
+        return self._read(rtnl.RTM_GETADDR, rtnl.decode_address)
 
     def read_rules(self) -> tuple[Rule, ...]:
-        return self._decoded(rtnl.RTM_GETRULE, self._dump(rtnl.RTM_GETRULE), rtnl.decode_rule)
+        return self._read(rtnl.RTM_GETRULE, rtnl.decode_rule)
 
     def read_routes(self) -> tuple[Route, ...]:
         # The local table holds one route per address: never ours, often the largest by far.
-        return self._decoded(
-            rtnl.RTM_GETROUTE,
-            (p for p in self._dump(rtnl.RTM_GETROUTE) if rtnl.route_table_of(p) != RT_TABLE_LOCAL),
-            rtnl.decode_route,
-        )
+        return self._read(rtnl.RTM_GETROUTE, rtnl.decode_route,
+                          keep=lambda p: rtnl.route_table_of(p) != RT_TABLE_LOCAL)
 
     def read_state(self) -> KernelState:
         """Links, addresses, routes and rules; raises rather than return a partial picture."""

@@ -138,3 +138,40 @@ def test_random_changes_leave_the_view_equal_to_the_kernel_and_the_kernel_as_des
         assert "in sync" in plan.stdout
     finally:
         daemon.stop()
+
+
+def test_an_address_in_a_prefix_of_its_own_comes_and_goes_without_divergence(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The kernel flushes main-table routes preferring a deleted address, but (Linux 6.10 on)
+    not those in other tables: polroutd's connected route for the address's prefix, in the
+    interface's table, stays behind until polroutd deletes it, and the view must say so."""
+    config = write_config(tmp_path, daemon_extra=(
+        f'http_listen = "127.0.0.1:{HTTP_PORT}"\nresync_interval = 2'))
+    daemon = start_daemon(lab, config, tmp_path)
+    ns = lab.server
+    try:
+        daemon.wait_ready()
+        for n in range(3):
+            address = f"10.77.{n}.5"
+            lab.run(ns, "ip", "addr", "add", f"{address}/24", "dev", "ens192")
+            daemon.wait_for(lambda a=address: any(r.get("src") == a for r in owned(rules(lab, ns))),
+                            timeout=10, what=f"the rule from {address}")
+            lab.run(ns, "ip", "addr", "del", f"{address}/24", "dev", "ens192")
+            daemon.wait_for(lambda a=address: not any(
+                r.get("src") == a or r.get("prefsrc") == a
+                for r in owned(rules(lab, ns)) + owned(routes(lab, ns))),
+                timeout=10, what=f"no rule or route of polroutd's left for {address}")
+        changed_at = time.time()
+        daemon.wait_for(
+            lambda: (state := daemon.state())["in_sync"]
+            and (state.get("last_full_read") or {}).get("at", 0) > changed_at + 0.5,
+            timeout=20, what="a full read after the last change, in sync",
+        )
+        assert daemon.state()["last_full_read"]["divergence"] == []
+        divergence = _samples(daemon, "polroutd_cache_divergence_total")
+        assert all(v == 0 for v in divergence.values()), divergence
+        plan = polroutd(lab, lab.server, "plan", "--config", str(config))
+        assert plan.returncode == 0 and "in sync" in plan.stdout, (plan.stdout, plan.stderr)
+    finally:
+        daemon.stop()

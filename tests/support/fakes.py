@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from polroutd.core.errors import KernelError
 from polroutd.core.kernelview import Event
-from polroutd.core.limits import AF_INET, AF_INET6, IP6_DEFAULT_METRIC
+from polroutd.core.limits import AF_INET, AF_INET6, IP6_DEFAULT_METRIC, RT_TABLE_MAIN
 from polroutd.core.model import (
     Address,
     KernelState,
@@ -161,8 +161,9 @@ class FakeKernel:
         self.events.append(Event("address", "new", address))
 
     def remove_address(self, address: Address) -> None:
-        """Like the kernel: with the last IPv4 address of a device go its IPv4 routes, and
-        routes preferring the address as source when no device holds it any more, unannounced.
+        """Like the kernel (6.10 and later): with the last IPv4 address of a device go its
+        IPv4 routes, and main-table routes preferring the address as source when no device
+        holds it any more, unannounced (other tables keep them, with the stale source).
         """
         if address not in self.state.addresses:
             return
@@ -170,7 +171,8 @@ class FakeKernel:
         routes = self.state.routes
         if address.family == AF_INET:
             if all(a.address != address.address for a in rest):
-                routes = tuple(r for r in routes if r.prefsrc != address.address)
+                routes = tuple(r for r in routes if r.prefsrc != address.address
+                               or r.table != RT_TABLE_MAIN)
             if not any(a.ifindex == address.ifindex and a.family == AF_INET for a in rest):
                 routes = tuple(r for r in routes
                                if not (r.oif == address.ifindex and r.family == AF_INET))

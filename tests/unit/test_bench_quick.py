@@ -94,3 +94,45 @@ def test_the_runtime_venv_is_built_from_the_runtime_dependencies_without_the_dev
     deps = {name(r) for r in scen_start.runtime_dependencies(REPO / "pyproject.toml")}
     assert {"aiohttp", "prometheus-client", "structlog"} <= deps
     assert not deps & dev
+def test_the_address_plan_gives_every_interface_a_prefix_of_its_own() -> None:
+    """256 interfaces (the 4,096-rule host) and more: distinct /24s, clear of the probes'."""
+    prefixes = [hosts.subnet(i) for i in range(hosts.MAX_INTERFACES)]
+    assert len(set(prefixes)) == hosts.MAX_INTERFACES
+    assert hosts.address(255, 15) == "10.101.5.25" and hosts.gateway(3) == "10.100.3.1"
+    assert all(int(p.split(".")[1]) < 200 for p in prefixes)  # probes use 10.200 upwards
+
+
+CURVE = {"cold": {"64": {"polroutd_ms": 20.0, "ip_batch_ms": 10.0},
+                  "4096": {"polroutd_ms": 400.0, "ip_batch_ms": 300.0}},
+         "event": {"64": {"polroutd_ms": 2.0, "ip_batch_ms": 5.0},
+                   "4096": {"polroutd_ms": 2.5, "ip_batch_ms": 5.0}}}
+
+
+def test_the_curve_is_drawn_to_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bench.plot import draw_curve
+
+    target = tmp_path / "sub" / "curve.png"
+    assert draw_curve(CURVE, target) == target
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_without_matplotlib_the_curve_is_not_drawn(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bench.plot import draw_curve
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    assert draw_curve(CURVE, tmp_path / "curve.png") is None
+    assert not (tmp_path / "curve.png").exists()
+
+
+def test_the_curve_is_a_full_run_scenario_and_plots_into_docs() -> None:
+    from bench import scen_curve
+
+    assert "curve" in runner.SCENARIOS and "curve" in runner.NOT_QUICK
+    assert [n * scen_curve.PER_INTERFACE for n in scen_curve.INTERFACES] == [64, 256, 1024, 4096]
+    assert scen_curve.plot_target(False, Path("/tmp/x")) == REPO / "docs" / "cost-curve.png"
+    # a quick run's few samples never replace the recorded plot
+    assert scen_curve.plot_target(True, Path("/tmp/x")) == Path("/tmp/x/cost-curve.png")

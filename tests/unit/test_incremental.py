@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polroutd.core.kernelview import apply_events, apply_results, divergence
+from polroutd.core.kernelview import apply_events, apply_results, divergence, grouped
 from polroutd.core.limits import AF_INET, RT_TABLE_MAIN
 from polroutd.core.model import Address, KernelState, Link, Plan, Route, Rule
 from polroutd.core.settings import Config, DaemonSettings
@@ -90,17 +90,33 @@ def test_the_view_after_events_is_a_fresh_read_and_plans_the_same(
         assert applied is not None
         view, touched = applied
         assert divergence(view, kernel.state) == []
+        _groups_are_fresh(view)
         # The full decision by an engine that remembers the same table numbers.
         full = Engine(CONFIG, FakeKernel(kernel.state), applied_tables=engine.applied_tables,
                       applied_unused=engine.applied_unused).read_and_decide()
         incremental = engine.decide_touched(view, touched) or engine.decide(view)
         assert _same_plan(incremental.plan, full.plan), (incremental.plan, full.plan)
-        assert incremental.desired.rules == full.desired.rules
-        assert Counter(incremental.desired.routes) == Counter(full.desired.routes)
+        # the same desired state, in the same order (only the decided interfaces' slices of
+        # it were derived again)
+        assert incremental.desired == full.desired
         results = engine.apply(incremental)
         assert all(r.ok for r in results)
         view = apply_results(incremental.state, results)
         assert divergence(view, kernel.state) == []
+        _groups_are_fresh(view)
+
+
+def _groups_are_fresh(view: KernelState) -> None:
+    """The view's groups (derived from the last tuple's with the edits the view recorded)
+    are what grouping the tuple afresh gives."""
+    for items, fields in ((view.addresses, ("ifindex", "address")),
+                          (view.routes, ("oif", "table", "protocol", "prefsrc")),
+                          (view.rules, ("table", "protocol"))):
+        for field in fields:
+            fresh: dict[object, Counter[object]] = {}
+            for item in items:
+                fresh.setdefault(getattr(item, field), Counter())[item] += 1
+            assert {k: Counter(v) for k, v in grouped(items, field).items()} == fresh, field
 
 
 def test_an_event_that_only_names_its_kind_asks_for_a_full_read() -> None:

@@ -214,3 +214,129 @@ async def test_a_recorded_table_number_changed_by_hand_is_seen_at_the_next_recon
     assert _divergences(h) == 0
     assert await h.stop() == 0
 
+
+
+async def test_a_names_file_changed_by_hand_is_decided_in_full_after_the_next_event(
+    tmp_path: Path,
+) -> None:
+    """The names files are looked at after an event's operations are applied (their stats
+    would delay it): a table renumbered there is followed by a full decision right after."""
+    names = tmp_path / "iproute2" / "rt_tables.d"
+    names.mkdir(parents=True)
+    (names / "isp.conf").write_text("205 isp\n")
+    config = Config(
+        daemon=replace(CONFIG.daemon, rt_tables_file=str(names / "polroutd.conf")),
+        interfaces=(InterfaceSpec(name="ens192"), InterfaceSpec(name="ens224", table="isp")),
+    )
+    kernel = _converged()
+    h = Harness(kernel, config=config)
+    await h.start()
+
+    def tables_of_ens224() -> set[int]:
+        return {r.table for r in kernel.state.rules if r.src == "10.225.176.38"}
+
+    assert tables_of_ens224() == {205}
+    (names / "isp.conf").write_text("206 isp\n")
+    done = h.counter("reconciles_ok")
+    kernel.add_address(Address(MGMT, AF_INET, "10.225.160.99", 24))
+    _announce(h, kernel)
+    await h.until(lambda: h.counter("reconciles_ok") > done + 1 and h.daemon.status.in_sync)
+    assert tables_of_ens224() == {206}
+    assert not any(r.table == 205 for r in kernel.state.routes)
+    assert h.daemon.status.last is not None and h.daemon.status.last.reason == "names"
+    assert _divergences(h) == 0
+    assert await h.stop() == 0
+
+
+def _gauge(h: Harness, name: str) -> dict[tuple[str, ...], float]:
+    metric = getattr(h.daemon.tally.metrics, name)
+    return {tuple(s.labels.values()): s.value for f in metric.collect() for s in f.samples}
+
+
+async def test_the_gauges_after_incremental_reconciles_count_what_the_kernel_holds() -> None:
+    """Owned rules and routes and each interface's default route, as counted after each of a
+    succession of incremental reconciles (from the view's groups, set only when changed), are
+    what the kernel holds: counted here from scratch."""
+    import random
+
+    from polroutd.core.model import family_name
+    from tests.unit.test_incremental import CONFIG as VIEW_CONFIG
+    from tests.unit.test_incremental import PROTO as VIEW_PROTO
+    from tests.unit.test_incremental import _do, _start
+
+    kernel = FakeKernel(_start())
+    h = Harness(kernel, config=VIEW_CONFIG)
+    await h.start()
+    rng = random.Random(13)
+    kinds = ["addr+", "addr+", "addr-", "down", "up", "rule-", "route-"]
+    for _ in range(25):
+        done = h.counter("reconciles_ok") + h.counter("reconciles_error")
+        _do(kernel, rng.choice(kinds), rng.randrange(3), rng.randrange(10, 15))
+        if not kernel.events:
+            continue
+        _announce(h, kernel)
+        await h.until(lambda d=done: h.counter("reconciles_ok") + h.counter("reconciles_error")
+                      > d and not h.events.queue)
+        state = kernel.state
+        assert _gauge(h, "owned_rules") == {(): sum(r.protocol == VIEW_PROTO
+                                                    for r in state.rules)}
+        assert _gauge(h, "owned_routes") == {(): sum(r.protocol == VIEW_PROTO
+                                                     for r in state.routes)}
+        desired = h.daemon.status.decision.desired if h.daemon.status.decision else None
+        assert desired is not None
+        held = {(r.table, r.family) for r in state.routes if r.dst_len == 0 and r in desired.routes}
+        expected = {
+            (iface.name, family_name(family)): float(
+                gateway.present and (iface.table_id, family) in held)
+            for iface in desired.interfaces
+            for family, gateway in ((2, iface.gateway4), (10, iface.gateway6))
+        }
+        assert _gauge(h, "gateway_present") == expected
+    assert _reconciles(h, "incremental") > 10
+    assert _divergences(h) == 0
+    assert await h.stop() == 0
+
+
+async def _resync(h: Harness) -> None:
+    done = h.counter("reconciles_ok") + h.counter("reconciles_error")
+    h.daemon.schedule.next_resync = 0.0  # the periodic full read is due now
+    h.daemon._wake.set()  # (an event would be one more thing for the read to settle)
+    await h.until(lambda: h.counter("reconciles_ok") + h.counter("reconciles_error") > done
+                  and h.daemon.status.last is not None
+                  and h.daemon.status.last.reason == "resync")
+
+
+async def test_a_resync_that_finds_the_view_right_still_sees_a_lease_renewal() -> None:
+    """The periodic read finds the view exactly right: nothing is counted as divergence, and
+    what no event announces (here a renewed lease's new router) is still seen."""
+    kernel = _converged()
+    leases: dict[str, LeaseFindings] = {"ens224": lease_of("10.225.176.1")}
+    h = Harness(kernel, lease_reader=lambda _: dict(leases))
+    await h.start()
+    kernel.add_address(Address(MGMT, AF_INET, "10.225.160.99", 24))
+    _announce(h, kernel)
+    await _settle(h, h.counter("reconciles_ok"))
+    leases["ens224"] = lease_of("10.225.176.254")
+    reads = kernel.reads
+    await _resync(h)
+    assert kernel.reads > reads
+    assert h.daemon.state()["last_full_read"]["divergence"] == []
+    assert _default_via(kernel, 102) == "10.225.176.254"
+    assert h.daemon.status.in_sync
+    assert _divergences(h) == 0
+    assert await h.stop() == 0
+
+
+async def test_a_resync_that_finds_the_view_wrong_counts_it_and_repairs_from_the_read() -> None:
+    """A change the kernel made without a word (the fake drops a rule unannounced): the
+    periodic read counts the divergence and puts the rule back."""
+    kernel = _converged()
+    h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_of("10.225.176.1")})
+    await h.start()
+    ours = next(r for r in kernel.state.rules if r.protocol == PROTO and r.src)
+    kernel.state = replace(kernel.state, rules=tuple(r for r in kernel.state.rules if r != ours))
+    await _resync(h)
+    assert h.daemon.state()["last_full_read"]["divergence"] == ["rule"]
+    assert _divergences(h) == 1
+    assert ours in kernel.state.rules
+    assert await h.stop() == 0

@@ -66,3 +66,30 @@ def test_groups_after_a_few_edits_equal_fresh_ones(
         version = tuple(items)
         got = {key: Counter(group) for key, group in grouped(version, field).items()}
         assert got == _fresh(version, field)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(ADDRESSES), max_size=120),
+       st.lists(st.tuples(st.sampled_from(["swap", "drop", "add", "dup"]),
+                          st.integers(0, 119), st.integers(0, 119)), max_size=80))
+def test_divergence_is_a_comparison_of_multisets(
+    items: list[Address], edits: list[tuple[str, int, int]]
+) -> None:
+    """Whatever the order and the duplicates, the view diverges exactly when the two hold
+    different objects or different numbers of them (few moves or many)."""
+    from polroutd.core.kernelview import divergence
+    from polroutd.core.model import KernelState
+
+    other = list(items)
+    for what, i, j in edits:
+        if what == "swap" and other:
+            a, b = i % len(other), j % len(other)
+            other[a], other[b] = other[b], other[a]
+        elif what == "drop" and other:
+            del other[i % len(other)]
+        elif what == "add":
+            other.insert(i % (len(other) + 1), ADDRESSES[j % len(ADDRESSES)])
+        elif what == "dup" and other:
+            other.append(other[i % len(other)])
+    found = divergence(KernelState(addresses=tuple(items)), KernelState(addresses=tuple(other)))
+    assert (found == ["address"]) == (Counter(items) != Counter(other))
