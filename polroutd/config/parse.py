@@ -134,7 +134,7 @@ def load_config(path: Path | None) -> Config:
 
 _LONG_DIGITS = re.compile(r"[0-9][0-9_]{4000,}")
 _KEY_AT_LINE_START = re.compile(r"\s*([A-Za-z0-9_.\"'-]+)\s*=")
-_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]", re.MULTILINE)
+_TABLE_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]", re.MULTILINE)
 
 
 def _huge_integer(source: str, text: str) -> ConfigError:
@@ -147,7 +147,12 @@ def _huge_integer(source: str, text: str) -> ConfigError:
     headers = _TABLE_HEADER.findall(text, 0, line_start)
     name = "syntax"
     if key:
-        name = f"{headers[-1]}.{key.group(1)}" if headers else key.group(1)
+        name = key.group(1)
+    if key and headers:
+        brackets, table = headers[-1]
+        if brackets == "[[":  # an array of tables' entry, numbered as in every other message
+            table += f"[{sum(1 for h in headers if h == headers[-1])}]"
+        name = f"{table}.{name}"
     return ConfigError(
         source, name,
         "an integer has thousands of digits; expected a sensible number",
