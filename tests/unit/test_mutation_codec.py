@@ -62,6 +62,7 @@ def test_link_events_say_the_index_and_whether_the_link_is_up() -> None:
     for m in dump("links"):
         link = codec.decode_link(m[4])
         assert link is not None and codec.link_event(m[4]) == (link.ifindex, link.up)
+        assert codec.link_event(m[4][:16]) == (link.ifindex, link.up)  # struct ifinfomsg says
     assert codec.link_event(m[4][:15]) is None  # shorter than struct ifinfomsg
 
 

@@ -39,7 +39,7 @@ from polroutd.core.model import (
     Link,
     Route,
 )
-from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec, UplinkSpec
 from polroutd.core.tables import TableRef
 from tests.support.article import lease_of
 
@@ -563,3 +563,62 @@ def test_a_stale_lease_serves_after_the_interfaces_own() -> None:
     own = LeaseOffer(("192.0.2.254",), "192.0.2.10", "new.lease", 7.0)
     assert lease_gateway((V4,), stale, own).address == "192.0.2.254"
     assert lease_gateway((V4,), stale).address == "192.0.2.1"
+
+
+# --- the loopback, skipped interfaces, uplinks, tables shared -------------------------------
+
+
+def test_with_the_loopback_down_only_routes_on_it_are_left_out() -> None:
+    # The kernel keeps an IPv6 route without a next hop on lo, and takes none on a down device.
+    docker = Route(AF_INET, RT_TABLE_MAIN, "172.17.0.0", 16, 2, scope=RT_SCOPE_LINK, oif=4)
+    spec = InterfaceSpec(name="eth0", gateway="unreachable", gateway6="unreachable")
+    for lo_up in (True, False):
+        state = decide((V4, V6), spec, routes=(docker,),
+                       links=(LO._replace(up=lo_up), ETH, DOCKER))
+        kept = {(r.family, r.type, r.oif) for r in state.routes if r.oif != 2}
+        assert kept == {(AF_INET, RTN_UNREACHABLE, None), (AF_INET, 1, 4)} | (
+            {(AF_INET6, RTN_UNREACHABLE, 1)} if lo_up else set())
+
+
+def test_an_interface_without_a_table_is_skipped_with_why() -> None:
+    config = Config(interfaces=(InterfaceSpec(name="eth*"),))
+    links = (ETH, Link(5, "eth5", True, True), Link(6, "eth6", True, True))
+    inputs = Inputs(config, PROTO, {"eth0": TableRef(101, "eth0")}, {}, {},
+                    table_errors={"eth6": "table_range 100-101 is full"})
+    state = desired_state(KernelState(links, (V4,)), inputs)
+    assert [i.name for i in state.interfaces] == ["eth0"]
+    assert [(s.name, s.index, s.reason) for s in state.skipped] == [
+        ("eth5", 5, "no table"), ("eth6", 6, "table_range 100-101 is full")]
+
+
+def test_an_uplink_entry_makes_the_interface_an_uplink_unless_uplinks_are_off() -> None:
+    spec = InterfaceSpec(name="eth0", uplink=UplinkSpec())
+    main = main_default(AF_INET, 2, "192.0.2.1", 0)
+    for mode, uplinks in (("failover", {("eth0", AF_INET)}), ("off", set())):
+        config = Config(daemon=DaemonSettings(uplinks=mode), interfaces=(spec,))  # type: ignore[arg-type]
+        inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"))
+        state = desired_state(KernelState((ETH,), (V4,), (main,)), inputs)
+        assert {(c.interface, c.family) for c in state.uplinks} == uplinks
+        assert {r.gateway for r in state.routes if r.table == 500} == (
+            {"192.0.2.1"} if uplinks else set())
+
+
+def test_a_route_two_interfaces_want_in_main_is_wanted_once() -> None:
+    both = RouteSpec(to="10.50.0.0/16", table="main", metric=7)
+    state = decide((V4, Address(3, AF_INET, "198.51.100.2", 24)),
+                   InterfaceSpec(name="eth0", routes=(both,)),
+                   InterfaceSpec(name="ppp0", routes=(both,)), links=(ETH, PPP))
+    assert [(r.table, r.oif) for r in state.routes if r.dst == "10.50.0.0"] == [
+        (RT_TABLE_MAIN, 2)]  # the first interface by name
+
+
+def test_a_gateway_of_a_family_without_an_address_is_known_but_not_installed() -> None:
+    state = decide((V6,), InterfaceSpec(name="eth0", gateway="192.0.2.1"),
+                   routes=(main_default(AF_INET6, 2, "fe80::1", 1024),))
+    eth = state.interfaces[0]
+    assert (eth.gateway4.address, eth.gateway4.not_installed) == (
+        "192.0.2.1", "no global ipv4 address on eth0: no rule uses the table, so no default "
+                     "route is installed there")
+    # the IPv6 default still comes after the IPv4 family that had none
+    assert defaults(state) == {(AF_INET6, 101, 1024, RT_SCOPE_UNIVERSE, 2, "fe80::1")}
+    assert eth.gateway6.not_installed is None
