@@ -592,15 +592,32 @@ def test_an_interface_without_a_table_is_skipped_with_why() -> None:
 
 
 def test_an_uplink_entry_makes_the_interface_an_uplink_unless_uplinks_are_off() -> None:
-    spec = InterfaceSpec(name="eth0", uplink=UplinkSpec())
-    main = main_default(AF_INET, 2, "192.0.2.1", 0)
-    for mode, uplinks in (("failover", {("eth0", AF_INET)}), ("off", set())):
-        config = Config(daemon=DaemonSettings(uplinks=mode), interfaces=(spec,))  # type: ignore[arg-type]
+    specs = (InterfaceSpec(name="eth0", uplink=UplinkSpec()), InterfaceSpec(name="ppp0"))
+    mains = (main_default(AF_INET, 2, "192.0.2.1", 0), main_default(AF_INET6, 2, "fe80::1", 1024),
+             main_default(AF_INET, 3, "198.51.100.1", 0))
+    state = KernelState((ETH, PPP), (V4, V6, Address(3, AF_INET, "198.51.100.2", 24)), mains)
+    for mode, uplinks in (("failover", {("eth0", AF_INET), ("eth0", AF_INET6)}), ("off", set())):
+        config = Config(daemon=DaemonSettings(uplinks=mode), interfaces=specs)  # type: ignore[arg-type]
         inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"))
-        state = desired_state(KernelState((ETH,), (V4,), (main,)), inputs)
-        assert {(c.interface, c.family) for c in state.uplinks} == uplinks
-        assert {r.gateway for r in state.routes if r.table == 500} == (
-            {"192.0.2.1"} if uplinks else set())
+        desired = desired_state(state, inputs)
+        assert {(c.interface, c.family) for c in desired.uplinks} == uplinks
+        assert {r.gateway for r in desired.routes if r.table == 500} == (
+            {"192.0.2.1", "fe80::1"} if uplinks else set())
+        assert desired.tables == ({101, 102, 500} if uplinks else {101, 102})
+        # after every interface's rules, the uplinks' in priority, then family order
+        order = [(r.priority, r.family) for r in desired.rules[3:]]
+        assert order == (sorted(order) if uplinks else []) and len(order) == len(uplinks) * 2
+
+
+def test_a_route_two_interfaces_want_in_one_table_is_wanted_once() -> None:
+    both = RouteSpec(to="10.50.0.0/16", metric=7)
+    config = Config(interfaces=(InterfaceSpec(name="eth0", routes=(both,)),
+                                InterfaceSpec(name="ppp0", routes=(both,))))
+    shared = TableRef(101, "shared")
+    inputs = Inputs(config, PROTO, {"eth0": shared, "ppp0": shared}, {}, {})
+    state = desired_state(KernelState(
+        (ETH, PPP), (V4, Address(3, AF_INET, "198.51.100.2", 24))), inputs)
+    assert [(r.table, r.oif) for r in state.routes if r.dst == "10.50.0.0"] == [(101, 2)]
 
 
 def test_a_route_two_interfaces_want_in_main_is_wanted_once() -> None:
