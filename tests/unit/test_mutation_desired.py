@@ -639,3 +639,54 @@ def test_a_gateway_of_a_family_without_an_address_is_known_but_not_installed() -
     # the IPv6 default still comes after the IPv4 family that had none
     assert defaults(state) == {(AF_INET6, 101, 1024, RT_SCOPE_UNIVERSE, 2, "fe80::1")}
     assert eth.gateway6.not_installed is None
+
+
+def test_the_uplinks_follow_their_health_and_carry_polroutds_protocol() -> None:
+    spec = InterfaceSpec(name="eth0", uplink=UplinkSpec())
+    mains = (main_default(AF_INET, 2, "192.0.2.1", 0), main_default(AF_INET6, 2, "fe80::1", 1024))
+    config = Config(daemon=DaemonSettings(uplinks="failover"), interfaces=(spec,))
+    inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"),
+                    uplink_health={("eth0", AF_INET): False})
+    desired = desired_state(KernelState((ETH,), (V4, V6), mains), inputs)
+    assert {(c.family, c.active) for c in desired.uplinks} == {(AF_INET, False),
+                                                               (AF_INET6, True)}
+    assert {r.gateway for r in desired.routes if r.table == 500} == {"fe80::1"}
+    assert {r.protocol for r in desired.rules} == {r.protocol for r in desired.routes} == {PROTO}
+
+
+def test_why_a_gateway_is_disabled_or_isolated_names_the_key() -> None:
+    disabled = decide((V4, V6), InterfaceSpec(name="eth0", gateway="none", gateway6="none"))
+    assert [(g.reason, g.wanted) for g in (disabled.interfaces[0].gateway4,
+                                           disabled.interfaces[0].gateway6)] == [
+        ('disabled in the configuration (gateway = "none")', False),
+        ('disabled in the configuration (gateway6 = "none")', False)]
+    isolated = decide((V4, V6), InterfaceSpec(name="eth0", gateway="unreachable",
+                                              gateway6="unreachable"))
+    assert [(g.reason, g.wanted, g.unreachable) for g in (isolated.interfaces[0].gateway4,
+                                                          isolated.interfaces[0].gateway6)] == [
+        ('isolated in the configuration (gateway = "unreachable"): the table ends with '
+         "unreachable default", False, True),
+        ('isolated in the configuration (gateway6 = "unreachable"): the table ends with '
+         "unreachable default", False, True)]
+
+
+def test_the_defaults_passed_over_are_named_with_why() -> None:
+    why = "; one default per interface and family, the lowest metric (then address) wins"
+    others = (main_default(AF_INET, 2, "192.0.2.2", 200), main_default(AF_INET, 2, None, 300),
+              main_default(AF_INET, 2, "192.0.2.3", 400))
+    eth = decide((V4,), routes=(main_default(AF_INET, 2, "192.0.2.1", 100), *others)).interfaces[0]
+    assert (eth.gateway4.address, eth.gateway4.passed_over) == ("192.0.2.1", (
+        ("192.0.2.2", "metric 200" + why), ("dev eth0", "metric 300" + why),
+        ("192.0.2.3", "metric 400" + why)))
+    device = decide((V4,), routes=(main_default(AF_INET, 2, None, 50), *others)).interfaces[0]
+    assert device.gateway4.device_route and [a for a, _ in device.gateway4.passed_over] == [
+        "192.0.2.2", "dev eth0", "192.0.2.3"]
+
+
+def test_managed_interfaces_come_by_name_and_ports_are_skipped_without_a_vrf() -> None:
+    links = (Link(1, "ppp0", True, True), Link(2, "eth9", True, True, master=3),
+             Link(3, "br0", True, True, kind="bridge"), Link(4, "eth0", True, True))
+    config = Config(interfaces=(InterfaceSpec(name="*"),))
+    managed, skipped = desired_module.select_links(KernelState(links=links), config)
+    assert [link.name for link, _ in managed] == ["br0", "eth0", "ppp0"]
+    assert [s.name for s in skipped] == ["eth9"]
