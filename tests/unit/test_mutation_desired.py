@@ -690,3 +690,20 @@ def test_managed_interfaces_come_by_name_and_ports_are_skipped_without_a_vrf() -
     managed, skipped = desired_module.select_links(KernelState(links=links), config)
     assert [link.name for link, _ in managed] == ["br0", "eth0", "ppp0"]
     assert [s.name for s in skipped] == ["eth9"]
+
+
+def test_a_vrf_device_alone_is_skipped() -> None:
+    vrf = Link(10, "vrf-blue", True, True, kind="vrf")
+    managed, skipped = desired_module.select_links(
+        KernelState(links=(vrf,)), Config(interfaces=(InterfaceSpec(name="vrf-blue"),)))
+    assert managed == [] and [s.name for s in skipped] == ["vrf-blue"]
+
+
+def test_by_default_ports_are_listed_as_skipped_and_the_loopback_is_left_out_silently() -> None:
+    links = (LO, Link(3, "br0", True, True, kind="bridge"), Link(9, "eth9", True, True, master=3))
+    addresses = (Address(1, AF_INET, "203.0.113.1", 32), Address(3, AF_INET, "192.0.2.1", 24),
+                 Address(9, AF_INET, "198.51.100.9", 24))
+    managed, skipped = desired_module.select_links(
+        KernelState(links, addresses), Config(daemon=DaemonSettings(exclude=())))
+    assert [link.name for link, _ in managed] == ["br0"]
+    assert [s.name for s in skipped] == ["eth9"]
