@@ -707,3 +707,16 @@ def test_by_default_ports_are_listed_as_skipped_and_the_loopback_is_left_out_sil
         KernelState(links, addresses), Config(daemon=DaemonSettings(exclude=())))
     assert [link.name for link, _ in managed] == ["br0"]
     assert [s.name for s in skipped] == ["eth9"]
+
+
+def test_failover_keeps_one_default_per_uplink_and_balance_one_multipath_route() -> None:
+    specs = (InterfaceSpec(name="eth0", uplink=UplinkSpec(metric=100)),
+             InterfaceSpec(name="ppp0", uplink=UplinkSpec(metric=200)))
+    state = KernelState((ETH, PPP), (V4, Address(3, AF_INET, "198.51.100.2", 24)),
+                        (main_default(AF_INET, 2, "192.0.2.1", 0),
+                         main_default(AF_INET, 3, "198.51.100.1", 0)))
+    for mode, paths in (("failover", [1, 1]), ("balance", [2])):
+        config = Config(daemon=DaemonSettings(uplinks=mode), interfaces=specs)  # type: ignore[arg-type]
+        inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"))
+        routes = [r for r in desired_state(state, inputs).routes if r.table == 500]
+        assert [len(r.nexthops) or 1 for r in routes] == paths
