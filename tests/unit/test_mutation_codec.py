@@ -15,16 +15,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from polroutd.core.limits import AF_INET, AF_INET6, IFA_F_NOPREFIXROUTE, IFA_F_SECONDARY
-from polroutd.core.model import Link, Route, RouteOp, Rule, RuleOp
+from polroutd.core.model import Link, Neighbour, NextHop, Route, RouteOp, Rule, RuleOp
 from polroutd.netlink import codec
 from polroutd.netlink.kernel import encode_operation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "netlink"
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, port id
-FRA_FWMASK, FRA_SUPPRESS_IFGROUP, RTA_MULTIPATH = 16, 13, 9
+FRA_FWMASK, FRA_SUPPRESS_IFGROUP, FRA_IP_PROTO, FRA_DPORT_RANGE = 16, 13, 22, 24  # fib_rules.h
+RTA_METRICS, RTN_UNREACHABLE = 8, 7  # rtnetlink.h
+NUD_STALE, NUD_PERMANENT = 0x04, 0x80  # neighbour.h
 
 
-def dump(name: str) -> list[codec.Message]:
+Message = tuple[int, int, int, int, bytes]  # codec.iter_messages: type, flags, seq, port, payload
+
+
+def dump(name: str) -> list[Message]:
     messages = list(codec.iter_messages((FIXTURES / f"{name}.dump").read_bytes()))
     assert messages[-1][0] == codec.NLMSG_DONE  # the kernel accepted encode_dump's request
     assert all(m[2] == 7 for m in messages)
@@ -32,55 +37,74 @@ def dump(name: str) -> list[codec.Message]:
     return messages[:-1]
 
 
+def index_of(name: str) -> int:
+    return next(link.ifindex for m in dump("links")
+                if (link := codec.decode_link(m[4])) and link.name == name)
+
+
 # --- recorded dumps -------------------------------------------------------------------------
 
 
 def test_links_from_a_recorded_dump() -> None:
     links = {link.name: link for m in dump("links") if (link := codec.decode_link(m[4]))}
-    assert set(links) == {"lo", "eth0", "peer0", "ptp0", "ptp1"}
+    assert set(links) == {"lo", "eth0", "peer0", "ptp0", "ptp1", "br0"}
     assert links["lo"]._replace(ifindex=0) == Link(0, "lo", True, True, loopback=True)
     assert links["eth0"]._replace(ifindex=0) == Link(0, "eth0", True, True, kind="veth")
-    # ptp0 is up but its peer is down: no carrier; ptp1 is down
+    # ptp0 is up but its peer is down: no carrier; ptp1 is down, and a port of the bridge br0
     assert (links["ptp0"].up, links["ptp0"].carrier) == (True, False)
-    assert (links["ptp1"].up, links["ptp1"].carrier, links["ptp1"].kind) == (False, False, "veth")
-    assert len({link.ifindex for link in links.values()}) == 5
+    assert links["ptp1"]._replace(ifindex=0) == Link(0, "ptp1", False, False, kind="veth",
+                                                      master=links["br0"].ifindex)
+    assert links["br0"]._replace(ifindex=0) == Link(0, "br0", False, False, kind="bridge")
+    assert len({link.ifindex for link in links.values()}) == 6
+
+
+def test_link_events_say_the_index_and_whether_the_link_is_up() -> None:
+    for m in dump("links"):
+        link = codec.decode_link(m[4])
+        assert link is not None and codec.link_event(m[4]) == (link.ifindex, link.up)
+        assert codec.link_event(m[4][:16]) == (link.ifindex, link.up)  # struct ifinfomsg says
+    assert codec.link_event(m[4][:15]) is None  # shorter than struct ifinfomsg
 
 
 def test_addresses_from_a_recorded_dump() -> None:
     links = {link.ifindex: link.name
              for m in dump("links") if (link := codec.decode_link(m[4]))}
     found = {
-        (links[a.ifindex], a.family, a.address, a.prefixlen, a.scope): a.flags
+        (links[a.ifindex], a.family, a.address, a.prefixlen, a.scope, a.peer): a.flags
         for m in dump("addresses") if (a := codec.decode_address(m[4]))
     }
     assert {key for key in found if not key[2].startswith("fe80")} == {
-        ("lo", AF_INET, "127.0.0.1", 8, 254),
-        ("lo", AF_INET6, "::1", 128, 254),
-        ("eth0", AF_INET, "10.1.0.2", 24, 0),
-        ("eth0", AF_INET, "10.1.0.3", 24, 0),
-        ("eth0", AF_INET6, "2001:db8:1::2", 64, 0),
-        ("ptp0", AF_INET, "10.9.0.1", 32, 0),  # ours, not the peer's 10.9.0.2
-        ("ptp0", AF_INET, "10.7.0.1", 24, 0),
+        ("lo", AF_INET, "127.0.0.1", 8, 254, None),
+        ("lo", AF_INET6, "::1", 128, 254, None),
+        ("eth0", AF_INET, "10.1.0.2", 24, 0, None),
+        ("eth0", AF_INET, "10.1.0.3", 24, 0, None),
+        ("eth0", AF_INET6, "2001:db8:1::2", 64, 0, None),
+        ("ptp0", AF_INET, "10.9.0.1", 32, 0, "10.9.0.2"),  # ours, and the peer's
+        ("ptp0", AF_INET, "10.7.0.1", 24, 0, None),
     }
-    assert found[("eth0", AF_INET, "10.1.0.3", 24, 0)] & IFA_F_SECONDARY
-    assert not found[("eth0", AF_INET, "10.1.0.2", 24, 0)] & IFA_F_SECONDARY
-    assert found[("ptp0", AF_INET, "10.7.0.1", 24, 0)] & IFA_F_NOPREFIXROUTE  # from IFA_FLAGS
+    assert found[("eth0", AF_INET, "10.1.0.3", 24, 0, None)] & IFA_F_SECONDARY
+    assert not found[("eth0", AF_INET, "10.1.0.2", 24, 0, None)] & IFA_F_SECONDARY
+    # a flag only IFA_FLAGS can carry (the header's byte holds the lower eight)
+    assert found[("ptp0", AF_INET, "10.7.0.1", 24, 0, None)] & IFA_F_NOPREFIXROUTE
     assert any(key[2].startswith("fe80:") and key[4] == 253 for key in found)
 
 
 def test_routes_and_their_tables_from_a_recorded_dump() -> None:
-    eth0 = next(link.ifindex for m in dump("links")
-                if (link := codec.decode_link(m[4])) and link.name == "eth0")
+    eth0 = index_of("eth0")
     pairs = [(codec.route_table_of(m[4]), codec.decode_route(m[4]))
              for m in dump("routes")]
     assert all(route is not None and table == route.table for table, route in pairs)
     routes = {r for _, r in pairs if r is not None and r.table not in (254, 255)}
-    multipath = next(r for r in routes if r.dst == "203.0.113.0")
-    assert multipath.extra == () and len(multipath.nexthops) == 2  # RTA_MULTIPATH, decoded
-    assert routes - {multipath} == {
+    mtu_1400 = struct.pack("=HHI", 8, 2, 1400)  # RTA_METRICS holding RTAX_MTU
+    assert routes == {
         Route(AF_INET, 300, "192.0.2.0", 24, 4, metric=0, oif=eth0, gateway="10.1.0.1"),
         Route(AF_INET, 300, "198.51.100.0", 24, 218, metric=7, scope=253, oif=eth0,
               prefsrc="10.1.0.2"),
+        Route(AF_INET, 300, "203.0.113.0", 24, 3,
+              nexthops=(NextHop(eth0, "10.1.0.1", weight=3), NextHop(eth0, None))),
+        Route(AF_INET, 300, "10.5.0.0", 16, 3, tos=0x10, scope=253, oif=eth0,
+              extra=((RTA_METRICS, mtu_1400),)),
+        Route(AF_INET, 300, "10.6.0.0", 16, 3, type=RTN_UNREACHABLE),
         Route(AF_INET, 100000, "0.0.0.0", 0, 16, oif=eth0, gateway="10.1.0.1"),
         Route(AF_INET6, 300, "2001:db8:9::", 64, 66, metric=1024, oif=eth0, gateway="fe80::1"),
     }
@@ -94,21 +118,88 @@ def test_rules_from_a_recorded_dump() -> None:
     decoded = [codec.decode_rule(m[4]) for m in dump("rules")]
     assert decoded.count(None) == 2  # the multicast routing families' rules are skipped
     rules = {r for r in decoded if r is not None and r.priority not in (0, 32766, 32767)}
-    assert rules == {
+    # ipproto tcp dport 443: attributes polroutd does not write, kept so that the rule cannot
+    # pass for one of polroutd's (the kernel adds others of its version, e.g. the port mask)
+    ports = next(r for r in rules if r.priority == 400)
+    assert ports._replace(extra=()) == Rule(AF_INET, 400, 300, 0)
+    assert {(FRA_IP_PROTO, b"\x06"), (FRA_DPORT_RANGE, struct.pack("=HH", 443, 443))} <= set(
+        ports.extra)
+    u32 = struct.Struct("=I").pack
+    assert rules - {ports} == {
         Rule(AF_INET, 30000, 300, 218, src="10.1.0.2", src_len=32),
         Rule(AF_INET, 100, 100000, 3, src="10.1.0.0", src_len=24, iifname="eth0", fwmark=0x10,
-             extra=((FRA_FWMASK, struct.pack("=I", 0xFF)),)),
-        Rule(AF_INET, 101, 300, 0, fwmark=0x20,
-             extra=((FRA_FWMASK, struct.pack("=I", 0xFFFFFFFF)),)),
+             extra=((FRA_FWMASK, u32(0xFF)),)),
+        Rule(AF_INET, 101, 300, 0, fwmark=0x20, extra=((FRA_FWMASK, u32(0xFFFFFFFF)),)),
         Rule(AF_INET, 200, 254, 0, dst="192.0.2.7", dst_len=32, oifname="eth0",
              suppress_prefixlen=0),
-        Rule(AF_INET, 300, 300, 0, extra=((FRA_SUPPRESS_IFGROUP, struct.pack("=I", 5)),)),
+        Rule(AF_INET, 300, 300, 0, extra=((FRA_SUPPRESS_IFGROUP, u32(5)),)),
         Rule(AF_INET6, 30000, 77, 218, src="2001:db8:1::2", src_len=128),
     }
     defaults = {(r.family, r.priority, r.table) for r in decoded
                 if r is not None and r.priority in (0, 32766, 32767)}
     assert defaults == {(AF_INET, 0, 255), (AF_INET, 32766, 254), (AF_INET, 32767, 253),
                         (AF_INET6, 0, 255), (AF_INET6, 32766, 254)}
+
+
+def test_neighbours_from_a_recorded_dump() -> None:
+    eth0 = index_of("eth0")
+    found = {n for m in dump("neighbours") if (n := codec.decode_neighbour(m[4]))}
+    assert Neighbour(eth0, AF_INET, "10.1.0.9", NUD_PERMANENT) in found
+    assert Neighbour(eth0, AF_INET6, "2001:db8:1::9", NUD_STALE) in found
+    assert {n.address for n in found} <= {"10.1.0.9", "2001:db8:1::9", "ff02::16"}
+    assert codec.decode_neighbour(dump("neighbours")[0][4][:11]) is None  # shorter than ndmsg
+
+
+# --- what polroutd writes is what the kernel writes back ------------------------------------
+#
+# Re-encoding an object decoded from the kernel's dump must give the kernel's own header and,
+# for every attribute polroutd sends, the kernel's own bytes: the kernel's dump is the oracle.
+
+FLAGS_STATE = 0x10 | 0x40  # RTNH_F_LINKDOWN, RTNH_F_UNRESOLVED: a path's state, never requested
+
+
+def attributes(payload: bytes, header_size: int) -> dict[int, bytes]:
+    found, offset = {}, header_size
+    while offset + 4 <= len(payload):
+        length, atype = struct.unpack_from("=HH", payload, offset)
+        found[atype] = payload[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def test_routes_are_written_as_the_kernel_writes_them() -> None:
+    checked = 0
+    for m in dump("routes"):
+        route = codec.decode_route(m[4])
+        assert route is not None
+        if route.table == 255 or route.extra:  # the kernel's own; an attribute we never write
+            continue
+        ours = next(codec.iter_messages(
+            codec.encode_route(codec.RTM_NEWROUTE, codec.NLM_F_REQUEST, 1, route)))[4]
+        kernel_flags = struct.unpack_from("=I", m[4], 8)[0] & ~FLAGS_STATE
+        assert ours[:8] == m[4][:8] and struct.unpack_from("=I", ours, 8)[0] == kernel_flags
+        kernel = attributes(m[4], 12)
+        assert {a: v for a, v in attributes(ours, 12).items() if kernel.get(a) != v} == {}
+        checked += 1
+    assert checked >= 10
+
+
+def test_rules_are_written_as_the_kernel_writes_them() -> None:
+    checked = 0
+    for m in dump("rules"):
+        rule = codec.decode_rule(m[4])
+        if rule is None or rule.priority == 0:  # the kernel omits FRA_PRIORITY 0; we do not
+            continue
+        ours = next(codec.iter_messages(
+            codec.encode_rule(codec.RTM_NEWRULE, codec.NLM_F_REQUEST, 1, rule)))[4]
+        # above 255 the table is FRA_TABLE's (the kernel reports RT_TABLE_COMPAT in the header
+        # and reads FRA_TABLE first: frh_get_table)
+        table_byte = slice(4, 5) if rule.table < 256 else slice(4, 4)
+        assert ours[:4] + ours[table_byte] + ours[5:12] == m[4][:4] + m[4][table_byte] + m[4][5:12]
+        kernel = attributes(m[4], 12)
+        assert {a: v for a, v in attributes(ours, 12).items() if kernel.get(a) != v} == {}
+        checked += 1
+    assert checked == 10
 
 
 def test_a_rule_without_a_mark_drops_the_kernels_default_mask() -> None:

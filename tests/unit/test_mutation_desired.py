@@ -25,9 +25,21 @@ from polroutd.core.limits import (
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
+    RTN_BLACKHOLE,
+    RTN_PROHIBIT,
+    RTN_UNREACHABLE,
 )
-from polroutd.core.model import Address, DesiredState, KernelState, Link, Route
-from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec
+from polroutd.core.model import (
+    Address,
+    DesiredState,
+    Gateway,
+    KernelState,
+    LeaseFindings,
+    LeaseOffer,
+    Link,
+    Route,
+)
+from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec, UplinkSpec
 from polroutd.core.tables import TableRef
 from tests.support.article import lease_of
 
@@ -406,3 +418,305 @@ def test_interfaces_are_listed_by_name() -> None:
     state = decide((V4, Address(1, AF_INET, "198.51.100.2", 24)), links=(wan, ETH),
                    daemon=DaemonSettings(exclude=()))
     assert [i.name for i in state.interfaces] == ["eth0", "ppp0"]
+
+
+def test_strict_mode_copies_a_route_via_a_gateway_only_where_the_kernel_would_take_it() -> None:
+    # A gateway is reached through a device holding a global address of its family, or it is
+    # link-local; docker0 here has a global IPv4 address and only a link-local IPv6 one.
+    docker_addresses = (Address(4, AF_INET, "172.17.0.1", 16),
+                        Address(4, AF_INET6, "fe80::1", 64, scope=RT_SCOPE_LINK))
+    via_v4 = Route(AF_INET, RT_TABLE_MAIN, "10.10.0.0", 16, 3, oif=4, gateway="172.17.0.2")
+    via_link_local = Route(AF_INET6, RT_TABLE_MAIN, "2001:db8:78::", 64, 3, oif=4,
+                           gateway="fe80::2")
+    via_v6 = Route(AF_INET6, RT_TABLE_MAIN, "2001:db8:77::", 64, 3, oif=4,
+                   gateway="2001:db8:99::1")
+    state = decide((V4, V6, *docker_addresses), routes=(via_v4, via_link_local, via_v6),
+                   links=(ETH, DOCKER))
+    copies = {(r.dst, r.gateway) for r in state.routes if r.table == 101 and r.oif == 4}
+    assert copies == {("10.10.0.0", "172.17.0.2"), ("2001:db8:78::", "fe80::2")}
+
+
+# --- interfaces left alone ------------------------------------------------------------------
+
+
+def test_interfaces_polroutd_must_leave_alone_are_skipped_with_the_reason() -> None:
+    vrf = Link(10, "vrf-blue", True, True, kind="vrf")
+    links = (LO, vrf, Link(11, "eth1", True, True, master=10),
+             Link(12, "br0", True, True, kind="bridge"), Link(13, "eth2", True, True, master=12),
+             Link(14, "eth3", True, True, master=99))
+    config = Config(interfaces=tuple(InterfaceSpec(name=link.name) for link in links))
+    managed, skipped = desired_module.select_links(KernelState(links=links), config)
+    assert [link.name for link, _ in managed] == ["br0"]
+    assert {s.name: (s.index, s.reason) for s in skipped} == {
+        "lo": (1, "a loopback interface: its addresses are local, not a way out"),
+        "vrf-blue": (10, "a VRF device: the VRF's own table routes for its ports"),
+        "eth1": (11, "enslaved to VRF vrf-blue: its addresses are local only inside the VRF, so "
+                     "a source rule outside it cannot work; policy routing inside a VRF is out "
+                     "of scope"),
+        "eth2": (13, "a port of bridge br0: traffic leaves through br0, which polroutd may "
+                     "manage"),
+        "eth3": (14, "a port of master ifindex 99: traffic leaves through ifindex 99, which "
+                     "polroutd may manage"),
+    }
+
+
+# --- isolated tables and typed routes -------------------------------------------------------
+
+
+def typed(state: DesiredState) -> set[tuple[object, ...]]:
+    return {(r.family, r.table, r.dst, r.dst_len, r.type, r.metric, r.scope, r.oif, r.gateway,
+             r.protocol) for r in state.routes if r.type != 1}
+
+
+def test_an_isolated_table_ends_with_unreachable_default_per_family() -> None:
+    state = decide((V4, V6), InterfaceSpec(name="eth0", gateway="unreachable",
+                                           gateway6="unreachable"), links=(LO, ETH))
+    # the kernel keeps an IPv6 route without a next hop on the loopback, at metric 1024
+    assert typed(state) == {
+        (AF_INET, 101, "0.0.0.0", 0, RTN_UNREACHABLE, 0, RT_SCOPE_UNIVERSE, None, None, PROTO),
+        (AF_INET6, 101, "::", 0, RTN_UNREACHABLE, 1024, RT_SCOPE_UNIVERSE, 1, None, PROTO),
+    }
+
+
+def test_typed_extra_routes_have_no_next_hop() -> None:
+    spec = InterfaceSpec(name="eth0", gateway="none", gateway6="none", routes=(
+        RouteSpec(to="10.9.0.0/16", type="blackhole"),
+        RouteSpec(to="2001:db8:9::/48", type="prohibit", metric=5)))
+    assert typed(decide((V4, V6), spec, links=(LO, ETH))) == {
+        (AF_INET, 101, "10.9.0.0", 16, RTN_BLACKHOLE, 0, RT_SCOPE_UNIVERSE, None, None, PROTO),
+        (AF_INET6, 101, "2001:db8:9::", 48, RTN_PROHIBIT, 5, RT_SCOPE_UNIVERSE, 1, None, PROTO),
+    }
+
+
+# --- routers of DHCP leases -----------------------------------------------------------------
+
+NO_DEFAULT = "no ipv4 default route via eth0 in the main table; "
+
+
+def lease_gateway(addresses: tuple[Address, ...], *offers: LeaseOffer) -> Gateway:
+    config = Config(interfaces=(InterfaceSpec(name="eth0"),))
+    inputs = Inputs(config, PROTO, TABLES, {}, {"eth0": LeaseFindings(offers)})
+    return desired_state(KernelState((ETH,), addresses), inputs).interfaces[0].gateway4
+
+
+def refusal(router: str, addresses: tuple[Address, ...] = (V4,)) -> str | None:
+    gateway = lease_gateway(addresses, LeaseOffer((router,), None, "l"))
+    assert gateway.address is None
+    return gateway.reason
+
+
+def test_a_lease_router_the_kernel_would_refuse_is_no_gateway_and_says_why() -> None:
+    def said(router: str, why: str) -> str:
+        return f"{NO_DEFAULT}DHCP lease l: router {router} {why}"
+
+    for router, kind in (("127.0.0.1", "a loopback"), ("224.0.0.1", "a multicast"),
+                         ("169.254.0.1", "a link-local"), ("0.0.0.0", "the unspecified"),
+                         ("255.255.255.255", "a broadcast or reserved")):
+        assert refusal(router) == said(router, f"is {kind} address, not a unicast router")
+    assert refusal("192.0.2.10") == said("192.0.2.10", "is the interface's own address")
+    assert refusal("192.0.2.0") == said("192.0.2.0", "is the network address of 192.0.2.0/24")
+    assert refusal("192.0.2.255") == said("192.0.2.255",
+                                          "is the broadcast address of 192.0.2.0/24")
+    host = Address(2, AF_INET, "10.0.0.7", 32)
+    assert refusal("10.0.0.1", (host, V4)) == said(
+        "10.0.0.1", "is not on the interface's IPv4 prefixes (10.0.0.7/32, 192.0.2.10/24): "
+                    "off-link")
+    assert refusal("10.0.0.1", (V6,)) == said(
+        "10.0.0.1", "is not on the interface's IPv4 prefixes (none): off-link")
+
+
+def test_on_a_31_both_addresses_are_hosts() -> None:
+    point = Address(2, AF_INET, "198.51.100.1", 31)
+    assert lease_gateway((point,), LeaseOffer(("198.51.100.0",), None, "l")).address == (
+        "198.51.100.0")
+
+
+def test_a_router_on_a_later_prefix_is_fit() -> None:
+    # the interface's addresses in order: a /32 (no prefix to be on), a /24, then a /30
+    host = Address(2, AF_INET, "10.0.0.7", 32)
+    other = Address(2, AF_INET, "198.51.100.5", 30, flags=IFA_F_SECONDARY)
+    gateway = lease_gateway((host, V4, other), LeaseOffer(("198.51.100.6",), None, "l", 99.0))
+    assert (gateway.address, gateway.source, gateway.lease_expires) == (
+        "198.51.100.6", "dhcp-lease", 99.0)
+    assert lease_gateway((host, V4), LeaseOffer(("192.0.2.1",), None, "l")).address == (
+        "192.0.2.1")
+
+
+def test_the_first_fit_router_of_a_lease_is_the_gateway() -> None:
+    gateway = lease_gateway((V4,), LeaseOffer(("10.0.0.1", "192.0.2.1", "192.0.2.2"), None, "l"))
+    assert gateway.address == "192.0.2.1" and gateway.reason is None
+
+
+def test_every_refused_router_of_every_lease_is_named() -> None:
+    stale = LeaseOffer(("10.0.0.1", "127.0.0.1"), "10.0.0.5", "old.lease")
+    own = LeaseOffer(("192.0.2.10",), "192.0.2.10", "new.lease")
+    gateway = lease_gateway((V4,), stale, own)
+    assert gateway.reason == (
+        NO_DEFAULT + "DHCP lease new.lease: router 192.0.2.10 is the interface's own address; "
+        "DHCP lease old.lease (for 10.0.0.5, which eth0 does not have: stale?): "
+        "router 10.0.0.1 is not on the interface's IPv4 prefixes (192.0.2.10/24): off-link, "
+        "router 127.0.0.1 is a loopback address, not a unicast router")
+
+
+def test_a_stale_lease_serves_after_the_interfaces_own() -> None:
+    stale = LeaseOffer(("192.0.2.1",), "192.0.2.99", "old.lease", 5.0)
+    own = LeaseOffer(("192.0.2.254",), "192.0.2.10", "new.lease", 7.0)
+    assert lease_gateway((V4,), stale, own).address == "192.0.2.254"
+    assert lease_gateway((V4,), stale).address == "192.0.2.1"
+
+
+# --- the loopback, skipped interfaces, uplinks, tables shared -------------------------------
+
+
+def test_with_the_loopback_down_only_routes_on_it_are_left_out() -> None:
+    # The kernel keeps an IPv6 route without a next hop on lo, and takes none on a down device.
+    docker = Route(AF_INET, RT_TABLE_MAIN, "172.17.0.0", 16, 2, scope=RT_SCOPE_LINK, oif=4)
+    spec = InterfaceSpec(name="eth0", gateway="unreachable", gateway6="unreachable")
+    for lo_up in (True, False):
+        state = decide((V4, V6), spec, routes=(docker,),
+                       links=(LO._replace(up=lo_up), ETH, DOCKER))
+        kept = {(r.family, r.type, r.oif) for r in state.routes if r.oif != 2}
+        assert kept == {(AF_INET, RTN_UNREACHABLE, None), (AF_INET, 1, 4)} | (
+            {(AF_INET6, RTN_UNREACHABLE, 1)} if lo_up else set())
+
+
+def test_an_interface_without_a_table_is_skipped_with_why() -> None:
+    config = Config(interfaces=(InterfaceSpec(name="eth*"),))
+    links = (ETH, Link(5, "eth5", True, True), Link(6, "eth6", True, True))
+    inputs = Inputs(config, PROTO, {"eth0": TableRef(101, "eth0")}, {}, {},
+                    table_errors={"eth6": "table_range 100-101 is full"})
+    state = desired_state(KernelState(links, (V4,)), inputs)
+    assert [i.name for i in state.interfaces] == ["eth0"]
+    assert [(s.name, s.index, s.reason) for s in state.skipped] == [
+        ("eth5", 5, "no table"), ("eth6", 6, "table_range 100-101 is full")]
+
+
+def test_an_uplink_entry_makes_the_interface_an_uplink_unless_uplinks_are_off() -> None:
+    specs = (InterfaceSpec(name="eth0", uplink=UplinkSpec()), InterfaceSpec(name="ppp0"))
+    mains = (main_default(AF_INET, 2, "192.0.2.1", 0), main_default(AF_INET6, 2, "fe80::1", 1024),
+             main_default(AF_INET, 3, "198.51.100.1", 0))
+    state = KernelState((ETH, PPP), (V4, V6, Address(3, AF_INET, "198.51.100.2", 24)), mains)
+    for mode, uplinks in (("failover", {("eth0", AF_INET), ("eth0", AF_INET6)}), ("off", set())):
+        config = Config(daemon=DaemonSettings(uplinks=mode), interfaces=specs)  # type: ignore[arg-type]
+        inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"))
+        desired = desired_state(state, inputs)
+        assert {(c.interface, c.family) for c in desired.uplinks} == uplinks
+        assert {r.gateway for r in desired.routes if r.table == 500} == (
+            {"192.0.2.1", "fe80::1"} if uplinks else set())
+        assert desired.tables == ({101, 102, 500} if uplinks else {101, 102})
+        # after every interface's rules, the uplinks' in priority, then family order
+        order = [(r.priority, r.family) for r in desired.rules[3:]]
+        assert order == (sorted(order) if uplinks else []) and len(order) == len(uplinks) * 2
+
+
+def test_a_route_two_interfaces_want_in_one_table_is_wanted_once() -> None:
+    both = RouteSpec(to="10.50.0.0/16", metric=7)
+    config = Config(interfaces=(InterfaceSpec(name="eth0", routes=(both,)),
+                                InterfaceSpec(name="ppp0", routes=(both,))))
+    shared = TableRef(101, "shared")
+    inputs = Inputs(config, PROTO, {"eth0": shared, "ppp0": shared}, {}, {})
+    state = desired_state(KernelState(
+        (ETH, PPP), (V4, Address(3, AF_INET, "198.51.100.2", 24))), inputs)
+    assert [(r.table, r.oif) for r in state.routes if r.dst == "10.50.0.0"] == [(101, 2)]
+
+
+def test_a_route_two_interfaces_want_in_main_is_wanted_once() -> None:
+    both = RouteSpec(to="10.50.0.0/16", table="main", metric=7)
+    state = decide((V4, Address(3, AF_INET, "198.51.100.2", 24)),
+                   InterfaceSpec(name="eth0", routes=(both,)),
+                   InterfaceSpec(name="ppp0", routes=(both,)), links=(ETH, PPP))
+    assert [(r.table, r.oif) for r in state.routes if r.dst == "10.50.0.0"] == [
+        (RT_TABLE_MAIN, 2)]  # the first interface by name
+
+
+def test_a_gateway_of_a_family_without_an_address_is_known_but_not_installed() -> None:
+    state = decide((V6,), InterfaceSpec(name="eth0", gateway="192.0.2.1"),
+                   routes=(main_default(AF_INET6, 2, "fe80::1", 1024),))
+    eth = state.interfaces[0]
+    assert (eth.gateway4.address, eth.gateway4.not_installed) == (
+        "192.0.2.1", "no global ipv4 address on eth0: no rule uses the table, so no default "
+                     "route is installed there")
+    # the IPv6 default still comes after the IPv4 family that had none
+    assert defaults(state) == {(AF_INET6, 101, 1024, RT_SCOPE_UNIVERSE, 2, "fe80::1")}
+    assert eth.gateway6.not_installed is None
+
+
+def test_the_uplinks_follow_their_health_and_carry_polroutds_protocol() -> None:
+    spec = InterfaceSpec(name="eth0", uplink=UplinkSpec())
+    mains = (main_default(AF_INET, 2, "192.0.2.1", 0), main_default(AF_INET6, 2, "fe80::1", 1024))
+    config = Config(daemon=DaemonSettings(uplinks="failover"), interfaces=(spec,))
+    inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"),
+                    uplink_health={("eth0", AF_INET): False})
+    desired = desired_state(KernelState((ETH,), (V4, V6), mains), inputs)
+    assert {(c.family, c.active) for c in desired.uplinks} == {(AF_INET, False),
+                                                               (AF_INET6, True)}
+    assert {r.gateway for r in desired.routes if r.table == 500} == {"fe80::1"}
+    assert {r.protocol for r in desired.rules} == {r.protocol for r in desired.routes} == {PROTO}
+
+
+def test_why_a_gateway_is_disabled_or_isolated_names_the_key() -> None:
+    disabled = decide((V4, V6), InterfaceSpec(name="eth0", gateway="none", gateway6="none"))
+    assert [(g.reason, g.wanted) for g in (disabled.interfaces[0].gateway4,
+                                           disabled.interfaces[0].gateway6)] == [
+        ('disabled in the configuration (gateway = "none")', False),
+        ('disabled in the configuration (gateway6 = "none")', False)]
+    isolated = decide((V4, V6), InterfaceSpec(name="eth0", gateway="unreachable",
+                                              gateway6="unreachable"))
+    assert [(g.reason, g.wanted, g.unreachable) for g in (isolated.interfaces[0].gateway4,
+                                                          isolated.interfaces[0].gateway6)] == [
+        ('isolated in the configuration (gateway = "unreachable"): the table ends with '
+         "unreachable default", False, True),
+        ('isolated in the configuration (gateway6 = "unreachable"): the table ends with '
+         "unreachable default", False, True)]
+
+
+def test_the_defaults_passed_over_are_named_with_why() -> None:
+    why = "; one default per interface and family, the lowest metric (then address) wins"
+    others = (main_default(AF_INET, 2, "192.0.2.2", 200), main_default(AF_INET, 2, None, 300),
+              main_default(AF_INET, 2, "192.0.2.3", 400))
+    eth = decide((V4,), routes=(main_default(AF_INET, 2, "192.0.2.1", 100), *others)).interfaces[0]
+    assert (eth.gateway4.address, eth.gateway4.passed_over) == ("192.0.2.1", (
+        ("192.0.2.2", "metric 200" + why), ("dev eth0", "metric 300" + why),
+        ("192.0.2.3", "metric 400" + why)))
+    device = decide((V4,), routes=(main_default(AF_INET, 2, None, 50), *others)).interfaces[0]
+    assert device.gateway4.device_route and [a for a, _ in device.gateway4.passed_over] == [
+        "192.0.2.2", "dev eth0", "192.0.2.3"]
+
+
+def test_managed_interfaces_come_by_name_and_ports_are_skipped_without_a_vrf() -> None:
+    links = (Link(1, "ppp0", True, True), Link(2, "eth9", True, True, master=3),
+             Link(3, "br0", True, True, kind="bridge"), Link(4, "eth0", True, True))
+    config = Config(interfaces=(InterfaceSpec(name="*"),))
+    managed, skipped = desired_module.select_links(KernelState(links=links), config)
+    assert [link.name for link, _ in managed] == ["br0", "eth0", "ppp0"]
+    assert [s.name for s in skipped] == ["eth9"]
+
+
+def test_a_vrf_device_alone_is_skipped() -> None:
+    vrf = Link(10, "vrf-blue", True, True, kind="vrf")
+    managed, skipped = desired_module.select_links(
+        KernelState(links=(vrf,)), Config(interfaces=(InterfaceSpec(name="vrf-blue"),)))
+    assert managed == [] and [s.name for s in skipped] == ["vrf-blue"]
+
+
+def test_by_default_ports_are_listed_as_skipped_and_the_loopback_is_left_out_silently() -> None:
+    links = (LO, Link(3, "br0", True, True, kind="bridge"), Link(9, "eth9", True, True, master=3))
+    addresses = (Address(1, AF_INET, "203.0.113.1", 32), Address(3, AF_INET, "192.0.2.1", 24),
+                 Address(9, AF_INET, "198.51.100.9", 24))
+    managed, skipped = desired_module.select_links(
+        KernelState(links, addresses), Config(daemon=DaemonSettings(exclude=())))
+    assert [link.name for link, _ in managed] == ["br0"]
+    assert [s.name for s in skipped] == ["eth9"]
+
+
+def test_failover_keeps_one_default_per_uplink_and_balance_one_multipath_route() -> None:
+    specs = (InterfaceSpec(name="eth0", uplink=UplinkSpec(metric=100)),
+             InterfaceSpec(name="ppp0", uplink=UplinkSpec(metric=200)))
+    state = KernelState((ETH, PPP), (V4, Address(3, AF_INET, "198.51.100.2", 24)),
+                        (main_default(AF_INET, 2, "192.0.2.1", 0),
+                         main_default(AF_INET, 3, "198.51.100.1", 0)))
+    for mode, paths in (("failover", [1, 1]), ("balance", [2])):
+        config = Config(daemon=DaemonSettings(uplinks=mode), interfaces=specs)  # type: ignore[arg-type]
+        inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"))
+        routes = [r for r in desired_state(state, inputs).routes if r.table == 500]
+        assert [len(r.nexthops) or 1 for r in routes] == paths

@@ -116,13 +116,47 @@ def test_truncated_messages_are_refused() -> None:
         list(rtnl.iter_messages(message[:-4]))
 
 
+def framed(attributes: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(
+        struct.pack("=HH", 4 + len(value), atype) + value + b"\0" * (-len(value) % 4)
+        for atype, value in attributes
+    )
+
+
+# Attribute types the decoders read (1 to 24 covers every RTA_, FRA_, IFA_, IFLA_ and NDA_ type
+# they look at), sometimes with the nested or byte-order flag set, with values of any length.
+attribute_lists = st.lists(
+    st.tuples(st.integers(0, 30) | st.integers(0, 0xFFFF), st.binary(max_size=24)), max_size=12)
+
+
+@given(st.sampled_from([AF_INET, AF_INET6]), attribute_lists, st.binary(max_size=40))
+@example(AF_INET, [(rtnl.FRA_PROTOCOL, b"")], b"")  # an attribute with no value
+@example(AF_INET6, [(rtnl.RTA_MULTIPATH, struct.pack("=HBBi", 8, 0, 0, 1) + b"\xff" * 3)], b"")
+def test_decoders_never_crash_on_garbage_attributes(
+    family: int, attributes: list[tuple[int, bytes]], tail: bytes
+) -> None:
+    # A real family in the header, so every decoder goes on to read the attributes: well
+    # framed ones of the types it reads, with values of the wrong length, then bytes that
+    # are no attributes at all.
+    body = framed(attributes) + tail
+    for decode, header_size in ((rtnl.decode_rule, 12), (rtnl.decode_route, 12),
+                                (rtnl.decode_address, 8), (rtnl.decode_link, 16),
+                                (rtnl.decode_neighbour, 12)):
+        header = bytes([family]) + bytes(header_size - 1)
+        # malformed attributes may be refused, but never with anything else
+        with contextlib.suppress(struct.error, ValueError):
+            decode(header + body)
+    with contextlib.suppress(struct.error, ValueError):
+        rtnl.decode_nexthops(family, body)
+    with contextlib.suppress(struct.error, ValueError):
+        rtnl.decode_error(struct.pack("=iIHHII", -1, 16, 0, 0, 0, 0) + body,
+                          rtnl.NLM_F_ACK_TLVS | rtnl.NLM_F_CAPPED)
+
+
 @given(st.sampled_from([AF_INET, AF_INET6]), st.binary(max_size=200))
-@example(AF_INET, struct.pack("=HH", 4, rtnl.FRA_PROTOCOL))  # an attribute with no value
-def test_decoders_never_crash_on_garbage_past_the_header(family: int, tail: bytes) -> None:
-    # A real family in the first byte, so every decoder goes on to read the attributes.
+def test_decoders_never_crash_on_bytes_past_the_header(family: int, tail: bytes) -> None:
     for decode, header_size in ((rtnl.decode_rule, 12), (rtnl.decode_route, 12),
                                 (rtnl.decode_address, 8), (rtnl.decode_link, 16)):
         header = bytes([family]) + bytes(header_size - 1)
-        # malformed attributes may be refused, but never with anything else
         with contextlib.suppress(struct.error, ValueError):
             decode(header + tail)
