@@ -442,10 +442,10 @@ def _apply_address(view: _View, address: Address, change: Change) -> None:
         here = [a for a in addresses if a.ifindex == address.ifindex]
     if address.family == AF_INET:
         # The kernel flushes main-table routes preferring a source no interface holds any
-        # more (since Linux 6.10 only those of the address's own table, main outside a VRF:
-        # routes in other tables keep the stale source; older kernels flushed every table, and
-        # there the plan's deletes of polroutd's own find them gone, ESRCH, "already done"),
-        # and every IPv4 route through the device when its last IPv4 address goes.
+        # more (recent kernels, seen on 6.18, only those of the address's own table, main
+        # outside a VRF: routes in other tables keep the stale source; older kernels flushed
+        # every table, and there the plan's deletes of polroutd's own find them gone, ESRCH,
+        # "already done"), and every IPv4 route through the device when its last IPv4 address goes.
         if not any(a.family == AF_INET for a in holders):
             view.drop_routes(family=AF_INET, prefsrc=address.address, table=RT_TABLE_MAIN)
         if not any(a.family == AF_INET for a in here):

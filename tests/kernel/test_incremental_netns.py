@@ -143,9 +143,10 @@ def test_random_changes_leave_the_view_equal_to_the_kernel_and_the_kernel_as_des
 def test_an_address_in_a_prefix_of_its_own_comes_and_goes_without_divergence(
     lab: Lab, tmp_path: Path
 ) -> None:
-    """The kernel flushes main-table routes preferring a deleted address, but (Linux 6.10 on)
-    not those in other tables: polroutd's connected route for the address's prefix, in the
-    interface's table, stays behind until polroutd deletes it, and the view must say so."""
+    """The kernel flushes main-table routes preferring a deleted address, but (recent
+    kernels, seen on 6.18) not those in other tables: polroutd's connected route for the
+    address's prefix, in the interface's table, stays behind until polroutd deletes it, and
+    the view must say so."""
     config = write_config(tmp_path, daemon_extra=(
         f'http_listen = "127.0.0.1:{HTTP_PORT}"\nresync_interval = 2'))
     daemon = start_daemon(lab, config, tmp_path)

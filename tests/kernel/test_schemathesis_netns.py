@@ -29,7 +29,8 @@ def test_the_http_api_matches_its_openapi_document(lab: Lab, tmp_path: Path) -> 
         d.wait_for(lambda: d.state()["in_sync"], what="in sync")
         started = time.monotonic()
         proc = lab.run(
-            lab.server, str(schemathesis), "run", f"http://127.0.0.1:{HTTP_PORT}/openapi.json",
+            # in tmp_path: schemathesis keeps a cache in .schemathesis/ of its working directory
+            lab.server, "env", f"--chdir={tmp_path}", str(schemathesis), "run", f"http://127.0.0.1:{HTTP_PORT}/openapi.json",
             "--checks", "all", "--max-examples", "30", "--seed", "11", "--workers", "1",
             "--generation-database", "none", "--no-color",
             f"--report-dir={tmp_path / 'schemathesis'}",

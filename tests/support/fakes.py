@@ -161,7 +161,7 @@ class FakeKernel:
         self.events.append(Event("address", "new", address))
 
     def remove_address(self, address: Address) -> None:
-        """Like the kernel (6.10 and later): with the last IPv4 address of a device go its
+        """Like a recent kernel (seen on 6.18): with the last IPv4 address of a device go its
         IPv4 routes, and main-table routes preferring the address as source when no device
         holds it any more, unannounced (other tables keep them, with the stale source).
         """
