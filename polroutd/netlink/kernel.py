@@ -63,6 +63,9 @@ IDEMPOTENT = {
     ("route", "delete"): errno.ESRCH,
 }
 _SUCCESS: tuple[int, str | None] = (0, None)
+_DUMP_INTR = rtnl.NLM_F_DUMP_INTR
+_LAST_CONTROL = max(rtnl.NLMSG_DONE, rtnl.NLMSG_ERROR)  # no rtnetlink message type is this low
+_UNKNOWN = object()  # a message not seen in the last dump (None: seen, and decoded to nothing)
 
 
 @contextlib.contextmanager
@@ -218,20 +221,22 @@ class Netlink:
                     if msg_seq != seq:
                         clean = False
                         continue  # not an answer to this dump
-                    if flags & rtnl.NLM_F_DUMP_INTR:
+                    if flags & _DUMP_INTR:
                         interrupted, clean = True, False
-                    if msg_type == rtnl.NLMSG_DONE:
-                        done = True
-                        break
-                    if msg_type == rtnl.NLMSG_ERROR:
-                        code, text = rtnl.decode_error(payload, flags)
-                        raise KernelError(
-                            f"dump {mtype} failed: {text or os.strerror(code)}", code
-                        )
+                    if msg_type <= _LAST_CONTROL:  # (names looked up once: a read has thousands)
+                        if msg_type == rtnl.NLMSG_DONE:
+                            done = True
+                            break
+                        if msg_type == rtnl.NLMSG_ERROR:
+                            code, text = rtnl.decode_error(payload, flags)
+                            raise KernelError(
+                                f"dump {mtype} failed: {text or os.strerror(code)}", code
+                            )
                     if keep is not None and not keep(payload):
                         continue
-                    obj = (cast("T | None", known[payload]) if payload in known
-                           else decode(payload))
+                    obj = cast("T | None", known.get(payload, _UNKNOWN))
+                    if obj is _UNKNOWN:
+                        obj = decode(payload)
                     payloads[payload] = obj
                     if obj is not None:
                         objects.append(obj)
