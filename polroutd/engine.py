@@ -45,6 +45,7 @@ from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
 from polroutd.inputs.filecache import SettledFileCache
+from polroutd.netlink.kernel import collector_paused
 
 UPLINK_TABLE_KEY = "/uplinks"  # the uplink table's request among the interfaces' ('/': no ifname)
 
@@ -222,6 +223,10 @@ class Engine:
         self.adopting = frozenset()
 
     def decide(self, actual: KernelState) -> Decision:
+        with collector_paused():
+            return self._decide(actual)
+
+    def _decide(self, actual: KernelState) -> Decision:
         self._refresh_registry()
         state = self._as_ours(actual)
         managed = managed_links(state, self.config)

@@ -36,6 +36,7 @@ from polroutd.daemon.tally import Tally
 from polroutd.daemon.tasks import Supervisor
 from polroutd.daemon.uplinks import UplinkMonitor
 from polroutd.engine import Engine
+from polroutd.netlink.kernel import collector_paused
 
 # Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
 # and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
@@ -391,6 +392,13 @@ class Daemon:
         return self.engine.decide_touched(state, touched) or self.engine.decide(state)
 
     def reconcile(self, reason: str) -> bool:
+        # No collection in the middle of an event's path: the young objects then include the
+        # view's new lists (thousands of references each, walked by every collection), and a
+        # collection rarely frees anything here. It runs after, off the path to the kernel.
+        with collector_paused():
+            return self._reconcile(reason)
+
+    def _reconcile(self, reason: str) -> bool:
         started = self.deps.clock()
         mode = "full"
         self.engine.uplink_health = self.uplinks.view()  # uplinks: health is a core input
