@@ -117,3 +117,33 @@ def test_the_earliest_of_retry_hint_and_resync_is_due() -> None:
     s.finished(11.0, True)
     s.mark_dirty(12.0)
     assert s.due(12.0) == (12.0, "event")
+
+
+def test_a_wake_up_is_due_at_its_time_with_its_reason() -> None:
+    s = schedule()
+    s.finished(0.0, True)  # next resync at 64
+    s.wake(8.0)
+    assert s.due(1.0) == (8.0, "lease-expiry")
+    s.wake(4.0, "earlier")
+    assert s.due(1.0) == (4.0, "earlier")  # the earliest wins, with its reason
+
+
+def test_a_later_or_equal_wake_up_keeps_the_earlier_one() -> None:
+    s = schedule()
+    s.finished(0.0, True)
+    s.wake(4.0, "first")
+    s.wake(16.0, "later")
+    assert s.due(1.0) == (4.0, "first")
+    s.wake(4.0, "same time")
+    assert s.due(1.0) == (4.0, "first")
+
+
+def test_a_reconcile_that_starts_covers_the_wake_up() -> None:
+    s = schedule()
+    s.finished(0.0, True)
+    s.wake(4.0)
+    s.started(4.0)
+    s.finished(4.0, True)  # next resync at 68
+    assert s.due(5.0) == (68.0, "resync")
+    s.wake(70.0, "after the resync")
+    assert s.due(5.0) == (68.0, "resync")
