@@ -656,6 +656,10 @@ HUGE = "1" + "0" * 5000
         (f"[[interface]]\nname = 'eth0'\n[[interface]]\nname = 'eth1'\npriority = {HUGE}\n",
          ":5: interface[2].priority: an integer has thousands of digits; expected a sensible "
          "number"),
+        (f"[[interface]]\nname = 'a'\n[daemon]\nmode = 'strict'\n[[interface]]\nname = 'b'\n"
+         f"priority = {HUGE}\n",
+         ":7: interface[2].priority: an integer has thousands of digits; expected a sensible "
+         "number"),
         (f"[daemon]\nexclude = [\n  {HUGE}]\n",
          ":3: syntax: an integer has thousands of digits; expected a sensible number"),
         (b"a = 1\n# caf\xe9\n",
