@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -41,6 +40,7 @@ from polroutd.core.model import (
     Route,
 )
 from polroutd.core.plan import make_plan
+from polroutd.core.record import record, replace
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
@@ -93,7 +93,7 @@ def resolve_names(config: Config) -> tuple[tables.NameRegistry, int]:
     return registry, protocol
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Basis:
     """A decision with what it was derived from, for deciding again after events."""
 

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from polroutd.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from polroutd.cli.main import build_parser
 from polroutd.config import parse
 from polroutd.core import limits, settings
+from polroutd.core.record import MISSING, fields
 
 PAGES = {"polroutd.8": "polroutd", "polroutd.toml.5": "polroutd.toml"}
 SECTIONS = {  # TOML table -> (dataclass, how the page spells the table)

@@ -15,7 +15,6 @@ import os
 import re
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from polroutd.core.limits import (
     RT_TABLE_MAIN,
 )
 from polroutd.core.listen import parse_listen
+from polroutd.core.record import fields, replace
 from polroutd.core.settings import (
     GATEWAY_WORDS,
     LEASE_PATH_PLACEHOLDERS,

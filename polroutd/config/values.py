@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from polroutd.config.tomllines import line_of
 from polroutd.core.errors import ConfigError
+from polroutd.core.record import record
 from polroutd.core.text import one_line
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Where:
     """Turns a key into an error that carries the file and, when known, the line."""
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from polroutd.core.describe import Names
 from polroutd.core.model import DesiredState, KernelState, Plan
+from polroutd.core.record import field, record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     """What one read of the kernel leads to."""
 

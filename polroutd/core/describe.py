@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from polroutd.core.limits import (
@@ -28,6 +27,7 @@ from polroutd.core.model import (
     family_name,
     host_len,
 )
+from polroutd.core.record import field, record
 
 _KERNEL_TABLES = {RT_TABLE_MAIN: "main", RT_TABLE_LOCAL: "local", RT_TABLE_DEFAULT: "default"}
 _SCOPES = {RT_SCOPE_LINK: "link", RT_SCOPE_HOST: "host"}
@@ -35,7 +35,7 @@ _TYPE_NAMES = {number: name for name, number in ROUTE_TYPE_NUMBERS.items()}
 _SIGNS = {"add": "+", "delete": "-", "replace": "~"}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Names:
     """Numbers the kernel uses, and the names an operator knows them by."""
 

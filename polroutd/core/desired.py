@@ -7,7 +7,6 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
 from polroutd.core.limits import (
@@ -37,6 +36,7 @@ from polroutd.core.model import (
     family_name,
     host_len,
 )
+from polroutd.core.record import field, record, replace
 from polroutd.core.settings import Config, InterfaceSpec, RouteSpec, UplinkSpec
 from polroutd.core.tables import TableRef
 from polroutd.core.uplinks import HealthView, UplinkObjects, uplink_objects
@@ -46,7 +46,7 @@ from polroutd.core.uplinks import HealthView, UplinkObjects, uplink_objects
 # tests/mutmut_plugin.py empties them between tests through ``CACHES``.
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Inputs:
     """Everything besides the kernel read that the desired state depends on."""
 
@@ -432,7 +432,7 @@ def unmanaged_copies(
     ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Piece:
     """One managed interface's share of the desired state: its rules and routes."""
 

@@ -15,8 +15,9 @@ time of an observation is part of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
+
+from polroutd.core.record import record, replace
 
 Cause = Literal["startup", "link", "neighbour", "probe"]
 RECENT = 10  # probe results kept for /state
@@ -47,7 +48,7 @@ class NeighbourSeen(NamedTuple):
 Observation = ProbeResult | LinkSeen | NeighbourSeen
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Health:
     up: bool
     cause: Cause  # of the last transition (or of the initial state)

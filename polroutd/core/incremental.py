@@ -11,7 +11,6 @@ decision: ``scope`` or ``redecide`` say None.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from polroutd.core.desired import (
     Inputs,
@@ -29,6 +28,7 @@ from polroutd.core.kernelview import Touched, grouped
 from polroutd.core.limits import RTN_UNICAST
 from polroutd.core.model import Conflict, DesiredState, KernelState, Link, Plan, Route, Rule
 from polroutd.core.plan import make_plan
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.tables import TableRef
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from polroutd.core.limits import AF_INET, AF_INET6, RT_TABLE_LOCAL, RT_TABLE_MAIN
@@ -27,6 +26,7 @@ from polroutd.core.model import (
     Rule,
     RuleOp,
 )
+from polroutd.core.record import record
 
 EventKind = Literal["link", "address", "route", "rule"]
 Change = Literal["new", "del"]
@@ -56,7 +56,7 @@ class Event(NamedTuple):
         return self.kind == "link" and self.up is False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Touched:
     """What a batch of events touched: where the desired state and the plan may change."""
 

@@ -11,7 +11,6 @@ rest, but three to four times cheaper to build, which a cold start of a thousand
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from polroutd.core.limits import (
@@ -27,6 +26,7 @@ from polroutd.core.limits import (
     RT_SCOPE_UNIVERSE,
     RTN_UNICAST,
 )
+from polroutd.core.record import record
 
 Kind = Literal["rule", "route"]
 OpName = Literal["add", "delete", "replace"]
@@ -207,7 +207,7 @@ class Rule(NamedTuple):
         return self[:3] + self[4:]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KernelState:
     """One consistent read of the kernel (never a partial one: reads that fail raise)."""
 
@@ -262,7 +262,7 @@ class OpResult(NamedTuple):
 GatewaySource = Literal["config", "main-table", "dhcp-lease"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Gateway:
     """The gateway chosen for one interface and family, or why there is none."""
 
@@ -285,7 +285,7 @@ class Gateway:
         return self.address is not None or self.device_route
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LeaseOffer:
     """One DHCP lease found for an interface: its routers (preferred first), the address it
     leased (None when the file does not say), the file, for messages, and when it expires
@@ -297,7 +297,7 @@ class LeaseOffer:
     expires: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LeaseFindings:
     """An interface's usable leases, best first, and why lease files for it were not read."""
 
@@ -305,7 +305,7 @@ class LeaseFindings:
     refused: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ManagedInterface:
     name: str
     index: int
@@ -319,7 +319,7 @@ class ManagedInterface:
     gateway6: Gateway
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Conflict:
     """A foreign object that stands where polroutd wants one of its own."""
 
@@ -340,7 +340,7 @@ class UplinkChoice(NamedTuple):
     reason: str | None = None  # why it carries nothing although configured
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SkippedInterface:
     """An interface the configuration (or the default selection) names but polroutd leaves
     alone, and why: a port of a VRF, bond or bridge, a loopback, or no table number left."""
@@ -350,7 +350,7 @@ class SkippedInterface:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DesiredState:
     interfaces: tuple[ManagedInterface, ...]
     rules: tuple[Rule, ...]
@@ -363,7 +363,7 @@ class DesiredState:
         return frozenset(route.key for route in self.routes)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Plan:
     operations: tuple[Operation, ...]
     conflicts: tuple[Conflict, ...] = ()

@@ -4,8 +4,9 @@ tested with a fake clock."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+from polroutd.core.record import record
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
@@ -17,7 +18,7 @@ class Jitter(Protocol):
     def uniform(self, a: float, b: float) -> float: ...
 
 
-@dataclass
+@record(frozen=False)
 class Schedule:
     """Decides the next reconcile time.
 

@@ -5,8 +5,9 @@ Pure data that every layer may read; ``polroutd.config`` builds it from a file a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
+
+from polroutd.core.record import field, record
 
 DEFAULT_EXCLUDE = (
     "lo", "docker*", "veth*", "br-*", "virbr*", "cni*", "cali*", "flannel*", "tun*", "tap*",
@@ -43,7 +44,7 @@ UplinkMode = Literal["off", "failover", "balance"]
 GatewaySetting = str  # "auto", "none", "unreachable", or an address of the right family
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RouteSpec:
     """An extra route from ``[[interface]] routes``."""
 
@@ -54,7 +55,7 @@ class RouteSpec:
     type: str = "unicast"  # one of ROUTE_TYPES; the other types take no via
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InterfaceSpec:
     name: str  # exact name or shell glob
     table: str | int | None = None  # None: a table named after the interface
@@ -65,7 +66,7 @@ class InterfaceSpec:
     uplink: UplinkSpec | None = None  # None: this interface is no uplink
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProbeSpec:
     """How an uplink's path beyond its gateway is checked: ``none``, ``icmp`` or ``tcp``."""
 
@@ -75,7 +76,7 @@ class ProbeSpec:
     targets: tuple[str, ...] = ()  # icmp: addresses to ping; empty: the gateway itself
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UplinkSpec:
     """An interface whose gateway may carry traffic that chose no source address."""
 
@@ -88,7 +89,7 @@ class UplinkSpec:
     up: int = 3  # consecutive successes to call it up again
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DaemonSettings:
     http_listen: str = "127.0.0.1:9641"  # "" disables HTTP
     resync_interval: float = 60.0
@@ -109,7 +110,7 @@ class DaemonSettings:
     uplink_priority: int = 32760
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     interfaces: tuple[InterfaceSpec, ...] = ()

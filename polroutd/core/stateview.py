@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from polroutd import __version__
 from polroutd.core.decision import Decision
 from polroutd.core.describe import Names, conflict_json, operation_text, route_json, rule_json
 from polroutd.core.model import Gateway, OpResult, RouteKey, RouteOp, RuleOp
+from polroutd.core.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LastReconcile:
     at: float  # unix time it finished
     duration: float
@@ -24,7 +24,7 @@ class LastReconcile:
     mode: str = "full"  # "incremental": events applied to the last read; "full": read again
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FullRead:
     """The last read of everything, and where it found the view kept from events wrong."""
 

@@ -8,7 +8,6 @@ allocated to a name, stays with it. The files these names come from are read by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from polroutd.core.errors import ConfigError
@@ -19,6 +18,7 @@ from polroutd.core.limits import (
     RESERVED_TABLE_NAMES,
     RESERVED_TABLES,
 )
+from polroutd.core.record import field, record
 from polroutd.core.settings import Config
 
 # Used for protocol = "polroutd" when no rt_protos file names it, so a fresh machine works.
@@ -76,7 +76,7 @@ def _parse_number(word: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NameRegistry:
     """Names the system knows: table name -> number, protocol name -> number."""
 
@@ -119,7 +119,7 @@ def resolve_protocol(setting: str | int, registry: NameRegistry, source: str) ->
     return number
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TableRef:
     """A routing table: its number and, when it has one, the name ``ip`` shows."""
 
@@ -127,7 +127,7 @@ class TableRef:
     name: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TableAssignment:
     by_interface: Mapping[str, TableRef]
     recorded: Mapping[str, int]  # what the recorded-tables file should hold now

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from polroutd.core.kernelview import Event
+from polroutd.core.record import field, record
 from polroutd.core.settings import Config
 from polroutd.daemon.uplinks import UplinkEvents
 from polroutd.engine import Kernel, LeaseReader
@@ -36,7 +36,7 @@ class Notifier(Protocol):
     def watchdog_interval(self) -> float | None: ...
 
 
-@dataclass
+@record(frozen=False)
 class Deps:
     """Everything the daemon does I/O with."""
 

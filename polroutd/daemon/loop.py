@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from polroutd.adapters.logs import get_logger
@@ -27,6 +26,7 @@ from polroutd.core.kernelview import (
     divergence,
 )
 from polroutd.core.model import DesiredState, KernelState, OpResult
+from polroutd.core.record import field, record
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
 from polroutd.core.stateview import FullRead, LastReconcile, state_document
@@ -55,7 +55,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 log = get_logger("polroutd.daemon")
 
 
-@dataclass
+@record(frozen=False)
 class Status:
     """What the last reconciles found; read by /state, /readyz and systemd's STATUS=."""
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from polroutd.adapters.logs import get_logger
@@ -31,6 +30,7 @@ from polroutd.core.health import (
 )
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, Neighbour, family_name
+from polroutd.core.record import record
 from polroutd.core.settings import Config, UplinkSpec
 from polroutd.inputs.carrier import CarrierFiles
 from polroutd.inputs.probes import IcmpProbes, icmp_unavailable, tcp_probe
@@ -53,7 +53,7 @@ class UplinkEvents(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Uplink:
     """What one uplink and family is probed with, as the last reconcile found it."""
 

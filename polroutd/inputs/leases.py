@@ -27,13 +27,13 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Literal
 
 from polroutd.config.files import FileRefused, read_regular_file, why_unreadable
 from polroutd.core.errors import is_starved
 from polroutd.core.model import LeaseFindings, LeaseOffer
+from polroutd.core.record import field, record, replace
 from polroutd.inputs.filecache import SettledFileCache
 
 Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
@@ -67,7 +67,7 @@ DHCLIENT_CLASSLESS_OPTIONS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Lease:
     interface: str  # "" for a dhclient block that names no interface
     address: str | None
@@ -611,7 +611,7 @@ def _interface_leases(
             yield replace(lease, interface=interface)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _ParsedFile:
     """What one lease file holds, for every interface (``interface`` is filled in per use);
     or, when it was not read, why (``refused``)."""

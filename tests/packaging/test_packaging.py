@@ -16,7 +16,6 @@ temporary directory and run from there with Debian's /usr/bin/python3.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ from polroutd import __version__
 from polroutd.cli import manpages
 from polroutd.cli.main import build_parser
 from polroutd.config import uplinks
-from polroutd.core import limits, settings
+from polroutd.core import limits, record, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MAN_DIR = ROOT / "contrib" / "man"
@@ -134,13 +133,13 @@ def test_every_config_key_is_described_with_its_default_in_polroutd_toml_5(
 ) -> None:
     page = rendered("polroutd.toml.5")
     keys = {k.path: k for k in manpages.config_keys()}
-    for f in dataclasses.fields(cls):
+    for f in record.fields(cls):
         if f"{section}.{f.name}" == "interface.uplink":
             continue  # the file spells it as flat keys: below
         key = keys[f"{section}.{f.name}"]  # a field without a description fails config_keys()
         assert key.description
         assert re.search(rf"\b{re.escape(f.name)}\b", page), key.path
-        if f.default is not dataclasses.MISSING and key.path not in manpages.DEFAULT_WORDS:
+        if f.default is not record.MISSING and key.path not in manpages.DEFAULT_WORDS:
             for part in manpages.toml_value(f.default).strip("[]").split(", "):
                 assert part in page, (key.path, part)
     if section == "interface":  # the keys the parser takes for an uplink

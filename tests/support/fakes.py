@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from polroutd.core.errors import KernelError
 from polroutd.core.kernelview import Event
@@ -28,6 +28,7 @@ from polroutd.core.model import (
     Rule,
     RuleOp,
 )
+from polroutd.core.record import replace
 from polroutd.netlink.kernel import IDEMPOTENT
 
 _OPERATIONS = {"rule": ("add", "delete"), "route": ("add", "replace", "delete")}

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from polroutd.core.desired import desired_state
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Address, Gateway, KernelState, Operation, OpResult, Route, RouteOp
 from polroutd.core.plan import make_plan
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, DaemonSettings
 from polroutd.engine import Engine
 from polroutd.inputs import leases

@@ -3,7 +3,6 @@ docs/behaviour.md §4.1."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import tomllib
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from polroutd.config.parse import load_config, parse_config, resolve_config_path
 from polroutd.config.tomllines import key_lines, line_of
+from polroutd.core import record
 from polroutd.core.errors import ConfigError
 from polroutd.core.globs import overlap_witness
 from polroutd.core.limits import MAX_PROTOCOL, RESERVED_PROTOCOLS
@@ -91,7 +91,7 @@ def test_an_empty_file_means_the_defaults_from_that_file(tmp_path: Path) -> None
 
 
 def test_every_daemon_setting_has_a_parser() -> None:
-    every_key = {f.name for f in dataclasses.fields(DaemonSettings)}
+    every_key = {f.name for f in record.fields(DaemonSettings)}
     text = "[daemon]\n" + "".join(f"{key} = {_toml_value(v)}\n" for key, v in _SAMPLE.items())
     assert set(_SAMPLE) == every_key
     daemon = parse_config(_parse_toml(text), "x.toml", text).daemon
@@ -527,7 +527,7 @@ def test_valid_generated_configs_parse_the_same_from_data_and_from_text(
 
     path = tmp_path_factory.mktemp("gen") / "gen.toml"
     path.write_text(_to_toml(data), encoding="utf-8")
-    assert dataclasses.replace(load_config(path), source="gen.toml") == parsed
+    assert record.replace(load_config(path), source="gen.toml") == parsed
 
 
 @settings(max_examples=100, deadline=None)

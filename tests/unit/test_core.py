@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +19,7 @@ from polroutd.core.model import (
     RuleOp,
 )
 from polroutd.core.plan import classify, make_plan
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from tests.support.article import PROTO, SPEC_EXAMPLE, article_state, inputs
 from tests.support.fakes import FakeKernel

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from polroutd.core.errors import ConfigError
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import Address, Link, RuleOp
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from polroutd.engine import Engine
 from polroutd.netlink import codec as rtnl

@@ -5,12 +5,12 @@ recorded-tables file) are still looked at on every reconcile."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from polroutd.core.errors import DumpInterrupted
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import Address, KernelState, LeaseFindings, Route
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.daemon.loop import INCREMENTAL_EVENT_LIMIT
 from tests.support.article import PROTO, article_decision, lease_of

@@ -5,7 +5,6 @@ the real packets are in tests/test_guide_netns.py)."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from polroutd.core.limits import (
 )
 from polroutd.core.model import KernelState
 from polroutd.core.plan import make_plan
+from polroutd.core.record import replace
 from polroutd.core.settings import Config
 from polroutd.core.tables import TableRef
 from polroutd.netlink import codec as rtnl

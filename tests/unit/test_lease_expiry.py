@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from polroutd.core.desired import earliest_lease_expiry
 from polroutd.core.model import Gateway, LeaseFindings, Route
+from polroutd.core.record import replace
 from polroutd.core.schedule import Schedule
 from polroutd.inputs import leases
 from polroutd.netlink import codec as rtnl

@@ -4,12 +4,11 @@ are now taken over: routes by a replace, rules by an add before the delete."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from polroutd.core.model import KernelState, RouteOp, RuleOp
 from polroutd.core.plan import make_plan
+from polroutd.core.record import replace
 from polroutd.core.settings import Config
 from polroutd.daemon.instance import AlreadyRunning
 from tests.support.article import PROTO, article_decision

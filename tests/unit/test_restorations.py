@@ -4,10 +4,10 @@ restorations, never counted as drift or repairs (a flapping link must not fire d
 from __future__ import annotations
 
 import struct
-from dataclasses import replace
 
 from polroutd.core.model import KernelState, RouteOp
 from polroutd.core.plan import classify, make_plan
+from polroutd.core.record import replace
 from polroutd.netlink import codec as rtnl
 from polroutd.netlink.kernel import Event, decode_event
 from tests.support.article import PROTO, article_decision, lease_of

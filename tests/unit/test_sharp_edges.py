@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from polroutd.core.errors import ConfigError
 from polroutd.core.limits import AF_INET6, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN
 from polroutd.core.model import Link, Route, RouteOp
 from polroutd.core.plan import make_plan
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from polroutd.core.tables import TableRef
 from polroutd.netlink import codec as rtnl

@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -32,6 +31,7 @@ from polroutd.cli.status import (
 )
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import Conflict, OpResult, Plan, Route, RouteOp, RuleOp
+from polroutd.core.record import replace
 from polroutd.core.stateview import LastReconcile, state_document
 from tests.support.article import article_decision
 

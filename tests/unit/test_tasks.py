@@ -8,7 +8,6 @@ import contextlib
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from polroutd.adapters import http
 from polroutd.adapters.http import HttpServer, StateProvider
 from polroutd.adapters.listener import ListenError
 from polroutd.core.model import KernelState
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, DaemonSettings
 from polroutd.daemon import service
 from polroutd.daemon.deps import Deps

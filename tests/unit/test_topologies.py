@@ -11,7 +11,6 @@ the real kernel, in a namespace.
 from __future__ import annotations
 
 import struct
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import structlog
 from polroutd.config.files import FileRefused
 from polroutd.core.limits import AF_INET, AF_INET6, RT_SCOPE_LINK, RT_TABLE_MAIN
 from polroutd.core.model import Address, KernelState, Link, Route
+from polroutd.core.record import replace
 from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec
 from polroutd.core.stateview import state_document
 from polroutd.core.tables import NameRegistry, assign_tables, render_recorded
