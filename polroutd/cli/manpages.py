@@ -1,7 +1,7 @@
 """The man pages polroutd(8) and polroutd.toml(5), generated from the code they describe.
 
 The commands and their options come from the argparse parser (``polroutd.cli.main.build_parser``),
-the configuration keys and their defaults from the configuration dataclasses
+the configuration keys and their defaults from the configuration's records
 (``DaemonSettings``, ``InterfaceSpec``, ``RouteSpec``) and the limits from the constants the
 validation uses, so the pages cannot drift from the code. What the code cannot say (what a key
 means, what a command's exit codes are) is in the tables below, keyed by name; generating a page
@@ -29,7 +29,7 @@ from polroutd.core import limits, settings
 from polroutd.core.record import MISSING, fields
 
 PAGES = {"polroutd.8": "polroutd", "polroutd.toml.5": "polroutd.toml"}
-SECTIONS = {  # TOML table -> (dataclass, how the page spells the table)
+SECTIONS = {  # TOML table -> (record class, how the page spells the table)
     "daemon": (settings.DaemonSettings, "[daemon]"),
     "interface": (settings.InterfaceSpec, "[[interface]]"),
     "interface.routes": (settings.RouteSpec, "[[interface]] routes = [ { ... } ]"),
@@ -298,7 +298,7 @@ def toml_value(value: Any) -> str:
 
 
 def config_keys() -> list[Key]:
-    """Every key of the file, in the order of the dataclasses' fields."""
+    """Every key of the file, in the order of the records' fields."""
     keys = []
     for section, (cls, _) in SECTIONS.items():
         for f in fields(cls):

@@ -4,8 +4,8 @@ Pure data, no I/O. Addresses are canonical strings (``socket.inet_ntop`` form), 
 that the kernel considers equal compare equal here.
 
 The records the kernel reads and writes in thousands (links, addresses, routes, rules and the
-operations on them) are NamedTuples: immutable values like the frozen dataclasses used for the
-rest, but three to four times cheaper to build, which a cold start of a thousand rules feels.
+operations on them) are NamedTuples: immutable values like the records (``core.record``) used for
+the rest, but cheaper still to build, which a cold start of a thousand rules feels.
 """
 
 from __future__ import annotations
