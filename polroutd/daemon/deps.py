@@ -6,12 +6,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from polroutd.core.kernelview import Event
 from polroutd.core.settings import Config
-from polroutd.daemon.uplinks import UplinkEvents
 from polroutd.engine import Kernel, LeaseReader
+
+if TYPE_CHECKING:
+    from polroutd.daemon.uplinks import UplinkEvents
 
 
 class EventSource(Protocol):
