@@ -37,7 +37,6 @@ from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.flag import Flag
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
-from polroutd.daemon.uplinks import UplinkMonitor
 from polroutd.engine import Engine
 from polroutd.netlink.kernel import collector_paused
 
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from polroutd.daemon.tasks import Supervisor
+    from polroutd.daemon.uplinks import UplinkMonitor
 
 # Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
 # and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
@@ -89,6 +89,32 @@ class Status:
         last = self.last
         done = f"last reconcile {last.result} ({last.reason})" if last else "starting"
         return f"{interfaces} interfaces, {rules} rules, {sync}; {done}"
+
+
+class NoUplinks:
+    """What the daemon sees of uplinks while its configuration has none (``daemon.uplinks =
+    "off"``): no health, nothing probed (daemon/uplinks.py is not even loaded)."""
+
+    observations = 0
+    icmp_error: str | None = None
+
+    def view(self) -> dict[tuple[str, int], bool]:
+        return {}
+
+    def document(self) -> list[dict[str, Any]]:
+        return []
+
+    def update(self, decision: Decision, config: Config) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+NO_UPLINKS = NoUplinks()
 
 
 # Events in one reconcile beyond which it reads the kernel in full instead of applying them to
@@ -137,10 +163,23 @@ class Daemon:
         self._view: KernelState | None = None
         self._pending: list[Event] = []
         # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
-        self.uplinks = UplinkMonitor(
-            metrics=self.tally.metrics.uplinks, clock=deps.clock, wallclock=deps.wallclock,
-            on_change=self._uplink_changed, events_factory=deps.uplink_events_factory,
-        )
+        self._uplinks: UplinkMonitor | None = None
+
+    @property
+    def uplinks(self) -> UplinkMonitor | NoUplinks:
+        """The uplink monitor, made (and its module loaded) once the configuration has uplinks
+        (at start, or from a reload on); before, there is nothing to observe."""
+        if self._uplinks is None and self.config.daemon.uplinks != "off":
+            from polroutd.daemon.uplinks import UplinkMonitor
+
+            self._uplinks = UplinkMonitor(
+                metrics=self.tally.metrics.uplinks, clock=self.deps.clock,
+                wallclock=self.deps.wallclock, on_change=self._uplink_changed,
+                events_factory=self.deps.uplink_events_factory,
+            )
+            if self._loop is not None:
+                self._uplinks.start()
+        return NO_UPLINKS if self._uplinks is None else self._uplinks
 
     def _uplink_changed(self) -> None:
         self.schedule.mark_dirty(self.deps.clock(), "uplink")

@@ -1,6 +1,6 @@
 """``polroutd run``'s start (daemon/service.py): the first reconcile is made before the libraries
-the rest needs are imported (asyncio, structlog, aiohttp, prometheus_client; argparse is not
-needed at all): not at ``STATUS=starting`` (sent just before it), nor at ``READY=1`` (sent when
+the rest needs are imported (asyncio, structlog, aiohttp, prometheus_client, and the uplink
+monitor when there are no uplinks; argparse is not needed at all): not at ``STATUS=starting`` (sent just before it), nor at ``READY=1`` (sent when
 it has converged, after its apply). What changes during it is handled once the event loop runs,
 and a SIGTERM during it stops the daemon cleanly. HTTP is served after it, on an address bound
 before it, so that a port already taken still fails the start in one line.
@@ -22,7 +22,9 @@ from polroutd.lab.daemon import polroutd_env
 from tests.support.lab_tools import PROTO, ip, namespace
 
 PORT = 19671
-DEFERRED = ("aiohttp", "prometheus_client", "asyncio", "structlog", "argparse")
+# (and polroutd's uplink monitor, with no uplinks configured)
+DEFERRED = ("aiohttp", "prometheus_client", "asyncio", "structlog", "argparse",
+            "polroutd.daemon.uplinks")
 LATE = "10.1.0.77"  # an address added to eth0 while the first reconcile applies
 
 # `polroutd run`, with the notifier reporting which of the deferred libraries are loaded when
@@ -32,7 +34,8 @@ import sys
 from polroutd.adapters import sdnotify
 
 def loaded():
-    return sorted({name.split(".")[0] for name in sys.modules} & set(%(deferred)r))
+    return sorted(({name.split(".")[0] for name in sys.modules} | set(sys.modules))
+                  & set(%(deferred)r))
 
 status, ready = sdnotify.Notifier.status, sdnotify.Notifier.ready
 
