@@ -1,9 +1,10 @@
 """``polroutd run``'s start (daemon/service.py): the first reconcile is made before the libraries
 the rest needs are imported (asyncio, structlog, aiohttp, prometheus_client, and the uplink
-monitor when there are no uplinks; argparse is not needed at all): not at ``STATUS=starting`` (sent just before it), nor at ``READY=1`` (sent when
-it has converged, after its apply). What changes during it is handled once the event loop runs,
-and a SIGTERM during it stops the daemon cleanly. HTTP is served after it, on an address bound
-before it, so that a port already taken still fails the start in one line.
+monitor when there are no uplinks; argparse is not needed at all): not at ``STATUS=starting``
+(sent just before it), nor at ``READY=1`` (sent when it has converged, after its apply). What
+changes during it is handled once the event loop runs, and a SIGTERM during it stops the daemon
+cleanly. HTTP is served after it, on an address bound before it, so that a port already taken
+still fails the start in one line.
 """
 
 from __future__ import annotations
