@@ -1,202 +1,62 @@
-"""Logging set-up (docs/behaviour.md §3.4): the one place that configures structlog and stdlib
-logging.
+"""Logging (docs/behaviour.md §3.4): polroutd's loggers, and ``configure_logging``, which sets up
+the output (adapters/log_pipeline.py: structlog and stdlib logging; JSON, console or journald).
 
-Three outputs, one pipeline:
-
-* ``json``: one JSON object per line, ISO-8601 UTC timestamps, every bound key kept;
-* ``console``: readable aligned lines, colored only on a terminal;
-* journald: native journal entries whose fields are the bound keys (``POLROUTD_EVENT``,
-  ``INTERFACE``, ...), chosen by ``auto`` when ``$JOURNAL_STREAM`` says the stream *is* the
-  journal, so ``journalctl -o verbose`` shows them and ``journalctl INTERFACE=eth1`` filters.
-
-``auto`` picks journald, else console on a terminal, else JSON. Records of other libraries'
-stdlib loggers (aiohttp's) go through the same pipeline.
+``polroutd run`` does not make its first reconcile wait for that pipeline (structlog alone takes
+tens of milliseconds to load): ``record_logs`` keeps every line from then on, polroutd's and
+stdlib loggers' alike, with the time and place it was logged at and its exception, until
+``configure_logging``, which writes them out in order, as they would have been written at once.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import re
 import sys
 import time
-from collections.abc import Callable, Mapping
-from types import ModuleType
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping
+    from typing import TextIO
 
-FORMATS = ("auto", "json", "console")
-OutputKind = Literal["json", "console", "journal"]
+    from structlog.stdlib import BoundLogger
 
-# syslog(3) priorities, which journald's PRIORITY= field uses.
-SYSLOG_PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
+class _Kept(NamedTuple):
+    """A line of a polroutd logger, kept: the call, and when and where it was made."""
 
-_JOURNAL_FIELD_INVALID = re.compile(r"[^A-Z0-9_]")
-# Fields the journal handler sets itself; a bound key of the same name gets a prefix.
-_RESERVED_FIELDS = frozenset({"MESSAGE", "PRIORITY", "POLROUTD_EVENT", "SYSLOG_IDENTIFIER",
-                              "CODE_FILE", "CODE_LINE", "CODE_FUNC", "MESSAGE_ID"})
-# Keys that become journal metadata rather than fields: journald stamps its own time.
-_NOT_JOURNAL_FIELDS = frozenset({"event", "level", "timestamp", "exception"})
-
-
-def parse_level(level: str) -> int:
-    number = logging.getLevelNamesMapping().get(level.strip().upper())
-    if number is None:
-        raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
-    return number
+    name: str
+    context: dict[str, Any]
+    method: str
+    event: str | None
+    args: tuple[Any, ...]
+    kw: dict[str, Any]
+    at: float
+    where: tuple[str, int, str]
 
 
-def is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
-    """True when ``$JOURNAL_STREAM`` ("DEV:INODE") names this very stream (systemd.exec(5))."""
-    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
-    try:
-        stat = os.fstat(stream.fileno())
-        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
-    except (OSError, ValueError):  # no file descriptor (StringIO), or a malformed variable
-        return False
+# The lines kept since ``record_logs``, in order; None: lines are written at once.
+_kept: list[_Kept | logging.LogRecord] | None = None
+_keeper: logging.Handler | None = None  # keeps the stdlib loggers' records meanwhile
+_root_level: int | None = None  # the root logger's level before ``record_logs``
 
 
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (OSError, ValueError):
-        return False
+def record_logs() -> None:
+    """Keeps every line, unwritten, until ``configure_logging`` writes them."""
+    global _kept, _keeper, _root_level
+    if _kept is not None:
+        return
+    import logging
 
+    kept: list[_Kept | logging.LogRecord] = []
 
-def _journal_module() -> ModuleType | None:
-    try:
-        from systemd import journal
-    except ImportError:
-        return None
-    module: ModuleType = journal
-    return module
+    class Keeper(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record)
 
-
-def choose_output(fmt: str, stream: TextIO, environ: Mapping[str, str]) -> OutputKind:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
-    if fmt == "json":
-        return "json"
-    if fmt == "console":
-        return "console"
-    if is_journal_stream(stream, environ) and _journal_module() is not None:
-        return "journal"
-    return "console" if _isatty(stream) else "json"
-
-
-def journal_field_name(key: str) -> str:
-    """A bound key as a valid journal field name: upper case, [A-Z0-9_], no leading '_'
-    (those are trusted fields only journald may set)."""
-    name = _JOURNAL_FIELD_INVALID.sub("_", key.upper()).lstrip("_")[:64]
-    if not name or name[0].isdigit() or name in _RESERVED_FIELDS:
-        name = f"POLROUTD_{name}"[:64]
-    return name
-
-
-def journal_fields(event_dict: EventDict) -> dict[str, str]:
-    """The journal entry for one event: MESSAGE, PRIORITY, POLROUTD_EVENT and one field per
-    bound key. The message repeats the keys so plain ``journalctl`` output stays useful."""
-    event = str(event_dict.get("event", ""))
-    extra = {k: v for k, v in event_dict.items() if k not in _NOT_JOURNAL_FIELDS}
-    message = " ".join([event, *(f"{k}={v}" for k, v in extra.items())])
-    if event_dict.get("exception"):
-        message += "\n" + str(event_dict["exception"])
-    fields = {journal_field_name(k): str(v) for k, v in extra.items()}
-    fields.update(
-        MESSAGE=message,
-        PRIORITY=str(SYSLOG_PRIORITY.get(str(event_dict.get("level")), 6)),
-        POLROUTD_EVENT=event,
-        SYSLOG_IDENTIFIER="polroutd",
-    )
-    return fields
-
-
-def _render_journal_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
-    # ProcessorFormatter insists on a str from its last processor; JSON carries the field
-    # dict to the handler losslessly.
-    return json.dumps(journal_fields(event_dict))
-
-
-class JournalHandler(logging.Handler):
-    """Sends each record to journald as a native entry with fields."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            journal = _journal_module()
-            if journal is None:
-                raise RuntimeError("systemd.journal is not importable")
-            fields = json.loads(self.format(record))
-            # Caller location from the record, not this handler's frame.
-            journal.send(
-                CODE_FILE=record.pathname, CODE_LINE=record.lineno, CODE_FUNC=record.funcName,
-                **fields,
-            )
-        except Exception:
-            self.handleError(record)
-
-
-def _drop_logger_meta(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    event_dict.pop("_record", None)
-    event_dict.pop("_from_structlog", None)
-    return event_dict
-
-
-def _final_processors(kind: OutputKind, colors: bool) -> list[Processor]:
-    if kind == "console":
-        return [_drop_logger_meta, structlog.dev.ConsoleRenderer(colors=colors)]
-    exception_formatting: list[Processor] = [structlog.processors.format_exc_info]
-    if kind == "journal":
-        return [_drop_logger_meta, *exception_formatting, _render_journal_fields]
-    return [_drop_logger_meta, *exception_formatting, structlog.processors.JSONRenderer()]
-
-
-_SHARED_PROCESSORS: list[Processor] = [
-    structlog.contextvars.merge_contextvars,
-    structlog.stdlib.add_logger_name,
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.PositionalArgumentsFormatter(),
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-    structlog.processors.StackInfoRenderer(),
-]
-
-
-# The handler this module installed: reconfiguring replaces only ours, never handlers others
-# attached to the root logger (pytest's capture, for one).
-_installed_handler: logging.Handler | None = None
-
-
-class RepeatLimiter(logging.Filter):
-    """Lets at most ``burst`` lines of one library message (same logger, level and text
-    template) through per ``window`` seconds; the first line after a quiet window says how many
-    were dropped. Out of descriptors, asyncio logged its accept error 300,000 times in 50 s.
-    The daemon's own structlog events (a dict, not a text) are left alone: they are logged
-    once per cause already."""
-
-    def __init__(
-        self, burst: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__()
-        self.burst, self.window, self._clock = burst, window, clock
-        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # -> (window start, n)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not isinstance(record.msg, str):
-            return True
-        key = (record.name, record.levelno, record.msg)
-        now = self._clock()
-        start, count = self._seen.get(key, (now, 0))
-        if now - start >= self.window:
-            suppressed = count - self.burst
-            start, count = now, 0
-            if suppressed > 0:
-                record.msg = f"{record.msg} ({suppressed} similar lines suppressed)"
-        if len(self._seen) > 1000:  # many distinct texts: forget, rather than grow
-            self._seen.clear()
-        self._seen[key] = (start, count + 1)
-        return count < self.burst
+    keeper = Keeper()
+    root = logging.getLogger()
+    _kept, _keeper, _root_level = kept, keeper, root.level
+    root.addHandler(keeper)
+    root.setLevel(logging.NOTSET)  # every record kept: the configured level filters them later
 
 
 def configure_logging(
@@ -206,51 +66,109 @@ def configure_logging(
     stream: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """(Re)configure structlog and the stdlib root logger. Raises ValueError on an unknown
-    format or level. The default stream is stderr, so stdout stays for command output."""
-    out = sys.stderr if stream is None else stream
-    env = os.environ if environ is None else environ
-    numeric_level = parse_level(level)
-    kind = choose_output(fmt, out, env)
+    """(Re)configure structlog and the stdlib root logger, then write the lines kept so far.
+    Raises ValueError on an unknown format or level. The default stream is stderr, so stdout
+    stays for command output."""
+    from polroutd.adapters import log_pipeline
 
-    handler: logging.Handler = JournalHandler() if kind == "journal" else logging.StreamHandler(out)
-    handler.addFilter(RepeatLimiter())
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_SHARED_PROCESSORS,
-            processors=_final_processors(kind, colors=_isatty(out)),
-        )
-    )
-    global _installed_handler
-    root = logging.getLogger()
-    if _installed_handler is not None:
-        root.removeHandler(_installed_handler)
-    root.addHandler(handler)
-    root.setLevel(numeric_level)
-    _installed_handler = handler
-
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *_SHARED_PROCESSORS,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        # Loggers are module globals created at import time; not caching lets a later
-        # configure_logging() (after the config file named a level) reach them all.
-        cache_logger_on_first_use=False,
-    )
+    log_pipeline.install(fmt, level, stream=stream, environ=environ)
+    kept = _stop_keeping()
+    if kept:
+        _write(kept)
 
 
 def reset_logging() -> None:
-    """Undo configure_logging(): remove its handler and restore structlog's defaults."""
-    global _installed_handler
-    if _installed_handler is not None:
-        logging.getLogger().removeHandler(_installed_handler)
-        _installed_handler = None
-    structlog.reset_defaults()
+    """Undo configure_logging() (and record_logs(): what was kept is dropped)."""
+    from polroutd.adapters import log_pipeline
+
+    _stop_keeping()
+    log_pipeline.reset()
 
 
-def get_logger(name: str = "polroutd", **initial_values: Any) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name, **initial_values)
+def _stop_keeping() -> list[_Kept | logging.LogRecord]:
+    global _kept, _keeper, _root_level
+    kept, keeper, _kept, _keeper = _kept or [], _keeper, None, None
+    if keeper is not None:
+        import logging
+
+        root = logging.getLogger()
+        root.removeHandler(keeper)
+        if root.level == logging.NOTSET and _root_level is not None:
+            root.setLevel(_root_level)  # not configured: as before
+        _root_level = None
+    return kept
+
+
+def _write(kept: list[_Kept | logging.LogRecord]) -> None:
+    """The kept lines through the pipeline, each with when and where it was logged (keys the
+    pipeline takes the timestamp and the journal's CODE_* fields from, then drops)."""
+    import logging
+
+    import structlog
+
+    from polroutd.adapters.log_pipeline import LOGGED_AT, LOGGED_FROM
+
+    for line in kept:
+        if isinstance(line, _Kept):
+            target = structlog.stdlib.get_logger(line.name, **line.context)
+            getattr(target, line.method)(line.event, *line.args, **line.kw,
+                                         **{LOGGED_AT: line.at, LOGGED_FROM: line.where})
+        else:
+            logger = logging.getLogger(line.name)
+            if logger.isEnabledFor(line.levelno):
+                setattr(line, LOGGED_AT, line.created)
+                logger.handle(line)
+
+
+class Logger:
+    """A polroutd logger: structlog's stdlib ``BoundLogger`` (loaded when first needed), whose
+    lines are kept while ``record_logs`` holds."""
+
+    __slots__ = ("_context", "_name", "_target")
+
+    def __init__(self, name: str, context: dict[str, Any]) -> None:
+        self._name, self._context = name, context
+        self._target: BoundLogger | None = None
+
+    def bind(self, **values: Any) -> Logger:
+        return Logger(self._name, {**self._context, **values})
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._log("debug", event, args, kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._log("info", event, args, kw)
+
+    def warning(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._log("warning", event, args, kw)
+
+    def error(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._log("error", event, args, kw)
+
+    def critical(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._log("critical", event, args, kw)
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._log("exception", event, args, kw)
+
+    def _log(self, method: str, event: str | None, args: tuple[Any, ...],
+             kw: dict[str, Any]) -> Any:
+        if _kept is None:
+            if self._target is None:
+                import structlog
+
+                self._target = structlog.stdlib.get_logger(self._name, **self._context)
+            return getattr(self._target, method)(event, *args, **kw)
+        if kw.get("exc_info", method == "exception") is True:
+            kw["exc_info"] = sys.exc_info()  # the exception being handled now, not at writing
+        if method == "exception":  # the same line, with the exception just kept (the
+            method = "error"  # stdlib's exception() would take the one handled at writing)
+        caller = sys._getframe(2)
+        where = (caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_name)
+        _kept.append(_Kept(self._name, self._context, method, event, args, kw, time.time(),
+                           where))
+        return None
+
+
+def get_logger(name: str = "polroutd", **initial_values: Any) -> Logger:
+    return Logger(name, initial_values)

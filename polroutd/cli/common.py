@@ -3,7 +3,6 @@ this namespace's kernel."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,8 @@ from polroutd.config.parse import load_config, resolve_config_path
 from polroutd.core.settings import Config
 
 if TYPE_CHECKING:
+    import argparse
+
     from polroutd.engine import Engine
 
 EXIT_OK = 0

@@ -1,98 +1,38 @@
-"""The ``polroutd`` command line (docs/behaviour.md §3.1): the parser, the dispatch to one module
-per command
+"""The ``polroutd`` command line (docs/behaviour.md §3.1): the dispatch to one module per command
 (imported only when that command runs: ``plan`` and ``check-config`` load no aiohttp), and the
 one place where errors become one line on stderr and an exit code. --debug adds the traceback.
+The parser is in cli/parser.py; a plain ``run`` line is read without it (``run_line``).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
-from polroutd import __version__
 from polroutd.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from polroutd.core.errors import ConfigError, KernelError, NoNetAdmin, PolroutdError, UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 # Commands whose exit code 2 means something else: for plan "changes pending"; flush knows only
 # 0 and 1. An invalid configuration is an error (1) for them.
 CONFIG_ERROR_IS_1 = frozenset({"plan", "flush"})
 COMMANDS = ("run", "plan", "apply", "check-config", "render", "flush", "status", "demo")
-Option = tuple[tuple[str, ...], dict[str, Any]]  # a command's own option: add_argument's arguments
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors raised as ``UsageError``, so they leave through the one error handler."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with ``only`` (a command's name) just what parsing that
-    command's line needs: its own options are not worth declaring for eight others on every
-    start (argparse makes a help formatter for each option it is given)."""
-    parser = _Parser(
-        prog="polroutd", description="Keeps source-based policy routing correct.",
-        epilog="A worked first deployment (configuration, modes, isolated networks, how to "
-        "verify it): docs/guide.md in polroutd's source tree.",
-    )
-    parser.add_argument("--version", action="version", version=f"polroutd {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    def command(name: str, help_text: str, *options: Option, config: bool = True) -> None:
-        if only is not None and name != only:
-            return
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        # The module that runs it: polroutd.cli.<name>, imported when it runs.
-        p.set_defaults(module=f"polroutd.cli.{name.replace('-', '_')}")
-        p.add_argument(
-            "--debug",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="show tracebacks on errors",
-        )
-        if config:
-            p.add_argument(
-                "--config",
-                metavar="FILE",
-                help="configuration file (default: $POLROUTD_CONFIG, then "
-                "/etc/polroutd/polroutd.toml)",
-            )
-        for flags, settings in options:
-            p.add_argument(*flags, **settings)
-
-    command("run", "run the daemon in the foreground")
-    command("plan", "print the operations a reconcile would do; change nothing",
-            (("--json",), {"action": "store_true", "help": "machine-readable output"}))
-    command("apply", "reconcile once, then exit")
-    command("check-config", "validate the configuration")
-    command("render", "print the persistent equivalent of the desired state",
-            (("--format",), {"required": True, "choices": [
-                "ip-batch", "ifcfg", "interfaces", "networkd", "nmcli"]}),
-            (("--out",), {"metavar": "DIR", "help": "write files into DIR instead of stdout"}))
-    command("flush", "remove every object with polroutd's protocol")
-    command("status", "summarise a running daemon's /state",
-            (("--url",), {"default": "http://127.0.0.1:9641",
-                          "help": "the daemon's HTTP address (default: %(default)s)"}),
-            config=False)
-    command("demo", "the article's scenario, live, in network namespaces",
-            (("--keep",), {"action": "store_true", "help": "leave the lab up for exploring"}),
-            (("--cleanup",), {"action": "store_true",
-                              "help": "remove what a --keep (or interrupted) demo left behind"}),
-            config=False)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
+    line = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser(command_named(sys.argv[1:] if argv is None else argv)
-                            ).parse_args(argv)
+        args = run_line(line)
+        if args is None:
+            from polroutd.cli.parser import build_parser
+
+            args = build_parser(command_named(line)).parse_args(line)
         code: int = importlib.import_module(args.module).command(args)
         return code
     except SystemExit as exc:  # --help and --version
@@ -108,6 +48,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"polroutd: error: {message}", file=sys.stderr)
         return code
+
+
+def run_line(argv: Sequence[str]) -> argparse.Namespace | None:
+    """What the parser reads from a plain ``run`` line: ``run``, ``--debug`` before or after
+    it, ``--config FILE`` (or ``--config=FILE``) once after it. None for any other line, which
+    the parser reads: help, usage errors and every other command stay argparse's."""
+    debug, config, command = False, None, None
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if word == "--debug":
+            debug = True
+        elif word == "run" and command is None:
+            command = word
+        elif command is None or config is not None:
+            return None
+        elif word == "--config" and words and not words[0].startswith("-"):
+            config = words.pop(0)
+        elif word.startswith("--config="):
+            config = word.removeprefix("--config=")
+        else:
+            return None
+    if command is None:
+        return None
+    return cast("argparse.Namespace", SimpleNamespace(
+        debug=debug, command=command, module="polroutd.cli.run", config=config))
 
 
 def command_named(argv: Sequence[str]) -> str | None:

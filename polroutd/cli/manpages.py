@@ -1,6 +1,6 @@
 """The man pages polroutd(8) and polroutd.toml(5), generated from the code they describe.
 
-The commands and their options come from the argparse parser (``polroutd.cli.main.build_parser``),
+The commands and their options come from the argparse parser (``polroutd.cli.parser.build_parser``),
 the configuration keys and their defaults from the configuration's records
 (``DaemonSettings``, ``InterfaceSpec``, ``RouteSpec``) and the limits from the constants the
 validation uses, so the pages cannot drift from the code. What the code cannot say (what a key
@@ -23,7 +23,7 @@ from typing import Any
 
 from polroutd import __version__
 from polroutd.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from polroutd.cli.main import build_parser
+from polroutd.cli.parser import build_parser
 from polroutd.config import parse
 from polroutd.core import limits, settings
 from polroutd.core.record import MISSING, fields

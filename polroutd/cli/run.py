@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from polroutd.cli.common import load
 from polroutd.daemon.service import run_daemon
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def command(args: argparse.Namespace) -> int:

@@ -8,9 +8,7 @@ positions 1-based), the line where the text shows it, and what was expected.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import json
 import os
 import re
 import tomllib
@@ -334,6 +332,8 @@ def _reject_unknown(
 ) -> None:
     for key in table:
         if key not in known:
+            import difflib  # here: only a mistake needs it (not every start)
+
             expected = ", ".join(sorted(known))
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -352,6 +352,8 @@ def _daemon_seconds(where: _Where, key: str, value: Any) -> float:
 def _choice(choices: tuple[str, ...]) -> Parser:
     def parse(where: _Where, key: str, value: Any) -> str:
         if _str(where, key, value) not in choices:
+            import json  # here: only a mistake needs it (not every start)
+
             quoted = [json.dumps(c) for c in choices]
             expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
             raise where.error(key, f"must be {expected}, got {_found(value)}")

@@ -3,7 +3,6 @@ value or raises a ConfigError naming the file, the key, its line and what was ex
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -73,6 +72,8 @@ def _found(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, str):
+        import json  # here: only a mistake needs it (not every start)
+
         shown = json.dumps(value)
         return shown if len(shown) <= 60 else shown[:56] + '..."'
     if isinstance(value, int | float):

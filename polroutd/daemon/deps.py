@@ -5,13 +5,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from polroutd.core.kernelview import Event
 from polroutd.core.record import field, record
 from polroutd.core.settings import Config
-from polroutd.daemon.uplinks import UplinkEvents
 from polroutd.engine import Kernel, LeaseReader
+
+if TYPE_CHECKING:
+    from polroutd.daemon.uplinks import UplinkEvents
 
 
 class EventSource(Protocol):

@@ -3,15 +3,18 @@
 All I/O comes in through ``Deps`` so the loop runs unchanged against a fake kernel and clock.
 What is counted and logged about each reconcile is in tally.py, the reload in reload.py, the
 supervision of the long-lived tasks in tasks.py.
+
+The first reconcile needs no event loop: ``Daemon.start`` makes it before asyncio is even
+imported (``run`` makes it when ``start`` was not called), so that a restart repairs the kernel
+sooner; the loop reads the events queued meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
 
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
@@ -31,12 +34,17 @@ from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
 from polroutd.core.stateview import FullRead, LastReconcile, state_document
 from polroutd.daemon.deps import Deps, EventSource
+from polroutd.daemon.flag import Flag
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
-from polroutd.daemon.tasks import Supervisor
-from polroutd.daemon.uplinks import UplinkMonitor
 from polroutd.engine import Engine
 from polroutd.netlink.kernel import collector_paused
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from polroutd.daemon.tasks import Supervisor
+    from polroutd.daemon.uplinks import UplinkMonitor
 
 # Reconciles failing for lack of descriptors (or memory) this long: the daemon cannot do its job
 # and says so (/healthz 503, no more WATCHDOG=1), so that systemd restarts it.
@@ -51,6 +59,7 @@ FULL_READ_REASONS = frozenset({"startup", "resync", "reload", "retry"})
 # interface is decided again, from the view.
 DECIDE_ALL_REASONS = frozenset({"lease-expiry", "uplink"})
 EXIT_OK, EXIT_FAILED = 0, 1
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 log = get_logger("polroutd.daemon")
 
@@ -82,6 +91,32 @@ class Status:
         return f"{interfaces} interfaces, {rules} rules, {sync}; {done}"
 
 
+class NoUplinks:
+    """What the daemon sees of uplinks while its configuration has none (``daemon.uplinks =
+    "off"``): no health, nothing probed (daemon/uplinks.py is not even loaded)."""
+
+    observations = 0
+    icmp_error: str | None = None
+
+    def view(self) -> dict[tuple[str, int], bool]:
+        return {}
+
+    def document(self) -> list[dict[str, Any]]:
+        return []
+
+    def update(self, decision: Decision, config: Config) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+NO_UPLINKS = NoUplinks()
+
+
 # Events in one reconcile beyond which it reads the kernel in full instead of applying them to
 # the view: measured with bench's storm (5,000 address events), applying thousands of events one
 # by one took longer than one dump.
@@ -104,28 +139,47 @@ class Daemon:
             rng=deps.rng,
         )
         self._events: EventSource | None = None
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
+        # The running loop, once ``run`` has it: until then events wait in their socket.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False  # the first reconcile made (``start``)
+        # What the first reconcile raised (a bug: failures are results), if it raised: the
+        # reconcile task re-raises it, so that it stops the daemon as it would later.
+        self._start_error: Exception | None = None
+        self._wake = Flag()
+        self._stop = Flag()
         self._reload_requested = False
         self.starved_grace = STARVED_GRACE
         self._state_version = 0  # moves whenever /state may have changed
         # Links that events said went down since the last reconcile accounted for them: the
         # routes the kernel flushed with them are restored, not repaired as drift.
         self._went_down: set[int] = set()
-        self._supervisor = Supervisor(self._stop)
+        self._supervisor: Supervisor | None = None  # made by ``run``, on the loop
         # Set once the first reconcile has run, well or not: what can wait (the HTTP server,
         # the metrics library) is started then (daemon/service.py).
-        self.first_reconcile = asyncio.Event()
+        self.first_reconcile = Flag()
         # The kernel as last read, with every event since applied (core/kernelview.py); None
         # when only a full read can be trusted (at start, after an overrun, a failed read or
         # operation, a reload). ``_pending``: the events not yet applied to it.
         self._view: KernelState | None = None
         self._pending: list[Event] = []
         # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
-        self.uplinks = UplinkMonitor(
-            metrics=self.tally.metrics.uplinks, clock=deps.clock, wallclock=deps.wallclock,
-            on_change=self._uplink_changed, events_factory=deps.uplink_events_factory,
-        )
+        self._uplinks: UplinkMonitor | None = None
+
+    @property
+    def uplinks(self) -> UplinkMonitor | NoUplinks:
+        """The uplink monitor, made (and its module loaded) once the configuration has uplinks
+        (at start, or from a reload on); before, there is nothing to observe."""
+        if self._uplinks is None and self.config.daemon.uplinks != "off":
+            from polroutd.daemon.uplinks import UplinkMonitor
+
+            self._uplinks = UplinkMonitor(
+                metrics=self.tally.metrics.uplinks, clock=self.deps.clock,
+                wallclock=self.deps.wallclock, on_change=self._uplink_changed,
+                events_factory=self.deps.uplink_events_factory,
+            )
+            if self._loop is not None:
+                self._uplinks.start()
+        return NO_UPLINKS if self._uplinks is None else self._uplinks
 
     def _uplink_changed(self) -> None:
         self.schedule.mark_dirty(self.deps.clock(), "uplink")
@@ -146,7 +200,7 @@ class Daemon:
     def health(self) -> tuple[bool, str]:
         if self._events is None:
             return False, "netlink event socket is closed"
-        dead = self._supervisor.dead()
+        dead = self._supervisor.dead() if self._supervisor is not None else []
         if dead:
             return False, f"task stopped: {', '.join(dead)}"
         since = self.status.starved_since
@@ -199,23 +253,58 @@ class Daemon:
 
     # --- running --------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """The first reconcile, with no event loop (``run`` follows): the event socket is
+        opened first, so that every change from then on waits in it for the loop; SIGTERM,
+        SIGINT and SIGHUP are caught meanwhile and acted on once the loop runs, as they would
+        be by the loop itself."""
+        for sig, handler in self._signal_handlers():
+
+            def caught(_number: int, _frame: object, act: Callable[[], None] = handler) -> None:
+                act()
+
+            with contextlib.suppress(ValueError):  # not the main thread: the loop's will do
+                signal.signal(sig, caught)
+        self._first_reconcile()
+
+    def _signal_handlers(self) -> tuple[tuple[signal.Signals, Callable[[], None]], ...]:
+        return ((signal.SIGHUP, self.request_reload), (signal.SIGTERM, self.request_stop),
+                (signal.SIGINT, self.request_stop))
+
+    def _first_reconcile(self) -> None:
+        self._started = True
+        self._open_events()
+        self.schedule.mark_dirty(self.deps.clock(), "startup")
+        self.deps.notifier.status("starting: first reconcile")
+        self.schedule.started(self.deps.clock())
+        try:
+            success = self.reconcile("startup")
+        except Exception as exc:
+            self._start_error = exc
+            return
+        self.schedule.finished(self.deps.clock(), success)
+
     async def run(self, services: Mapping[str, Coroutine[Any, Any, None]] | None = None) -> int:
         """Until stopped (0, or 1 when the cleanup failed) or a supervised task failed (1).
+        Makes the first reconcile first, unless ``start`` did.
 
         ``services`` are more long-lived tasks to supervise with the daemon's own (the HTTP
         server, started by the caller so that it answers before READY=1)."""
-        loop = asyncio.get_running_loop()
-        self._open_events()
-        self.schedule.mark_dirty(self.deps.clock(), "startup")
-        for sig, handler in (
-            (signal.SIGHUP, self.request_reload),
-            (signal.SIGTERM, self.request_stop),
-            (signal.SIGINT, self.request_stop),
-        ):
+        import asyncio  # here: ``start`` and the first reconcile run before it is imported
+
+        from polroutd.daemon.tasks import Supervisor
+
+        loop = self._loop = asyncio.get_running_loop()
+        self._supervisor = Supervisor(self._stop)
+        for sig, handler in self._signal_handlers():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, handler)
-        self.deps.notifier.status("starting: first reconcile")
         try:
+            if not self._started:
+                self._first_reconcile()
+            if self._events is not None:  # what arrived during the first reconcile is read now
+                loop.add_reader(self._events.fileno(), self._on_events)
+            self.uplinks.start()
             for name, coro in (services or {}).items():
                 self._supervisor.start(name, coro)
             self._supervisor.start("reconcile", self._reconcile_loop())
@@ -226,11 +315,12 @@ class Daemon:
             return EXIT_FAILED if failed else await self._shutdown()
         finally:
             await self._supervisor.cancel_all()
-            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
             self.uplinks.close()
             self._close_events()
+            self._loop = None
 
     async def _shutdown(self) -> int:
         self.deps.notifier.stopping()
@@ -253,12 +343,14 @@ class Daemon:
 
     def _open_events(self) -> None:
         self._events = self.deps.events_factory()
-        asyncio.get_running_loop().add_reader(self._events.fileno(), self._on_events)
+        if self._loop is not None:
+            self._loop.add_reader(self._events.fileno(), self._on_events)
 
     def _close_events(self) -> None:
         if self._events is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._events.fileno())
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(self._events.fileno())
             self._events.close()
             self._events = None
 
@@ -323,6 +415,10 @@ class Daemon:
         return None if applied is None else applied[0]
 
     async def _reconcile_loop(self) -> None:
+        import asyncio
+
+        if self._start_error is not None:
+            raise self._start_error
         while not self._stop.is_set():
             if self._reload_requested:
                 self._reload_requested = False
@@ -340,6 +436,8 @@ class Daemon:
             await asyncio.sleep(0)  # let events and HTTP in between reconciles
 
     async def _watchdog_loop(self, interval: float) -> None:
+        import asyncio
+
         while True:
             if self.health()[0]:
                 self.deps.notifier.watchdog()

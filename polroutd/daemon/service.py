@@ -1,13 +1,15 @@
 """Wires the daemon to the real world: netlink sockets, HTTP, systemd, logs, the config file.
 
-The start, up to the first reconcile, imports only what that needs (docs/performance.md,
-Start-up): the HTTP server (aiohttp) and the metrics library (prometheus_client) are loaded
-after it, and serve on a socket bound before it.
+The start, up to the end of the first reconcile, loads only what that needs (docs/performance.md,
+Start-up): the first reconcile is made before the event loop (asyncio is not even imported:
+``Daemon.start``), with the log lines kept until the logging pipeline (structlog) is set up after
+it (adapters/logs.py); the HTTP server (aiohttp) and the metrics library (prometheus_client) are
+loaded later still, and serve on a socket bound before it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import gc
 import os
 import resource
@@ -15,7 +17,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from polroutd.adapters.listener import bind_listener
-from polroutd.adapters.logs import configure_logging, get_logger
+from polroutd.adapters.logs import configure_logging, get_logger, record_logs
 from polroutd.adapters.metrics import Metrics
 from polroutd.adapters.sdnotify import Notifier
 from polroutd.config.parse import load_config, resolve_config_path
@@ -41,21 +43,41 @@ if TYPE_CHECKING:
     from polroutd.adapters.http import HttpServer
 
 
+def new_daemon(config: Config, deps: Deps) -> Daemon:
+    """A daemon whose metrics are recorded for HTTP, when there is HTTP (``http_listen``);
+    else nothing is recorded and prometheus_client is never loaded."""
+    return Daemon(config, deps, Metrics.deferred(recording=bool(config.daemon.http_listen)))
+
+
 async def serve(config: Config, deps: Deps, listener: socket.socket | None = None) -> int:
-    """Runs the daemon. With ``http_listen`` set, its address (``listener``, or bound here) is
+    """Runs a new daemon, its first reconcile included (``run_daemon`` makes that one before
+    the event loop). With ``http_listen`` set, its address (``listener``, or bound here) is
     served from just after the first reconcile: a request that comes earlier waits in the
     socket's backlog."""
-    if not config.daemon.http_listen:
-        # Nothing exposes the metrics: nothing is recorded, prometheus_client never loaded.
-        return await Daemon(config, deps, Metrics.deferred(recording=False)).run()
-    metrics = Metrics.deferred()
-    daemon = Daemon(config, deps, metrics)
-    http = DeferredHttp(daemon, metrics, listener or http_listener(config))
-    get_logger().info("http_listening", listen=config.daemon.http_listen, port=http.port)
+    if config.daemon.http_listen and listener is None:
+        listener = http_listener(config)
+    daemon = new_daemon(config, deps)
+    if listener is not None:
+        _log_http_listening(config, listener)
+    return await serve_daemon(daemon, listener if config.daemon.http_listen else None)
+
+
+async def serve_daemon(daemon: Daemon, listener: socket.socket | None) -> int:
+    """Runs ``daemon`` until it stops; with ``listener``, HTTP is served on it once the first
+    reconcile has run."""
+    if listener is None:
+        freeze_long_lived_objects(collect_first=True)  # asyncio and structlog, loaded by now
+        return await daemon.run()
+    http = DeferredHttp(daemon, daemon.tally.metrics, listener)
     try:
         return await daemon.run({"http": http.serve_until_stopped()})
     finally:
         await http.stop()
+
+
+def _log_http_listening(config: Config, listener: socket.socket) -> None:
+    get_logger().info("http_listening", listen=config.daemon.http_listen,
+                      port=listener.getsockname()[1])
 
 
 def http_listener(config: Config) -> socket.socket:
@@ -144,7 +166,21 @@ def run_daemon(config: Config, *, debug: bool = False) -> int:
 
 def _run(config: Config, debug: bool, instance: InstanceClaim,
          listener: socket.socket | None) -> int:
-    configure_logging(config.daemon.log_format, "debug" if debug else config.daemon.log_level)
+    record_logs()  # written once configured, after the first reconcile
+    with contextlib.ExitStack() as closing:
+        try:
+            daemon = _start(config, instance, listener, closing)
+        finally:
+            configure_logging(config.daemon.log_format,
+                              "debug" if debug else config.daemon.log_level)
+        import asyncio  # after the first reconcile: the loop is for what follows
+
+        return asyncio.run(serve_daemon(daemon, listener))
+
+
+def _start(config: Config, instance: InstanceClaim, listener: socket.socket | None,
+           closing: contextlib.ExitStack) -> Daemon:
+    """A daemon, with its first reconcile made; its netlink socket closed by ``closing``."""
     log = get_logger()
     for warning in foreign_manager_warnings():
         log.warning("foreign_manager", message=warning)
@@ -152,6 +188,7 @@ def _run(config: Config, debug: bool, instance: InstanceClaim,
         None if config.source == "<defaults>" else config.source, os.environ
     )
     netlink = Netlink()
+    closing.callback(netlink.close)
     for warning in interface_warnings(config, netlink.read_links()):
         log.warning("interface_entry_matches_excluded", message=warning)
     deps = Deps(
@@ -166,8 +203,9 @@ def _run(config: Config, debug: bool, instance: InstanceClaim,
     soft, hard = raise_descriptor_limit()
     log.info("starting", config=config.source, mode=config.daemon.mode, max_open_files=soft,
              hard_limit=hard)
+    daemon = new_daemon(config, deps)
+    if listener is not None:
+        _log_http_listening(config, listener)
     freeze_long_lived_objects(collect_first=False)
-    try:
-        return asyncio.run(serve(config, deps, listener))
-    finally:
-        netlink.close()
+    daemon.start()
+    return daemon

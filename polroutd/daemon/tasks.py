@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from polroutd.adapters.logs import get_logger
+from polroutd.daemon.flag import Flag
 
 log = get_logger("polroutd.daemon")
 
@@ -20,7 +21,7 @@ class TaskFailed(Exception):
 class Supervisor:
     """Named tasks that run until the daemon stops; ``wait`` returns when one of them ends."""
 
-    def __init__(self, stop: asyncio.Event) -> None:
+    def __init__(self, stop: Flag) -> None:
         self._stop = stop  # set when the daemon stops on purpose: tasks may end then
         self._tasks: list[asyncio.Task[None]] = []
         self.failed: list[str] = []  # names of the tasks that failed, in order

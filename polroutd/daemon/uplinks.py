@@ -4,15 +4,18 @@ It observes and counts; deciding is pure (core/health.py for the state machine, 
 for the routes). A transition calls ``on_change``, which makes the daemon reconcile with the
 new health view. Probes run as tasks on the event loop and never wait for, or delay, a
 reconcile (docs/uplinks.md).
+
+The daemon's first reconcile runs before the event loop (daemon/loop.py): what it finds is
+recorded, and probing starts with ``start``, on the loop. The probes' module (and asyncio) is
+loaded then, and only when there is an uplink.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.uplink_metrics import UplinkMetrics
@@ -33,7 +36,11 @@ from polroutd.core.model import Link, Neighbour, family_name
 from polroutd.core.record import record
 from polroutd.core.settings import Config, UplinkSpec
 from polroutd.inputs.carrier import CarrierFiles
-from polroutd.inputs.probes import IcmpProbes, icmp_unavailable, tcp_probe
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from polroutd.inputs.probes import IcmpProbes
 
 log = get_logger("polroutd.uplinks")
 
@@ -81,6 +88,7 @@ class UplinkMonitor:
         self._on_change = on_change
         self._events_factory = events_factory
         self._events: UplinkEvents | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by ``start``
         self._uplinks: dict[Key, Uplink] = {}
         self._health: dict[Key, Health] = {}
         # One timer reads the carriers and starts every probe round when it is due: a
@@ -134,6 +142,22 @@ class UplinkMonitor:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """On the running loop: events read and probes started for the uplinks known so far
+        (``update`` before this only records them; events wait in their socket)."""
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        if self._events is not None:
+            self._loop.add_reader(self._events.fileno(), self._on_events)
+        if self._uplinks and self._timer is None:
+            self._start_timer()
+
+    def _start_timer(self) -> None:
+        assert self._loop is not None
+        self._next_poll = self._clock()
+        self._timer = self._loop.call_soon(self._tick)
+
     def close(self) -> None:
         self._stop_timer()
         self._carriers.close()
@@ -141,6 +165,7 @@ class UplinkMonitor:
             self._icmp.close()
             self._icmp = None
         self._close_events()
+        self._loop = None
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -152,12 +177,14 @@ class UplinkMonitor:
     def _open_events(self) -> None:
         if self._events is None and self._events_factory is not None:
             self._events = self._events_factory()
-            asyncio.get_running_loop().add_reader(self._events.fileno(), self._on_events)
+            if self._loop is not None:
+                self._loop.add_reader(self._events.fileno(), self._on_events)
 
     def _close_events(self) -> None:
         if self._events is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._events.fileno())
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(self._events.fileno())
             self._events.close()
             self._events = None
 
@@ -170,10 +197,11 @@ class UplinkMonitor:
         elif not found:
             self._close_events()
             self._stop_timer()
-        if found and self._timer is None:
-            self._next_poll = self._clock()
-            self._timer = asyncio.get_running_loop().call_soon(self._tick)
+        if found and self._timer is None and self._loop is not None:
+            self._start_timer()
         if not self._icmp_checked and any(u.spec.probe.kind == "icmp" for u in found.values()):
+            from polroutd.inputs.probes import icmp_unavailable
+
             self._icmp_checked = True
             self.icmp_error = icmp_unavailable()
             if self.icmp_error:
@@ -279,9 +307,10 @@ class UplinkMonitor:
                     self._due[key] = following if following > now else now + uplink.spec.interval
                     self._start_round(key, uplink)
         finally:
-            if self._timer is None and self._uplinks:  # not stopped or restarted meanwhile
+            if self._timer is None and self._uplinks and self._loop is not None:
+                # (not stopped or restarted meanwhile)
                 wake = min([self._next_poll, *self._due.values()])
-                self._timer = asyncio.get_running_loop().call_later(
+                self._timer = self._loop.call_later(
                     max(0.0, wake - self._clock()), self._tick)
 
     def _poll_carriers(self, now: float) -> None:
@@ -312,8 +341,8 @@ class UplinkMonitor:
             return
         if probe.kind == "tcp":
             assert probe.host is not None and probe.port is not None
-            if _family_of(probe.host) == key[1]:
-                task = asyncio.get_running_loop().create_task(self._tcp_round(key, uplink))
+            if _family_of(probe.host) == key[1] and self._loop is not None:
+                task = self._loop.create_task(self._tcp_round(key, uplink))
                 self._tcp_rounds.add(task)
                 task.add_done_callback(self._tcp_rounds.discard)
             return
@@ -322,6 +351,8 @@ class UplinkMonitor:
         if not targets:
             return
         if self._icmp is None:
+            from polroutd.inputs.probes import IcmpProbes
+
             self._icmp = IcmpProbes(self._clock)
         collect = _Round(len(targets), lambda result: self._observe(key, result))
         for n, target in enumerate(targets):
@@ -335,6 +366,8 @@ class UplinkMonitor:
                 collect.add(n, ProbeResult(self._clock(), False, None, "no-socket"))
 
     async def _tcp_round(self, key: Key, uplink: Uplink) -> None:
+        from polroutd.inputs.probes import tcp_probe
+
         probe = uplink.spec.probe
         assert uplink.source is not None and probe.host is not None and probe.port is not None
         self._observe(key, await tcp_probe(uplink.source, probe.host, probe.port, uplink.ifindex,

@@ -15,7 +15,6 @@ caller gives, and the listings and parsed files reused between searches live in 
 
 from __future__ import annotations
 
-import calendar
 import errno
 import fnmatch
 import glob
@@ -310,6 +309,8 @@ def _dhclient_time(words: list[str]) -> float | None:
         case ["epoch", seconds]:
             return float(int(seconds))
         case [_, day, clock] | [day, clock]:  # the weekday is redundant
+            import calendar  # here: a start with no dhclient lease does without it
+
             parsed = time.strptime(f"{day} {clock}", "%Y/%m/%d %H:%M:%S")
             return float(calendar.timegm(parsed))
     raise ValueError(f"not a dhclient time: {words!r}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,6 +125,8 @@ def write_if_changed(path: Path, content: str) -> bool:
     with contextlib.suppress(OSError, UnicodeDecodeError):
         if read_regular_file(path, MAX_NAME_FILE_BYTES)[0].decode("utf-8") == content:
             return False
+    import tempfile  # here: a restart finds the file as it wants it, and does without
+
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"

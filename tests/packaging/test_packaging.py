@@ -30,7 +30,7 @@ import pytest
 
 from polroutd import __version__
 from polroutd.cli import manpages
-from polroutd.cli.main import build_parser
+from polroutd.cli.parser import build_parser
 from polroutd.config import uplinks
 from polroutd.core import limits, record, settings
 

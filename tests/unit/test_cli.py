@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from polroutd.cli.main import build_parser, command_named, describe_failure, main
+from polroutd.cli.main import command_named, describe_failure, main, run_line
+from polroutd.cli.parser import build_parser
 from polroutd.core.errors import (
     ConfigError,
     DumpInterrupted,
@@ -124,3 +125,26 @@ def test_the_parser_built_for_the_named_command_reads_its_line_as_the_whole_one(
 def test_a_line_naming_no_known_command_gets_the_whole_parser() -> None:
     assert command_named(["--help"]) is None
     assert command_named(["bogus", "run"]) is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["run"], ["--debug", "run"], ["run", "--debug"], ["--debug", "run", "--debug"],
+    ["run", "--config", "x.toml"], ["run", "--config=x.toml"], ["run", "--config="],
+    ["run", "--config", ""], ["--debug", "run", "--config", "x.toml", "--debug"],
+    ["run", "--config", "run"], ["run", "--config", "x=y.toml"],
+])
+def test_a_plain_run_line_is_read_as_the_parser_reads_it(argv: list[str]) -> None:
+    read = run_line(argv)
+    assert read is not None
+    assert vars(read) == vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--debug"], ["--help"], ["--version"], ["run", "--help"], ["run", "-h"],
+    ["plan"], ["check-config", "--config", "x"], ["run", "--config"], ["run", "--config", "-"],
+    ["run", "--config", "a", "--config", "b"], ["run", "--conf", "x"], ["run", "extra"],
+    ["--config", "x", "run"], ["run", "run"], ["run", "--", "x"], ["run", "--debug=1"],
+])
+def test_any_other_line_is_left_to_the_parser(argv: list[str]) -> None:
+    """Help, errors, abbreviations, repetitions and other commands: argparse's to read."""
+    assert run_line(argv) is None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from polroutd.adapters.logs import RepeatLimiter
+from polroutd.adapters.log_pipeline import RepeatLimiter
 from polroutd.core.errors import is_starved
 from polroutd.core.model import LeaseFindings
 from polroutd.daemon.service import raise_descriptor_limit

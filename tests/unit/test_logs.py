@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import pytest
 import structlog
 
-from polroutd.adapters import logs
+from polroutd.adapters import log_pipeline, logs
 from polroutd.adapters.logs import configure_logging, get_logger
 
 
@@ -221,7 +221,7 @@ def test_json_when_the_journal_module_is_missing(
     journal_stream: tuple[TextIO, dict[str, str]], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(logs, "_journal_module", lambda: None)
+    monkeypatch.setattr(log_pipeline, "_journal_module", lambda: None)
     stream, environ = journal_stream
     configure_logging("auto", stream=stream, environ=environ)
     get_logger().info("started")
@@ -244,7 +244,7 @@ def test_explicit_format_wins_over_journal_stream(
 @pytest.mark.parametrize("value", ["", "garbage", "1:", ":2", "1:2:3"])
 def test_malformed_journal_stream_is_not_the_journal(value: str, tmp_path: Path) -> None:
     with (tmp_path / "f").open("w") as stream:
-        assert not logs.is_journal_stream(stream, {"JOURNAL_STREAM": value})
+        assert not log_pipeline.is_journal_stream(stream, {"JOURNAL_STREAM": value})
 
 
 # --- reconfiguration -----------------------------------------------------------------------
@@ -277,3 +277,85 @@ def test_loggers_made_before_configuration_follow_it() -> None:
 def test_bad_format_or_level_is_a_value_error(fmt: str, level: str) -> None:
     with pytest.raises(ValueError, match=fmt if fmt == "xml" else level):
         configure_logging(fmt, level, stream=io.StringIO())
+
+
+# --- lines kept until the output is configured (polroutd run's start) ----------------------
+
+def log_a_start() -> datetime:
+    """Lines of every kind, polroutd's and a stdlib logger's interleaved; when they were done."""
+    log = get_logger("polroutd.daemon")
+    log.info("starting", mode="strict", max_open_files=1024)
+    log.debug("below_the_level")
+    logging.getLogger("polroutd.leases").warning("lease file %s %s", "/x.lease", "refused")
+    log.bind(interface="ens224").warning("interface_entry_matches_excluded", message="m")
+    try:
+        raise ValueError("bad gateway address")
+    except ValueError:
+        log.exception("reconcile_crashed")
+        log.error("task_failed", exc_info=True)
+    return datetime.now(UTC)
+
+
+def logged(fmt: str, *, kept: bool, environ: dict[str, str] | None = None,
+           stream: TextIO | None = None) -> tuple[str, datetime]:
+    """What ``log_a_start`` writes with ``fmt``: configured before it (as other commands do),
+    or kept until configured after it (as ``polroutd run`` does)."""
+    out = io.StringIO()
+    if kept:
+        logs.record_logs()
+        done = log_a_start()
+        configure_logging(fmt, stream=stream or out, environ=environ or {})
+    else:
+        configure_logging(fmt, stream=stream or out, environ=environ or {})
+        done = log_a_start()
+    logs.reset_logging()
+    return out.getvalue(), done
+
+
+def without_timestamps(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "timestamp"} for e in entries]
+
+
+def test_kept_lines_are_written_once_configured_as_they_would_have_been_at_once() -> None:
+    direct, _ = logged("json", kept=False)
+    kept, done = logged("json", kept=True)
+    entries = [json.loads(line) for line in kept.splitlines()]
+    assert without_timestamps(entries) == without_timestamps(
+        [json.loads(line) for line in direct.splitlines()])
+    assert [e["event"] for e in entries] == [
+        "starting", "lease file /x.lease refused", "interface_entry_matches_excluded",
+        "reconcile_crashed", "task_failed"]
+    assert "ValueError: bad gateway address" in entries[-1]["exception"]
+    # Each keeps the time it was logged at, not the time it was written.
+    assert all(datetime.fromisoformat(e["timestamp"]) <= done for e in entries)
+
+
+def test_kept_console_lines_read_as_direct_ones() -> None:
+    def plain(text: str) -> list[str]:  # the lines, past their timestamps (not the tracebacks,
+        # whose variables differ between any two calls)
+        return [line.partition(" ")[2] for line in text.splitlines() if line[:4].isdigit()]
+
+    direct, _ = logged("console", kept=False)
+    kept, _ = logged("console", kept=True)
+    assert plain(kept) == plain(direct)
+    assert any("starting" in line and "mode=strict" in line for line in plain(kept))
+
+
+def test_kept_lines_reach_the_journal_with_the_place_they_were_logged_at(
+    journal_sent: list[dict[str, Any]], journal_stream: tuple[TextIO, dict[str, str]],
+) -> None:
+    stream, environ = journal_stream
+    logged("auto", kept=False, environ=environ, stream=stream)
+    direct = list(journal_sent)
+    journal_sent.clear()
+    logged("auto", kept=True, environ=environ, stream=stream)
+    assert journal_sent == direct
+    assert {entry["CODE_FILE"] for entry in direct} == {__file__}
+    assert [entry["CODE_FUNC"] for entry in direct] == ["log_a_start"] * 5
+
+
+def test_without_record_logs_lines_are_written_at_once() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    get_logger().info("now")
+    assert [e["event"] for e in json_lines(out)] == ["now"]
