@@ -119,6 +119,7 @@ class Engine:
         applied_unused: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
         adopt: frozenset[int] = frozenset(),
+        lease_warning: Callable[[str], None] = leases.warn_through_logging,
     ) -> None:
         self.config = config
         self.kernel = kernel
@@ -138,7 +139,7 @@ class Engine:
         self._recorded_file = SettledFileCache(
             lambda path, _: rt_tables.read_records(Path(path)), clock=clock
         )
-        self._lease_files = leases.LeaseFiles(clock)
+        self._lease_files = leases.LeaseFiles(clock, lease_warning)
         # The table numbers last applied: they stay with their names even when there is no
         # recorded-tables file (disabled, or not writable), as long as this process runs.
         self._applied_tables: dict[str, int] = dict(applied_tables or {})

@@ -44,9 +44,14 @@ def record_logs() -> None:
     global _kept, _keeper, _root_level
     if _kept is not None:
         return
-    import logging
-
     kept: list[_Kept | logging.LogRecord] = []
+    _kept = kept
+    if "logging" not in sys.modules:
+        # Stdlib logging (~20 ms to load) is kept unloaded too: nothing on the daemon's path
+        # to its first reconcile logs through it (lease files' warnings take polroutd's
+        # logger; tests/kernel/test_start_netns.py pins that it stays unloaded).
+        return
+    import logging
 
     class Keeper(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -54,7 +59,7 @@ def record_logs() -> None:
 
     keeper = Keeper()
     root = logging.getLogger()
-    _kept, _keeper, _root_level = kept, keeper, root.level
+    _keeper, _root_level = keeper, root.level
     root.addHandler(keeper)
     root.setLevel(logging.NOTSET)  # every record kept: the configured level filters them later
 

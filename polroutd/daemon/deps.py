@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from polroutd.adapters.logs import get_logger
 from polroutd.core.kernelview import Event
 from polroutd.core.record import field, record
 from polroutd.core.settings import Config
@@ -54,3 +55,7 @@ class Deps:
     # raises AlreadyRunning when another daemon has it.
     claim_protocol: Callable[[int], None] | None = None
     uplink_events_factory: Callable[[], UplinkEvents] | None = None  # None: no link/neigh events
+    # A refused lease file's warning, on polroutd's logger: kept in order with the daemon's
+    # other lines until logging is configured, and stdlib logging never loaded for it.
+    lease_warning: Callable[[str], None] = field(
+        default_factory=lambda: get_logger("polroutd.leases").warning)

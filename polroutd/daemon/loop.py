@@ -129,7 +129,7 @@ class Daemon:
         self.deps = deps
         self.tally = Tally(metrics)
         self.engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader,
-                             clock=deps.wallclock)
+                             lease_warning=deps.lease_warning, clock=deps.wallclock)
         self._tables_file_error: str | None = None
         self.status = Status()
         self.schedule = Schedule(

@@ -20,6 +20,7 @@ def reloaded_engine(current: Engine, deps: Deps) -> Engine:
     config = deps.load_config()
     # A new protocol: polroutd's objects with the old one are taken over, not left behind.
     engine = Engine(config, deps.kernel, lease_reader=deps.lease_reader,
+                    lease_warning=deps.lease_warning,
                     applied_tables=current.applied_tables,
                     applied_unused=current.applied_unused, clock=deps.wallclock,
                     adopt=current.adopting | {current.protocol})

@@ -19,7 +19,6 @@ import errno
 import fnmatch
 import glob
 import ipaddress
-import logging
 import os
 import re
 import socket
@@ -40,7 +39,14 @@ Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
 INFINITE_LEASE_TIME = 0xFFFFFFFF  # RFC 2131 §3.3: "infinity"
 MAX_LEASE_FILE_SIZE = 4 << 20  # far above any real lease file; a stray glob can't eat memory
 
-log = logging.getLogger("polroutd.leases")
+
+
+def warn_through_logging(message: str) -> None:
+    """A lease file's warning on the stdlib logger ``polroutd.leases`` (the daemon passes its
+    own logger instead: stdlib logging costs ~20 ms to load, which its start does not pay)."""
+    import logging
+
+    logging.getLogger("polroutd.leases").warning("%s", message)
 
 BOOTP_HEADER_SIZE = 236
 MAGIC_COOKIE = bytes((99, 130, 83, 99))
@@ -498,7 +504,9 @@ class LeaseFiles:
     in every pattern's directory, most of them rarely change, and a large dhclient file takes
     a second to parse. A refused file is warned about once per reason."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float],
+                 warn: Callable[[str], None] = warn_through_logging) -> None:
+        self._warn = warn
         self._listings = SettledFileCache(_list_settled_directory, clock=clock)
         self._parsed = SettledFileCache(_load_parsed, clock=clock)
         self._warned: dict[str, str] = {}  # path -> the refusal last warned about
@@ -527,7 +535,7 @@ class LeaseFiles:
             self._warned.pop(path, None)
         elif self._warned.get(path) != parsed.refused:
             self._warned[path] = parsed.refused
-            log.warning("lease file %s %s; no gateway is taken from it", path, parsed.refused)
+            self._warn(f"lease file {path} {parsed.refused}; no gateway is taken from it")
         return parsed
 
 

@@ -1,6 +1,7 @@
 """``polroutd run``'s start (daemon/service.py): the first reconcile is made before the libraries
-the rest needs are imported (asyncio, structlog, aiohttp, prometheus_client, and the uplink
-monitor when there are no uplinks; argparse is not needed at all): not at ``STATUS=starting``
+the rest needs are imported (asyncio, structlog, stdlib logging, aiohttp, prometheus_client,
+and the uplink monitor when there are no uplinks; argparse is not needed at all): not at
+``STATUS=starting``
 (sent just before it), nor at ``READY=1`` (sent when it has converged, after its apply). What
 changes during it is handled once the event loop runs, and a SIGTERM during it stops the daemon
 cleanly. HTTP is served after it, on an address bound before it, so that a port already taken
@@ -24,7 +25,7 @@ from tests.support.lab_tools import PROTO, ip, namespace
 
 PORT = 19671
 # (and polroutd's uplink monitor, with no uplinks configured)
-DEFERRED = ("aiohttp", "prometheus_client", "asyncio", "structlog", "argparse",
+DEFERRED = ("aiohttp", "prometheus_client", "asyncio", "structlog", "argparse", "logging",
             "polroutd.daemon.uplinks")
 LATE = "10.1.0.77"  # an address added to eth0 while the first reconcile applies
 

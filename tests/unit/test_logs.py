@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pty
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,10 @@ import structlog
 
 from polroutd.adapters import log_pipeline, logs
 from polroutd.adapters.logs import configure_logging, get_logger
+from polroutd.core.model import KernelState
+from polroutd.daemon.deps import Deps
+from polroutd.inputs.leases import LeaseFiles
+from tests.support.fakes import FakeKernel, FakeNotifier
 
 
 @pytest.fixture(autouse=True)
@@ -359,3 +364,25 @@ def test_without_record_logs_lines_are_written_at_once() -> None:
     configure_logging("json", stream=out)
     get_logger().info("now")
     assert [e["event"] for e in json_lines(out)] == ["now"]
+
+
+def test_the_daemons_lease_file_warnings_are_polroutd_lines_kept_in_order(tmp_path: Path) -> None:
+    """``polroutd run`` gives its engine polroutd's ``polroutd.leases`` logger for refused lease
+    files (daemon/deps.py): a warning from its first reconcile is kept in order with the
+    daemon's other lines, and needs no stdlib logger (its start leaves stdlib logging unloaded)."""
+    fifo = tmp_path / "dhclient.eth0.leases"
+    os.mkfifo(fifo)
+    deps = Deps(kernel=FakeKernel(KernelState()), events_factory=lambda: None,  # type: ignore[arg-type,return-value]
+                notifier=FakeNotifier(), load_config=lambda: None)  # type: ignore[arg-type,return-value]
+    files = LeaseFiles(time.time, deps.lease_warning)
+    out = io.StringIO()
+    logs.record_logs()
+    get_logger("polroutd.daemon").info("starting")
+    assert files.parsed(str(fifo)) is not None
+    get_logger("polroutd.daemon").info("ready")
+    configure_logging("json", stream=out)
+    entries = json_lines(out)
+    assert [(e["logger"], e["level"]) for e in entries] == [
+        ("polroutd.daemon", "info"), ("polroutd.leases", "warning"), ("polroutd.daemon", "info")]
+    assert entries[1]["event"].startswith(f"lease file {fifo} ")
+    assert entries[1]["event"].endswith("; no gateway is taken from it")
