@@ -19,10 +19,11 @@ from polroutd.core.describe import Names
 from polroutd.core.desired import (
     Inputs,
     Piece,
+    addresses_by_interface,
     assemble,
     desired_pieces,
     main_table_defaults,
-    managed_links,
+    select_links,
     table_requests,
     unmanaged_copies,
 )
@@ -229,7 +230,9 @@ class Engine:
     def _decide(self, actual: KernelState) -> Decision:
         self._refresh_registry()
         state = self._as_ours(actual)
-        managed = managed_links(state, self.config)
+        by_index = addresses_by_interface(state)
+        selection = select_links(state, self.config, by_index.keys())
+        managed = selection[0]
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
         recorded, unused_since = self._recorded()
         requests = table_requests(managed)
@@ -259,7 +262,7 @@ class Engine:
             uplink_table=uplink_table,
             uplink_health=self.uplink_health,
         )
-        pieces, skipped, _ = desired_pieces(state, inputs)
+        pieces, skipped, _ = desired_pieces(state, inputs, selection, by_index)
         desired = assemble(pieces, skipped, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}
         table_names.update({number: name for name, number in named.items()})
