@@ -290,9 +290,10 @@ class Netlink:
     def _apply(self, operations: Sequence[Operation]) -> list[OpResult]:
         results: list[OpResult] = []
         for start in range(0, len(operations), BATCH):
-            results.extend(self._apply_batch(operations[start : start + BATCH]))
-            if any(result.errno == errno.EPERM for result in results):
+            batch = self._apply_batch(operations[start : start + BATCH])
+            if any(result.errno == errno.EPERM for result in batch):
                 raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
+            results.extend(batch)
         return results
 
     def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:
@@ -314,6 +315,8 @@ class Netlink:
             for msg_type, flags, seq, _pid, payload in rtnl.iter_messages(self._recv()):
                 if msg_type == rtnl.NLMSG_ERROR and (seq in by_seq or seq == barrier):
                     errors[seq] = rtnl.decode_error(payload, flags)
+        if len(errors) == 1:  # the barrier's acknowledgement alone: every operation succeeded
+            return [OpResult(operation) for operation in batch]
         results = []
         for seq, operation in by_seq.items():
             code, text = errors.get(seq, _SUCCESS)
