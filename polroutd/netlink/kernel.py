@@ -371,6 +371,10 @@ def decode_event(message_type: int, flags: int, payload: bytes) -> Event | None:
         if link is not None:
             ifindex, up = link[0], link[1] and change == "new"
     try:
+        if kind == "route" and rtnl.route_table_of(payload) == RT_TABLE_LOCAL:
+            # The local table (a route or two per address: thousands in an address storm) is
+            # never read and never ours: the event counts, its route is not decoded.
+            return Event(kind, change)
         obj = _DECODERS[kind](payload)
     except (struct.error, ValueError, IndexError, OSError):
         # undecodable: only a hint to read everything again
