@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from polroutd.core.errors import DumpInterrupted, KernelError, NoNetAdmin, Overrun
 from polroutd.core.kernelview import Change, EventKind, KernelObject
@@ -202,7 +202,8 @@ class Netlink:
             self._discard_stale()
             self._send(rtnl.encode_dump(mtype, seq))
             seen = self._datagrams.get(mtype, {})
-            known = self._memo.get(mtype, {})
+            # (Any: the memo holds this dump's objects; no cast() call per message.)
+            known: dict[bytes, Any] = self._memo.get(mtype, {})
             datagrams: dict[bytes, tuple[tuple[T, ...], bool]] = {}
             payloads: dict[bytes, object] = {}
             out: list[T] = []
@@ -234,7 +235,7 @@ class Netlink:
                             )
                     if keep is not None and not keep(payload):
                         continue
-                    obj = cast("T | None", known.get(payload, _UNKNOWN))
+                    obj = known.get(payload, _UNKNOWN)
                     if obj is _UNKNOWN:
                         obj = decode(payload)
                     payloads[payload] = obj
