@@ -124,7 +124,8 @@ def test_the_default_exclude_patterns_need_no_regular_expressions(
     assert desired_module._excluded_uncached(name, DEFAULT_EXCLUDE) is excluded
 
 
-@pytest.mark.parametrize("pattern", ["e?h0", "[ab]c", "*0", "e*h*", "eth0*", "e", "", "*"])
+@pytest.mark.parametrize(
+    "pattern", ["e?h0", "[ab]c", "*0", "e*h*", "eth0*", "e", "", "*", "e**", "e?*", "e[t]*"])
 @pytest.mark.parametrize("name", ["eth0", "ac", "bc", "e", "", "eth00", "x0"])
 def test_every_exclude_pattern_matches_as_fnmatch_does(pattern: str, name: str) -> None:
     assert desired_module._excluded_uncached(name, (pattern,)) is fnmatchcase(name, pattern)
@@ -160,6 +161,18 @@ def test_every_prefix_gets_its_connected_route_after_a_secondary_or_a_host_addre
         (AF_INET6, "2001:db8:1::", 64, 101, 1024, RT_SCOPE_UNIVERSE, 2, "2001:db8:1::10", None),
     }
     assert all(r.protocol == PROTO for r in state.routes)
+
+
+def test_a_prefix_takes_its_lowest_preferred_address_as_source_whatever_other_flags_say() -> None:
+    # Flags other than secondary and deprecated (here: noprefixroute, 0x200, and the kernel's
+    # permanent, 0x80) do not order the addresses: the lowest address is the source.
+    addresses = (
+        Address(2, AF_INET6, "2001:db8:1::2", 64),
+        Address(2, AF_INET6, "2001:db8:1::1", 64, flags=IFA_F_NOPREFIXROUTE | 0x80),
+    )
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"))
+    assert [r.prefsrc for r in state.routes] == ["2001:db8:1::1"]
+    assert state.interfaces[0].addresses == ("2001:db8:1::1/64", "2001:db8:1::2/64")
 
 
 # --- default routes and the gateway ---------------------------------------------------------
