@@ -491,4 +491,4 @@ def encode_rule(mtype: int, flags: int, seq: int, rule: Rule) -> bytes:
         body += _u32_attr(FRA_FWMARK, rule.fwmark)
     for atype, value in rule.extra:
         body += _attr(atype, value)
-    return _HEADER.pack(16 + len(body), mtype, flags, seq, 0) + body
+    return _message(mtype, flags, seq, body)
