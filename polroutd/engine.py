@@ -18,10 +18,11 @@ from polroutd.core.describe import Names
 from polroutd.core.desired import (
     Inputs,
     Piece,
+    addresses_by_interface,
     assemble,
     desired_pieces,
     main_table_defaults,
-    managed_links,
+    select_links,
     table_requests,
     unmanaged_copies,
 )
@@ -230,7 +231,9 @@ class Engine:
     def _decide(self, actual: KernelState) -> Decision:
         self._refresh_registry()
         state = self._as_ours(actual)
-        managed = managed_links(state, self.config)
+        by_index = addresses_by_interface(state)
+        selection = select_links(state, self.config, by_index.keys())
+        managed = selection[0]
         foreign_tables = {r.table for r in state.routes if r.protocol != self.protocol}
         recorded, unused_since = self._recorded()
         requests = table_requests(managed)
@@ -260,7 +263,7 @@ class Engine:
             uplink_table=uplink_table,
             uplink_health=self.uplink_health,
         )
-        pieces, skipped, _ = desired_pieces(state, inputs)
+        pieces, skipped, _ = desired_pieces(state, inputs, selection, by_index)
         desired = assemble(pieces, skipped, inputs)
         table_names = {number: name for name, number in self.registry.tables.items()}
         table_names.update({number: name for name, number in named.items()})
@@ -348,28 +351,44 @@ class Engine:
         """Since when the unused ones among ``applied_tables`` are unused."""
         return self._applied_unused
 
-    def record_tables(self, decision: Decision) -> bool:
-        """Keeps the rt_tables.d file in step, so ``ip`` shows table names and numbers survive a
-        restart. True if rewritten. A file that cannot be written stops nothing: the reason is
-        kept in ``tables_file_error`` (the kernel needs numbers, not names)."""
+    def apply(self, decision: Decision) -> list[OpResult]:
+        """Applies the plan and keeps the rt_tables.d file in step (so ``ip`` shows table names
+        and numbers survive a restart). The file, when it changed, is written while the kernel
+        works through the operations (its syncs wait on the disk, not on Python), and is on
+        disk when this returns, also when the kernel apply raised (the numbers it records are
+        the ones the next decision takes anyway). A file that cannot be written stops nothing:
+        the reason is kept in ``tables_file_error`` (the kernel needs numbers, not names)."""
+        operations = decision.plan.operations
+        writing = self._start_recording(decision)
+        try:
+            results = self.kernel.apply(operations) if operations else []
+        finally:
+            self._finish_recording(writing)
         self._applied_tables = dict(decision.recorded_tables)
         self._applied_unused = dict(decision.unused_tables)
-        if self._tables_file is None:
-            return False
-        content = tables.render_recorded(decision.recorded_tables, decision.unused_tables)
-        try:
-            written = rt_tables.write_if_changed(self._tables_file, content)
-        except OSError as exc:
-            self.tables_file_error = f"cannot write {self._tables_file}: {exc.strerror or exc}"
-            return False
-        self.tables_file_error = None
-        return written
-
-    def apply(self, decision: Decision) -> list[OpResult]:
-        results = self.kernel.apply(decision.plan.operations) if not decision.plan.empty else []
-        self.record_tables(decision)
         self._records_applied = self._recorded()
         return results
+
+    def _start_recording(self, decision: Decision) -> rt_tables.BackgroundWrite | None:
+        """The write of the recorded-tables file under way, if it differs from ``decision``'s
+        (None: no file, or already as it should be)."""
+        if self._tables_file is None:
+            return None
+        content = tables.render_recorded(decision.recorded_tables, decision.unused_tables)
+        if not rt_tables.differs(self._tables_file, content):
+            self.tables_file_error = None
+            return None
+        return rt_tables.BackgroundWrite(self._tables_file, content)
+
+    def _finish_recording(self, writing: rt_tables.BackgroundWrite | None) -> None:
+        if writing is None:
+            return
+        try:
+            writing.wait()
+        except OSError as exc:
+            self.tables_file_error = f"cannot write {self._tables_file}: {exc.strerror or exc}"
+            return
+        self.tables_file_error = None
 
     def flush_plan(self, state: KernelState) -> Plan:
         """Every object with polroutd's protocol (and those it is adopting), deleted."""

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from polroutd.cli.common import EXIT_ERROR, EXIT_OK, kernel_engine, load
 from polroutd.core.describe import conflict_text, operation_text
 
+if TYPE_CHECKING:
+    from polroutd.engine import Engine
+
 
 def command(args: argparse.Namespace) -> int:
     engine = kernel_engine(load(args))
+    from polroutd.netlink.kernel import collector_paused  # imported by kernel_engine already
+
+    # One reconcile and its report, then the process ends: the thousands of objects they make
+    # hold no cycles, and collections between the steps (each walking all of them) cost a
+    # cold apply several milliseconds.
+    with collector_paused():
+        return _reconcile(engine)
+
+
+def _reconcile(engine: Engine) -> int:
     decision = engine.read_and_decide()
     results = engine.apply(decision)
     failed = [r for r in results if not r.ok]

@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from polroutd.core.errors import DumpInterrupted, KernelError, NoNetAdmin, Overrun
 from polroutd.core.kernelview import Change, EventKind, KernelObject
@@ -202,7 +202,8 @@ class Netlink:
             self._discard_stale()
             self._send(rtnl.encode_dump(mtype, seq))
             seen = self._datagrams.get(mtype, {})
-            known = self._memo.get(mtype, {})
+            # (Any: the memo holds this dump's objects; no cast() call per message.)
+            known: dict[bytes, Any] = self._memo.get(mtype, {})
             datagrams: dict[bytes, tuple[tuple[T, ...], bool]] = {}
             payloads: dict[bytes, object] = {}
             out: list[T] = []
@@ -234,7 +235,7 @@ class Netlink:
                             )
                     if keep is not None and not keep(payload):
                         continue
-                    obj = cast("T | None", known.get(payload, _UNKNOWN))
+                    obj = known.get(payload, _UNKNOWN)
                     if obj is _UNKNOWN:
                         obj = decode(payload)
                     payloads[payload] = obj
@@ -290,9 +291,10 @@ class Netlink:
     def _apply(self, operations: Sequence[Operation]) -> list[OpResult]:
         results: list[OpResult] = []
         for start in range(0, len(operations), BATCH):
-            results.extend(self._apply_batch(operations[start : start + BATCH]))
-            if any(result.errno == errno.EPERM for result in results):
+            batch = self._apply_batch(operations[start : start + BATCH])
+            if any(result.errno == errno.EPERM for result in batch):
                 raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
+            results.extend(batch)
         return results
 
     def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:
@@ -314,6 +316,8 @@ class Netlink:
             for msg_type, flags, seq, _pid, payload in rtnl.iter_messages(self._recv()):
                 if msg_type == rtnl.NLMSG_ERROR and (seq in by_seq or seq == barrier):
                     errors[seq] = rtnl.decode_error(payload, flags)
+        if len(errors) == 1:  # the barrier's acknowledgement alone: every operation succeeded
+            return [OpResult(operation) for operation in batch]
         results = []
         for seq, operation in by_seq.items():
             code, text = errors.get(seq, _SUCCESS)
@@ -368,6 +372,10 @@ def decode_event(message_type: int, flags: int, payload: bytes) -> Event | None:
         if link is not None:
             ifindex, up = link[0], link[1] and change == "new"
     try:
+        if kind == "route" and rtnl.route_table_of(payload) == RT_TABLE_LOCAL:
+            # The local table (a route or two per address: thousands in an address storm) is
+            # never read and never ours: the event counts, its route is not decoded.
+            return Event(kind, change)
         obj = _DECODERS[kind](payload)
     except (struct.error, ValueError, IndexError, OSError):
         # undecodable: only a hint to read everything again

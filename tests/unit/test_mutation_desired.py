@@ -4,7 +4,9 @@ gateway (written to kill the mutants that survived the other tests, see docs/tes
 from __future__ import annotations
 
 import ipaddress
+from fnmatch import fnmatchcase
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,7 +41,14 @@ from polroutd.core.model import (
     Link,
     Route,
 )
-from polroutd.core.settings import Config, DaemonSettings, InterfaceSpec, RouteSpec, UplinkSpec
+from polroutd.core.settings import (
+    DEFAULT_EXCLUDE,
+    Config,
+    DaemonSettings,
+    InterfaceSpec,
+    RouteSpec,
+    UplinkSpec,
+)
 from polroutd.core.tables import TableRef
 from tests.support.article import lease_of
 
@@ -99,6 +108,31 @@ def test_excluded_interfaces_are_not_managed_without_interface_entries() -> None
     assert [link.name for link, _ in managed_links(state, config)] == ["eth0", "ppp0"]
 
 
+@pytest.mark.parametrize(("name", "excluded"), [
+    ("lo", True), ("lo0", False), ("docker0", True), ("docker", True), ("dock", False),
+    ("br-1a2b", True), ("br0", False), ("veth9", True), ("eth0", False), ("tailscale0", True),
+])
+def test_the_default_exclude_patterns_need_no_regular_expressions(
+    name: str, excluded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plain name or a plain prefix and "*" is matched without fnmatch (whose regular
+    # expressions cost a cold start 1.5 ms to compile), and as fnmatch would.
+    def no_fnmatch(name: str, pattern: str) -> bool:
+        raise AssertionError(f"fnmatch asked for {pattern!r}")
+
+    monkeypatch.setattr(desired_module, "fnmatchcase", no_fnmatch)
+    assert desired_module._excluded_uncached(name, DEFAULT_EXCLUDE) is excluded
+
+
+@pytest.mark.parametrize(
+    "pattern", ["e?h0", "[ab]c", "*0", "e*h*", "eth0*", "e", "", "*", "e**", "e?*", "e[t]*"])
+@pytest.mark.parametrize("name", ["eth0", "ac", "bc", "e", "", "eth00", "x0"])
+def test_every_exclude_pattern_matches_as_fnmatch_does(pattern: str, name: str) -> None:
+    assert desired_module._excluded_uncached(name, (pattern,)) is fnmatchcase(name, pattern)
+    names, prefixes, others = desired_module._pattern_kinds_uncached((pattern,))
+    assert len(names) + len(prefixes) + len(others) == 1  # one kind each
+
+
 # --- connected routes -----------------------------------------------------------------------
 
 
@@ -127,6 +161,18 @@ def test_every_prefix_gets_its_connected_route_after_a_secondary_or_a_host_addre
         (AF_INET6, "2001:db8:1::", 64, 101, 1024, RT_SCOPE_UNIVERSE, 2, "2001:db8:1::10", None),
     }
     assert all(r.protocol == PROTO for r in state.routes)
+
+
+def test_a_prefix_takes_its_lowest_preferred_address_as_source_whatever_other_flags_say() -> None:
+    # Flags other than secondary and deprecated (here: noprefixroute, 0x200, and the kernel's
+    # permanent, 0x80) do not order the addresses: the lowest address is the source.
+    addresses = (
+        Address(2, AF_INET6, "2001:db8:1::2", 64),
+        Address(2, AF_INET6, "2001:db8:1::1", 64, flags=IFA_F_NOPREFIXROUTE | 0x80),
+    )
+    state = decide(addresses, InterfaceSpec(name="eth0", gateway="none", gateway6="none"))
+    assert [r.prefsrc for r in state.routes] == ["2001:db8:1::1"]
+    assert state.interfaces[0].addresses == ("2001:db8:1::1/64", "2001:db8:1::2/64")
 
 
 # --- default routes and the gateway ---------------------------------------------------------

@@ -3,7 +3,7 @@ to kill the mutants that survived the other tests, see docs/testing.md)."""
 
 from __future__ import annotations
 
-from polroutd.core.limits import AF_INET, RT_SCOPE_LINK, RT_TABLE_MAIN
+from polroutd.core.limits import AF_INET, AF_INET6, RT_SCOPE_LINK, RT_TABLE_MAIN
 from polroutd.core.model import (
     DesiredState,
     Gateway,
@@ -206,6 +206,21 @@ def test_routes_without_a_gateway_are_added_first_and_rules_after_routes() -> No
     assert make_plan(state, KernelState(), PROTO).operations == (
         RouteOp("add", nine), RouteOp("add", CONNECTED), RouteOp("add", DEFAULT),
         RuleOp("add", OURS),
+    )
+
+
+def test_rules_are_added_and_deleted_by_priority_then_numeric_address() -> None:
+    # The order of ``ip rule``: priority first (not family), addresses as numbers (10.0.0.9
+    # before 10.0.0.10, which text order reverses), whatever the order they are given in.
+    ten, nine = OURS._replace(src="10.0.0.10"), OURS._replace(src="10.0.0.9")
+    first = Rule(AF_INET6, 29999, TABLE, PROTO, src="2001:db8::1", src_len=128)
+    state = desired(rules=(ten, nine, first), routes=())
+    assert make_plan(state, KernelState(), PROTO).operations == (
+        RuleOp("add", first), RuleOp("add", nine), RuleOp("add", ten),
+    )
+    gone = make_plan(desired(rules=(), routes=()), KernelState(rules=(ten, nine, first)), PROTO)
+    assert gone.operations == (
+        RuleOp("delete", first), RuleOp("delete", nine), RuleOp("delete", ten),
     )
 
 
