@@ -18,16 +18,16 @@ from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
 from polroutd.core.desired import (
     Inputs,
-    Piece,
     assemble,
     desired_pieces,
+    earliest_lease_expiry,
     main_table_defaults,
     managed_links,
     table_requests,
     unmanaged_copies,
 )
 from polroutd.core.errors import ConfigError
-from polroutd.core.incremental import redecide, scope
+from polroutd.core.incremental import Pieces, redecide, scope
 from polroutd.core.kernelview import Touched, grouped
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import (
@@ -98,7 +98,7 @@ class _Basis:
     """A decision with what it was derived from, for deciding again after events."""
 
     decision: Decision
-    pieces: Mapping[int, Piece]  # interface index -> its share of the desired state
+    pieces: Pieces  # interface index -> its share of the desired state
     skipped: frozenset[int]
     inputs: Inputs
     copies: Sequence[Route]  # the main-table routes strict mode copies
@@ -274,7 +274,7 @@ class Engine:
                             assignment.unused_since)
         copies = (unmanaged_copies(state, {p.interface.index for p in pieces}, self.protocol)
                   if self.config.daemon.mode == "strict" else [])
-        self._last = _Basis(decision, {p.interface.index: p for p in pieces},
+        self._last = _Basis(decision, Pieces(pieces),
                             frozenset(s.index for s in desired.skipped), inputs, copies,
                             {link.ifindex: spec for link, spec in managed}, candidates)
         return decision
@@ -329,6 +329,14 @@ class Engine:
         self._last = replace(last, decision=decision, pieces=pieces, inputs=inputs,
                              lease_candidates=candidates)
         return decision
+
+    def earliest_lease_expiry(self, decision: Decision) -> float | None:
+        """``desired.earliest_lease_expiry`` of ``decision``: for the last one, from its pieces'
+        layout (kept up to date by each event's decision, not a pass over every interface)."""
+        last = self._last
+        if last is not None and last.decision is decision:
+            return last.pieces.layout.earliest_lease_expiry
+        return earliest_lease_expiry(decision.desired)
 
     def _protocol_name(self) -> str:
         setting = self.config.daemon.protocol
