@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
 from polroutd.config.files import why_unreadable
@@ -59,6 +60,8 @@ class Kernel(Protocol):
 LeaseReader = Callable[[Mapping[str, int]], Mapping[str, LeaseFindings]]
 
 Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
+_NO_RECORDS: tuple[Mapping[str, int], Mapping[str, float]] = (MappingProxyType({}),
+                                                              MappingProxyType({}))
 
 
 def read_system_registry(config: Config) -> tables.NameRegistry:
@@ -148,6 +151,7 @@ class Engine:
         # The table numbers (applied, and in the recorded-tables file) when the last decision
         # was applied: a change made by hand since calls for a full decision.
         self._records_applied: Records | None = None
+        self._recorded_memo: tuple[tuple[object, ...], Records] | None = None
         # What the daemon observed of its uplinks (daemon/uplinks.py); None: links decide.
         self.uplink_health: HealthView | None = None
 
@@ -158,11 +162,21 @@ class Engine:
 
     def _recorded(self) -> Records:
         """The table numbers applied so far in this process, overridden by the recorded-tables
-        file (which carries them across restarts); and since when unused ones are unused."""
+        file (which carries them across restarts); and since when unused ones are unused.
+
+        Made again only when one of its sources is another object (the file's parse is kept
+        while the file is unchanged, the applied numbers are replaced at each apply): merging
+        hundreds of tables is not for every event. Callers never change what it returns."""
         recorded, unused = self._recorded_tables_file()
+        sources = (recorded, unused, self._applied_tables, self._applied_unused)
+        memo = self._recorded_memo
+        if memo is not None and all(a is b for a, b in zip(memo[0], sources, strict=True)):
+            return memo[1]
         kept_here = {name: when for name, when in self._applied_unused.items()
                      if name not in recorded}
-        return {**self._applied_tables, **recorded}, {**kept_here, **unused}
+        records = {**self._applied_tables, **recorded}, {**kept_here, **unused}
+        self._recorded_memo = (sources, records)
+        return records
 
     def _refresh_registry(self) -> None:
         """Reads the system's names again when their files changed (the protocol stays)."""
@@ -181,13 +195,13 @@ class Engine:
             self._names_stale = True
         return self._names_stale
 
-    def _recorded_tables_file(self) -> Records:
-        """The recorded-tables file, parsed again only when it changed."""
+    def _recorded_tables_file(self) -> tuple[Mapping[str, int], Mapping[str, float]]:
+        """The recorded-tables file, parsed again only when it changed (the parse is shared:
+        not to be changed)."""
         if self._tables_file is None:
-            return {}, {}
+            return _NO_RECORDS
         try:
-            numbers, unused = self._recorded_file.get(str(self._tables_file))
-            return dict(numbers), dict(unused)
+            return self._recorded_file.get(str(self._tables_file))
         except OSError:
             return rt_tables.read_records(self._tables_file)
 
@@ -286,7 +300,10 @@ class Engine:
         (see core/incremental.py), or the recorded table numbers changed, or ``names_changed``
         saw the names files change."""
         last = self._last
-        if last is None or self._names_stale or self._recorded() != self._records_applied:
+        if last is None or self._names_stale:
+            return None
+        recorded = self._recorded()
+        if recorded is not self._records_applied and recorded != self._records_applied:
             return None
         if self.adopting:
             return None  # the adopted protocols' objects are planned only by a full decision
