@@ -6,6 +6,8 @@ the files beside it, and hands the plan to the kernel.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +47,7 @@ from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
-from polroutd.inputs.filecache import SettledFileCache
+from polroutd.inputs.filecache import SETTLE, SettledFileCache
 from polroutd.netlink.kernel import collector_paused
 
 UPLINK_TABLE_KEY = "/uplinks"  # the uplink table's request among the interfaces' ('/': no ifname)
@@ -62,6 +64,11 @@ LeaseReader = Callable[[Mapping[str, int]], Mapping[str, LeaseFindings]]
 Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
 _NO_RECORDS: tuple[Mapping[str, int], Mapping[str, float]] = (MappingProxyType({}),
                                                               MappingProxyType({}))
+
+
+def _stat_key(path: Path) -> tuple[int, ...]:
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def read_system_registry(config: Config) -> tables.NameRegistry:
@@ -152,6 +159,10 @@ class Engine:
         # was applied: a change made by hand since calls for a full decision.
         self._records_applied: Records | None = None
         self._recorded_memo: tuple[tuple[object, ...], Records] | None = None
+        # The recorded-tables file's stat when it was last written or found to hold these
+        # records (see ``_tables_file_holds``).
+        self._tables_file_held: tuple[tuple[int, ...], dict[str, int], dict[str, float]] | None = (
+            None)
         # What the daemon observed of its uplinks (daemon/uplinks.py); None: links decide.
         self.uplink_health: HealthView | None = None
 
@@ -376,10 +387,16 @@ class Engine:
         """Keeps the rt_tables.d file in step, so ``ip`` shows table names and numbers survive a
         restart. True if rewritten. A file that cannot be written stops nothing: the reason is
         kept in ``tables_file_error`` (the kernel needs numbers, not names)."""
-        self._applied_tables = dict(decision.recorded_tables)
-        self._applied_unused = dict(decision.unused_tables)
+        # Replaced only when they changed: ``_recorded`` is made again only then.
+        if decision.recorded_tables != self._applied_tables:
+            self._applied_tables = dict(decision.recorded_tables)
+        if decision.unused_tables != self._applied_unused:
+            self._applied_unused = dict(decision.unused_tables)
         if self._tables_file is None:
             return False
+        if self._tables_file_holds(decision):
+            return False  # as last written or found, and unchanged since: not rendered again
+        self._tables_file_held = None
         content = tables.render_recorded(decision.recorded_tables, decision.unused_tables)
         try:
             written = rt_tables.write_if_changed(self._tables_file, content)
@@ -387,7 +404,26 @@ class Engine:
             self.tables_file_error = f"cannot write {self._tables_file}: {exc.strerror or exc}"
             return False
         self.tables_file_error = None
+        with contextlib.suppress(OSError):
+            self._tables_file_held = (_stat_key(self._tables_file),
+                                      dict(decision.recorded_tables), dict(decision.unused_tables))
         return written
+
+    def _tables_file_holds(self, decision: Decision) -> bool:
+        """Whether the recorded-tables file holds what ``decision`` records: the same records
+        as when it was last found to, and the file not changed since (its inode, size and
+        times, settled as the file cache's are: a change within their granularity is not
+        trusted to show)."""
+        held = self._tables_file_held
+        if held is None or self._tables_file is None:
+            return False
+        try:
+            key = _stat_key(self._tables_file)
+        except OSError:
+            return False
+        settled = self._clock() - max(key[3], key[4]) / 1e9 > SETTLE
+        return (settled and key == held[0] and held[1] == decision.recorded_tables
+                and held[2] == decision.unused_tables)
 
     def apply(self, decision: Decision) -> list[OpResult]:
         results = self.kernel.apply(decision.plan.operations) if not decision.plan.empty else []
