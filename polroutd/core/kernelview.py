@@ -294,33 +294,33 @@ class _View:
         # handed to ``grouped`` so that it need not find them by comparing the tuples.
         self._went: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
         self._came: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+        # Objects appended to a list not made yet: its new tuple is the read's with these
+        # added, one copy instead of a list's two (an event mostly adds).
+        self._appended: dict[str, list[Any]] = {}
 
     @property
     def links(self) -> list[Link]:
-        if self._links is None:
-            self._links = list(self._state.links)
-        return self._links
+        return self._list("links")
 
     @property
     def addresses(self) -> list[Address]:
-        if self._addresses is None:
-            self._addresses = list(self._state.addresses)
-        return self._addresses
+        return self._list("addresses")
 
     @property
     def routes(self) -> list[Route]:
-        if self._routes is None:
-            self._routes = list(self._state.routes)
-        return self._routes
+        return self._list("routes")
 
     @property
     def rules(self) -> list[Rule]:
-        if self._rules is None:
-            self._rules = list(self._state.rules)
-        return self._rules
+        return self._list("rules")
 
     def _list(self, kind: str) -> list[Any]:
-        items: list[Any] = getattr(self, kind)
+        """A list to change, made from the read's tuple (and what was appended) when first
+        needed."""
+        items: list[Any] | None = getattr(self, "_" + kind)
+        if items is None:
+            items = [*getattr(self._state, kind), *self._appended.pop(kind, ())]
+            setattr(self, "_" + kind, items)
         return items
 
     def current(self, kind: str, field: str, value: object) -> list[Any]:
@@ -364,10 +364,11 @@ class _View:
 
     def put(self, kind: str, obj: Any, at: int | None = None) -> None:
         """Appends ``obj`` to a list, or puts it in place of the one at ``at``."""
-        items = self._list(kind)
         if at is None:
-            items.append(obj)
+            items = getattr(self, "_" + kind)
+            (self._appended.setdefault(kind, []) if items is None else items).append(obj)
         else:
+            items = self._list(kind)
             self._went[kind].append(items[at])
             items[at] = obj
         self._came[kind].append(obj)
@@ -415,8 +416,12 @@ class _View:
         """The list as the view's new tuple, its edits from ``old`` remembered for
         ``grouped`` (what came and went again cancels out)."""
         if items is None:
-            return old
-        new = tuple(items)
+            appended = self._appended.get(kind)
+            if not appended:
+                return old
+            new = old + tuple(appended)
+        else:
+            new = tuple(items)
         went, came = list(self._went[kind]), list(self._came[kind])
         for item in self._went[kind]:
             if item in came:
