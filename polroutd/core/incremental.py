@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from polroutd.core.desired import (
     Inputs,
@@ -33,7 +33,8 @@ from polroutd.core.plan import make_plan
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.tables import TableRef
 
-Scope = tuple[tuple[Link, InterfaceSpec | None], ...]  # the managed interfaces to decide again
+Scope = tuple[tuple[Link, InterfaceSpec | None], ...]
+T = TypeVar("T", Rule, Route)  # the managed interfaces to decide again
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,24 +316,29 @@ def _reassemble(
         return None
     for at in places:
         interfaces[at] = new[layout.order[at]].interface
-    rules, routes = _spliced(desired, layout, new, places, first_rule)
+    changed = [(at, old[layout.order[at]], new[layout.order[at]]) for at in places]
+    rules = _spliced(desired.rules, first_rule, layout.rule_counts,
+                     [(at, p.rules) for at, o, p in changed if p.rules != o.rules])
+    routes = _spliced(desired.routes, 0, layout.route_counts,
+                      [(at, p.routes) for at, o, p in changed if p.routes != o.routes])
     return replace(desired, interfaces=tuple(interfaces), rules=rules, routes=routes)
 
 
 def _spliced(
-    desired: DesiredState, layout: Layout, new: Pieces, places: list[int], first_rule: int
-) -> tuple[tuple[Rule, ...], tuple[Route, ...]]:
-    """``desired``'s rules and routes with the slice of the interface at each of ``places``
-    (in ``layout``'s order, ascending) replaced by its new piece's: copied once and spliced
-    in place (at C speed), from the last place back so that the earlier slices stay put."""
-    rules, routes = list(desired.rules), list(desired.routes)
-    for at in reversed(places):
-        at_rule = first_rule + sum(layout.rule_counts[:at])
-        at_route = sum(layout.route_counts[:at])
-        replacement = new[layout.order[at]]
-        rules[at_rule:at_rule + layout.rule_counts[at]] = replacement.rules
-        routes[at_route:at_route + layout.route_counts[at]] = replacement.routes
-    return tuple(rules), tuple(routes)
+    items: tuple[T, ...], start: int, counts: tuple[int, ...],
+    replacements: list[tuple[int, tuple[T, ...]]],
+) -> tuple[T, ...]:
+    """``items`` (from ``start`` on, one slice of ``counts[place]`` objects per place in the
+    layout's order) with the slice of each place in ``replacements`` (ascending) replaced:
+    copied once and spliced in place (at C speed), from the last place back so that the
+    earlier slices stay put; not copied at all when no slice changed."""
+    if not replacements:
+        return items
+    spliced = list(items)
+    for at, part in reversed(replacements):
+        begin = start + sum(counts[:at])
+        spliced[begin:begin + counts[at]] = part
+    return tuple(spliced)
 
 
 def _concerns(
