@@ -6,9 +6,12 @@ the files beside it, and hands the plan to the kernel.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
 from polroutd.config.files import why_unreadable
@@ -17,17 +20,17 @@ from polroutd.core.decision import Decision
 from polroutd.core.describe import Names
 from polroutd.core.desired import (
     Inputs,
-    Piece,
     addresses_by_interface,
     assemble,
     desired_pieces,
+    earliest_lease_expiry,
     main_table_defaults,
     select_links,
     table_requests,
     unmanaged_copies,
 )
 from polroutd.core.errors import ConfigError
-from polroutd.core.incremental import redecide, scope
+from polroutd.core.incremental import Pieces, redecide, scope
 from polroutd.core.kernelview import Touched, grouped
 from polroutd.core.limits import AF_INET
 from polroutd.core.model import (
@@ -45,7 +48,7 @@ from polroutd.core.record import record, replace
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.uplinks import HealthView
 from polroutd.inputs import leases, rt_tables
-from polroutd.inputs.filecache import SettledFileCache
+from polroutd.inputs.filecache import SETTLE, SettledFileCache
 from polroutd.netlink.kernel import collector_paused
 
 UPLINK_TABLE_KEY = "/uplinks"  # the uplink table's request among the interfaces' ('/': no ifname)
@@ -60,6 +63,13 @@ class Kernel(Protocol):
 LeaseReader = Callable[[Mapping[str, int]], Mapping[str, LeaseFindings]]
 
 Records = tuple[dict[str, int], dict[str, float]]  # table name -> number; -> unused since
+_NO_RECORDS: tuple[Mapping[str, int], Mapping[str, float]] = (MappingProxyType({}),
+                                                              MappingProxyType({}))
+
+
+def _stat_key(path: Path) -> tuple[int, ...]:
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def read_system_registry(config: Config) -> tables.NameRegistry:
@@ -99,7 +109,7 @@ class _Basis:
     """A decision with what it was derived from, for deciding again after events."""
 
     decision: Decision
-    pieces: Mapping[int, Piece]  # interface index -> its share of the desired state
+    pieces: Pieces  # interface index -> its share of the desired state
     skipped: frozenset[int]
     inputs: Inputs
     copies: Sequence[Route]  # the main-table routes strict mode copies
@@ -150,6 +160,11 @@ class Engine:
         # The table numbers (applied, and in the recorded-tables file) when the last decision
         # was applied: a change made by hand since calls for a full decision.
         self._records_applied: Records | None = None
+        self._recorded_memo: tuple[tuple[object, ...], Records] | None = None
+        # The recorded-tables file's stat when it was last written or found to hold these
+        # records (see ``_tables_file_holds``).
+        self._tables_file_held: tuple[tuple[int, ...], dict[str, int], dict[str, float]] | None = (
+            None)
         # What the daemon observed of its uplinks (daemon/uplinks.py); None: links decide.
         self.uplink_health: HealthView | None = None
 
@@ -160,11 +175,21 @@ class Engine:
 
     def _recorded(self) -> Records:
         """The table numbers applied so far in this process, overridden by the recorded-tables
-        file (which carries them across restarts); and since when unused ones are unused."""
+        file (which carries them across restarts); and since when unused ones are unused.
+
+        Made again only when one of its sources is another object (the file's parse is kept
+        while the file is unchanged, the applied numbers are replaced at each apply): merging
+        hundreds of tables is not for every event. Callers never change what it returns."""
         recorded, unused = self._recorded_tables_file()
+        sources = (recorded, unused, self._applied_tables, self._applied_unused)
+        memo = self._recorded_memo
+        if memo is not None and all(a is b for a, b in zip(memo[0], sources, strict=True)):
+            return memo[1]
         kept_here = {name: when for name, when in self._applied_unused.items()
                      if name not in recorded}
-        return {**self._applied_tables, **recorded}, {**kept_here, **unused}
+        records = {**self._applied_tables, **recorded}, {**kept_here, **unused}
+        self._recorded_memo = (sources, records)
+        return records
 
     def _refresh_registry(self) -> None:
         """Reads the system's names again when their files changed (the protocol stays)."""
@@ -183,13 +208,13 @@ class Engine:
             self._names_stale = True
         return self._names_stale
 
-    def _recorded_tables_file(self) -> Records:
-        """The recorded-tables file, parsed again only when it changed."""
+    def _recorded_tables_file(self) -> tuple[Mapping[str, int], Mapping[str, float]]:
+        """The recorded-tables file, parsed again only when it changed (the parse is shared:
+        not to be changed)."""
         if self._tables_file is None:
-            return {}, {}
+            return _NO_RECORDS
         try:
-            numbers, unused = self._recorded_file.get(str(self._tables_file))
-            return dict(numbers), dict(unused)
+            return self._recorded_file.get(str(self._tables_file))
         except OSError:
             return rt_tables.read_records(self._tables_file)
 
@@ -278,7 +303,7 @@ class Engine:
                             assignment.unused_since)
         copies = (unmanaged_copies(state, {p.interface.index for p in pieces}, self.protocol)
                   if self.config.daemon.mode == "strict" else [])
-        self._last = _Basis(decision, {p.interface.index: p for p in pieces},
+        self._last = _Basis(decision, Pieces(pieces),
                             frozenset(s.index for s in desired.skipped), inputs, copies,
                             {link.ifindex: spec for link, spec in managed}, candidates)
         return decision
@@ -290,7 +315,10 @@ class Engine:
         (see core/incremental.py), or the recorded table numbers changed, or ``names_changed``
         saw the names files change."""
         last = self._last
-        if last is None or self._names_stale or self._recorded() != self._records_applied:
+        if last is None or self._names_stale:
+            return None
+        recorded = self._recorded()
+        if recorded is not self._records_applied and recorded != self._records_applied:
             return None
         if self.adopting:
             return None  # the adopted protocols' objects are planned only by a full decision
@@ -334,6 +362,14 @@ class Engine:
                              lease_candidates=candidates)
         return decision
 
+    def earliest_lease_expiry(self, decision: Decision) -> float | None:
+        """``desired.earliest_lease_expiry`` of ``decision``: for the last one, from its pieces'
+        layout (kept up to date by each event's decision, not a pass over every interface)."""
+        last = self._last
+        if last is not None and last.decision is decision:
+            return last.pieces.layout.earliest_lease_expiry
+        return earliest_lease_expiry(decision.desired)
+
     def _protocol_name(self) -> str:
         setting = self.config.daemon.protocol
         return setting if isinstance(setting, str) else str(setting)
@@ -358,14 +394,17 @@ class Engine:
         disk when this returns, also when the kernel apply raised (the numbers it records are
         the ones the next decision takes anyway). A file that cannot be written stops nothing:
         the reason is kept in ``tables_file_error`` (the kernel needs numbers, not names)."""
-        operations = decision.plan.operations
         writing = self._start_recording(decision)
         try:
-            results = self.kernel.apply(operations) if operations else []
+            results = (self.kernel.apply(decision.plan.operations)
+                       if not decision.plan.empty else [])
         finally:
-            self._finish_recording(writing)
-        self._applied_tables = dict(decision.recorded_tables)
-        self._applied_unused = dict(decision.unused_tables)
+            self._finish_recording(writing, decision)
+        # Replaced only when they changed: ``_recorded`` is made again only then.
+        if decision.recorded_tables != self._applied_tables:
+            self._applied_tables = dict(decision.recorded_tables)
+        if decision.unused_tables != self._applied_unused:
+            self._applied_unused = dict(decision.unused_tables)
         self._records_applied = self._recorded()
         return results
 
@@ -374,13 +413,18 @@ class Engine:
         (None: no file, or already as it should be)."""
         if self._tables_file is None:
             return None
+        if self._tables_file_holds(decision):
+            return None  # as last written or found, and unchanged since: not rendered again
+        self._tables_file_held = None
         content = tables.render_recorded(decision.recorded_tables, decision.unused_tables)
         if not rt_tables.differs(self._tables_file, content):
             self.tables_file_error = None
+            self._hold_tables_file(decision)
             return None
         return rt_tables.BackgroundWrite(self._tables_file, content)
 
-    def _finish_recording(self, writing: rt_tables.BackgroundWrite | None) -> None:
+    def _finish_recording(self, writing: rt_tables.BackgroundWrite | None,
+                          decision: Decision) -> None:
         if writing is None:
             return
         try:
@@ -389,6 +433,30 @@ class Engine:
             self.tables_file_error = f"cannot write {self._tables_file}: {exc.strerror or exc}"
             return
         self.tables_file_error = None
+        self._hold_tables_file(decision)
+
+    def _hold_tables_file(self, decision: Decision) -> None:
+        """Remembers that the recorded-tables file holds ``decision``'s records, as it is now."""
+        assert self._tables_file is not None
+        with contextlib.suppress(OSError):
+            self._tables_file_held = (_stat_key(self._tables_file),
+                                      dict(decision.recorded_tables), dict(decision.unused_tables))
+
+    def _tables_file_holds(self, decision: Decision) -> bool:
+        """Whether the recorded-tables file holds what ``decision`` records: the same records
+        as when it was last found to, and the file not changed since (its inode, size and
+        times, settled as the file cache's are: a change within their granularity is not
+        trusted to show)."""
+        held = self._tables_file_held
+        if held is None or self._tables_file is None:
+            return False
+        try:
+            key = _stat_key(self._tables_file)
+        except OSError:
+            return False
+        settled = self._clock() - max(key[3], key[4]) / 1e9 > SETTLE
+        return (settled and key == held[0] and held[1] == decision.recorded_tables
+                and held[2] == decision.unused_tables)
 
     def flush_plan(self, state: KernelState) -> Plan:
         """Every object with polroutd's protocol (and those it is adopting), deleted."""

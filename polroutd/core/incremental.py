@@ -10,7 +10,8 @@ decision: ``scope`` or ``redecide`` say None.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from polroutd.core.desired import (
     Inputs,
@@ -24,16 +25,144 @@ from polroutd.core.desired import (
     main_table_defaults,
     unmanageable,
 )
-from polroutd.core.kernelview import Touched, grouped
+from polroutd.core.kernelview import Touched, grouped, links_by_index
 from polroutd.core.limits import RTN_UNICAST
 from polroutd.core.model import Conflict, DesiredState, KernelState, Link, Plan, Route, Rule
 from polroutd.core.plan import make_plan
-from polroutd.core.record import replace
+from polroutd.core.record import record, replace
 from polroutd.core.settings import Config, InterfaceSpec
 from polroutd.core.tables import TableRef
 
-Pieces = Mapping[int, Piece]  # interface index -> its piece
-Scope = tuple[tuple[Link, InterfaceSpec | None], ...]  # the managed interfaces to decide again
+Scope = tuple[tuple[Link, InterfaceSpec | None], ...]
+T = TypeVar("T", Rule, Route)  # the managed interfaces to decide again
+
+
+@record
+class Layout:
+    """What deciding again asks of every piece at once (how ``assemble`` laid them out, which
+    tables and priorities they hold, when their leases end): found once per full decision and
+    then carried from pieces to pieces in proportion to what changed, not by a pass over all.
+    """
+
+    order: tuple[int, ...]  # interface indexes in name order, as ``assemble`` lists them
+    places: Mapping[int, int]  # interface index -> its place in ``order``
+    rule_counts: tuple[int, ...]  # by place
+    route_counts: tuple[int, ...]
+    rules: int  # in all pieces
+    routes: int
+    by_table: Mapping[int, int]  # table -> the interface with it (the last, if several)
+    priorities: Mapping[int, int]  # interfaces' rule priority -> how many have it
+    shared: int  # pieces with routes outside their own table
+    expiries: Mapping[float, int]  # a gateway's lease end -> how many gateways have it
+
+    @classmethod
+    def of(cls, pieces: Mapping[int, Piece]) -> Layout:
+        by_name = sorted(pieces.values(), key=lambda p: p.interface.name)
+        order = tuple(p.interface.index for p in by_name)
+        rule_counts = tuple(len(p.rules) for p in by_name)
+        route_counts = tuple(len(p.routes) for p in by_name)
+        priorities: dict[int, int] = {}
+        expiries: dict[float, int] = {}
+        for p in by_name:
+            _count(priorities, p.interface.priority, 1)
+            for end in _lease_ends(p):
+                _count(expiries, end, 1)
+        return cls(order, {index: at for at, index in enumerate(order)}, rule_counts,
+                   route_counts, sum(rule_counts), sum(route_counts),
+                   {p.interface.table_id: index for index, p in pieces.items()}, priorities,
+                   sum(not p.own_table_only for p in by_name), expiries)
+
+    def replaced(self, old: Mapping[int, Piece], new: Mapping[int, Piece],
+                 changed: Mapping[int, Piece]) -> Layout:
+        """The layout of ``new``: ``old`` (this layout's pieces) with the ``changed`` ones."""
+        if any(p.interface.name != old[i].interface.name
+               or p.interface.table_id != old[i].interface.table_id for i, p in changed.items()):
+            return Layout.of(new)  # a new order or a new table: rare, laid out afresh
+        rule_counts, route_counts = list(self.rule_counts), list(self.route_counts)
+        priorities, expiries = dict(self.priorities), dict(self.expiries)
+        rules, routes, shared = self.rules, self.routes, self.shared
+        for index, piece in changed.items():
+            before, at = old[index], self.places[index]
+            rule_counts[at], route_counts[at] = len(piece.rules), len(piece.routes)
+            rules += len(piece.rules) - len(before.rules)
+            routes += len(piece.routes) - len(before.routes)
+            shared += (not piece.own_table_only) - (not before.own_table_only)
+            _count(priorities, before.interface.priority, -1)
+            _count(priorities, piece.interface.priority, 1)
+            for end in _lease_ends(before):
+                _count(expiries, end, -1)
+            for end in _lease_ends(piece):
+                _count(expiries, end, 1)
+        return replace(self, rule_counts=tuple(rule_counts), route_counts=tuple(route_counts),
+                       rules=rules, routes=routes, priorities=priorities, shared=shared,
+                       expiries=expiries)
+
+    @property
+    def tables_apart(self) -> bool:
+        """Whether every interface has a table of its own."""
+        return len(self.by_table) == len(self.order)
+
+    @property
+    def earliest_lease_expiry(self) -> float | None:
+        """``desired.earliest_lease_expiry`` of the state these pieces make."""
+        return min(self.expiries, default=None)
+
+
+def _count(counts: dict[Any, int], key: Any, step: int) -> None:
+    left = counts.get(key, 0) + step
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
+def _lease_ends(piece: Piece) -> Iterator[float]:
+    for gateway in (piece.interface.gateway4, piece.interface.gateway6):
+        if gateway.lease_expires is not None:
+            yield gateway.lease_expires
+
+
+class Pieces(Mapping[int, Piece]):
+    """The managed interfaces' pieces by interface index, with their ``Layout``."""
+
+    __slots__ = ("_by_index", "_layout")
+
+    def __init__(self, by_index: Mapping[int, Piece] | Iterable[Piece],
+                 layout: Layout | None = None) -> None:
+        self._by_index: dict[int, Piece] = (
+            dict(by_index) if isinstance(by_index, Mapping)
+            else {p.interface.index: p for p in by_index})
+        self._layout = layout
+
+    def __getitem__(self, index: int) -> Piece:
+        return self._by_index[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._by_index)
+
+    def __len__(self) -> int:
+        return len(self._by_index)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._by_index
+
+    def values(self) -> Any:
+        return self._by_index.values()
+
+    def items(self) -> Any:
+        return self._by_index.items()
+
+    @property
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = Layout.of(self._by_index)
+        return self._layout
+
+    def replaced(self, changed: Mapping[int, Piece]) -> Pieces:
+        """These pieces with the ``changed`` ones in place of theirs (same interfaces)."""
+        by_index = dict(self._by_index)
+        by_index.update(changed)
+        return Pieces(by_index, self.layout.replaced(self._by_index, by_index, changed))
 
 
 def scope(
@@ -55,16 +184,16 @@ def scope(
         r.oif not in pieces and r.type == RTN_UNICAST and r.dst_len for r in touched.main_routes
     ):
         return None  # a route that strict mode copies into every table changed
-    priorities = {p.interface.priority for p in pieces.values()}
-    if any(r.protocol != protocol and r.priority in priorities for r in touched.rules):
+    layout = pieces.layout
+    if any(r.protocol != protocol and r.priority in layout.priorities for r in touched.rules):
         return None  # a foreign rule that may stand in the way of any interface's rule
-    by_table = {p.interface.table_id: index for index, p in pieces.items()}
-    if len(by_table) != len(pieces):
+    by_table = layout.by_table
+    if not layout.tables_apart:
         return None  # interfaces that share a table are not independent
     indexes = set(touched.ifindexes) | {by_table[t] for t in touched.tables if t in by_table}
     if not indexes:
         return ()
-    links = state.link_by_index()
+    links = links_by_index(state.links)
     by_interface = grouped(state.addresses, "ifindex")
     with_global = {i for i in indexes if any(a.is_global for a in by_interface.get(i, ()))}
     chosen: list[tuple[Link, InterfaceSpec | None]] = []
@@ -90,7 +219,7 @@ def scope(
 def redecide(
     pieces: Pieces, desired: DesiredState, plan: Plan, state: KernelState, chosen: Scope,
     inputs: Inputs, copies: Sequence[Route],
-) -> tuple[dict[int, Piece], DesiredState, Plan] | None:
+) -> tuple[Pieces, DesiredState, Plan] | None:
     """New pieces for the chosen interfaces, the desired state they make with the others', and
     the plan for the chosen ones: the others were as desired after the last apply (anything
     else forces a full read), and their conflicts carry over. None: decide in full."""
@@ -107,13 +236,14 @@ def redecide(
         KernelState(routes=tuple(r for i in indexes for r in through.get(i, ()))),
         inputs.protocol)
     lo, lo_up = loopback(state.links)
-    new = dict(pieces)
+    changed: dict[int, Piece] = {}
     for link, spec in chosen:
         old = pieces[link.ifindex].interface
         table = inputs.tables.get(link.name) or TableRef(old.table_id, old.table_name)
-        new[link.ifindex] = interface_piece(
+        changed[link.ifindex] = interface_piece(
             link, spec, table, addresses.get(link.ifindex, []), inputs, defaults, copies, lo,
             lo_up)
+    new = pieces.replaced(changed)
     if inputs.config.daemon.mode == "main-first" and (
         main_first_rules(new.values(), inputs.protocol)
         != main_first_rules(pieces.values(), inputs.protocol)
@@ -173,42 +303,42 @@ def _reassemble(
            or new[i].interface.name != old[i].interface.name
            or not new[i].own_table_only for i in indexes):
         return None
-    if not all(p.own_table_only for p in old.values()) or len(
-            {p.interface.table_id for p in old.values()}) != len(old):
+    layout = old.layout
+    if layout.shared or not layout.tables_apart:
         return None
-    by_name = sorted(old.values(), key=lambda p: p.interface.name)
-    first_rule = len(desired.rules) - sum(len(p.rules) for p in by_name)  # main-first rules
-    if first_rule < 0 or len(desired.routes) != sum(len(p.routes) for p in by_name):
+    first_rule = len(desired.rules) - layout.rules  # main-first rules
+    if first_rule < 0 or len(desired.routes) != layout.routes:
         return None
-    interfaces = tuple(new[p.interface.index].interface if p.interface.index in indexes
-                       else p.interface for p in by_name)
-    rules, routes = _spliced(desired, by_name, new, indexes, first_rule)
-    return replace(desired, interfaces=interfaces, rules=rules, routes=routes)
+    interfaces = list(desired.interfaces)
+    places = sorted(layout.places[i] for i in indexes)
+    if len(interfaces) != len(layout.order) or any(
+            interfaces[at].index != layout.order[at] for at in places):
+        return None
+    for at in places:
+        interfaces[at] = new[layout.order[at]].interface
+    changed = [(at, old[layout.order[at]], new[layout.order[at]]) for at in places]
+    rules = _spliced(desired.rules, first_rule, layout.rule_counts,
+                     [(at, p.rules) for at, o, p in changed if p.rules != o.rules])
+    routes = _spliced(desired.routes, 0, layout.route_counts,
+                      [(at, p.routes) for at, o, p in changed if p.routes != o.routes])
+    return replace(desired, interfaces=tuple(interfaces), rules=rules, routes=routes)
 
 
 def _spliced(
-    desired: DesiredState, by_name: list[Piece], new: Pieces, indexes: set[int], first_rule: int
-) -> tuple[tuple[Rule, ...], tuple[Route, ...]]:
-    """``desired``'s rules and routes with each chosen interface's slice replaced by its new
-    piece's: the untouched runs are copied as slices (at C speed), not object by object."""
-    rules: list[Rule] = []
-    routes: list[Route] = []
-    rule_from, route_from = 0, 0  # where the current untouched run started
-    at_rule, at_route = first_rule, 0
-    for piece in by_name:
-        n_rules, n_routes = len(piece.rules), len(piece.routes)
-        if piece.interface.index in indexes:
-            rules.extend(desired.rules[rule_from:at_rule])
-            routes.extend(desired.routes[route_from:at_route])
-            replacement = new[piece.interface.index]
-            rules.extend(replacement.rules)
-            routes.extend(replacement.routes)
-            rule_from, route_from = at_rule + n_rules, at_route + n_routes
-        at_rule += n_rules
-        at_route += n_routes
-    rules.extend(desired.rules[rule_from:])
-    routes.extend(desired.routes[route_from:])
-    return tuple(rules), tuple(routes)
+    items: tuple[T, ...], start: int, counts: tuple[int, ...],
+    replacements: list[tuple[int, tuple[T, ...]]],
+) -> tuple[T, ...]:
+    """``items`` (from ``start`` on, one slice of ``counts[place]`` objects per place in the
+    layout's order) with the slice of each place in ``replacements`` (ascending) replaced:
+    copied once and spliced in place (at C speed), from the last place back so that the
+    earlier slices stay put; not copied at all when no slice changed."""
+    if not replacements:
+        return items
+    spliced = list(items)
+    for at, part in reversed(replacements):
+        begin = start + sum(counts[:at])
+        spliced[begin:begin + counts[at]] = part
+    return tuple(spliced)
 
 
 def _concerns(

@@ -93,21 +93,21 @@ def grouped(items: tuple[T, ...], field: str, slot: str = "view") -> Mapping[Any
     if last is not None and last[0] is items:
         return last[1]
     groups: dict[Any, list[Any]] | None = None
-    edits = None if last is None else _edits_memo(last[0], items)
-    if last is not None and edits is not None:
-        went, came = edits
+    steps = None if last is None else _steps(last[0], items)
+    if last is not None and steps is not None:
         derived: dict[Any, list[Any]] = dict(last[1])
         key: Any
-        for item in went:
-            key = getattr(item, field)
-            group = derived[key]
-            at = group.index(item)
-            derived[key] = group[:at] + group[at + 1:]
-            if not derived[key]:
-                del derived[key]
-        for item in came:
-            key = getattr(item, field)
-            derived[key] = [*derived.get(key, ()), item]
+        for went, came in steps:
+            for item in went:
+                key = getattr(item, field)
+                group = derived[key]
+                at = _position(group, item)
+                derived[key] = group[:at] + group[at + 1:]
+                if not derived[key]:
+                    del derived[key]
+            for item in came:
+                key = getattr(item, field)
+                derived[key] = [*derived.get(key, ()), item]
         groups = derived
     if groups is None:
         groups = {}
@@ -122,10 +122,46 @@ def grouped(items: tuple[T, ...], field: str, slot: str = "view") -> Mapping[Any
     return groups
 
 
+_BY_INDEX: dict[str, tuple[tuple[Link, ...], dict[int, Link]]] = {}
+
+
+def links_by_index(links: tuple[Link, ...]) -> Mapping[int, Link]:
+    """``KernelState.link_by_index``, made again only when the links changed (an address's
+    or a route's event leaves the view's links as they were). A pure memo."""
+    last = _BY_INDEX.get("view")
+    if last is not None and last[0] is links:
+        return last[1]
+    found = {link.ifindex: link for link in links}
+    _BY_INDEX["view"] = (links, found)
+    return found
+
+
+_RECENT = 4  # the last places of a list looked at first for an object to take out
+
+
+def _position(group: list[Any], item: Any) -> int:
+    """Where ``item`` is in ``group``: the objects that come and go are mostly the recent
+    ones, at the end (an event's rule among polroutd's thousands), so the last few places are
+    looked at before the whole list is searched from the start (each comparison of two rules
+    costs what a pass over thousands of them should not)."""
+    for at in range(len(group) - 1, max(len(group) - _RECENT, 0) - 1, -1):
+        if group[at] is item:
+            return at
+    return group.index(item)
+
 # The last few (old tuple, new tuple) -> their edits: a view's tuple is grouped by several
-# fields, each derived from the same previous tuple.
+# fields, each derived from the same previous tuple. The oldest go first: a reconcile makes
+# the view's new tuples and then the desired state's, and clearing all at once would drop
+# the view's before their groups are derived.
 _EDITS: dict[tuple[int, int], tuple[tuple[Any, ...], tuple[Any, ...], Any]] = {}
-_EDITS_KEPT = 8
+_EDITS_KEPT = 16
+
+
+def _keep_edits(key: tuple[int, int], entry: tuple[tuple[Any, ...], tuple[Any, ...], Any]) -> None:
+    _EDITS.pop(key, None)
+    while len(_EDITS) >= _EDITS_KEPT:
+        del _EDITS[next(iter(_EDITS))]
+    _EDITS[key] = entry
 
 
 def _remember_edits(old: tuple[Any, ...], new: tuple[Any, ...], went: list[Any],
@@ -134,9 +170,37 @@ def _remember_edits(old: tuple[Any, ...], new: tuple[Any, ...], went: list[Any],
     ``new``), so that it does not look for them."""
     if len(went) + len(came) > _REGROUP_ABOVE:
         return
-    if len(_EDITS) >= _EDITS_KEPT:
-        _EDITS.clear()
-    _EDITS[(id(old), id(new))] = (old, new, (went, came))
+    entry = (old, new, (went, came))
+    _keep_edits((id(old), id(new)), entry)
+    _MADE_FROM.pop(id(new), None)
+    while len(_MADE_FROM) >= _EDITS_KEPT:
+        del _MADE_FROM[next(iter(_MADE_FROM))]
+    _MADE_FROM[id(new)] = entry
+
+
+# New tuple -> the tuple it was made from, and the edits: a grouping asked for only now and
+# then (by address, for an address's removal) follows the view through several tuples.
+_MADE_FROM: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], Any]] = {}
+_CHAIN = 8
+
+
+def _steps(
+    old: tuple[Any, ...], new: tuple[Any, ...]
+) -> list[tuple[list[Any], list[Any]]] | None:
+    """The edits that turn ``old`` into ``new``, as the remembered steps from one to the other
+    (oldest first) or, without them, found by comparing the two; None: too many."""
+    chain: list[tuple[list[Any], list[Any]]] = []
+    at = new
+    for _ in range(_CHAIN):
+        found = _MADE_FROM.get(id(at))
+        if found is None or found[1] is not at:
+            break
+        chain.append(found[2])
+        if found[0] is old:
+            return chain[::-1]
+        at = found[0]
+    edits = _edits_memo(old, new)
+    return None if edits is None else [edits]
 
 
 def _edits_memo(
@@ -148,9 +212,7 @@ def _edits_memo(
         result: tuple[list[Any], list[Any]] | None = found[2]
         return result
     result = _edits(old, new, _REGROUP_ABOVE)
-    if len(_EDITS) >= _EDITS_KEPT:
-        _EDITS.clear()
-    _EDITS[key] = (old, new, result)
+    _keep_edits(key, (old, new, result))
     return result
 
 
@@ -210,24 +272,17 @@ def _address_key(a: Address) -> tuple[object, ...]:
     return (a.ifindex, a.family, a.address, a.prefixlen, a.peer)
 
 
-def _remove_first(view: _View, match: Route) -> None:
-    """Removes the route the kernel's delete of ``match`` took away, if the view has it."""
-    items = view.routes
-    if view.has_route(match):
-        view.remove_at("routes", items.index(match))
-        return
-    key = match.key
-    for i, item in enumerate(items):  # the kernel deletes by key, protocol, device, gateway
-        if item.dst != match.dst or item.table != match.table:
-            continue  # cheap to tell, before the key is built
-        if (item.key == key and item.protocol == match.protocol
-                and item.oif == match.oif and item.gateway == match.gateway):
-            view.remove_at("routes", i)
-            return
+# The field each list is looked at by when the view asks whether it holds an object.
+_HELD_BY = {"links": "ifindex", "addresses": "ifindex", "routes": "dst", "rules": "table"}
 
 
 class _View:
-    """The lists being changed, materialised only for the kinds a batch touches."""
+    """The lists being changed, materialised only for the kinds a batch touches.
+
+    Which objects a list holds, and where, is found from the read's groups (``grouped``) and
+    what was put in and taken out since: never by a pass over the list in Python, nor by
+    comparing its objects one by one (thousands of them) when the one sought is among the last
+    few, as the objects an event takes out mostly are (those the last events put in)."""
 
     def __init__(self, state: KernelState) -> None:
         self._state = state
@@ -235,63 +290,85 @@ class _View:
         self._addresses: list[Address] | None = None
         self._routes: list[Route] | None = None
         self._rules: list[Rule] | None = None
-        # Objects put in the lists since the read (appended, or in place of another): with
-        # the read's groups, they tell whether a list holds an object without a pass over it.
-        self._new_routes: list[Route] = []
-        self._new_rules: list[Rule] = []
-        # Per list, the objects taken out and put in: the new tuple's edits, handed to
-        # ``grouped`` so that it need not find them by comparing the tuples.
+        # Per list, the objects taken out and put in since the read: the new tuple's edits,
+        # handed to ``grouped`` so that it need not find them by comparing the tuples.
         self._went: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
         self._came: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+        # Objects appended to a list not made yet: its new tuple is the read's with these
+        # added, one copy instead of a list's two (an event mostly adds).
+        self._appended: dict[str, list[Any]] = {}
 
     @property
     def links(self) -> list[Link]:
-        if self._links is None:
-            self._links = list(self._state.links)
-        return self._links
+        return self._list("links")
 
     @property
     def addresses(self) -> list[Address]:
-        if self._addresses is None:
-            self._addresses = list(self._state.addresses)
-        return self._addresses
+        return self._list("addresses")
 
     @property
     def routes(self) -> list[Route]:
-        if self._routes is None:
-            self._routes = list(self._state.routes)
-        return self._routes
+        return self._list("routes")
 
     @property
     def rules(self) -> list[Rule]:
-        if self._rules is None:
-            self._rules = list(self._state.rules)
-        return self._rules
-
-    def has_route(self, route: Route) -> bool:
-        """Whether the routes, as changed so far, hold ``route``: an object neither in the
-        read's group of its table nor put in since cannot be there."""
-        if route in self._new_routes or route in grouped(self._state.routes, "table").get(
-                route.table, ()):
-            return route in self.routes
-        return False
-
-    def has_rule(self, rule: Rule) -> bool:
-        if rule in self._new_rules or rule in grouped(self._state.rules, "table").get(
-                rule.table, ()):
-            return rule in self.rules
-        return False
+        return self._list("rules")
 
     def _list(self, kind: str) -> list[Any]:
-        items: list[Any] = getattr(self, kind)
+        """A list to change, made from the read's tuple (and what was appended) when first
+        needed."""
+        items: list[Any] | None = getattr(self, "_" + kind)
+        if items is None:
+            items = [*getattr(self._state, kind), *self._appended.pop(kind, ())]
+            setattr(self, "_" + kind, items)
         return items
+
+    def current(self, kind: str, field: str, value: object) -> list[Any]:
+        """The objects of a list whose ``field`` is ``value`` now (with repeats, in no
+        particular order): the read's group, with what was put in and taken out since."""
+        found = list(grouped(getattr(self._state, kind), field).get(value, ()))
+        found.extend(obj for obj in self._came[kind] if getattr(obj, field) == value)
+        for obj in self._went[kind]:
+            if getattr(obj, field) == value:
+                found.remove(obj)
+        return found
+
+    def holds(self, kind: str, obj: Any) -> int:
+        """How many times a list holds ``obj``."""
+        field = _HELD_BY[kind]
+        return self.current(kind, field, getattr(obj, field)).count(obj)
+
+    def find(self, kind: str, obj: Any) -> int | None:
+        """Where the first of ``obj`` is in a list; None when it holds none."""
+        held = self.holds(kind, obj)
+        if not held:
+            return None
+        items = self._list(kind)
+        if held == 1:
+            for at in range(len(items) - 1, max(len(items) - _RECENT, 0) - 1, -1):
+                if items[at] == obj:
+                    return at
+        return items.index(obj)
+
+    def first(self, kind: str, candidates: Iterable[Any]) -> int | None:
+        """Where the first of ``candidates`` (objects the list may hold) is in a list."""
+        places = [at for obj in dict.fromkeys(candidates)
+                  if (at := self.find(kind, obj)) is not None]
+        return min(places, default=None)
+
+    def has_route(self, route: Route) -> bool:
+        return self.holds("routes", route) > 0
+
+    def has_rule(self, rule: Rule) -> bool:
+        return self.holds("rules", rule) > 0
 
     def put(self, kind: str, obj: Any, at: int | None = None) -> None:
         """Appends ``obj`` to a list, or puts it in place of the one at ``at``."""
-        items = self._list(kind)
         if at is None:
-            items.append(obj)
+            items = getattr(self, "_" + kind)
+            (self._appended.setdefault(kind, []) if items is None else items).append(obj)
         else:
+            items = self._list(kind)
             self._went[kind].append(items[at])
             items[at] = obj
         self._came[kind].append(obj)
@@ -301,6 +378,12 @@ class _View:
         self._went[kind].append(items[at])
         del items[at]
 
+    def remove(self, kind: str, obj: Any) -> None:
+        """Takes the first of ``obj`` out of a list, if it holds one."""
+        at = self.find(kind, obj)
+        if at is not None:
+            self.remove_at(kind, at)
+
     def keep_only(self, kind: str, keep: Callable[[Any], bool]) -> None:
         """Removes from a list every object ``keep`` refuses."""
         items = self._list(kind)
@@ -309,26 +392,16 @@ class _View:
 
     def put_route(self, route: Route, at: int | None = None) -> None:
         self.put("routes", route, at)
-        self._new_routes.append(route)
 
     def put_rule(self, rule: Rule) -> None:
         self.put("rules", rule)
-        self._new_rules.append(rule)
 
-    def drop_routes(self, **where: object) -> None:
-        def matches(r: Route) -> bool:
-            return all(getattr(r, name) == value for name, value in where.items())
-
-        field = next((f for f in ("oif", "prefsrc") if f in where), None)
-        if self._routes is None and field is not None:  # the read's list: its groups say which
-            gone = [r for r in grouped(self._state.routes, field).get(where[field], ())
-                    if matches(r)]
-            if gone:
-                routes = self.routes
-                for r in gone:
-                    self.remove_at("routes", routes.index(r))
-            return
-        self.keep_only("routes", lambda r: not matches(r))
+    def drop_routes(self, field: Literal["oif", "prefsrc"], value: object,
+                    **where: object) -> None:
+        """Removes the routes whose ``field`` is ``value`` and that match ``where``."""
+        for route in self.current("routes", field, value):
+            if all(getattr(route, name) == wanted for name, wanted in where.items()):
+                self.remove("routes", route)
 
     def state(self) -> KernelState:
         s = self._state
@@ -343,8 +416,12 @@ class _View:
         """The list as the view's new tuple, its edits from ``old`` remembered for
         ``grouped`` (what came and went again cancels out)."""
         if items is None:
-            return old
-        new = tuple(items)
+            appended = self._appended.get(kind)
+            if not appended:
+                return old
+            new = old + tuple(appended)
+        else:
+            new = tuple(items)
         went, came = list(self._went[kind]), list(self._came[kind])
         for item in self._went[kind]:
             if item in came:
@@ -352,6 +429,19 @@ class _View:
                 went.remove(item)
         _remember_edits(old, new, went, came)
         return new
+
+
+def _remove_first(view: _View, match: Route) -> None:
+    """Removes the route the kernel's delete of ``match`` took away, if the view has it."""
+    at = view.find("routes", match)
+    if at is None:
+        key = match.key  # the kernel deletes by key, protocol, device, gateway
+        at = view.first("routes", (
+            r for r in view.current("routes", "dst", match.dst)
+            if r.table == match.table and r.key == key and r.protocol == match.protocol
+            and r.oif == match.oif and r.gateway == match.gateway))
+    if at is not None:
+        view.remove_at("routes", at)
 
 
 def apply_events(state: KernelState, events: Iterable[Event]) -> tuple[KernelState, Touched] | None:
@@ -389,8 +479,8 @@ def apply_events(state: KernelState, events: Iterable[Event]) -> tuple[KernelSta
             rules.append(obj)
             if event.change == "new":
                 view.put_rule(obj)
-            elif obj in view.rules:
-                view.remove_at("rules", view.rules.index(obj))
+            else:
+                view.remove("rules", obj)
     touched = Touched(frozenset(ifindexes), frozenset(tables), tuple(rules), tuple(main_routes),
                       renamed)
     return view.state(), touched
@@ -398,70 +488,49 @@ def apply_events(state: KernelState, events: Iterable[Event]) -> tuple[KernelSta
 
 def _apply_link(view: _View, link: Link, change: Change) -> bool:
     """Applies one link event; True when the link's identity (not just its state) changed."""
-    at = next((i for i, old in enumerate(view.links) if old.ifindex == link.ifindex), None)
+    at = view.first("links", view.current("links", "ifindex", link.ifindex))
     old = view.links[at] if at is not None else None
     if change == "del":
         if at is not None:
             view.remove_at("links", at)
         # Its addresses go with it (each announced, usually after this); its routes silently.
         view.keep_only("addresses", lambda a: a.ifindex != link.ifindex)
-        view.drop_routes(oif=link.ifindex)
+        view.drop_routes("oif", link.ifindex)
         return True
     view.put("links", link, at)
     if old is not None and old.up and not link.up:
-        view.drop_routes(oif=link.ifindex)  # the kernel flushes them without a word
+        view.drop_routes("oif", link.ifindex)  # the kernel flushes them without a word
     return old is None or (old.name, old.kind, old.master, old.loopback) != (
         link.name, link.kind, link.master, link.loopback)
 
 
 def _apply_address(view: _View, address: Address, change: Change) -> None:
     key = _address_key(address)
-    fresh = view._addresses is None
-    if fresh:  # the read's list: its interface's addresses say where
-        same = [old for old in grouped(view._state.addresses, "ifindex").get(address.ifindex, ())
-                if old.address == address.address and _address_key(old) == key]
-        addresses = view.addresses
-        at = addresses.index(same[0]) if same else None
-    else:
-        addresses = view.addresses
-        at = next((i for i, old in enumerate(addresses)
-                   if old.address == address.address and _address_key(old) == key), None)
+    at = view.first("addresses", (
+        old for old in view.current("addresses", "ifindex", address.ifindex)
+        if old.address == address.address and _address_key(old) == key))
     if change == "new":
         view.put("addresses", address, at)
         return
-    gone = None
     if at is not None:
-        gone = addresses[at]
         view.remove_at("addresses", at)
-    if fresh:  # what is left, from the read's groups less the one deleted
-        read = view._state.addresses
-        holders = [a for a in grouped(read, "address").get(address.address, ()) if a != gone]
-        here = [a for a in grouped(read, "ifindex").get(address.ifindex, ()) if a != gone]
-    else:
-        holders = [a for a in addresses if a.address == address.address]
-        here = [a for a in addresses if a.ifindex == address.ifindex]
     if address.family == AF_INET:
         # The kernel flushes main-table routes preferring a source no interface holds any
         # more (recent kernels, seen on 6.18, only those of the address's own table, main
         # outside a VRF: routes in other tables keep the stale source; older kernels flushed
         # every table, and there the plan's deletes of polroutd's own find them gone, ESRCH,
         # "already done"), and every IPv4 route through the device when its last IPv4 address goes.
-        if not any(a.family == AF_INET for a in holders):
-            view.drop_routes(family=AF_INET, prefsrc=address.address, table=RT_TABLE_MAIN)
-        if not any(a.family == AF_INET for a in here):
-            view.drop_routes(family=AF_INET, oif=address.ifindex)
+        if not any(a.family == AF_INET
+                   for a in view.current("addresses", "address", address.address)):
+            view.drop_routes("prefsrc", address.address, family=AF_INET, table=RT_TABLE_MAIN)
+        if not any(a.family == AF_INET
+                   for a in view.current("addresses", "ifindex", address.ifindex)):
+            view.drop_routes("oif", address.ifindex, family=AF_INET)
         return
-
     # IPv6 keeps such routes and forgets their preferred source.
-    def forgets(r: Route) -> bool:
-        return r.family == AF_INET6 and r.oif == address.ifindex and r.prefsrc == address.address
-
-    if view._routes is None and not any(
-            forgets(r) for r in grouped(view._state.routes, "oif").get(address.ifindex, ())):
-        return
-    for at, route in enumerate(view.routes):
-        if forgets(route):
-            view.put_route(route._replace(prefsrc=None), at)
+    for route in view.current("routes", "oif", address.ifindex):
+        if route.family == AF_INET6 and route.prefsrc == address.address:
+            view.put_route(route._replace(prefsrc=None), view.find("routes", route))
 
 
 def _apply_route(view: _View, route: Route, change: Change, replace: bool) -> None:
@@ -469,9 +538,9 @@ def _apply_route(view: _View, route: Route, change: Change, replace: bool) -> No
         _remove_first(view, route)
         return
     if replace:
-        key, dst, table = route.key, route.dst, route.table
-        at = next((i for i, old in enumerate(view.routes)
-                   if old.dst == dst and old.table == table and old.key == key), None)
+        key, table = route.key, route.table
+        at = view.first("routes", (old for old in view.current("routes", "dst", route.dst)
+                                   if old.table == table and old.key == key))
         if at is not None:
             view.put_route(route, at)
             return
@@ -494,8 +563,8 @@ def _apply_operation(view: _View, op: Operation) -> None:
         if op.op == "add":
             if not view.has_rule(op.rule):
                 view.put_rule(op.rule)
-        elif view.has_rule(op.rule):
-            view.remove_at("rules", view.rules.index(op.rule))
+        else:
+            view.remove("rules", op.rule)
         return
     assert isinstance(op, RouteOp)
     if op.op == "delete":

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from polroutd.adapters.logs import get_logger
 from polroutd.adapters.metrics import Metrics
 from polroutd.core.decision import Decision
-from polroutd.core.desired import earliest_lease_expiry
 from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.kernelview import (
     NOTHING_TOUCHED,
@@ -551,7 +550,7 @@ class Daemon:
     def _wake_at_lease_expiry(self, decision: Decision) -> None:
         """A default route from a DHCP lease leaves when the lease expires, not at the next
         resync: the schedule wakes then."""
-        expires = earliest_lease_expiry(decision.desired)
+        expires = self.engine.earliest_lease_expiry(decision)
         if expires is not None:
             left = max(0.0, expires - self.deps.wallclock())
             self.schedule.wake(self.deps.clock() + left + LEASE_EXPIRY_MARGIN, "lease-expiry")

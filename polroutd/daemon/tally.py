@@ -20,6 +20,7 @@ from polroutd.core.kernelview import Event, grouped
 from polroutd.core.limits import FAMILIES
 from polroutd.core.model import (
     DesiredState,
+    ManagedInterface,
     Operation,
     OpResult,
     Route,
@@ -64,6 +65,10 @@ class Tally:
         # Operations that failed last time: retrying one is not new drift.
         self._failed_last: set[Operation] = set()
         self._gateway_values: dict[tuple[str, str], int] = {}  # as last set
+        # Interface index -> its entry, and its table's routes held and desired (the groups'
+        # lists, replaced whenever they change), when its gateway gauges were last set.
+        self._gateway_basis: dict[int, tuple[ManagedInterface, list[Route] | None,
+                                             list[Route] | None]] = {}
         self._conflicts_seen: set[Rule | Route] = set()  # the foreign objects warned about
         self._skipped_seen: set[tuple[str, str]] = set()  # (interface, reason) logged
 
@@ -181,6 +186,12 @@ class Tally:
         for kind in ("rule", "route"):
             m.conflicts.labels(kind=kind).set(sum(c.kind == kind for c in decision.plan.conflicts))
         self._report_once(decision)
+        if not self._follow_gateways(decision, results):
+            self._set_gateways(decision, results)
+
+    def _set_gateways(self, decision: Decision, results: list[OpResult]) -> None:
+        """``polroutd_interface_gateway_present`` for every managed interface and family."""
+        m = self.metrics
         # 1 only when the table holds its default route, not when one was merely chosen: the
         # kernel may refuse it (a gateway not on-link), and then the table has none.
         defaults = _defaults_held(decision, results)
@@ -199,6 +210,51 @@ class Tally:
             with contextlib.suppress(KeyError):
                 m.gateway_present.remove(*gone)
         self._gateway_values = values
+        self._gateway_basis = {}
+        in_table = grouped(decision.state.routes, "table")
+        wanted = grouped(decision.desired.routes, "table", "current")
+        for iface in decision.desired.interfaces:
+            table = iface.table_id
+            self._gateway_basis[iface.index] = (iface, in_table.get(table), wanted.get(table))
+
+    def _follow_gateways(self, decision: Decision, results: list[OpResult]) -> bool:
+        """Sets again only the gateway gauges of interfaces whose entry, or whose table's
+        routes (held, or desired), are other objects than when last set: an event's
+        reconcile changes a few, not the hundreds there may be. False when the interfaces
+        themselves changed (one came, went or was renamed): then all are set."""
+        basis = self._gateway_basis
+        interfaces = decision.desired.interfaces
+        if len(interfaces) != len(basis):
+            return False
+        in_table = grouped(decision.state.routes, "table")
+        # the slot plan.classify groups the decision's desired state in: grouped once for both
+        wanted = grouped(decision.desired.routes, "table", "current")
+        added = {op.route.table for r in results if r.ok and isinstance(op := r.operation, RouteOp)
+                 and op.op != "delete" and op.route.dst_len == 0}
+        redo = []
+        for iface in interfaces:
+            table = iface.table_id
+            held, want = in_table.get(table), wanted.get(table)
+            last = basis.get(iface.index)
+            if last is None or last[0].name != iface.name:
+                return False
+            if last[0] is not iface or last[1] is not held or last[2] is not want or (
+                    table in added):
+                redo.append((iface, held, want))
+        for iface, held, want in redo:
+            present = {(r.table, r.family) for r in want or () if r.dst_len == 0
+                       and r in (held or ())}
+            present |= {(op.route.table, op.route.family) for r in results
+                        if r.ok and isinstance(op := r.operation, RouteOp)
+                        and op.op != "delete" and op.route.dst_len == 0}
+            for family, gateway in zip(FAMILIES, (iface.gateway4, iface.gateway6), strict=True):
+                label = (iface.name, family_name(family))
+                value = 1 if gateway.present and (iface.table_id, family) in present else 0
+                if self._gateway_values.get(label) != value:
+                    self.metrics.gateway_present.labels(*label).set(value)
+                    self._gateway_values[label] = value
+            basis[iface.index] = (iface, held, want)
+        return True
 
     def _report_once(self, decision: Decision) -> None:
         """A foreign object in polroutd's way and an interface left unmanaged are each logged

@@ -31,6 +31,7 @@ from polroutd.core.health import (
     initial,
     observe,
 )
+from polroutd.core.kernelview import links_by_index
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Link, Neighbour, family_name
 from polroutd.core.record import record
@@ -207,7 +208,7 @@ class UplinkMonitor:
             if self.icmp_error:
                 log.error("icmp_probes_unavailable", error=self.icmp_error,
                           action="ICMP uplinks judged by link and neighbour events only")
-        links = decision.state.link_by_index()
+        links = links_by_index(decision.state.links)  # kept while the links are unchanged
         now = self._clock()
         for key in self._uplinks.keys() - found.keys():
             self._forget(key)

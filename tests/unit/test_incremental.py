@@ -110,7 +110,7 @@ def _groups_are_fresh(view: KernelState) -> None:
     """The view's groups (derived from the last tuple's with the edits the view recorded)
     are what grouping the tuple afresh gives."""
     for items, fields in ((view.addresses, ("ifindex", "address")),
-                          (view.routes, ("oif", "table", "protocol", "prefsrc")),
+                          (view.routes, ("oif", "table", "protocol", "prefsrc", "dst")),
                           (view.rules, ("table", "protocol"))):
         for field in fields:
             fresh: dict[object, Counter[object]] = {}
