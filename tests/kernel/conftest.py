@@ -25,6 +25,7 @@ from polroutd.lab import lab as lab_module
 from polroutd.lab import netns
 from polroutd.lab.daemon import LabDaemon
 from polroutd.lab.lab import ADDR, Lab
+from polroutd.lab.uplinks import UplinkLab
 from tests.support.lab_tools import (
     DAEMON_SETTINGS,
     LAB_PREFIX,
@@ -79,6 +80,17 @@ def lab(require_netadmin: None) -> Iterator[Lab]:
     """A built figure-3 lab (server, router, client), torn down after the test."""
     with Lab(prefix=LAB_PREFIX) as built:
         yield built
+
+
+@pytest.fixture
+def uplink_lab(require_netadmin: None) -> Iterator[UplinkLab]:
+    """The uplink lab (a server behind two routers, polroutd/lab/uplinks.py), torn down after
+    the test; the uplink test modules take it as their ``lab``."""
+    built = UplinkLab(LAB_PREFIX)
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 def _root_rules() -> str:

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from polroutd.lab.uplinks import (
     uplink_state,
     via,
 )
-from tests.support.lab_tools import LAB_PREFIX
 
 INTERVAL, TIMEOUT, DOWN, UP = 0.2, 0.3, 3, 3
 FLAP_SECONDS = float(os.environ.get("POLROUTD_FLAP_SECONDS", "3"))  # the target says 10
@@ -32,12 +30,8 @@ PROBE_BOUND = INTERVAL * DOWN + TIMEOUT  # detection by probes, configuration ar
 
 
 @pytest.fixture
-def lab() -> Iterator[UplinkLab]:
-    built = UplinkLab(LAB_PREFIX)
-    try:
-        yield built
-    finally:
-        built.close()
+def lab(uplink_lab: UplinkLab) -> UplinkLab:
+    return uplink_lab
 
 
 def start(lab: UplinkLab, tmp_path: Path, **options: Any) -> LabDaemon:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from polroutd.lab.uplinks import SERVER, SERVER6, UplinkLab
-from tests.support.lab_tools import LAB_PREFIX
 
 # Probes every (source, target) pair once, all in the same round; prints the results.
 PROBE_ALL = r"""
@@ -36,12 +34,8 @@ asyncio.run(main())
 
 
 @pytest.fixture
-def lab() -> Iterator[UplinkLab]:
-    built = UplinkLab(LAB_PREFIX)
-    try:
-        yield built
-    finally:
-        built.close()
+def lab(uplink_lab: UplinkLab) -> UplinkLab:
+    return uplink_lab
 
 
 def source_routing(lab: UplinkLab) -> None:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,12 @@ import pytest
 
 from polroutd.lab.uplinks import UplinkLab, uplink_config
 from tests.kernel.test_render_netns import NETWORKD, NETWORKD_SANDBOX
-from tests.support.lab_tools import LAB_PREFIX, PROTO
+from tests.support.lab_tools import PROTO
 
 
 @pytest.fixture
-def lab() -> Iterator[UplinkLab]:
-    built = UplinkLab(LAB_PREFIX)
-    try:
-        yield built
-    finally:
-        built.close()
+def lab(uplink_lab: UplinkLab) -> UplinkLab:
+    return uplink_lab
 
 
 def polroutd(lab: UplinkLab, *args: str) -> str:
