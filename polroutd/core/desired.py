@@ -332,10 +332,8 @@ def _source_rule_uncached(
     """``from ADDRESS lookup TABLE``. Rules are immutable values, so the same one is handed out
     again for the same arguments: every reconcile wants the same thousand rules, and building
     a Rule is most of the cost of deciding."""
-    return Rule(
-        family=family, priority=priority, table=table, protocol=protocol, src=address,
-        src_len=host_len(family),
-    )
+    # Positional (Rule's first six fields): keywords would make building it three times dearer.
+    return Rule(family, priority, table, protocol, address, host_len(family))
 
 
 _source_rule = functools.lru_cache(maxsize=1 << 16)(_source_rule_uncached)
@@ -374,20 +372,22 @@ def _connected_routes(
     be reached through the router and a gateway on it refused (ENETUNREACH)."""
     routes: dict[tuple[int, int, int], Route] = {}
     for a in addresses:
-        bits = host_len(a.family)
-        if a.prefixlen >= bits and a.peer is None:
+        family, prefixlen, peer = a.family, a.prefixlen, a.peer
+        bits = 32 if family == AF_INET else 128  # host_len, inline: once per address
+        if prefixlen >= bits and peer is None:
             continue
         # With a peer, the kernel's route is the peer's prefix (a /32 one too), from LOCAL.
         # The prefix is told by the address's number (already known: addresses are sorted by
         # it), its text written once per prefix, not once per address.
-        key = (a.family, _ip_key(a.network_address)[1] >> (bits - a.prefixlen), a.prefixlen)
+        network = a.address if peer is None else peer
+        key = (family, _ip_key(network)[1] >> (bits - prefixlen), prefixlen)
         if key in routes:
             continue  # the primary (sorted first) address is the source for the prefix
         routes[key] = Route(
-            family=a.family, table=table, dst=_network_address(a.network_address, a.prefixlen),
-            dst_len=a.prefixlen, protocol=protocol,
-            metric=_default_metric(a.family),
-            scope=RT_SCOPE_LINK if a.family == AF_INET else RT_SCOPE_UNIVERSE,
+            family=family, table=table, dst=_network_address(network, prefixlen),
+            dst_len=prefixlen, protocol=protocol,
+            metric=_default_metric(family),
+            scope=RT_SCOPE_LINK if family == AF_INET else RT_SCOPE_UNIVERSE,
             oif=oif, prefsrc=a.address,
         )
     return list(routes.values())
@@ -520,12 +520,13 @@ def interface_piece(
         ),
     }
     rules: dict[tuple[int, str], Rule] = {}
+    table_id = table.id
     for a in addresses:
         # These rules differ only in what this key holds, so it stands for their identity()
         # (cheaper, and no Rule is built for a duplicate address).
-        key = (a.family, a.address)
+        family, address = key = a.family, a.address
         if key not in rules:
-            rules[key] = _source_rule(a.family, a.address, priority, table.id, protocol)
+            rules[key] = _source_rule(family, address, priority, table_id, protocol)
     for route in _connected_routes(addresses, table.id, link.ifindex, protocol):
         want(route)
     for family in FAMILIES:
@@ -546,14 +547,14 @@ def interface_piece(
         want(copy._replace(table=table.id, protocol=protocol, extra=()))
     interface = ManagedInterface(
         name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
-        addresses=tuple(a.text() for a in addresses),
+        addresses=tuple([a.text() for a in addresses]),
         table_id=table.id, table_name=table.name, priority=priority,
         gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
     )
     uplink = (link, spec.uplink) if (
         spec and spec.uplink and config.daemon.uplinks != "off") else None
     # In rule_order: the rules of one interface differ only in family and address.
-    return Piece(interface, tuple(rule for _, rule in sorted(rules.items(), key=_source_order)),
+    return Piece(interface, tuple([rule for _, rule in sorted(rules.items(), key=_source_order)]),
                  tuple(sorted(routes.values(), key=route_order)),
                  all(r.table == table.id for r in routes.values()), uplink)
 
@@ -694,7 +695,9 @@ def earliest_lease_expiry(desired: DesiredState) -> float | None:
 
 
 def rule_order(rule: Rule) -> tuple[object, ...]:
-    return (rule.priority, rule.family, rule.table, _addr_key(rule.src), rule.src_len)
+    src = rule.src  # (_addr_key inline: a cold start sorts a thousand rules)
+    return (rule.priority, rule.family, rule.table, (0, 0) if src is None else _ip_key(src),
+            rule.src_len)
 
 
 def route_order(route: Route) -> tuple[object, ...]:

@@ -69,7 +69,11 @@ IFLA_LINKINFO = 18
 IFLA_INFO_KIND = 1
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+IFA_LABEL = 3
+IFA_BROADCAST = 4
+IFA_CACHEINFO = 6
 IFA_FLAGS = 8
+IFA_PROTO = 11
 RTA_DST = 1
 RTA_OIF = 4
 RTA_GATEWAY = 5
@@ -222,7 +226,61 @@ def link_event(payload: bytes) -> tuple[int, bool] | None:
     return index, bool(flags & IFF_UP)
 
 
+# The kernel writes an address message's attributes in one order (inet_fill_ifaddr,
+# inet6_fill_ifaddr); a dump holds a thousand of them. ``decode_address`` reads messages laid out
+# exactly so (every attribute header as expected, the last one ending the message) with a few
+# fixed unpacks, and walks every other message attribute by attribute: what both find is the
+# same, since in such a message the walk meets exactly these attributes, IFA_ADDRESS and
+# IFA_LOCAL once each. IPv4: ADDRESS, LOCAL, [BROADCAST], LABEL, FLAGS, CACHEINFO; IPv6:
+# ADDRESS, CACHEINFO, FLAGS, [PROTO].
+
+def _header(length: int, atype: int) -> int:
+    """An attribute header (length, type) read as one native u32."""
+    return int(_U32.unpack(_ATTR.pack(length, atype))[0])
+
+
+_H_ADDRESS4, _H_LOCAL4 = _header(8, IFA_ADDRESS), _header(8, IFA_LOCAL)
+_H_ADDRESS6, _H_CACHEINFO, _H_FLAGS = (
+    _header(20, IFA_ADDRESS), _header(20, IFA_CACHEINFO), _header(8, IFA_FLAGS))
+_PROTO_HEADER = _ATTR.pack(5, IFA_PROTO)
+# ifaddrmsg, IFA_ADDRESS, IFA_LOCAL, and the next attribute's header
+_IPV4_HEAD = struct.Struct("=BBBBI I4s I4s HH")
+# IFA_FLAGS and IFA_CACHEINFO's header (its value is 16 bytes)
+_IPV4_TAIL = struct.Struct("=II I")
+# ifaddrmsg, IFA_ADDRESS, IFA_CACHEINFO (header), IFA_FLAGS
+_IPV6_HEAD = struct.Struct("=BBBBI I16s I16x II")
+
+
 def decode_address(payload: bytes) -> Address | None:
+    end = len(payload)
+    if end >= _IPV4_HEAD.size and payload[0] == AF_INET:
+        (family, prefixlen, _flags, scope, index, h_address, address, h_local, local,
+         length, atype) = _IPV4_HEAD.unpack_from(payload, 0)
+        offset = 24
+        if atype == IFA_BROADCAST and length == 8:
+            offset = 32
+            length, atype = _ATTR.unpack_from(payload, offset) if end >= 36 else (0, 0)
+        if (h_address == _H_ADDRESS4 and h_local == _H_LOCAL4 and atype == IFA_LABEL
+                and length >= 4):
+            offset += (length + 3) & ~3
+            if offset + 28 == end:
+                h_flags, flags, h_cacheinfo = _IPV4_TAIL.unpack_from(payload, offset)
+                if h_flags == _H_FLAGS and h_cacheinfo == _H_CACHEINFO:
+                    text = socket.inet_ntop(AF_INET, local)
+                    peer = None if address == local else socket.inet_ntop(AF_INET, address)
+                    return Address(index, family, text, prefixlen, scope, flags, peer)
+    elif end >= _IPV6_HEAD.size and payload[0] == AF_INET6:
+        (family, prefixlen, _flags, scope, index, h_address, address, h_cacheinfo, h_flags,
+         flags) = _IPV6_HEAD.unpack_from(payload, 0)
+        rest = payload[_IPV6_HEAD.size :]  # nothing, or IFA_PROTO (one byte, padded)
+        if (h_address == _H_ADDRESS6 and h_cacheinfo == _H_CACHEINFO and h_flags == _H_FLAGS
+                and (not rest or (len(rest) == 8 and rest[:4] == _PROTO_HEADER))):
+            return Address(index, family, _addr(family, address), prefixlen, scope, flags, None)
+    return decode_address_walk(payload)
+
+
+def decode_address_walk(payload: bytes) -> Address | None:
+    """``decode_address`` for any layout: attribute by attribute."""
     family, prefixlen, flags, scope, index = _IFADDR.unpack_from(payload, 0)
     if family not in (AF_INET, AF_INET6):
         return None
@@ -312,11 +370,9 @@ def decode_route(payload: bytes) -> Route | None:
             extra.append((atype, value))
     if dst is None:
         dst = "0.0.0.0" if family == AF_INET else "::"
-    return Route(
-        family=family, table=table, dst=dst, dst_len=dst_len, protocol=protocol, metric=metric,
-        tos=tos, type=rtype, scope=scope, oif=oif, gateway=gateway, prefsrc=prefsrc,
-        extra=tuple(extra), nexthops=nexthops,
-    )
+    # Positional (every field, in Route's order): a third of the keyword call's cost.
+    return Route(family, table, dst, dst_len, protocol, metric, tos, rtype, scope, oif, gateway,
+                 prefsrc, tuple(extra), nexthops)
 
 
 def decode_nexthops(family: int, value: bytes) -> tuple[NextHop, ...]:
