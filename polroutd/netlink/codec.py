@@ -234,21 +234,16 @@ def link_event(payload: bytes) -> tuple[int, bool] | None:
 # IFA_LOCAL once each. IPv4: ADDRESS, LOCAL, [BROADCAST], LABEL, FLAGS, CACHEINFO; IPv6:
 # ADDRESS, CACHEINFO, FLAGS, [PROTO].
 
-def _header(length: int, atype: int) -> int:
-    """An attribute header (length, type) read as one native u32."""
-    return int(_U32.unpack(_ATTR.pack(length, atype))[0])
-
-
-_H_ADDRESS4, _H_LOCAL4 = _header(8, IFA_ADDRESS), _header(8, IFA_LOCAL)
-_H_ADDRESS6, _H_CACHEINFO, _H_FLAGS = (
-    _header(20, IFA_ADDRESS), _header(20, IFA_CACHEINFO), _header(8, IFA_FLAGS))
-_PROTO_HEADER = _ATTR.pack(5, IFA_PROTO)
+# The attribute headers (length, type) expected, as bytes.
+_H_ADDRESS4, _H_LOCAL4 = _ATTR.pack(8, IFA_ADDRESS), _ATTR.pack(8, IFA_LOCAL)
+_H_ADDRESS6, _H_CACHEINFO = _ATTR.pack(20, IFA_ADDRESS), _ATTR.pack(20, IFA_CACHEINFO)
+_H_FLAGS, _H_PROTO = _ATTR.pack(8, IFA_FLAGS), _ATTR.pack(5, IFA_PROTO)
 # ifaddrmsg, IFA_ADDRESS, IFA_LOCAL, and the next attribute's header
-_IPV4_HEAD = struct.Struct("=BBBBI I4s I4s HH")
+_IPV4_HEAD = struct.Struct("=BBBBI 4s4s 4s4s HH")
 # IFA_FLAGS and IFA_CACHEINFO's header (its value is 16 bytes)
-_IPV4_TAIL = struct.Struct("=II I")
+_IPV4_TAIL = struct.Struct("=4sI 4s")
 # ifaddrmsg, IFA_ADDRESS, IFA_CACHEINFO (header), IFA_FLAGS
-_IPV6_HEAD = struct.Struct("=BBBBI I16s I16x II")
+_IPV6_HEAD = struct.Struct("=BBBBI 4s16s 4s16x 4sI")
 
 
 def decode_address(payload: bytes) -> Address | None:
@@ -274,7 +269,7 @@ def decode_address(payload: bytes) -> Address | None:
          flags) = _IPV6_HEAD.unpack_from(payload, 0)
         rest = payload[_IPV6_HEAD.size :]  # nothing, or IFA_PROTO (one byte, padded)
         if (h_address == _H_ADDRESS6 and h_cacheinfo == _H_CACHEINFO and h_flags == _H_FLAGS
-                and (not rest or (len(rest) == 8 and rest[:4] == _PROTO_HEADER))):
+                and (not rest or (len(rest) == 8 and rest[:4] == _H_PROTO))):
             return Address(index, family, _addr(family, address), prefixlen, scope, flags, None)
     return decode_address_walk(payload)
 

@@ -158,6 +158,7 @@ KERNEL6 = HEAD6 + ADDRESS6 + CACHEINFO + FLAGS + PROTO
 LABEL_SHORT = struct.pack("=HH", 2, codec.IFA_LABEL)  # ends the walk: IFA_FLAGS is not read
 CHANGED = {
     "IFA_LOCAL again after the layout": KERNEL4 + OTHER_LOCAL,
+    "an empty IFA_LOCAL last": KERNEL4 + attr(codec.IFA_LOCAL, b""),
     "IFA_LOCAL again after a broadcast": HEAD4 + ADDRESS4 + LOCAL + BROADCAST + TAIL4
     + OTHER_LOCAL,
     "another attribute where IFA_LOCAL is": HEAD4 + attr(codec.IFA_ADDRESS, bytes([10, 0, 0, 7]))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from polroutd.core.limits import AF_INET, AF_INET6
 from polroutd.core.model import Route, RouteOp, Rule, RuleOp
 from polroutd.netlink import codec as rtnl
+from polroutd.netlink import kernel
 from polroutd.netlink.kernel import encode_operation
 
 v4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
@@ -160,3 +161,15 @@ def test_decoders_never_crash_on_bytes_past_the_header(family: int, tail: bytes)
         header = bytes([family]) + bytes(header_size - 1)
         with contextlib.suppress(struct.error, ValueError):
             decode(header + tail)
+
+
+def test_a_read_skips_exactly_the_local_tables_routes() -> None:
+    def route(table_byte: int, table: int | None = None) -> bytes:
+        head = struct.pack("=BBBBBBBBI", AF_INET, 32, 0, 0, table_byte, 2, 254, 2, 0)
+        return head + (struct.pack("=HHI", 8, rtnl.RTA_TABLE, table) if table else b"")
+
+    cases = {route(255): False, route(254): True, route(252, 255): False,
+             route(252, 1000): True, route(255, 1000): False, route(30): True}
+    for payload, other in cases.items():
+        assert kernel._not_local(payload) is other
+        assert other == (rtnl.route_table_of(payload) != 255)
