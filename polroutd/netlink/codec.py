@@ -108,7 +108,7 @@ IFF_LOWER_UP = 0x10000
 
 RT_SCOPE_NOWHERE = 255  # as a delete selector: any scope
 
-_HEADER = struct.Struct("=IHHII")
+NLMSG_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 _ATTR = struct.Struct("=HH")
 _U8 = struct.Struct("=B")
 _U32 = struct.Struct("=I")
@@ -127,7 +127,7 @@ def iter_messages(data: bytes) -> Iterator[tuple[int, int, int, int, bytes]]:
 
     In an event the port id is that of the socket whose request caused it (0: the kernel)."""
     offset, end = 0, len(data)
-    unpack = _HEADER.unpack_from
+    unpack = NLMSG_HEADER.unpack_from
     while offset + 16 <= end:
         length, mtype, flags, seq, pid = unpack(data, offset)
         if length < 16 or offset + length > end:
@@ -463,7 +463,7 @@ def _u32_attr(atype: int, value: int) -> bytes:
 
 
 def _message(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
-    return _HEADER.pack(16 + len(body), mtype, flags, seq, 0) + body
+    return NLMSG_HEADER.pack(16 + len(body), mtype, flags, seq, 0) + body
 
 
 def _pton(family: int, address: str) -> bytes:

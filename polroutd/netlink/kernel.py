@@ -204,6 +204,7 @@ class Netlink:
         decoded again (decoding is a pure function of the bytes). Only the last dump's
         datagrams and messages are kept, so memory stays bounded."""
         seq = _DUMP_SEQ + mtype
+        unpack_header = rtnl.NLMSG_HEADER.unpack_from
         for _attempt in range(DUMP_ATTEMPTS):
             self._discard_stale()
             self._send(rtnl.encode_dump(mtype, seq))
@@ -224,7 +225,15 @@ class Netlink:
                     continue
                 objects: list[T] = []
                 clean = True
-                for msg_type, flags, msg_seq, _pid, payload in rtnl.iter_messages(data):
+                # The messages framed here as rtnl.iter_messages frames them, without a
+                # generator and a tuple per message (a read has thousands).
+                offset, end = 0, len(data)
+                while offset + 16 <= end:
+                    length, msg_type, flags, msg_seq, _pid = unpack_header(data, offset)
+                    if length < 16 or offset + length > end:
+                        raise ValueError(f"truncated netlink message at offset {offset}")
+                    payload = data[offset + 16 : offset + length]
+                    offset += (length + 3) & ~3
                     if msg_seq != seq:
                         clean = False
                         continue  # not an answer to this dump
