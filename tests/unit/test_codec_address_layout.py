@@ -189,7 +189,10 @@ CHANGED = {
 
 
 def test_the_kernels_layouts_of_these_cases_are_read_without_the_walk() -> None:
-    for message in (KERNEL4, KERNEL6, HEAD4 + ADDRESS4 + LOCAL + BROADCAST + TAIL4):
+    # labels of every length modulo 4 ("bn0" fills its attribute: no padding)
+    labels = [HEAD4 + ADDRESS4 + LOCAL + attr(codec.IFA_LABEL, name + b"\0") + FLAGS + CACHEINFO
+              for name in (b"bn0", b"bn10", b"bn100", b"bond0.1")]
+    for message in (KERNEL4, KERNEL6, HEAD4 + ADDRESS4 + LOCAL + BROADCAST + TAIL4, *labels):
         walked = codec.decode_address_walk(message)
         assert walked is not None and walked.flags == 0x280
         with walk_not_used():
