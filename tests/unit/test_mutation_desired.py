@@ -766,3 +766,20 @@ def test_failover_keeps_one_default_per_uplink_and_balance_one_multipath_route()
         inputs = Inputs(config, PROTO, TABLES, {}, {}, uplink_table=TableRef(500, "uplinks"))
         routes = [r for r in desired_state(state, inputs).routes if r.table == 500]
         assert [len(r.nexthops) or 1 for r in routes] == paths
+
+
+def test_a_host_address_has_no_connected_route_and_a_peer_makes_its_prefix_on_link() -> None:
+    # As the kernel does: "ip addr add 10.8.0.1 peer 10.8.5.2/32" routes 10.8.5.2 via the
+    # device from 10.8.0.1; a /32 (/128) address alone gives no prefix route.
+    addresses = [
+        Address(3, AF_INET, "10.9.0.1", 32), Address(3, AF_INET6, "2001:db8:9::1", 128),
+        Address(3, AF_INET, "10.8.0.1", 32, peer="10.8.5.2"),
+        Address(3, AF_INET6, "2001:db8:8::1", 128, peer="2001:db8:7::2"),
+        Address(3, AF_INET, "172.16.4.1", 24, peer="192.168.44.2"),
+    ]
+    routes = desired_module._connected_routes(addresses, 100, 3, PROTO)
+    assert {(r.family, r.dst, r.dst_len, r.prefsrc, r.table, r.oif) for r in routes} == {
+        (AF_INET, "10.8.5.2", 32, "10.8.0.1", 100, 3),
+        (AF_INET6, "2001:db8:7::2", 128, "2001:db8:8::1", 100, 3),
+        (AF_INET, "192.168.44.0", 24, "172.16.4.1", 100, 3),
+    }
