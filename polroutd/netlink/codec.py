@@ -247,6 +247,7 @@ _IPV6_HEAD = struct.Struct("=BBBBI 4s16s 4s16x 4sI")
 
 
 def decode_address(payload: bytes) -> Address | None:
+    """An RTM_NEWADDR/RTM_DELADDR payload (None: a family polroutd does not handle)."""
     end = len(payload)
     if end >= _IPV4_HEAD.size and payload[0] == AF_INET:
         (family, prefixlen, _flags, scope, index, h_address, address, h_local, local,
@@ -270,7 +271,7 @@ def decode_address(payload: bytes) -> Address | None:
         rest = payload[_IPV6_HEAD.size :]  # nothing, or IFA_PROTO (one byte, padded)
         if (h_address == _H_ADDRESS6 and h_cacheinfo == _H_CACHEINFO and h_flags == _H_FLAGS
                 and (not rest or (len(rest) == 8 and rest[:4] == _H_PROTO))):
-            return Address(index, family, _addr(family, address), prefixlen, scope, flags, None)
+            return Address(index, family, _addr(family, address), prefixlen, scope, flags)
     return decode_address_walk(payload)
 
 
