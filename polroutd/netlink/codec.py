@@ -108,7 +108,8 @@ IFF_LOWER_UP = 0x10000
 
 RT_SCOPE_NOWHERE = 255  # as a delete selector: any scope
 
-NLMSG_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
+_HEADER = struct.Struct("=IHHII")
+NLMSG_HEADER = _HEADER  # struct nlmsghdr, for the framing in kernel.Netlink._read
 _ATTR = struct.Struct("=HH")
 _U8 = struct.Struct("=B")
 _U32 = struct.Struct("=I")
@@ -127,7 +128,7 @@ def iter_messages(data: bytes) -> Iterator[tuple[int, int, int, int, bytes]]:
 
     In an event the port id is that of the socket whose request caused it (0: the kernel)."""
     offset, end = 0, len(data)
-    unpack = NLMSG_HEADER.unpack_from
+    unpack = _HEADER.unpack_from
     while offset + 16 <= end:
         length, mtype, flags, seq, pid = unpack(data, offset)
         if length < 16 or offset + length > end:
@@ -464,7 +465,7 @@ def _u32_attr(atype: int, value: int) -> bytes:
 
 
 def _message(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
-    return NLMSG_HEADER.pack(16 + len(body), mtype, flags, seq, 0) + body
+    return _HEADER.pack(16 + len(body), mtype, flags, seq, 0) + body
 
 
 def _pton(family: int, address: str) -> bytes:
