@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import os
 import sys
@@ -84,17 +85,18 @@ def _apply_while_describing(engine: Engine, decision: Decision) -> tuple[list[Op
 
 
 class _Background(Generic[T]):
-    """A call in a thread of its own; ``result`` joins it and returns or raises what it did.
-    Without a thread to be had, the call is made at once, in the caller's thread."""
+    """A call in a thread of its own; ``result`` waits for it and returns or raises what it
+    did. Without a thread to be had, the call is made at once, in the caller's thread. Started
+    with ``_thread``: ``threading.Thread.start`` waits until the new thread runs (on a busy
+    machine, until a CPU is free)."""
 
     def __init__(self, call: Callable[[Decision], T], decision: Decision) -> None:
         self._outcome: tuple[T] | BaseException | None = None
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._run, args=(call, decision), name="polroutd-apply-cli", daemon=True)
+        self._running = threading.Lock()  # held until the call is over
+        self._running.acquire()
         try:
-            self._thread.start()
+            _thread.start_new_thread(self._run, (call, decision))
         except RuntimeError:  # "can't start new thread"
-            self._thread = None
             self._run(call, decision)
 
     def _run(self, call: Callable[[Decision], T], decision: Decision) -> None:
@@ -102,10 +104,12 @@ class _Background(Generic[T]):
             self._outcome = (call(decision),)
         except BaseException as exc:  # handed to result(), in the caller's thread
             self._outcome = exc
+        finally:
+            self._running.release()
 
     def result(self) -> T:
-        if self._thread is not None:
-            self._thread.join()
+        with self._running:
+            pass
         outcome = self._outcome
         if isinstance(outcome, BaseException):
             raise outcome

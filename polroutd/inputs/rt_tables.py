@@ -5,6 +5,7 @@ recorded-tables file, written atomically. What the names mean is decided in
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import os
@@ -180,18 +181,18 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
 class BackgroundWrite:
     """``write_atomically`` in a thread of its own, so that its two syncs (the file's, then the
     directory's: 2-12 ms, waiting on the disk with the GIL released) overlap the caller's
-    work; ``wait`` joins it and raises what it raised. Without a thread to be had (a limit on
-    tasks), the write is done at once, in the caller's thread."""
+    work; ``wait`` waits for it and raises what it raised. Without a thread to be had (a limit
+    on tasks), the write is done at once, in the caller's thread. Started with ``_thread``:
+    ``threading.Thread.start`` waits until the new thread runs (on a busy machine, until a CPU
+    is free: milliseconds of a cold apply)."""
 
     def __init__(self, path: Path, content: str) -> None:
         self._error: BaseException | None = None
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._write, args=(path, content), name="polroutd-rt-tables"
-        )
+        self._writing = threading.Lock()  # held until the write is over
+        self._writing.acquire()
         try:
-            self._thread.start()
+            _thread.start_new_thread(self._write, (path, content))
         except RuntimeError:  # "can't start new thread"
-            self._thread = None
             self._write(path, content)
 
     def _write(self, path: Path, content: str) -> None:
@@ -199,10 +200,12 @@ class BackgroundWrite:
             write_atomically(path, content)
         except BaseException as exc:  # handed to wait(), in the caller's thread
             self._error = exc
+        finally:
+            self._writing.release()
 
     def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        with self._writing:
+            pass
         if self._error is not None:
             raise self._error
 

@@ -6,6 +6,7 @@ into this module's typed errors; per-operation failures come back as data, never
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import gc
@@ -413,17 +414,22 @@ class _NoThread(Exception):
 class _Sender:
     """The thread of ``Netlink._apply_pipelined``: exchanges the requests submitted, in order,
     and hands back each one's answers (or what it raised). Stops at a None, at a batch with
-    EPERM, or at an exception; ``close`` joins it."""
+    EPERM, or at an exception; ``close`` waits for its end.
+
+    Started with ``_thread``: ``threading.Thread.start`` waits until the new thread runs, which
+    on a busy machine is a wait for a CPU (milliseconds) before the first batch is encoded."""
 
     def __init__(self, exchange: Callable[[_Request], dict[int, tuple[int, str | None]]]) -> None:
         self._exchange = exchange
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._answers: queue.SimpleQueue[dict[int, tuple[int, str | None]] | BaseException] = (
             queue.SimpleQueue())
-        self._thread = threading.Thread(target=self._run, name="polroutd-apply", daemon=True)
+        self._running = threading.Lock()  # held from here until the thread ends
+        self._running.acquire()
         try:
-            self._thread.start()
+            _thread.start_new_thread(self._run, ())
         except RuntimeError as exc:  # "can't start new thread"
+            self._running.release()
             raise _NoThread from exc
 
     def submit(self, request: _Request | None) -> None:
@@ -443,18 +449,22 @@ class _Sender:
         """Waits for the requests submitted to be exchanged (as the batch by batch loop had
         exchanged those before a failure to encode one) and the thread to end."""
         self._requests.put(None)
-        self._thread.join()
+        with self._running:
+            pass
 
     def _run(self) -> None:
-        while (request := self._requests.get()) is not None:
-            try:
-                answer = self._exchange(request)
-            except BaseException as exc:  # handed to answers(), in the caller's thread
-                self._answers.put(exc)
-                return
-            self._answers.put(answer)
-            if any(code == errno.EPERM for code, _text in answer.values()):
-                return  # every later request would be refused too: _apply raises NoNetAdmin
+        try:
+            while (request := self._requests.get()) is not None:
+                try:
+                    answer = self._exchange(request)
+                except BaseException as exc:  # handed to answers(), in the caller's thread
+                    self._answers.put(exc)
+                    return
+                self._answers.put(answer)
+                if any(code == errno.EPERM for code, _text in answer.values()):
+                    return  # every later request would be refused too: _apply raises NoNetAdmin
+        finally:
+            self._running.release()
 
 
 # No NLM_F_ACK: only failures are answered (see Netlink._apply_batch).

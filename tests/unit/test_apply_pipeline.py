@@ -8,11 +8,11 @@ for the barrier, the answers of one sendmsg spread over datagrams."""
 
 from __future__ import annotations
 
+import _thread
 import errno
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -49,11 +49,11 @@ class FakeRouteSocket:
         self.per_datagram = per_datagram
         self.fail_send = fail_send  # the send (counted from 0) that fails with ENOBUFS
         self.sent: list[bytes] = []  # each request's body, in the order sent
-        self.senders: set[str] = set()
+        self.senders: set[int] = set()
         self._pending: list[bytes] = []
 
     def send(self, data: bytes) -> int:
-        self.senders.add(threading.current_thread().name)
+        self.senders.add(threading.get_ident())
         if self.fail_send is not None and len(self._sends()) == self.fail_send:
             raise OSError(errno.ENOBUFS, "No buffer space available")
         answers = []
@@ -123,7 +123,11 @@ def _netlink(fake: FakeRouteSocket, pipelined: bool) -> Netlink:
 
 
 def _no_sender_left() -> bool:
-    return not any(t.name == "polroutd-apply" for t in threading.enumerate())
+    """No thread but the test's own (the sender is started with ``_thread``)."""
+    return _thread._count() == THREADS_BEFORE  # type: ignore[attr-defined]
+
+
+THREADS_BEFORE = _thread._count()  # type: ignore[attr-defined]
 
 
 def _requests_only(sent: list[bytes]) -> list[bytes]:
@@ -165,11 +169,11 @@ def test_pipelined_outcomes_are_the_batch_loops(
 def test_a_multi_batch_apply_is_sent_from_a_thread_of_its_own() -> None:
     operations = [_operation(i) for i in range(BATCH + 1)]
     _results, fake = _apply(operations, {}, pipelined=True)
-    assert fake.senders == {"polroutd-apply"}
+    assert len(fake.senders) == 1 and threading.get_ident() not in fake.senders
     assert fake.sent.count(b"barrier") == 2
     assert fake.sent.index(b"barrier") == FIRST_BATCH  # a small first batch: the kernel begins
     _results, fake = _apply(operations[:BATCH], {}, pipelined=True)
-    assert fake.senders == {threading.current_thread().name}  # one batch: no thread
+    assert fake.senders == {threading.get_ident()}  # one batch: no thread
     assert _no_sender_left()
 
 
@@ -207,12 +211,12 @@ def test_a_failure_to_encode_raises_after_the_batches_before_it_were_sent() -> N
 def test_without_a_thread_the_batches_go_one_after_another(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def no_thread(self: threading.Thread) -> Iterator[None]:
+    def no_thread(*args: object) -> int:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    monkeypatch.setattr(_thread, "start_new_thread", no_thread)
     operations = [_operation(i) for i in range(2 * BATCH)]
     results, fake = _apply(operations, {7: errno.ENODEV}, pipelined=True)
     assert isinstance(results, list) and [r.errno for r in results].count(errno.ENODEV) == 1
-    assert fake.senders == {threading.current_thread().name}
+    assert fake.senders == {threading.get_ident()}
     assert fake.sent.index(b"barrier") == BATCH

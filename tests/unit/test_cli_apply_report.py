@@ -4,6 +4,7 @@ written (a second CPU) or before. What the kernel raises comes out of the comman
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import sys
@@ -23,11 +24,19 @@ from tests.unit.test_incremental import CONFIG, _start
 CPUS = pytest.mark.parametrize("cpus", [{0}, {0, 1}], ids=["one-cpu", "two-cpus"])
 
 
+def _no_thread(*args: object) -> int:
+    raise RuntimeError("can't start new thread")
+
+
+@pytest.mark.parametrize("threads", [True, False], ids=["threads", "no-thread"])
 @CPUS
 def test_each_operation_is_reported_in_plan_order_with_its_own_failure(
-    cpus: set[int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    cpus: set[int], threads: bool, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus)
+    if not threads:
+        monkeypatch.setattr(_thread, "start_new_thread", _no_thread)
     plan = Engine(CONFIG, FakeKernel(_start())).read_and_decide()
     operations = plan.plan.operations
     refused = next(i for i, op in enumerate(operations) if op.kind == "rule")
