@@ -13,6 +13,7 @@ import errno
 import socket
 import struct
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -122,12 +123,19 @@ def _netlink(fake: FakeRouteSocket, pipelined: bool) -> Netlink:
         kernel._netlink_socket = real
 
 
-def _no_sender_left() -> bool:
-    """No thread but the test's own (the sender is started with ``_thread``)."""
-    return _thread._count() == THREADS_BEFORE  # type: ignore[attr-defined]
+def _threads() -> int:
+    count: int = _thread._count()  # type: ignore[attr-defined]  # (the sender is a _thread)
+    return count
 
 
-THREADS_BEFORE = _thread._count()  # type: ignore[attr-defined]
+def _no_sender_left(before: int) -> bool:
+    """As many threads as ``before``: the sender ended (it may take a moment after it said so:
+    waited for, up to 5 s)."""
+    for _ in range(500):
+        if _threads() == before:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def _requests_only(sent: list[bytes]) -> list[bytes]:
@@ -147,6 +155,7 @@ ERRNOS = st.sampled_from([errno.EEXIST, errno.ENOENT, errno.ESRCH, errno.ENETUNR
 def test_pipelined_outcomes_are_the_batch_loops(
     count: int, failures: dict[int, int], per_datagram: int
 ) -> None:
+    before = _threads()
     operations = [_operation(i) for i in range(count)]
     failures = {i: code for i, code in failures.items() if i < count}
 
@@ -163,10 +172,11 @@ def test_pipelined_outcomes_are_the_batch_loops(
     assert {i: r.errno for i, r in enumerate(pipelined) if r.errno} == {
         i: code for i, code in failures.items() if i not in idempotent}
     assert _requests_only(sent_pipelined.sent) == _requests_only(sent_looped.sent)
-    assert _no_sender_left()
+    assert _no_sender_left(before)
 
 
 def test_a_multi_batch_apply_is_sent_from_a_thread_of_its_own() -> None:
+    before = _threads()
     operations = [_operation(i) for i in range(BATCH + 1)]
     _results, fake = _apply(operations, {}, pipelined=True)
     assert len(fake.senders) == 1 and threading.get_ident() not in fake.senders
@@ -174,29 +184,32 @@ def test_a_multi_batch_apply_is_sent_from_a_thread_of_its_own() -> None:
     assert fake.sent.index(b"barrier") == FIRST_BATCH  # a small first batch: the kernel begins
     _results, fake = _apply(operations[:BATCH], {}, pipelined=True)
     assert fake.senders == {threading.get_ident()}  # one batch: no thread
-    assert _no_sender_left()
+    assert _no_sender_left(before)
 
 
 @pytest.mark.parametrize("pipelined", [True, False])
 def test_eperm_raises_no_net_admin_and_sends_no_later_batch(pipelined: bool) -> None:
+    before = _threads()
     operations = [_operation(i) for i in range(3 * BATCH)]
     refused = BATCH + 3  # in the second batch, both ways
     outcome, fake = _apply(operations, {refused: errno.EPERM}, pipelined=pipelined)
     assert outcome is NoNetAdmin
     assert fake.sent.count(b"barrier") == 2
-    assert _no_sender_left()
+    assert _no_sender_left(before)
 
 
 @pytest.mark.parametrize("pipelined", [True, False])
 def test_a_failed_send_raises_kernel_error_and_sends_no_more(pipelined: bool) -> None:
+    before = _threads()
     operations = [_operation(i) for i in range(3 * BATCH)]
     outcome, fake = _apply(operations, {}, pipelined=pipelined, fail_send=1)
     assert outcome is KernelError
     assert fake.sent.count(b"barrier") == 1
-    assert _no_sender_left()
+    assert _no_sender_left(before)
 
 
 def test_a_failure_to_encode_raises_after_the_batches_before_it_were_sent() -> None:
+    before = _threads()
     operations: list[Operation] = [_operation(i) for i in range(2 * BATCH)]
     broken = RuleOp("add", Rule(AF_INET, 1, 100, 218, src="not an address", src_len=32))
     operations.insert(BATCH + 5, broken)  # in the second batch, both ways
@@ -205,7 +218,7 @@ def test_a_failure_to_encode_raises_after_the_batches_before_it_were_sent() -> N
         with pytest.raises(OSError):
             _netlink(fake, pipelined).apply(operations)
         assert fake.sent == [*(_body(op) for op in operations[:first_batch]), b"barrier"]
-        assert _no_sender_left()
+        assert _no_sender_left(before)
 
 
 def test_without_a_thread_the_batches_go_one_after_another(
