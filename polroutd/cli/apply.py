@@ -28,11 +28,15 @@ def _reconcile(engine: Engine) -> int:
     decision = engine.read_and_decide()
     results = engine.apply(decision)
     failed = [r for r in results if not r.ok]
+    names = decision.names
     lines = []  # one write, not a thousand print() calls
     for result in results:
-        status = "" if result.ok else f"  FAILED {result.error_name}: {result.message or ''}"
-        lines.append(operation_text(result.operation, decision.names) + status.rstrip() + "\n")
-    sys.stdout.write("".join(lines))
+        line = operation_text(result.operation, names)
+        if result.errno:
+            line = f"{line}  FAILED {result.error_name}: {result.message or ''}".rstrip()
+        lines.append(line)
+    lines.append("")
+    sys.stdout.write("\n".join(lines))
     for conflict in decision.plan.conflicts:
         print(f"! conflict: {conflict_text(conflict, decision.names)}")
     print(f"applied {len(results) - len(failed)} operation(s), {len(failed)} failed")

@@ -71,29 +71,31 @@ def prefix_text(address: str | None, length: int, family: int, *, cidr: bool = F
 
 
 def rule_text(rule: Rule, names: Names, *, with_protocol: bool = False) -> str:
-    """``ip rule`` arguments: ``from 10.225.176.38 lookup data priority 30000``."""
-    words = []
+    """``ip rule`` arguments: ``from 10.225.176.38 lookup data priority 30000``.
+
+    Concatenated, each optional part tested once: ``polroutd apply`` writes a line per rule."""
+    family = rule.family
     if rule.src is not None and rule.src_len:
-        words += ["from", prefix_text(rule.src, rule.src_len, rule.family)]
-    elif rule.family == AF_INET6:
-        words += ["from", "::/0"]  # shows the reader it is IPv6 (``ip`` still needs -6)
+        text = "from " + prefix_text(rule.src, rule.src_len, family)
+    elif family == AF_INET6:
+        text = "from ::/0"  # shows the reader it is IPv6 (``ip`` still needs -6)
     else:
-        words += ["from", "all"]
+        text = "from all"
     if rule.dst is not None and rule.dst_len:
-        words += ["to", prefix_text(rule.dst, rule.dst_len, rule.family)]
+        text += " to " + prefix_text(rule.dst, rule.dst_len, family)
     if rule.iifname:
-        words += ["iif", rule.iifname]
+        text += " iif " + rule.iifname
     if rule.oifname:
-        words += ["oif", rule.oifname]
+        text += " oif " + rule.oifname
     if rule.fwmark is not None:
-        words += ["fwmark", hex(rule.fwmark)]
-    words += ["lookup", names.table(rule.table)]
+        text += " fwmark " + hex(rule.fwmark)
+    text += " lookup " + names.table(rule.table)
     if rule.suppress_prefixlen is not None:
-        words += ["suppress_prefixlength", str(rule.suppress_prefixlen)]
-    words += ["priority", str(rule.priority)]
+        text += f" suppress_prefixlength {rule.suppress_prefixlen}"
+    text += f" priority {rule.priority}"
     if with_protocol:
-        words += ["protocol", names.protocol(rule.protocol)]
-    return " ".join(words)
+        text += " protocol " + names.protocol(rule.protocol)
+    return text
 
 
 def route_text(route: Route, names: Names, *, with_protocol: bool = False) -> str:

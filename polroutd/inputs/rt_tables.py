@@ -5,7 +5,9 @@ recorded-tables file, written atomically. What the names mean is decided in
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Sequence
@@ -140,18 +142,13 @@ def differs(path: Path, content: str) -> bool:
 def write_atomically(path: Path, content: str) -> None:
     """Replaces ``path`` with ``content`` durably: a temporary file written and synced, renamed
     over it, the directory synced; the old file stays whole if anything fails."""
-    import tempfile  # here: a restart finds the file as it wants it, and does without
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    descriptor, temporary = _create_temporary(path)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(content)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(content.encode("utf-8"))
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # ip(8) run by any user reads it
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -160,21 +157,42 @@ def write_atomically(path: Path, content: str) -> None:
     _fsync_directory(path.parent)
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path``, readable by all (ip(8) run by any user reads it), that no
+    one else has open: what ``tempfile.mkstemp`` makes, without importing ``tempfile`` (and
+    ``random``, ``weakref``...: 4-8 ms of the first apply that writes the file)."""
+    for _attempt in range(100):
+        temporary = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                                 | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            os.fchmod(descriptor, 0o644)  # as asked, whatever the umask
+        except BaseException:
+            os.close(descriptor)
+            os.unlink(temporary)
+            raise
+        return descriptor, temporary
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
+
+
 class BackgroundWrite:
     """``write_atomically`` in a thread of its own, so that its two syncs (the file's, then the
     directory's: 2-12 ms, waiting on the disk with the GIL released) overlap the caller's
-    work; ``wait`` joins it and raises what it raised. Without a thread to be had (a limit on
-    tasks), the write is done at once, in the caller's thread."""
+    work; ``wait`` waits for it and raises what it raised. Without a thread to be had (a limit
+    on tasks), the write is done at once, in the caller's thread. Started with ``_thread``:
+    ``threading.Thread.start`` waits until the new thread runs (on a busy machine, until a CPU
+    is free: milliseconds of a cold apply)."""
 
     def __init__(self, path: Path, content: str) -> None:
         self._error: BaseException | None = None
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._write, args=(path, content), name="polroutd-rt-tables"
-        )
+        self._writing = threading.Lock()  # held until the write is over
+        self._writing.acquire()
         try:
-            self._thread.start()
+            _thread.start_new_thread(self._write, (path, content))
         except RuntimeError:  # "can't start new thread"
-            self._thread = None
             self._write(path, content)
 
     def _write(self, path: Path, content: str) -> None:
@@ -182,10 +200,12 @@ class BackgroundWrite:
             write_atomically(path, content)
         except BaseException as exc:  # handed to wait(), in the caller's thread
             self._error = exc
+        finally:
+            self._writing.release()
 
     def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        with self._writing:
+            pass
         if self._error is not None:
             raise self._error
 

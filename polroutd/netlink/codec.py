@@ -518,9 +518,31 @@ def encode_route(mtype: int, flags: int, seq: int, route: Route) -> bytes:
 _RULE_HEAD = struct.Struct("=BBBBBBBBI HHI HHI HHB3x")
 
 
+# The whole message of a rule whose one optional attribute is its source (nearly every rule
+# polroutd writes) by family: netlink header, _RULE_HEAD, FRA_SRC. One pack instead of three
+# and two concatenations, for the thousand rules of a cold start.
+_RULE_FROM = {
+    AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HHI HHB3x HH4s"),
+    AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HHI HHB3x HH16s"),
+}
+
+
 def encode_rule(mtype: int, flags: int, seq: int, rule: Rule) -> bytes:
     family = rule.family
     table_byte = rule.table if rule.table < 256 else 0
+    whole = _RULE_FROM.get(family)
+    if (whole is not None and rule.src is not None and rule.src_len and rule.dst is None
+            and rule.suppress_prefixlen is None and rule.iifname is None
+            and rule.oifname is None and rule.fwmark is None and not rule.extra):
+        return whole.pack(
+            whole.size, mtype, flags, seq, 0,
+            family, rule.dst_len, rule.src_len, rule.tos, table_byte, 0, 0, rule.action,
+            rule.flags,
+            8, FRA_PRIORITY, rule.priority,
+            8, FRA_TABLE, rule.table,
+            5, FRA_PROTOCOL, rule.protocol,
+            whole.size - 16 - _RULE_HEAD.size, FRA_SRC, _pton(family, rule.src),
+        )
     # Built by concatenation, each optional attribute tested once: a cold start encodes a
     # thousand rules, nearly all of them the head and a source alone.
     body = _RULE_HEAD.pack(

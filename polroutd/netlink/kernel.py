@@ -6,14 +6,18 @@ into this module's typed errors; per-operation failures come back as data, never
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import gc
 import os
+import queue
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from polroutd.core.errors import DumpInterrupted, KernelError, NoNetAdmin, Overrun
 from polroutd.core.kernelview import Change, EventKind, KernelObject
@@ -47,6 +51,9 @@ DUMP_ATTEMPTS = 5
 # Requests per sendmsg: big enough to amortise syscalls, small enough that the error messages
 # of one batch (were every operation to fail) always fit the receive buffer.
 BATCH = 256
+# The first batch of a pipelined apply (see Netlink._apply_pipelined): small, for the kernel to
+# start early (encoding a full batch takes ~1 ms).
+FIRST_BATCH = 64
 # Receive buffer for one datagram: far above the 32 KiB the kernel puts in one dump datagram.
 # Received into a preallocated buffer: ``recv(1 MiB)`` allocates (and shrinks) a 1 MiB object
 # per datagram, ~35 µs each, which made reading a thousand acknowledgements slower than the
@@ -140,8 +147,12 @@ def _not_local(payload: bytes) -> bool:
 class Netlink:
     """A request socket: reads the kernel's state and applies operations."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelined: bool | None = None) -> None:
+        """``pipelined``: whether applies of more than one batch overlap the kernel's work with
+        Python's (see ``_apply_pipelined``); None: when this process may use several CPUs
+        (on one, the thread's hand-overs cost more than they save)."""
         self._sock = _netlink_socket(REQUEST_BUFFER)
+        self._pipelined = pipelined
         self._seq = 0
         self._receiver = _Receiver()
         self._memo: dict[int, dict[bytes, object]] = {}  # dump type -> message -> object
@@ -303,19 +314,30 @@ class Netlink:
             return self._apply(operations)
 
     def _apply(self, operations: Sequence[Operation]) -> list[OpResult]:
+        if len(operations) > BATCH and self._pipeline_pays():
+            with contextlib.suppress(_NoThread):
+                return self._apply_pipelined(operations)
         results: list[OpResult] = []
         for start in range(0, len(operations), BATCH):
             batch = self._apply_batch(operations[start : start + BATCH])
-            if any(result.errno == errno.EPERM for result in batch):
-                raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
+            _refuse_without_net_admin(batch)
             results.extend(batch)
         return results
+
+    def _pipeline_pays(self) -> bool:
+        if self._pipelined is None:
+            return len(os.sched_getaffinity(0)) > 1
+        return self._pipelined
 
     def _apply_batch(self, batch: Sequence[Operation]) -> list[OpResult]:
         """One sendmsg for the whole batch. The requests ask for no acknowledgement (the kernel
         still answers every failure), and a final NOOP that does is the barrier: netlink
         handles one sendmsg's messages in order, so once its ack arrives, an operation without
         an error message succeeded. One datagram to read instead of one per operation."""
+        request = self._encode_batch(batch)
+        return _outcomes(request, self._exchange(request))
+
+    def _encode_batch(self, batch: Sequence[Operation]) -> _Request:
         by_seq: dict[int, Operation] = {}
         chunks = []
         for operation in batch:
@@ -324,21 +346,139 @@ class Netlink:
             chunks.append(encode_operation(operation, seq))
         barrier = self._next_seq()
         chunks.append(rtnl.encode_barrier(barrier))
-        self._send(b"".join(chunks))
+        return _Request(batch, by_seq, barrier, b"".join(chunks))
+
+    def _exchange(self, request: _Request) -> dict[int, tuple[int, str | None]]:
+        """Sends one batch and reads the answers up to its barrier's: sequence -> (errno, text)
+        of the operations that failed, and the barrier's own."""
+        self._send(request.data)
+        by_seq, barrier = request.by_seq, request.barrier
         errors: dict[int, tuple[int, str | None]] = {}
         while barrier not in errors:
             for msg_type, flags, seq, _pid, payload in rtnl.iter_messages(self._recv()):
                 if msg_type == rtnl.NLMSG_ERROR and (seq in by_seq or seq == barrier):
                     errors[seq] = rtnl.decode_error(payload, flags)
-        if len(errors) == 1:  # the barrier's acknowledgement alone: every operation succeeded
-            return [OpResult(operation) for operation in batch]
-        results = []
-        for seq, operation in by_seq.items():
-            code, text = errors.get(seq, _SUCCESS)
-            if code == IDEMPOTENT.get((operation.kind, operation.op)):
-                code, text = _SUCCESS
-            results.append(OpResult(operation, code, text))
+        return errors
+
+    def _apply_pipelined(self, operations: Sequence[Operation]) -> list[OpResult]:
+        """What the batch by batch loop gives, with the kernel's work overlapping Python's: a
+        thread sends each batch and reads its answers (the kernel carries out the requests
+        inside sendmsg, with the GIL released: at 1,024 rules most of an apply) while this
+        one encodes the next batches and makes the results of those answered. The socket is
+        the sender's alone meanwhile, and it sends a batch only after reading the answers of
+        the one before, as the loop does (so they always fit the receive buffer); after a
+        batch refused with EPERM it sends no more."""
+        pipe = _Sender(self._exchange)
+        results: list[OpResult] = []
+        try:
+            requests = []
+            for start, end in _pipeline_batches(len(operations)):
+                request = self._encode_batch(operations[start:end])
+                pipe.submit(request)
+                requests.append(request)
+            pipe.submit(None)
+            for request in requests:
+                batch = _outcomes(request, pipe.answers())
+                _refuse_without_net_admin(batch)
+                results.extend(batch)
+        finally:
+            pipe.close()
         return results
+
+
+def _pipeline_batches(count: int) -> Iterator[tuple[int, int]]:
+    """Where the pipeline's batches start and end: the first a small one, so that the kernel
+    starts early, then ``BATCH`` operations each."""
+    first = min(FIRST_BATCH, count)
+    yield 0, first
+    for start in range(first, count, BATCH):
+        yield start, min(start + BATCH, count)
+
+
+class _Request(NamedTuple):
+    """One batch of operations, encoded: its requests by sequence number, and the barrier's."""
+
+    batch: Sequence[Operation]
+    by_seq: dict[int, Operation]
+    barrier: int
+    data: bytes
+
+
+def _outcomes(request: _Request, errors: dict[int, tuple[int, str | None]]) -> list[OpResult]:
+    if len(errors) == 1:  # the barrier's acknowledgement alone: every operation succeeded
+        return [OpResult(operation) for operation in request.batch]
+    results = []
+    for seq, operation in request.by_seq.items():
+        code, text = errors.get(seq, _SUCCESS)
+        if code == IDEMPOTENT.get((operation.kind, operation.op)):
+            code, text = _SUCCESS
+        results.append(OpResult(operation, code, text))
+    return results
+
+
+def _refuse_without_net_admin(batch: list[OpResult]) -> None:
+    if any(result.errno == errno.EPERM for result in batch):
+        raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
+
+
+class _NoThread(Exception):
+    """No thread could be started (a limit on tasks): the batches go one after another."""
+
+
+class _Sender:
+    """The thread of ``Netlink._apply_pipelined``: exchanges the requests submitted, in order,
+    and hands back each one's answers (or what it raised). Stops at a None, at a batch with
+    EPERM, or at an exception; ``close`` waits for its end.
+
+    Started with ``_thread``: ``threading.Thread.start`` waits until the new thread runs, which
+    on a busy machine is a wait for a CPU (milliseconds) before the first batch is encoded."""
+
+    def __init__(self, exchange: Callable[[_Request], dict[int, tuple[int, str | None]]]) -> None:
+        self._exchange = exchange
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[dict[int, tuple[int, str | None]] | BaseException] = (
+            queue.SimpleQueue())
+        self._running = threading.Lock()  # held from here until the thread ends
+        self._running.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except RuntimeError as exc:  # "can't start new thread"
+            self._running.release()
+            raise _NoThread from exc
+
+    def submit(self, request: _Request | None) -> None:
+        self._requests.put(request)
+        # The GIL handed over now: the sender takes it only when this thread blocks, or after
+        # the switch interval (5 ms, as long as encoding every batch takes).
+        time.sleep(0)
+
+    def answers(self) -> dict[int, tuple[int, str | None]]:
+        """The next batch's answers, in the order submitted; raises what the exchange raised."""
+        answer = self._answers.get()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        """Waits for the requests submitted to be exchanged (as the batch by batch loop had
+        exchanged those before a failure to encode one) and the thread to end."""
+        self._requests.put(None)
+        with self._running:
+            pass
+
+    def _run(self) -> None:
+        try:
+            while (request := self._requests.get()) is not None:
+                try:
+                    answer = self._exchange(request)
+                except BaseException as exc:  # handed to answers(), in the caller's thread
+                    self._answers.put(exc)
+                    return
+                self._answers.put(answer)
+                if any(code == errno.EPERM for code, _text in answer.values()):
+                    return  # every later request would be refused too: _apply raises NoNetAdmin
+        finally:
+            self._running.release()
 
 
 # No NLM_F_ACK: only failures are answered (see Netlink._apply_batch).

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from polroutd.netlink.kernel import BATCH
+from polroutd.netlink.kernel import BATCH, FIRST_BATCH
 from tests.support.lab_tools import ip, namespace
 
 # Runs inside the namespace (eth0 has 10.1.0.2/24); prints [errno, message] per operation.
@@ -41,26 +41,35 @@ ops = [
 ops += [RuleOp("add", rule(f"10.2.{i // 250}.{i % 250 + 1}", 200)) for i in range(int(sys.argv[1]))]
 ops.insert(int(sys.argv[2]), failing)
 ops.append(failing)
-with Netlink() as nl:
+with Netlink(pipelined=json.loads(sys.argv[3])) as nl:
     results = nl.apply(ops)
 assert [r.operation for r in results] == ops
 print(json.dumps([[r.errno, r.message] for r in results]))
 """
 
 
-def test_every_operation_gets_its_own_outcome_across_batches() -> None:
-    many = 2 * BATCH + 40
-    middle = BATCH + 17  # a failure inside the second batch
+Probe = tuple[list[list[object]], list[dict[str, object]], list[dict[str, object]]]
+
+
+def _probe(many: int, middle: int, pipelined: bool | None) -> Probe:
+    """The probe's outcome, and the IPv4 rules and table 100 it leaves (in a namespace of its
+    own); ``pipelined`` as ``Netlink`` takes it."""
     with namespace() as ns:
         probe = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE, str(many), str(middle)],
+            ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE, str(many), str(middle),
+             json.dumps(pipelined)],
             capture_output=True,
             text=True,
         )
         assert probe.returncode == 0, probe.stderr
-        outcome = json.loads(probe.stdout)
-        rules = json.loads(ip(ns, "-j", "-4", "rule", "show"))
-        table = json.loads(ip(ns, "-j", "-4", "route", "show", "table", "100"))
+        return (json.loads(probe.stdout), json.loads(ip(ns, "-j", "-4", "rule", "show")),
+                json.loads(ip(ns, "-j", "-4", "route", "show", "table", "100")))
+
+
+def test_every_operation_gets_its_own_outcome_across_batches() -> None:
+    many = 2 * BATCH + 40
+    middle = BATCH + 17  # a failure inside the second batch
+    outcome, rules, table = _probe(many, middle, None)
 
     unreachable = 101  # ENETUNREACH
     failed = {i: code for i, (code, _message) in enumerate(outcome) if code}
@@ -72,3 +81,12 @@ def test_every_operation_gets_its_own_outcome_across_batches() -> None:
     assert len(ours) == 1 + many, "every rule after a failure was still added"
     assert len([r for r in ours if r["src"] == "10.1.0.2"]) == 1, "no duplicate"
     assert [r["dst"] for r in table] == ["default"]
+
+
+def test_pipelined_and_batch_by_batch_applies_leave_the_same_kernel_state() -> None:
+    many = 3 * BATCH + 5
+    middle = FIRST_BATCH + 1  # a failure in the second batch pipelined, in the first looped
+    pipelined = _probe(many, middle, True)
+    looped = _probe(many, middle, False)
+    assert pipelined == looped
+    assert len(pipelined[1]) > many

@@ -408,3 +408,18 @@ def test_write_if_changed_keeps_the_old_file_when_the_write_fails(
         write_if_changed(path, "new\n")
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["polroutd.conf"]
+
+
+def test_write_if_changed_never_takes_over_a_file_in_its_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "polroutd.conf"
+    names = iter([b"\x01" * 6, b"\x01" * 6, b"\x02" * 6])
+    monkeypatch.setattr(os, "urandom", lambda size: next(names))
+    in_the_way = tmp_path / f".polroutd.conf.{'01' * 6}.tmp"
+    in_the_way.write_text("someone else's\n")
+
+    assert write_if_changed(path, "mine\n") is True
+    assert path.read_text() == "mine\n"
+    assert in_the_way.read_text() == "someone else's\n"
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name, in_the_way.name])
