@@ -66,6 +66,17 @@ class Touched:
     main_routes: tuple[Route, ...]  # main-table routes added or deleted
     links_renamed: bool  # a link appeared, went, or changed name, kind, master or loopback
 
+    def then(self, later: Touched) -> Touched:
+        """What this batch and a ``later`` one touched together: what ``apply_events`` says
+        of the two batches as one."""
+        if later is NOTHING_TOUCHED:
+            return self
+        if self is NOTHING_TOUCHED:
+            return later
+        return Touched(self.ifindexes | later.ifindexes, self.tables | later.tables,
+                       self.rules + later.rules, self.main_routes + later.main_routes,
+                       self.links_renamed or later.links_renamed)
+
 
 NOTHING_TOUCHED = Touched(frozenset(), frozenset(), (), (), links_renamed=False)
 

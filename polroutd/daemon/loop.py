@@ -116,10 +116,16 @@ class NoUplinks:
 NO_UPLINKS = NoUplinks()
 
 
-# Events in one reconcile beyond which it reads the kernel in full instead of applying them to
-# the view: measured with bench's storm (5,000 address events), applying thousands of events one
-# by one took longer than one dump.
-INCREMENTAL_EVENT_LIMIT = 512
+# Events between two reconciles beyond which the next one reads the kernel in full instead of
+# trusting the view: applying thousands of events one by one costs more CPU than one dump
+# (bench's storm, 5,000 address events). The events are applied as they arrive, while the
+# reconcile waits for quiet (a burst of 1,024 addresses brings ~2,100 with their routes), so
+# only a storm's last few are left to apply when it starts.
+INCREMENTAL_EVENT_LIMIT = 4096
+# Events applied to the view together while a reconcile waits: each application costs ~25 us
+# beyond ~5 us an event (new tuples, regrouping), so a burst's ~2,100 events arriving a few at a
+# time are applied in batches, not one by one (bench/scen_burst.py; notes in architecture.md).
+APPLY_BATCH = 64
 
 
 class Daemon:
@@ -156,11 +162,15 @@ class Daemon:
         # Set once the first reconcile has run, well or not: what can wait (the HTTP server,
         # the metrics library) is started then (daemon/service.py).
         self.first_reconcile = Flag()
-        # The kernel as last read, with every event since applied (core/kernelview.py); None
-        # when only a full read can be trusted (at start, after an overrun, a failed read or
-        # operation, a reload). ``_pending``: the events not yet applied to it.
+        # The kernel as last read, with every event since applied as it arrived
+        # (core/kernelview.py); None when only a full read can be trusted (at start, after an
+        # overrun, a failed read or operation, a reload, too many events). ``_touched``: what
+        # the events applied since the view was last decided from touched; ``_applied``: how
+        # many they were.
         self._view: KernelState | None = None
-        self._pending: list[Event] = []
+        self._pending: list[Event] = []  # not yet applied (fewer than APPLY_BATCH)
+        self._touched = NOTHING_TOUCHED
+        self._applied = 0
         # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
         self._uplinks: UplinkMonitor | None = None
 
@@ -365,8 +375,7 @@ class Daemon:
             events = self._events.drain()
         except Overrun:
             self.tally.overrun()
-            self._view = None  # events were lost: only a full read tells what changed
-            self._pending.clear()
+            self._drop_view()  # events were lost: only a full read tells what changed
             self._state_version += 1
             self._close_events()
             self._open_events()
@@ -374,8 +383,33 @@ class Daemon:
         self.tally.events(events)
         if self._view is not None:
             self._pending.extend(events)
+            if len(self._pending) >= APPLY_BATCH:
+                self._apply_pending()
         self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
+
+    def _apply_pending(self) -> None:
+        """Applies the pending events to the view: done as they arrive, so that the waiting
+        for quiet is spent on them and a reconcile after a burst finds the view (nearly) up to
+        date. Events are hints all the same: one that says too little, or too many of them
+        between two reconciles, drop the view (a full read follows)."""
+        events, self._pending = self._pending, []
+        if self._view is None or not events:
+            return
+        self._applied += len(events)
+        if self._applied > INCREMENTAL_EVENT_LIMIT:
+            self._drop_view()
+            return
+        applied = apply_events(self._view, events)
+        if applied is None:
+            self._drop_view()
+            return
+        self._view, touched = applied
+        self._touched = self._touched.then(touched)
+
+    def _drop_view(self) -> None:
+        self._view, self._pending = None, []
+        self._touched, self._applied = NOTHING_TOUCHED, 0
 
     def _events_pending(self) -> bool:
         return self._events is not None and self._consume_events()
@@ -392,8 +426,9 @@ class Daemon:
         view since the last full one hold for it too)."""
         if self._events is not None:
             self._consume_events()
-        view = self._current_view()
-        self._view, self._pending = None, []
+        self._apply_pending()
+        view = self._view
+        self._drop_view()
         state = self.deps.kernel.read_state()
         raced = False
         for _ in range(SETTLE_READS):
@@ -405,13 +440,6 @@ class Daemon:
         self.tally.divergence(found or ())
         self.status.full_read = FullRead(self.deps.wallclock(), found)
         return state, found == ()
-
-    def _current_view(self) -> KernelState | None:
-        """The view with the pending events applied; None if one of them says too little."""
-        if self._view is None:
-            return None
-        applied = apply_events(self._view, self._pending)
-        return None if applied is None else applied[0]
 
     async def _reconcile_loop(self) -> None:
         import asyncio
@@ -456,7 +484,7 @@ class Daemon:
                 # Everything changes owner: nothing of the next reconcile is drift.
                 self.status.last_good = None
             self.config, self.engine = engine.config, engine
-            self._view = None  # a new configuration is decided from a full read
+            self._drop_view()  # a new configuration is decided from a full read
             self.status.config_error = None
             retime(self.schedule, engine.config.daemon)
             self.tally.reload(ok=True)
@@ -472,18 +500,11 @@ class Daemon:
         """The decision from the view kept from events, for the interfaces they touched (or
         for all, when that cannot tell or ``reason`` is not about events); None when a full
         read is needed."""
-        if self._view is None:
+        self._apply_pending()
+        state, touched = self._view, self._touched
+        if state is None:
             return None
-        if len(self._pending) > INCREMENTAL_EVENT_LIMIT:
-            # A storm: one full read costs less than applying each event to the view (and
-            # comparing the two), so the view is dropped and rebuilt from the read.
-            self._view, self._pending = None, []
-            return None
-        applied = apply_events(self._view, self._pending)
-        if applied is None:
-            return None
-        state, touched = applied
-        self._view, self._pending = state, []
+        self._touched, self._applied = NOTHING_TOUCHED, 0
         if reason in DECIDE_ALL_REASONS:
             return self.engine.decide(state)
         return self.engine.decide_touched(state, touched) or self.engine.decide(state)
@@ -519,7 +540,7 @@ class Daemon:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
             # hot-plugged interfaces: reported and retried, not fatal.)
-            self._view = None
+            self._drop_view()
             return self._finish(started, reason, None, [], read_error=str(exc), mode=mode,
                                 starved=is_starved(exc))
         self._wake_at_lease_expiry(decision)
@@ -527,12 +548,15 @@ class Daemon:
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
-            self._view = None
+            self._drop_view()
             return self._finish(started, reason, decision, [], read_error=str(exc), mode=mode,
                                 starved=is_starved(exc))
         # The view follows what was applied; after a failure only a full read is trusted.
         ok = all(r.ok for r in results)
-        self._view = apply_results(decision.state, results) if ok else None
+        if ok:
+            self._view = apply_results(decision.state, results)
+        else:
+            self._drop_view()
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results, mode=mode)
         if success:
