@@ -23,6 +23,7 @@ from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.kernelview import (
     NOTHING_TOUCHED,
     Event,
+    Touched,
     apply_events,
     apply_results,
     divergence,
@@ -32,11 +33,12 @@ from polroutd.core.record import field, record
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
 from polroutd.core.stateview import FullRead, LastReconcile, state_document
+from polroutd.core.uplinks import HealthView
 from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.flag import Flag
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
-from polroutd.engine import Engine
+from polroutd.engine import Checkpoint, Engine
 from polroutd.netlink.kernel import collector_paused
 
 if TYPE_CHECKING:
@@ -126,6 +128,33 @@ INCREMENTAL_EVENT_LIMIT = 4096
 # beyond ~5 us an event (new tuples, regrouping), so a burst's ~2,100 events arriving a few at a
 # time are applied in batches, not one by one (bench/scen_burst.py; notes in architecture.md).
 APPLY_BATCH = 64
+# Quiet after the last event from which the decision is made ahead, while the debounce runs
+# on: when the quiet lasts, the reconcile finds it made and only applies it (after a burst,
+# the decision costs about what the debounce waits). Events seldom leave a gap this long in
+# a burst; at most AHEAD_TRIES decisions are made ahead between two reconciles, so events
+# that keep coming just after each one cost a bounded amount of work.
+AHEAD_QUIET = 0.005
+AHEAD_TRIES = 3
+
+
+@record
+class Ahead:
+    """A decision made ahead of its reconcile, from the view as it was then."""
+
+    view: KernelState
+    decide_all: bool  # made for a reason that decides every interface again
+    health: HealthView | None  # the uplink health it was made with
+    engine: Engine
+    checkpoint: Checkpoint  # the engine before it: to withdraw it
+    decision: Decision
+
+    def holds(self, engine: Engine, view: KernelState | None, decide_all: bool) -> bool:
+        """Whether it is the decision a reconcile would make now: nothing changed since."""
+        return (engine is self.engine and view is self.view and decide_all == self.decide_all
+                and engine.uplink_health == self.health)
+
+    def withdraw(self) -> None:
+        self.engine.rollback(self.checkpoint)
 
 
 class Daemon:
@@ -171,6 +200,10 @@ class Daemon:
         self._pending: list[Event] = []  # not yet applied (fewer than APPLY_BATCH)
         self._touched = NOTHING_TOUCHED
         self._applied = 0
+        # The decision made ahead from the view while a reconcile waits for quiet, not yet
+        # applied (only the reconcile applies, and reports, it); how many since the last.
+        self._ahead: Ahead | None = None
+        self._ahead_tries = 0
         # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
         self._uplinks: UplinkMonitor | None = None
 
@@ -367,6 +400,8 @@ class Daemon:
         if self._consume_events():
             self.schedule.mark_dirty(self.deps.clock(), "event")
             self._wake.set()
+        if len(self._pending) >= APPLY_BATCH:  # after the clock: quiet starts at the event
+            self._apply_pending()
 
     def _consume_events(self) -> bool:
         """Counts the queued events; True when there were any (or the socket overran)."""
@@ -383,8 +418,6 @@ class Daemon:
         self.tally.events(events)
         if self._view is not None:
             self._pending.extend(events)
-            if len(self._pending) >= APPLY_BATCH:
-                self._apply_pending()
         self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
 
@@ -410,6 +443,12 @@ class Daemon:
     def _drop_view(self) -> None:
         self._view, self._pending = None, []
         self._touched, self._applied = NOTHING_TOUCHED, 0
+        self._withdraw_ahead()
+
+    def _withdraw_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.withdraw()
 
     def _events_pending(self) -> bool:
         return self._events is not None and self._consume_events()
@@ -453,9 +492,14 @@ class Daemon:
             now = self.deps.clock()
             at, reason = self.schedule.due(now)
             if at > now:
+                ahead = self._ahead_at(reason)
+                if ahead is not None and ahead <= now:
+                    self._decide_ahead(reason)
+                    continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), at - now)
+                    await asyncio.wait_for(self._wake.wait(),
+                                           (at if ahead is None else min(at, ahead)) - now)
                 continue
             self.schedule.started(now)
             success = self.reconcile(reason)
@@ -494,18 +538,67 @@ class Daemon:
         if self.status.converged_once:  # before that, READY=1 waits for convergence
             self.deps.notifier.ready()
 
+    # --- deciding ahead, while the debounce waits ------------------------------------------------
+
+    def _ahead_at(self, reason: str) -> float | None:
+        """When to decide ahead for the reconcile due for ``reason`` (after AHEAD_QUIET of
+        quiet), or None: nothing to decide ahead (no view, a full read is due, made already
+        for this view, or tried enough)."""
+        s = self.schedule
+        if (s.dirty_since is None or reason in FULL_READ_REASONS or self._view is None
+                or self._events is None or self._ahead_tries >= AHEAD_TRIES):
+            return None
+        if self._ahead is not None and self._ahead.view is self._view and not self._pending:
+            return None
+        return s.last_event + AHEAD_QUIET
+
+    def _decide_ahead(self, reason: str) -> None:
+        """The decision the reconcile due for ``reason`` will make if nothing changes until
+        then, made now: the view is not changed, nothing is applied, reported or counted.
+        What the engine builds on is kept to withdraw it (``Ahead.withdraw``)."""
+        self._withdraw_ahead()
+        if self._events_pending():  # events not read yet (the loop was busy): no quiet
+            self.schedule.mark_dirty(self.deps.clock(), "event")
+            return
+        self._apply_pending()
+        view = self._view
+        if view is None:
+            return
+        self._ahead_tries += 1
+        engine = self.engine
+        engine.uplink_health = self.uplinks.view()
+        checkpoint = engine.checkpoint()
+        decide_all = reason in DECIDE_ALL_REASONS
+        try:
+            with collector_paused():
+                decision = self._decide_view(view, self._touched, decide_all)
+        except (KernelError, OSError, ConfigError):
+            engine.rollback(checkpoint)  # the reconcile meets it again, and reports it
+            return
+        self._ahead = Ahead(view, decide_all, engine.uplink_health, engine, checkpoint, decision)
+
     # --- one reconcile --------------------------------------------------------------------------
 
     def _decide_from_events(self, reason: str) -> Decision | None:
         """The decision from the view kept from events, for the interfaces they touched (or
         for all, when that cannot tell or ``reason`` is not about events); None when a full
-        read is needed."""
+        read is needed. The decision made ahead, when it holds."""
         self._apply_pending()
         state, touched = self._view, self._touched
+        ahead, self._ahead = self._ahead, None
+        decide_all = reason in DECIDE_ALL_REASONS
+        if ahead is not None and not ahead.holds(self.engine, state, decide_all):
+            ahead.withdraw()
+            ahead = None
         if state is None:
             return None
         self._touched, self._applied = NOTHING_TOUCHED, 0
-        if reason in DECIDE_ALL_REASONS:
+        if ahead is not None:
+            return ahead.decision
+        return self._decide_view(state, touched, decide_all)
+
+    def _decide_view(self, state: KernelState, touched: Touched, decide_all: bool) -> Decision:
+        if decide_all:
             return self.engine.decide(state)
         return self.engine.decide_touched(state, touched) or self.engine.decide(state)
 
@@ -520,12 +613,14 @@ class Daemon:
         started = self.deps.clock()
         mode = "full"
         self.engine.uplink_health = self.uplinks.view()  # uplinks: health is a core input
+        self._ahead_tries = 0
         try:
             decision = None
             if reason not in FULL_READ_REASONS and self._events is not None:
                 self._consume_events()  # without an event socket, nothing keeps a view
                 decision = self._decide_from_events(reason)
                 mode = "incremental" if decision is not None else "full"
+            self._withdraw_ahead()  # not used: the decision is made from a read
             if decision is None:
                 state, verified = self._read_settled()
                 if verified and reason == "resync":
