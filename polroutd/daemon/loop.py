@@ -119,20 +119,19 @@ NO_UPLINKS = NoUplinks()
 
 
 # Events between two reconciles beyond which the next one reads the kernel in full instead of
-# trusting the view: applying thousands of events one by one costs more CPU than one dump
-# (bench's storm, 5,000 address events). The events are applied as they arrive, while the
-# reconcile waits for quiet (a burst of 1,024 addresses brings ~2,100 with their routes), so
-# only a storm's last few are left to apply when it starts.
+# applying them to the view: applying thousands costs more than one dump. Deletions cost most
+# (the kernel's silent flushes are modelled, the objects searched for: ~20-35 us each against
+# ~5 us for an addition, measured at 1,024 and 4,096 rules), hence their own, lower bound:
+# bench's storm (5,000 address events, half of them deletions) is read in full, as before,
+# while a burst of 1,024 new addresses (~2,100 events with their routes) keeps its view.
 INCREMENTAL_EVENT_LIMIT = 4096
-# Events applied to the view together while a reconcile waits: each application costs ~25 us
-# beyond ~5 us an event (new tuples, regrouping), so a burst's ~2,100 events arriving a few at a
-# time are applied in batches, not one by one (bench/scen_burst.py; notes in architecture.md).
-APPLY_BATCH = 64
-# Quiet after the last event from which the decision is made ahead, while the debounce runs
-# on: when the quiet lasts, the reconcile finds it made and only applies it (after a burst,
-# the decision costs about what the debounce waits). Events seldom leave a gap this long in
-# a burst; at most AHEAD_TRIES decisions are made ahead between two reconciles, so events
-# that keep coming just after each one cost a bounded amount of work.
+INCREMENTAL_DELETION_LIMIT = 512
+# Quiet after the last event from which the events are applied to the view and the decision is
+# made ahead, while the debounce runs on: when the quiet lasts, the reconcile finds both done
+# and only applies (after a burst, applying the events and deciding cost about what the
+# debounce waits). Events seldom leave a gap this long in a burst; at most AHEAD_TRIES
+# decisions are made ahead between two reconciles, so events that keep coming just after
+# each one cost a bounded amount of work.
 AHEAD_QUIET = 0.005
 AHEAD_TRIES = 3
 
@@ -191,15 +190,15 @@ class Daemon:
         # Set once the first reconcile has run, well or not: what can wait (the HTTP server,
         # the metrics library) is started then (daemon/service.py).
         self.first_reconcile = Flag()
-        # The kernel as last read, with every event since applied as it arrived
-        # (core/kernelview.py); None when only a full read can be trusted (at start, after an
-        # overrun, a failed read or operation, a reload, too many events). ``_touched``: what
-        # the events applied since the view was last decided from touched; ``_applied``: how
-        # many they were.
+        # The kernel as last read, with every event since applied (core/kernelview.py); None
+        # when only a full read can be trusted (at start, after an overrun, a failed read or
+        # operation, a reload, too many events). ``_pending``: the events not yet applied to
+        # it; ``_touched``: what those applied since the view was last decided from touched;
+        # ``_received``, ``_deletions``: how many events (deletions) came since then.
         self._view: KernelState | None = None
-        self._pending: list[Event] = []  # not yet applied (fewer than APPLY_BATCH)
+        self._pending: list[Event] = []
         self._touched = NOTHING_TOUCHED
-        self._applied = 0
+        self._received = self._deletions = 0
         # The decision made ahead from the view while a reconcile waits for quiet, not yet
         # applied (only the reconcile applies, and reports, it); how many since the last.
         self._ahead: Ahead | None = None
@@ -400,8 +399,6 @@ class Daemon:
         if self._consume_events():
             self.schedule.mark_dirty(self.deps.clock(), "event")
             self._wake.set()
-        if len(self._pending) >= APPLY_BATCH:  # after the clock: quiet starts at the event
-            self._apply_pending()
 
     def _consume_events(self) -> bool:
         """Counts the queued events; True when there were any (or the socket overran)."""
@@ -418,20 +415,22 @@ class Daemon:
         self.tally.events(events)
         if self._view is not None:
             self._pending.extend(events)
+            self._received += len(events)
+            self._deletions += sum(e.change == "del" for e in events)
+            if (self._received > INCREMENTAL_EVENT_LIMIT
+                    or self._deletions > INCREMENTAL_DELETION_LIMIT):
+                # A storm: one full read costs less than applying each event to the view
+                # (and comparing the two), so the view is dropped and rebuilt from the read.
+                self._drop_view()
         self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
 
     def _apply_pending(self) -> None:
-        """Applies the pending events to the view: done as they arrive, so that the waiting
-        for quiet is spent on them and a reconcile after a burst finds the view (nearly) up to
-        date. Events are hints all the same: one that says too little, or too many of them
-        between two reconciles, drop the view (a full read follows)."""
+        """Applies the pending events to the view (as soon as they are followed by quiet, or
+        by the reconcile). Events are hints all the same: one that says too little drops the
+        view (a full read follows)."""
         events, self._pending = self._pending, []
         if self._view is None or not events:
-            return
-        self._applied += len(events)
-        if self._applied > INCREMENTAL_EVENT_LIMIT:
-            self._drop_view()
             return
         applied = apply_events(self._view, events)
         if applied is None:
@@ -442,7 +441,7 @@ class Daemon:
 
     def _drop_view(self) -> None:
         self._view, self._pending = None, []
-        self._touched, self._applied = NOTHING_TOUCHED, 0
+        self._touched, self._received, self._deletions = NOTHING_TOUCHED, 0, 0
         self._withdraw_ahead()
 
     def _withdraw_ahead(self) -> None:
@@ -541,28 +540,31 @@ class Daemon:
     # --- deciding ahead, while the debounce waits ------------------------------------------------
 
     def _ahead_at(self, reason: str) -> float | None:
-        """When to decide ahead for the reconcile due for ``reason`` (after AHEAD_QUIET of
-        quiet), or None: nothing to decide ahead (no view, a full read is due, made already
-        for this view, or tried enough)."""
+        """When to apply the pending events and decide ahead for the reconcile due for
+        ``reason`` (after AHEAD_QUIET of quiet), or None: nothing to do ahead (no view, a full
+        read is due, nothing pending and decided already for this view, or tried enough)."""
         s = self.schedule
         if (s.dirty_since is None or reason in FULL_READ_REASONS or self._view is None
-                or self._events is None or self._ahead_tries >= AHEAD_TRIES):
+                or self._events is None):
             return None
-        if self._ahead is not None and self._ahead.view is self._view and not self._pending:
+        if not self._pending and (self._ahead_tries >= AHEAD_TRIES or (
+                self._ahead is not None and self._ahead.view is self._view)):
             return None
         return s.last_event + AHEAD_QUIET
 
     def _decide_ahead(self, reason: str) -> None:
-        """The decision the reconcile due for ``reason`` will make if nothing changes until
-        then, made now: the view is not changed, nothing is applied, reported or counted.
-        What the engine builds on is kept to withdraw it (``Ahead.withdraw``)."""
-        self._withdraw_ahead()
+        """The pending events applied to the view, and the decision the reconcile due for
+        ``reason`` will make if nothing changes until then made now: nothing is applied to the
+        kernel, reported or counted. What the engine builds on is kept to withdraw it
+        (``Ahead.withdraw``)."""
         if self._events_pending():  # events not read yet (the loop was busy): no quiet
             self.schedule.mark_dirty(self.deps.clock(), "event")
             return
-        self._apply_pending()
+        self._withdraw_ahead()
+        with collector_paused():
+            self._apply_pending()
         view = self._view
-        if view is None:
+        if view is None or self._ahead_tries >= AHEAD_TRIES:
             return
         self._ahead_tries += 1
         engine = self.engine
@@ -592,7 +594,7 @@ class Daemon:
             ahead = None
         if state is None:
             return None
-        self._touched, self._applied = NOTHING_TOUCHED, 0
+        self._touched, self._received, self._deletions = NOTHING_TOUCHED, 0, 0
         if ahead is not None:
             return ahead.decision
         return self._decide_view(state, touched, decide_all)
