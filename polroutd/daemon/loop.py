@@ -146,6 +146,7 @@ class Ahead:
     engine: Engine
     checkpoint: Checkpoint  # the engine before it: to withdraw it
     decision: Decision
+    in_full: bool  # made by a full decision (which read the names files again)
 
     def holds(self, engine: Engine, view: KernelState | None, decide_all: bool) -> bool:
         """Whether it is the decision a reconcile would make now: nothing changed since."""
@@ -203,6 +204,9 @@ class Daemon:
         # applied (only the reconcile applies, and reports, it); how many since the last.
         self._ahead: Ahead | None = None
         self._ahead_tries = 0
+        # Whether the last decision from the view was a full one (interfaces joined, say):
+        # that read the names files again, as a full reconcile does.
+        self._decided_in_full = False
         # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
         self._uplinks: UplinkMonitor | None = None
 
@@ -577,7 +581,8 @@ class Daemon:
         except (KernelError, OSError, ConfigError):
             engine.rollback(checkpoint)  # the reconcile meets it again, and reports it
             return
-        self._ahead = Ahead(view, decide_all, engine.uplink_health, engine, checkpoint, decision)
+        self._ahead = Ahead(view, decide_all, engine.uplink_health, engine, checkpoint, decision,
+                            self._decided_in_full)
 
     # --- one reconcile --------------------------------------------------------------------------
 
@@ -596,13 +601,16 @@ class Daemon:
             return None
         self._touched, self._received, self._deletions = NOTHING_TOUCHED, 0, 0
         if ahead is not None:
+            self._decided_in_full = ahead.in_full
             return ahead.decision
         return self._decide_view(state, touched, decide_all)
 
     def _decide_view(self, state: KernelState, touched: Touched, decide_all: bool) -> Decision:
-        if decide_all:
-            return self.engine.decide(state)
-        return self.engine.decide_touched(state, touched) or self.engine.decide(state)
+        """The decision for the view: only for the touched interfaces when that can tell
+        (``_decided_in_full`` says which it was)."""
+        decision = None if decide_all else self.engine.decide_touched(state, touched)
+        self._decided_in_full = decision is None
+        return decision or self.engine.decide(state)
 
     def reconcile(self, reason: str) -> bool:
         # No collection in the middle of an event's path: the young objects then include the
@@ -661,9 +669,11 @@ class Daemon:
         self.tally.operations(decision, previous, results, went_down)
         self._went_down -= went_down
         self._report_tables_file()
-        if mode == "incremental" and self.engine.names_changed():
+        if mode == "incremental" and not self._decided_in_full and self.engine.names_changed():
             # Looked at after the apply, not before: the names files' stats would delay every
-            # event. A change no event announces is decided in full right after.
+            # event. A change no event announces is decided in full right after. (A full
+            # decision read them, as a full reconcile does: what changed them since is the
+            # records file it wrote, seen by the next full decision.)
             self.schedule.mark_dirty(self.deps.clock(), "names")
             self._wake.set()
         return success
