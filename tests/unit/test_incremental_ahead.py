@@ -5,6 +5,8 @@ changes to an in-memory kernel, lease renewals that no event announces included.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,7 +49,7 @@ def test_pieces_and_a_withdrawn_decision_plan_what_a_full_decision_plans(
     events = list(kernel.events)
     before = view
     bounds = [0, *sorted(min(c, len(events)) for c in cuts), len(events)]
-    pieces = [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    pieces = [events[a:b] for a, b in pairwise(bounds)]
     touched = NOTHING_TOUCHED
     for at, piece in enumerate(pieces):
         applied = apply_events(view, piece)
