@@ -400,11 +400,7 @@ class Daemon:
             self._events = None
 
     def _on_events(self) -> None:
-        started = self.deps.clock()
         if self._consume_events():
-            # Events were waiting from the start of the drain to its end: a burst read in one
-            # long drain right after a reconcile is a burst, not the first event after quiet.
-            self.schedule.mark_dirty(started, "event")
             self.schedule.mark_dirty(self.deps.clock(), "event")
             self._wake.set()
 
