@@ -543,9 +543,11 @@ def _apply_link(view: _View, link: Link, change: Change) -> bool:
 
 def _apply_address(view: _View, address: Address, change: Change) -> None:
     key = _address_key(address)
+    # Looked for among the addresses equal to it (mostly none or one), not among its
+    # interface's (dozens, on a host with many addresses per interface).
     at = view.first("addresses", (
-        old for old in view.current("addresses", "ifindex", address.ifindex)
-        if old.address == address.address and _address_key(old) == key))
+        old for old in view.current("addresses", "address", address.address)
+        if old.ifindex == address.ifindex and _address_key(old) == key))
     if change == "new":
         view.put("addresses", address, at)
         return
