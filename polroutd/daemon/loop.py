@@ -33,12 +33,12 @@ from polroutd.core.record import field, record
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
 from polroutd.core.stateview import FullRead, LastReconcile, state_document
-from polroutd.core.uplinks import HealthView
+from polroutd.daemon.ahead import AHEAD_QUIET, AHEAD_TRIES, Ahead
 from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.flag import Flag
 from polroutd.daemon.reload import reloaded_engine, retime
 from polroutd.daemon.tally import Tally
-from polroutd.engine import Checkpoint, Engine
+from polroutd.engine import Engine
 from polroutd.netlink.kernel import collector_paused
 
 if TYPE_CHECKING:
@@ -126,37 +126,6 @@ NO_UPLINKS = NoUplinks()
 # while a burst of 1,024 new addresses (~2,100 events with their routes) keeps its view.
 INCREMENTAL_EVENT_LIMIT = 4096
 INCREMENTAL_DELETION_LIMIT = 512
-# Quiet after the last event from which the events are applied to the view and the decision is
-# made ahead, while the debounce runs on: when the quiet lasts, the reconcile finds both done
-# and only applies (after a burst, applying the events and deciding cost about what the
-# debounce waits). Events seldom leave a gap this long in a burst; at most AHEAD_TRIES
-# decisions are made ahead between two reconciles, so events that keep coming just after
-# each one cost a bounded amount of work.
-AHEAD_QUIET = 0.005
-AHEAD_TRIES = 3
-
-
-@record
-class Ahead:
-    """A decision made ahead of its reconcile, from the view as it was then."""
-
-    view: KernelState
-    decide_all: bool  # made for a reason that decides every interface again
-    health: HealthView | None  # the uplink health it was made with
-    engine: Engine
-    checkpoint: Checkpoint  # the engine before it: to withdraw it
-    decision: Decision
-    in_full: bool  # made by a full decision (which read the names files again)
-
-    def holds(self, engine: Engine, view: KernelState | None, decide_all: bool) -> bool:
-        """Whether it is the decision a reconcile would make now: nothing changed since."""
-        return (engine is self.engine and view is self.view and decide_all == self.decide_all
-                and engine.uplink_health == self.health)
-
-    def withdraw(self) -> None:
-        self.engine.rollback(self.checkpoint)
-
-
 class Daemon:
     def __init__(self, config: Config, deps: Deps, metrics: Metrics | None = None) -> None:
         self.config = config
