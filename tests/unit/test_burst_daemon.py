@@ -1,6 +1,6 @@
 """A burst of addresses while the daemon runs, against the in-memory kernel: the events are
-applied to the view as they come and the decision is made while the debounce waits, yet
-nothing reaches the kernel before the quiet period ends; then one reconcile applies all of it,
+applied to the view and the decision is made while the debounce waits, yet nothing reaches
+the kernel (or /state) before the quiet period ends; then one reconcile applies all of it,
 from the view (no read), and the next full read finds the view exactly right."""
 
 from __future__ import annotations
