@@ -117,6 +117,15 @@ class _Basis:
     lease_candidates: Mapping[str, int]  # whose IPv4 gateway may come from a lease
 
 
+@record
+class Checkpoint:
+    """What the engine's next ``decide_touched`` builds on, as it was before a decision that
+    may not be applied (``Engine.checkpoint``, ``Engine.rollback``)."""
+
+    basis: _Basis | None
+    names_stale: bool  # a full decision since read the names again: the next must still
+
+
 class Engine:
     """Turns a configuration into decisions against whatever kernel it is given."""
 
@@ -361,6 +370,21 @@ class Engine:
         self._last = replace(last, decision=decision, pieces=pieces, inputs=inputs,
                              lease_candidates=candidates)
         return decision
+
+    def checkpoint(self) -> Checkpoint:
+        """The basis of the next ``decide_touched`` now. A decision becomes the basis as soon
+        as it is made, and ``decide_touched`` takes the basis as applied; a decision made
+        ahead that is then not applied (the daemon decides while it waits for quiet, and
+        events may come meanwhile) is withdrawn with ``rollback`` to this."""
+        return Checkpoint(self._last, self._names_stale)
+
+    def rollback(self, checkpoint: Checkpoint) -> None:
+        """Forgets every decision made since ``checkpoint``: the next ``decide_touched``
+        builds on the one before them, and leaves to a full decision what it would have (a
+        change of the names files). What else a decision leaves behind (the names and lease
+        files as read) reflects the files, not the decision."""
+        self._last = checkpoint.basis
+        self._names_stale = self._names_stale or checkpoint.names_stale
 
     def earliest_lease_expiry(self, decision: Decision) -> float | None:
         """``desired.earliest_lease_expiry`` of ``decision``: for the last one, from its pieces'

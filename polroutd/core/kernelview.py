@@ -66,6 +66,17 @@ class Touched:
     main_routes: tuple[Route, ...]  # main-table routes added or deleted
     links_renamed: bool  # a link appeared, went, or changed name, kind, master or loopback
 
+    def then(self, later: Touched) -> Touched:
+        """What this batch and a ``later`` one touched together: what ``apply_events`` says
+        of the two batches as one."""
+        if later is NOTHING_TOUCHED:
+            return self
+        if self is NOTHING_TOUCHED:
+            return later
+        return Touched(self.ifindexes | later.ifindexes, self.tables | later.tables,
+                       self.rules + later.rules, self.main_routes + later.main_routes,
+                       self.links_renamed or later.links_renamed)
+
 
 NOTHING_TOUCHED = Touched(frozenset(), frozenset(), (), (), links_renamed=False)
 
@@ -532,9 +543,11 @@ def _apply_link(view: _View, link: Link, change: Change) -> bool:
 
 def _apply_address(view: _View, address: Address, change: Change) -> None:
     key = _address_key(address)
+    # Looked for among the addresses equal to it (mostly none or one), not among its
+    # interface's (dozens, on a host with many addresses per interface).
     at = view.first("addresses", (
-        old for old in view.current("addresses", "ifindex", address.ifindex)
-        if old.address == address.address and _address_key(old) == key))
+        old for old in view.current("addresses", "address", address.address)
+        if old.ifindex == address.ifindex and _address_key(old) == key))
     if change == "new":
         view.put("addresses", address, at)
         return

@@ -23,6 +23,7 @@ from polroutd.core.errors import ConfigError, KernelError, Overrun, is_starved
 from polroutd.core.kernelview import (
     NOTHING_TOUCHED,
     Event,
+    Touched,
     apply_events,
     apply_results,
     divergence,
@@ -32,6 +33,7 @@ from polroutd.core.record import field, record
 from polroutd.core.schedule import Schedule
 from polroutd.core.settings import Config
 from polroutd.core.stateview import FullRead, LastReconcile, state_document
+from polroutd.daemon.ahead import AHEAD_QUIET, AHEAD_TRIES, Ahead
 from polroutd.daemon.deps import Deps, EventSource
 from polroutd.daemon.flag import Flag
 from polroutd.daemon.reload import reloaded_engine, retime
@@ -116,12 +118,14 @@ class NoUplinks:
 NO_UPLINKS = NoUplinks()
 
 
-# Events in one reconcile beyond which it reads the kernel in full instead of applying them to
-# the view: measured with bench's storm (5,000 address events), applying thousands of events one
-# by one took longer than one dump.
-INCREMENTAL_EVENT_LIMIT = 512
-
-
+# Events between two reconciles beyond which the next one reads the kernel in full instead of
+# applying them to the view: applying thousands costs more than one dump. Deletions cost most
+# (the kernel's silent flushes are modelled, the objects searched for: ~20-35 us each against
+# ~5 us for an addition, measured at 1,024 and 4,096 rules), hence their own, lower bound:
+# bench's storm (5,000 address events, half of them deletions) is read in full, as before,
+# while a burst of 1,024 new addresses (~2,100 events with their routes) keeps its view.
+INCREMENTAL_EVENT_LIMIT = 4096
+INCREMENTAL_DELETION_LIMIT = 512
 class Daemon:
     def __init__(self, config: Config, deps: Deps, metrics: Metrics | None = None) -> None:
         self.config = config
@@ -158,9 +162,20 @@ class Daemon:
         self.first_reconcile = Flag()
         # The kernel as last read, with every event since applied (core/kernelview.py); None
         # when only a full read can be trusted (at start, after an overrun, a failed read or
-        # operation, a reload). ``_pending``: the events not yet applied to it.
+        # operation, a reload, too many events). ``_pending``: the events not yet applied to
+        # it; ``_touched``: what those applied since the view was last decided from touched;
+        # ``_received``, ``_deletions``: how many events (deletions) came since then.
         self._view: KernelState | None = None
         self._pending: list[Event] = []
+        self._touched = NOTHING_TOUCHED
+        self._received = self._deletions = 0
+        # The decision made ahead from the view while a reconcile waits for quiet, not yet
+        # applied (only the reconcile applies, and reports, it); how many since the last.
+        self._ahead: Ahead | None = None
+        self._ahead_tries = 0
+        # Whether the last decision from the view was a full one (interfaces joined, say):
+        # that read the names files again, as a full reconcile does.
+        self._decided_in_full = False
         # --- uplinks (daemon/uplinks.py): health observed apart, fed to the core ---
         self._uplinks: UplinkMonitor | None = None
 
@@ -365,8 +380,7 @@ class Daemon:
             events = self._events.drain()
         except Overrun:
             self.tally.overrun()
-            self._view = None  # events were lost: only a full read tells what changed
-            self._pending.clear()
+            self._drop_view()  # events were lost: only a full read tells what changed
             self._state_version += 1
             self._close_events()
             self._open_events()
@@ -374,8 +388,39 @@ class Daemon:
         self.tally.events(events)
         if self._view is not None:
             self._pending.extend(events)
+            self._received += len(events)
+            self._deletions += sum(e.change == "del" for e in events)
+            if (self._received > INCREMENTAL_EVENT_LIMIT
+                    or self._deletions > INCREMENTAL_DELETION_LIMIT):
+                # A storm: one full read costs less than applying each event to the view
+                # (and comparing the two), so the view is dropped and rebuilt from the read.
+                self._drop_view()
         self._went_down.update(e.ifindex for e in events if e.went_down and e.ifindex is not None)
         return bool(events)
+
+    def _apply_pending(self) -> None:
+        """Applies the pending events to the view (as soon as they are followed by quiet, or
+        by the reconcile). Events are hints all the same: one that says too little drops the
+        view (a full read follows)."""
+        events, self._pending = self._pending, []
+        if self._view is None or not events:
+            return
+        applied = apply_events(self._view, events)
+        if applied is None:
+            self._drop_view()
+            return
+        self._view, touched = applied
+        self._touched = self._touched.then(touched)
+
+    def _drop_view(self) -> None:
+        self._view, self._pending = None, []
+        self._touched, self._received, self._deletions = NOTHING_TOUCHED, 0, 0
+        self._withdraw_ahead()
+
+    def _withdraw_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.withdraw()
 
     def _events_pending(self) -> bool:
         return self._events is not None and self._consume_events()
@@ -392,8 +437,9 @@ class Daemon:
         view since the last full one hold for it too)."""
         if self._events is not None:
             self._consume_events()
-        view = self._current_view()
-        self._view, self._pending = None, []
+        self._apply_pending()
+        view = self._view
+        self._drop_view()
         state = self.deps.kernel.read_state()
         raced = False
         for _ in range(SETTLE_READS):
@@ -405,13 +451,6 @@ class Daemon:
         self.tally.divergence(found or ())
         self.status.full_read = FullRead(self.deps.wallclock(), found)
         return state, found == ()
-
-    def _current_view(self) -> KernelState | None:
-        """The view with the pending events applied; None if one of them says too little."""
-        if self._view is None:
-            return None
-        applied = apply_events(self._view, self._pending)
-        return None if applied is None else applied[0]
 
     async def _reconcile_loop(self) -> None:
         import asyncio
@@ -425,9 +464,14 @@ class Daemon:
             now = self.deps.clock()
             at, reason = self.schedule.due(now)
             if at > now:
+                ahead = self._ahead_at(reason)
+                if ahead is not None and ahead <= now:
+                    self._decide_ahead(reason)
+                    continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), at - now)
+                    await asyncio.wait_for(self._wake.wait(),
+                                           (at if ahead is None else min(at, ahead)) - now)
                 continue
             self.schedule.started(now)
             success = self.reconcile(reason)
@@ -456,7 +500,7 @@ class Daemon:
                 # Everything changes owner: nothing of the next reconcile is drift.
                 self.status.last_good = None
             self.config, self.engine = engine.config, engine
-            self._view = None  # a new configuration is decided from a full read
+            self._drop_view()  # a new configuration is decided from a full read
             self.status.config_error = None
             retime(self.schedule, engine.config.daemon)
             self.tally.reload(ok=True)
@@ -466,27 +510,76 @@ class Daemon:
         if self.status.converged_once:  # before that, READY=1 waits for convergence
             self.deps.notifier.ready()
 
+    # --- deciding ahead, while the debounce waits ------------------------------------------------
+
+    def _ahead_at(self, reason: str) -> float | None:
+        """When to apply the pending events and decide ahead for the reconcile due for
+        ``reason`` (after AHEAD_QUIET of quiet), or None: nothing to do ahead (no view, a full
+        read is due, nothing pending and decided already for this view, or tried enough)."""
+        s = self.schedule
+        if (s.dirty_since is None or reason in FULL_READ_REASONS or self._view is None
+                or self._events is None):
+            return None
+        if not self._pending and (self._ahead_tries >= AHEAD_TRIES or (
+                self._ahead is not None and self._ahead.view is self._view)):
+            return None
+        return s.last_event + AHEAD_QUIET
+
+    def _decide_ahead(self, reason: str) -> None:
+        """The pending events applied to the view, and the decision the reconcile due for
+        ``reason`` will make if nothing changes until then made now: nothing is applied to the
+        kernel, reported or counted. What the engine builds on is kept to withdraw it
+        (``Ahead.withdraw``)."""
+        if self._events_pending():  # events not read yet (the loop was busy): no quiet
+            self.schedule.mark_dirty(self.deps.clock(), "event")
+            return
+        self._withdraw_ahead()
+        with collector_paused():
+            self._apply_pending()
+        view = self._view
+        if view is None or self._ahead_tries >= AHEAD_TRIES:
+            return
+        self._ahead_tries += 1
+        engine = self.engine
+        engine.uplink_health = self.uplinks.view()
+        checkpoint = engine.checkpoint()
+        decide_all = reason in DECIDE_ALL_REASONS
+        try:
+            with collector_paused():
+                decision = self._decide_view(view, self._touched, decide_all)
+        except (KernelError, OSError, ConfigError):
+            engine.rollback(checkpoint)  # the reconcile meets it again, and reports it
+            return
+        self._ahead = Ahead(view, decide_all, engine.uplink_health, engine, checkpoint, decision,
+                            self._decided_in_full)
+
     # --- one reconcile --------------------------------------------------------------------------
 
     def _decide_from_events(self, reason: str) -> Decision | None:
         """The decision from the view kept from events, for the interfaces they touched (or
         for all, when that cannot tell or ``reason`` is not about events); None when a full
-        read is needed."""
-        if self._view is None:
+        read is needed. The decision made ahead, when it holds."""
+        self._apply_pending()
+        state, touched = self._view, self._touched
+        ahead, self._ahead = self._ahead, None
+        decide_all = reason in DECIDE_ALL_REASONS
+        if ahead is not None and not ahead.holds(self.engine, state, decide_all):
+            ahead.withdraw()
+            ahead = None
+        if state is None:
             return None
-        if len(self._pending) > INCREMENTAL_EVENT_LIMIT:
-            # A storm: one full read costs less than applying each event to the view (and
-            # comparing the two), so the view is dropped and rebuilt from the read.
-            self._view, self._pending = None, []
-            return None
-        applied = apply_events(self._view, self._pending)
-        if applied is None:
-            return None
-        state, touched = applied
-        self._view, self._pending = state, []
-        if reason in DECIDE_ALL_REASONS:
-            return self.engine.decide(state)
-        return self.engine.decide_touched(state, touched) or self.engine.decide(state)
+        self._touched, self._received, self._deletions = NOTHING_TOUCHED, 0, 0
+        if ahead is not None:
+            self._decided_in_full = ahead.in_full
+            return ahead.decision
+        return self._decide_view(state, touched, decide_all)
+
+    def _decide_view(self, state: KernelState, touched: Touched, decide_all: bool) -> Decision:
+        """The decision for the view: only for the touched interfaces when that can tell
+        (``_decided_in_full`` says which it was)."""
+        decision = None if decide_all else self.engine.decide_touched(state, touched)
+        self._decided_in_full = decision is None
+        return decision or self.engine.decide(state)
 
     def reconcile(self, reason: str) -> bool:
         # No collection in the middle of an event's path: the young objects then include the
@@ -499,12 +592,14 @@ class Daemon:
         started = self.deps.clock()
         mode = "full"
         self.engine.uplink_health = self.uplinks.view()  # uplinks: health is a core input
+        self._ahead_tries = 0
         try:
             decision = None
             if reason not in FULL_READ_REASONS and self._events is not None:
                 self._consume_events()  # without an event socket, nothing keeps a view
                 decision = self._decide_from_events(reason)
                 mode = "incremental" if decision is not None else "full"
+            self._withdraw_ahead()  # not used: the decision is made from a read
             if decision is None:
                 state, verified = self._read_settled()
                 if verified and reason == "resync":
@@ -519,7 +614,7 @@ class Daemon:
             # Never plan from a partial picture: nothing is applied, the read is retried. (A
             # ConfigError here is one only the kernel reveals, e.g. table_range exhausted by
             # hot-plugged interfaces: reported and retried, not fatal.)
-            self._view = None
+            self._drop_view()
             return self._finish(started, reason, None, [], read_error=str(exc), mode=mode,
                                 starved=is_starved(exc))
         self._wake_at_lease_expiry(decision)
@@ -527,12 +622,15 @@ class Daemon:
         try:
             results = self.engine.apply(decision)
         except (KernelError, OSError) as exc:
-            self._view = None
+            self._drop_view()
             return self._finish(started, reason, decision, [], read_error=str(exc), mode=mode,
                                 starved=is_starved(exc))
         # The view follows what was applied; after a failure only a full read is trusted.
         ok = all(r.ok for r in results)
-        self._view = apply_results(decision.state, results) if ok else None
+        if ok:
+            self._view = apply_results(decision.state, results)
+        else:
+            self._drop_view()
         # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
         success = self._finish(started, reason, decision, results, mode=mode)
         if success:
@@ -540,9 +638,11 @@ class Daemon:
         self.tally.operations(decision, previous, results, went_down)
         self._went_down -= went_down
         self._report_tables_file()
-        if mode == "incremental" and self.engine.names_changed():
+        if mode == "incremental" and not self._decided_in_full and self.engine.names_changed():
             # Looked at after the apply, not before: the names files' stats would delay every
-            # event. A change no event announces is decided in full right after.
+            # event. A change no event announces is decided in full right after. (A full
+            # decision read them, as a full reconcile does: what changed them since is the
+            # records file it wrote, seen by the next full decision.)
             self.schedule.mark_dirty(self.deps.clock(), "names")
             self._wake.set()
         return success

@@ -89,17 +89,17 @@ async def test_a_storm_of_events_is_decided_from_one_full_read() -> None:
     h = Harness(kernel, lease_reader=lambda _: {"ens224": lease_of("10.225.176.1")})
     await h.start()
     full, reads, done = _reconciles(h, "full"), kernel.reads, h.counter("reconciles_ok")
-    for n in range(INCREMENTAL_EVENT_LIMIT + 1):  # more than the view is worth applying
-        kernel.add_address(Address(MGMT, AF_INET, f"10.225.{161 + n // 250}.{n % 250 + 2}", 16))
+    added = {f"10.225.{161 + n // 250}.{n % 250 + 2}"
+             for n in range(INCREMENTAL_EVENT_LIMIT + 1)}  # more than the view is worth applying
+    for address in sorted(added):
+        kernel.add_address(Address(MGMT, AF_INET, address, 16))
     for event in kernel.events:  # all of it in the queue before the daemon looks
         h.events.queue.append(event)
     kernel.events.clear()
     h.events.push_event(h.events.queue.pop())
     await _settle(h, done)
     assert _reconciles(h, "full") == full + 1 and kernel.reads > reads
-    assert sum(r.protocol == PROTO and r.src is not None and r.src.startswith("10.225.16")
-               and r.src != "10.225.160.38" for r in kernel.state.rules) == \
-        INCREMENTAL_EVENT_LIMIT + 1
+    assert {r.src for r in kernel.state.rules if r.protocol == PROTO} >= added
     assert _divergences(h) == 0  # the view was dropped, not compared
     assert await h.stop() == 0
 
