@@ -625,14 +625,15 @@ class Daemon:
             self._drop_view()
             return self._finish(started, reason, decision, [], read_error=str(exc), mode=mode,
                                 starved=is_starved(exc))
+        # READY=1 as soon as the kernel is as desired; the accounting, the logs and the view
+        # follow (nothing reads the view before the next reconcile: after a cold start at
+        # 1,024 rules, bringing it up to date costs several milliseconds).
+        success = self._finish(started, reason, decision, results, mode=mode)
         # The view follows what was applied; after a failure only a full read is trusted.
-        ok = all(r.ok for r in results)
-        if ok:
+        if all(r.ok for r in results):
             self._view = apply_results(decision.state, results)
         else:
             self._drop_view()
-        # READY=1 as soon as the kernel is as desired; the accounting and the logs follow.
-        success = self._finish(started, reason, decision, results, mode=mode)
         if success:
             self.engine.adopted()
         self.tally.operations(decision, previous, results, went_down)
@@ -706,14 +707,19 @@ class Daemon:
             )
         if decision is not None:
             s.decision, s.results = decision, results
-            self.tally.gauges(decision, results, self.engine.protocol)
-            self.uplinks.update(decision, self.config)  # uplinks: start/stop probes
         s.in_sync = success and not conflicts
         if success and decision is not None:
             s.last_good = decision.desired
-        if success and not s.converged_once:
+        first_convergence = success and not s.converged_once
+        if first_convergence:
+            # READY=1 before the gauges are set: at 1,024 rules they cost milliseconds, and
+            # nothing reads them before this reconcile returns to the loop.
             s.converged_once = True
             self.deps.notifier.ready()
+        if decision is not None:
+            self.tally.gauges(decision, results, self.engine.protocol)
+            self.uplinks.update(decision, self.config)  # uplinks: start/stop probes
+        if first_convergence:
             log.info("ready", interfaces=len(decision.desired.interfaces) if decision else 0)
         self.deps.notifier.status(s.line())
         self.first_reconcile.set()

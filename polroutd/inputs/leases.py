@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import glob
 import ipaddress
 import os
@@ -562,11 +563,11 @@ def _glob(
     path), with ``glob``'s own rules: ``fnmatch`` on the names, hidden names only for a
     pattern that starts with a dot, a name without wildcards found when it exists (a dangling
     symlink included)."""
-    directory, base = os.path.split(pattern)
-    if not (os.path.isabs(pattern) and base and not glob.has_magic(directory)):
+    directory, base, listed, wildcard = _glob_shape(pattern)
+    if not listed:
         return sorted(glob.glob(pattern))
     names = names_in(directory)
-    if not glob.has_magic(base):
+    if not wildcard:
         if names is None or base in (os.curdir, os.pardir):  # not in any listing: ask the path
             return [pattern] if os.path.lexists(pattern) else []
         return [pattern] if base in names else []
@@ -577,19 +578,38 @@ def _glob(
     return sorted(os.path.join(directory, name) for name in fnmatch.filter(names, base))
 
 
+@functools.lru_cache(maxsize=4096)
+def _glob_shape(pattern: str) -> tuple[str, str, bool, bool]:
+    """``pattern``'s directory and last component, whether it can be matched from the
+    directory's listing, and whether its last component has wildcards. Cached: every full
+    decision expands the same few patterns for every managed interface (at 64 interfaces,
+    the string work alone cost a millisecond or two a decision)."""
+    directory, base = os.path.split(pattern)
+    listed = os.path.isabs(pattern) and bool(base) and not glob.has_magic(directory)
+    return directory, base, listed, glob.has_magic(base)
+
+
 def _lease_files(
     interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo | None = None
 ) -> dict[str, bool]:
     """Path -> whether it is named after the interface, in pattern order."""
     memo = memo or _Memo()
     files: dict[str, bool] = {}
-    fill = {"ifname": glob.escape(interface), "ifindex": str(ifindex)}
-    for pattern in patterns:
-        named = _PLACEHOLDER.search(pattern) is not None
-        expanded = _PLACEHOLDER.sub(lambda match: fill[match[1]], pattern)
+    for expanded, named in _expanded_patterns(interface, ifindex, tuple(patterns)):
         for path in memo.glob(expanded):
             files[path] = files.get(path, False) or named
     return files
+
+
+@functools.lru_cache(maxsize=4096)
+def _expanded_patterns(
+    interface: str, ifindex: int, patterns: tuple[str, ...]
+) -> tuple[tuple[str, bool], ...]:
+    """Each pattern with the interface's name and index filled in, and whether it names the
+    interface (cached like ``_glob_shape``: the same for every decision)."""
+    fill = {"ifname": glob.escape(interface), "ifindex": str(ifindex)}
+    return tuple((_PLACEHOLDER.sub(lambda match: fill[match[1]], pattern),
+                  _PLACEHOLDER.search(pattern) is not None) for pattern in patterns)
 
 
 def _interface_leases(
