@@ -6,16 +6,12 @@ into this module's typed errors; per-operation failures come back as data, never
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import errno
 import gc
 import os
-import queue
 import socket
 import struct
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -35,6 +31,7 @@ from polroutd.core.model import (
     RuleOp,
 )
 from polroutd.netlink import codec as rtnl
+from polroutd.netlink.sender import NoThread, Sender
 
 T = TypeVar("T")
 
@@ -315,7 +312,7 @@ class Netlink:
 
     def _apply(self, operations: Sequence[Operation]) -> list[OpResult]:
         if len(operations) > BATCH and self._pipeline_pays():
-            with contextlib.suppress(_NoThread):
+            with contextlib.suppress(NoThread):
                 return self._apply_pipelined(operations)
         results: list[OpResult] = []
         for start in range(0, len(operations), BATCH):
@@ -368,7 +365,7 @@ class Netlink:
         the sender's alone meanwhile, and it sends a batch only after reading the answers of
         the one before, as the loop does (so they always fit the receive buffer); after a
         batch refused with EPERM it sends no more."""
-        pipe = _Sender(self._exchange)
+        pipe = Sender(self._exchange)
         results: list[OpResult] = []
         try:
             requests = []
@@ -419,66 +416,6 @@ def _outcomes(request: _Request, errors: dict[int, tuple[int, str | None]]) -> l
 def _refuse_without_net_admin(batch: list[OpResult]) -> None:
     if any(result.errno == errno.EPERM for result in batch):
         raise NoNetAdmin(NO_NET_ADMIN, errno.EPERM)
-
-
-class _NoThread(Exception):
-    """No thread could be started (a limit on tasks): the batches go one after another."""
-
-
-class _Sender:
-    """The thread of ``Netlink._apply_pipelined``: exchanges the requests submitted, in order,
-    and hands back each one's answers (or what it raised). Stops at a None, at a batch with
-    EPERM, or at an exception; ``close`` waits for its end.
-
-    Started with ``_thread``: ``threading.Thread.start`` waits until the new thread runs, which
-    on a busy machine is a wait for a CPU (milliseconds) before the first batch is encoded."""
-
-    def __init__(self, exchange: Callable[[_Request], dict[int, tuple[int, str | None]]]) -> None:
-        self._exchange = exchange
-        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._answers: queue.SimpleQueue[dict[int, tuple[int, str | None]] | BaseException] = (
-            queue.SimpleQueue())
-        self._running = threading.Lock()  # held from here until the thread ends
-        self._running.acquire()
-        try:
-            _thread.start_new_thread(self._run, ())
-        except RuntimeError as exc:  # "can't start new thread"
-            self._running.release()
-            raise _NoThread from exc
-
-    def submit(self, request: _Request | None) -> None:
-        self._requests.put(request)
-        # The GIL handed over now: the sender takes it only when this thread blocks, or after
-        # the switch interval (5 ms, as long as encoding every batch takes).
-        time.sleep(0)
-
-    def answers(self) -> dict[int, tuple[int, str | None]]:
-        """The next batch's answers, in the order submitted; raises what the exchange raised."""
-        answer = self._answers.get()
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    def close(self) -> None:
-        """Waits for the requests submitted to be exchanged (as the batch by batch loop had
-        exchanged those before a failure to encode one) and the thread to end."""
-        self._requests.put(None)
-        with self._running:
-            pass
-
-    def _run(self) -> None:
-        try:
-            while (request := self._requests.get()) is not None:
-                try:
-                    answer = self._exchange(request)
-                except BaseException as exc:  # handed to answers(), in the caller's thread
-                    self._answers.put(exc)
-                    return
-                self._answers.put(answer)
-                if any(code == errno.EPERM for code, _text in answer.values()):
-                    return  # every later request would be refused too: _apply raises NoNetAdmin
-        finally:
-            self._running.release()
 
 
 # No NLM_F_ACK: only failures are answered (see Netlink._apply_batch).
