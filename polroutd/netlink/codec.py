@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator
 from typing import Literal
 
-from polroutd.core.limits import AF_INET, AF_INET6, RT_TABLE_COMPAT
+from polroutd.core.limits import AF_INET, AF_INET6, RT_TABLE_COMPAT, RT_TABLE_LOCAL
 from polroutd.core.model import Address, Link, Neighbour, NextHop, Route, Rule
 
 # Message types (linux/rtnetlink.h, linux/netlink.h).
@@ -61,6 +61,35 @@ EVENT_GROUPS = (
     RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE,
     RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE,
 )
+
+
+def local_route_filter() -> bytes:
+    """A classic BPF program (``struct sock_filter`` entries) for the event socket that drops
+    route notifications of the local table: the kernel's own routes for each local address,
+    which polroutd never reads. An address added brings one or two, so they are about half
+    of an address burst's events, each a datagram to receive. Everything else is accepted.
+
+    BPF loads a half-word in network order, and ``nlmsg_type`` is in the host's: the types
+    are compared as those bytes read big-endian."""
+    def as_loaded(message_type: int) -> int:
+        return int.from_bytes(struct.pack("=H", message_type), "big")
+
+    rtm_table = _HEADER.size + 4  # rtmsg: family, dst_len, src_len, tos, table
+    accept, drop = 0xFFFFFFFF, 0
+    program = (
+        (_BPF_LD_H_ABS, 0, 0, 4),  # nlmsg_type
+        (_BPF_JEQ_K, 1, 0, as_loaded(RTM_NEWROUTE)),
+        (_BPF_JEQ_K, 0, 3, as_loaded(RTM_DELROUTE)),
+        (_BPF_LD_B_ABS, 0, 0, rtm_table),
+        (_BPF_JEQ_K, 0, 1, RT_TABLE_LOCAL),
+        (_BPF_RET_K, 0, 0, drop),
+        (_BPF_RET_K, 0, 0, accept),
+    )
+    return b"".join(_SOCK_FILTER.pack(*instruction) for instruction in program)
+
+
+_SOCK_FILTER = struct.Struct("=HBBI")  # code, jump if true, jump if false, k
+_BPF_LD_H_ABS, _BPF_LD_B_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x30, 0x15, 0x06
 
 # Attributes.
 IFLA_IFNAME = 3

@@ -6,6 +6,7 @@ into this module's typed errors; per-operation failures come back as data, never
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import gc
@@ -41,6 +42,7 @@ NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 NETLINK_GET_STRICT_CHK = 12
 SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
 
 REQUEST_BUFFER = 8 << 20
 EVENT_BUFFER = 32 << 20  # memory is only used while events queue up
@@ -475,6 +477,19 @@ def decode_event(message_type: int, flags: int, payload: bytes) -> Event | None:
                  ifindex, up)
 
 
+def _attach_filter(sock: socket.socket, program: bytes) -> bool:
+    """Attaches the classic BPF ``program`` to ``sock`` (the kernel copies it); False when the
+    kernel refuses it (then every message is received, and decoding sorts them as before)."""
+    code = array.array("B", program)  # its address, without ctypes (slow to import)
+    address, _ = code.buffer_info()
+    fprog = struct.pack("@HP", len(program) // 8, address)  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
+
+
 class EventSocket:
     """Joined to link, address, route and rule groups of both families; non-blocking.
 
@@ -484,6 +499,7 @@ class EventSocket:
 
     def __init__(self, rcvbuf: int = EVENT_BUFFER, *, ignore_portid: int | None = None) -> None:
         self._sock = _netlink_socket(rcvbuf)
+        self.filtered = _attach_filter(self._sock, rtnl.local_route_filter())
         for group in rtnl.EVENT_GROUPS:
             self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
         self._sock.setblocking(False)
