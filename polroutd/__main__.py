@@ -1,5 +1,3 @@
-import sys
+from polroutd.cli.main import entry
 
-from polroutd.cli.main import main
-
-sys.exit(main())
+entry()

@@ -148,3 +148,59 @@ def test_a_plain_run_line_is_read_as_the_parser_reads_it(argv: list[str]) -> Non
 def test_any_other_line_is_left_to_the_parser(argv: list[str]) -> None:
     """Help, errors, abbreviations, repetitions and other commands: argparse's to read."""
     assert run_line(argv) is None
+
+
+def polroutd(*argv: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    """The executable's own entry point (``python -m polroutd``), as operators run it."""
+    return subprocess.run([sys.executable, "-m", "polroutd", *argv], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def test_a_one_shot_command_ends_at_once_with_its_output_and_its_exit_code(
+    tmp_path: Path,
+) -> None:
+    """The quick exit (``entry``) skips the interpreter's teardown, not the output: a pipe's
+    buffer is flushed, the exit code is the command's."""
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text('[daemon]\nrt_tables_file = ""\n')
+    bad.write_text('[daemon]\nmode = "loud"\n')
+    ok = polroutd("check-config", "--config", str(good))
+    assert (ok.returncode, ok.stderr) == (0, "")
+    assert str(good) in ok.stdout and ok.stdout.endswith("\n")
+    refused = polroutd("check-config", "--config", str(bad))
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"polroutd: error: {bad}:2: daemon.mode: ")
+    assert refused.stderr.count("\n") == 1
+
+
+# ``entry`` around a command that leaves its output in stdout's buffer (a pipe's is flushed at
+# exit only) and exits 3.
+BUFFERED = (
+    "import sys\n"
+    "import polroutd.cli.main as cli\n"
+    "def buffered(argv=None):\n"
+    "    sys.stdout.write('the report\\n')\n"
+    "    return 3\n"
+    "cli.main = buffered\n"
+    "sys.argv = ['polroutd', 'plan']\n"
+    "cli.entry()\n"
+)
+
+
+def test_the_quick_exit_flushes_what_is_buffered_and_keeps_the_exit_code() -> None:
+    proc = subprocess.run([sys.executable, "-c", BUFFERED], capture_output=True, text=True,
+                          timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "the report\n", "")
+
+
+def test_output_that_cannot_be_written_at_the_end_is_exit_120_as_at_pythons_own_exit() -> None:
+    full_disk = (
+        "import io, sys\n"
+        "class FullDisk(io.StringIO):\n"
+        "    def flush(self):\n"
+        "        raise OSError(28, 'No space left on device')\n"
+        "sys.stdout = FullDisk()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", full_disk + BUFFERED], capture_output=True,
+                          text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (120, "")
