@@ -5,10 +5,8 @@ polroutd; every other notification does, as before."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.support.lab_tools import namespace
+from tests.support.lab_tools import namespace, probe
 
 # Runs inside the namespace: an event socket with and one without the filter see the same
 # changes; each prints the events it decoded.
@@ -55,10 +53,9 @@ print(json.dumps({"filtered": filtered.filtered, "with": seen(filtered),
 
 def test_local_table_routes_are_dropped_by_the_kernel_and_nothing_else() -> None:
     with namespace() as ns:
-        probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", PROBE],
-                               capture_output=True, text=True)
-    assert probe.returncode == 0, probe.stderr
-    seen = json.loads(probe.stdout)
+        seen_by = probe(ns, PROBE)
+    assert seen_by.returncode == 0, seen_by.stderr
+    seen = json.loads(seen_by.stdout)
     assert seen["filtered"] is True
     # Without the filter, the local table's routes arrive (undecoded: no object).
     local = ["route", "new", None]

@@ -4,12 +4,10 @@ oracle: polroutd encodes and decodes its own messages for speed, see rtnl.py).""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.lab_tools import namespace
+from tests.support.lab_tools import namespace, probe
 
 SETUP = [
     "route add 192.0.2.0/24 via 10.1.0.1 dev eth0 table 300 proto static metric 7",
@@ -81,13 +79,9 @@ with IPRoute() as ipr:
 def test_our_decoder_agrees_with_pyroute2_on_a_real_dump() -> None:
     pytest.importorskip("pyroute2")  # a test-only dependency: the oracle
     with namespace() as ns:
-        for line in SETUP:
-            subprocess.run(["ip", "-n", ns, *line.split()], check=True, capture_output=True)
-        probe = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE], capture_output=True, text=True
-        )
-    assert probe.returncode == 0, probe.stderr
-    seen = json.loads(probe.stdout)
+        seen_by = probe(ns, PROBE, SETUP)
+    assert seen_by.returncode == 0, seen_by.stderr
+    seen = json.loads(seen_by.stdout)
     assert seen["ours"][0] == seen["theirs"][0]
     assert seen["ours"][1] == seen["theirs"][1]
     assert len(seen["ours"][0]) >= 4 and len(seen["ours"][1]) >= 8
@@ -134,12 +128,9 @@ print(json.dumps({"ours": ours, "theirs": sorted(theirs, key=json.dumps)}))
 def test_our_address_decoder_agrees_with_pyroute2_on_a_real_dump() -> None:
     pytest.importorskip("pyroute2")
     with namespace() as ns:
-        for line in ADDRESS_SETUP:
-            subprocess.run(["ip", "-n", ns, *line.split()], check=True, capture_output=True)
-        probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", ADDRESS_PROBE],
-                               capture_output=True, text=True)
-    assert probe.returncode == 0, probe.stderr
-    seen = json.loads(probe.stdout)
+        seen_by = probe(ns, ADDRESS_PROBE, ADDRESS_SETUP)
+    assert seen_by.returncode == 0, seen_by.stderr
+    seen = json.loads(seen_by.stdout)
     assert seen["ours"] == seen["theirs"]
     found = {row[2] for row in seen["ours"]}
     assert {"10.1.0.7", "10.9.0.1", "10.6.0.1", "2001:db8:6::1", "2001:db8:8::1"} <= found

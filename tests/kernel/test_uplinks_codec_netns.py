@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
-from tests.support.lab_tools import namespace
+from tests.support.lab_tools import namespace, probe
 
 SETUP = [
     "link add d1 type veth peer name p1", "link add d2 type veth peer name p2",
@@ -58,14 +57,11 @@ print(json.dumps({"errors": [r.errno for r in results], "ours": ours,
 def test_multipath_routes_round_trip_through_the_kernel_and_agree_with_pyroute2() -> None:
     pytest.importorskip("pyroute2")
     with namespace() as ns:
-        for line in SETUP:
-            subprocess.run(["ip", "-n", ns, *line.split()], check=True, capture_output=True)
-        probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", PROBE],
-                               capture_output=True, text=True)
+        seen_by = probe(ns, PROBE, SETUP)
         shown = subprocess.run(["ip", "-n", ns, "-6", "route", "show", "table", "900"],
                                capture_output=True, text=True).stdout
-    assert probe.returncode == 0, probe.stderr
-    seen = json.loads(probe.stdout)
+    assert seen_by.returncode == 0, seen_by.stderr
+    seen = json.loads(seen_by.stdout)
     assert seen["errors"] == [0, 0]
     assert seen["ours"] == seen["theirs"], shown
     assert [len(hops) for _, hops in seen["ours"]] == [2, 2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +75,15 @@ def ip(ns: str, *args: str) -> str:
     return subprocess.run(
         ["ip", "-n", ns, *args], check=True, capture_output=True, text=True
     ).stdout
+
+
+def probe(ns: str, code: str, setup: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Runs the ``ip`` lines ``setup`` in ``ns``, then the Python ``code`` inside it (a probe
+    that prints what it saw); its exit code and output are the caller's to check."""
+    for line in setup:
+        ip(ns, *line.split())
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
+                          capture_output=True, text=True)
 
 
 T = TypeVar("T")
