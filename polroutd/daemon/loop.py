@@ -372,6 +372,10 @@ class Daemon:
         if self._consume_events():
             self.schedule.mark_dirty(self.deps.clock(), "event")
             self._wake.set()
+            # Applied to the view as they come, while a burst still runs (the loop has the
+            # time between two readings then), not all at once after its last event.
+            with collector_paused():
+                self._apply_pending()
 
     def _consume_events(self) -> bool:
         """Counts the queued events; True when there were any (or the socket overran)."""
@@ -399,9 +403,9 @@ class Daemon:
         return bool(events)
 
     def _apply_pending(self) -> None:
-        """Applies the pending events to the view (as soon as they are followed by quiet, or
-        by the reconcile). Events are hints all the same: one that says too little drops the
-        view (a full read follows)."""
+        """Applies the pending events to the view (as soon as the loop has read them, and
+        before any decision). Events are hints all the same: one that says too little drops
+        the view (a full read follows)."""
         events, self._pending = self._pending, []
         if self._view is None or not events:
             return

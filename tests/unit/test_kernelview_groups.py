@@ -8,9 +8,9 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polroutd.core.kernelview import grouped
-from polroutd.core.limits import AF_INET
-from polroutd.core.model import Address
+from polroutd.core.kernelview import apply_results, divergence, grouped
+from polroutd.core.limits import AF_INET, AF_INET6
+from polroutd.core.model import Address, KernelState, OpResult, Route, RouteOp
 
 ADDRESSES = [Address(1 + i % 5, AF_INET, f"10.0.{i % 5}.{i}", 24) for i in range(80)]
 
@@ -93,3 +93,29 @@ def test_divergence_is_a_comparison_of_multisets(
             other.append(other[i % len(other)])
     found = divergence(KernelState(addresses=tuple(items)), KernelState(addresses=tuple(other)))
     assert (found == ["address"]) == (Counter(items) != Counter(other))
+
+
+def _copy(table: int, oif: int, metric: int = 256) -> Route:
+    return Route(AF_INET6, table, "fe80::", 64, 218, metric=metric, oif=oif)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.tuples(st.integers(100, 111), st.integers(2, 13)), min_size=16),
+       st.data())
+def test_a_plan_deleting_many_alike_routes_leaves_the_rest(
+    copies: set[tuple[int, int]], data: st.DataObject,
+) -> None:
+    """Strict mode's copies of fe80::/64 (one per table and device) deleted by the dozen, the
+    first as the kernel holds them, the last by key (the kernel deletes by key, protocol,
+    device and gateway: a delete naming another scope takes the same route), looked for
+    among the many already taken out: the view keeps exactly the others."""
+    routes = [_copy(table, oif) for table, oif in sorted(copies)]
+    state = KernelState(routes=(Route(AF_INET, 254, "10.0.0.0", 8, 2, oif=2), *routes))
+    deleted = data.draw(st.lists(st.sampled_from(routes), unique=True, min_size=12))
+    exact = data.draw(st.integers(9, len(deleted) - 1))
+    ops = [RouteOp("delete", r if at < exact else r._replace(scope=253))
+           for at, r in enumerate(deleted)]
+    view = apply_results(state, [OpResult(op) for op in ops])
+    left = [r for r in state.routes if r not in deleted]
+    assert Counter(view.routes) == Counter(left)
+    assert divergence(view, KernelState(routes=tuple(left))) == []
