@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from polroutd.core.limits import AF_INET, RT_SCOPE_LINK, RT_TABLE_MAIN
 from polroutd.core.model import Address, KernelState, Link, Route
 from polroutd.core.settings import Config, DaemonSettings
+from polroutd.daemon.flag import Flag
 from tests.support.fakes import FakeKernel
 from tests.support.harness import Harness
 
@@ -144,4 +147,36 @@ async def test_a_decision_made_ahead_is_not_reported_before_it_is_applied() -> N
     assert h.daemon.status.decision is decision
     assert h.daemon.state_version() == version
     assert [i["name"] for i in h.daemon.state()["interfaces"]] == ["bn0"]
+    assert await h.stop() == 0
+
+
+async def test_reads_during_the_quiet_period_do_not_wake_the_reconcile_loop_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each read of a burst only puts off the decision and the reconcile the loop sleeps
+    for: it is not woken for each (a task and a timer each time, more than reading cost);
+    it wakes when its moment comes, and the burst is applied all the same."""
+    kernel = _bare()
+    h = Harness(kernel, CONFIG)
+    await h.start()
+    expected = await _first_handled(h, kernel)
+    wakes = 0
+    wake = Flag.set
+
+    def counted(flag: Flag) -> None:
+        nonlocal wakes
+        wakes += flag is h.daemon._wake
+        wake(flag)
+
+    monkeypatch.setattr(Flag, "set", counted)
+    reads = 0
+    for i in range(len(LINKS)):
+        for j in range(1 if i == 0 else 0, 3):
+            expected.add(_add(kernel, i, j))
+            _announce(h, kernel)
+            reads += 1
+            await asyncio.sleep(0.001)  # one read of the socket each
+    assert reads >= 20
+    assert wakes <= 3  # the first read after the leading edge's reconcile, at most two more
+    await h.until(lambda: _sources(kernel) == expected)
     assert await h.stop() == 0
