@@ -674,7 +674,8 @@ def test_lease_files_agree_with_glob_glob(
     (root / "file").write_text("x")
     for name in files:
         (full / name).write_text("x")
-    patterns = [f"{root}/{place}/{base}" for place, base in zip(where * 4, bases)]
+    places = (where * 4)[:len(bases)]
+    patterns = [f"{root}/{place}/{base}" for place, base in zip(places, bases, strict=True)]
     expected = reference_lease_files(interface, ifindex, patterns)
     kept = LeaseFiles(lambda: time.time() + 10)  # everything settled: listings are kept
     for _ in range(2):
