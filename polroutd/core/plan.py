@@ -61,12 +61,17 @@ def make_plan(
 def _rule_ops(
     desired: Iterable[Rule], actual: Iterable[Rule], protocol: int, owned_protocols: frozenset[int]
 ) -> tuple[list[Rule], list[Rule]]:
-    """The rules to add and those to delete."""
-    owned: dict[tuple[object, ...], list[Rule]] = {}
+    """The rules to add and those to delete. Two rules are the same rule when their
+    identity() (every field but the protocol) is: here each is keyed by its form with
+    ``protocol``, the rule itself for polroutd's own (no identity tuple built for each of a
+    thousand rules)."""
+    owned: dict[Rule, list[Rule]] = {}
     for r in actual:
         if r.protocol in owned_protocols:
-            owned.setdefault(r.identity(), []).append(r)
-    wanted = {r.identity(): r for r in desired}
+            owned.setdefault(r if r.protocol == protocol else r._replace(protocol=protocol),
+                             []).append(r)
+    wanted = {r if r.protocol == protocol else r._replace(protocol=protocol): r
+              for r in desired}
     if not owned:  # nothing of ours yet (a cold start): every rule is added
         return list(wanted.values()), []
     # (A set, not a Counter: a Counter's lookup of a missing key is a Python call, and a
