@@ -527,8 +527,8 @@ def interface_piece(
             link, AF_INET6, spec.gateway6 if spec else "auto", inputs, main_defaults
         ),
     }
-    # The source rules differ only in (family, address), so it stands for their identity()
-    # (no Rule is built for a duplicate address); each with its place in rule_order.
+    # Source rules differ only in (family, address): the pair stands for a rule's identity()
+    # (no Rule is built for a duplicate address), mapped to the rule's place in rule_order.
     sources: dict[tuple[int, str], tuple[int, tuple[int, int]]] = {}
     table_id = table.id
     for a in addresses:
