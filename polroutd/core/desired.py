@@ -13,8 +13,11 @@ from polroutd.core.limits import (
     AF_INET,
     AF_INET6,
     FAMILIES,
+    IFA_F_DADFAILED,
     IFA_F_DEPRECATED,
+    IFA_F_OPTIMISTIC,
     IFA_F_SECONDARY,
+    IFA_F_TENTATIVE,
     IP6_DEFAULT_METRIC,
     ROUTE_TYPE_NUMBERS,
     RT_SCOPE_LINK,
@@ -187,7 +190,11 @@ def addresses_by_interface(state: KernelState) -> dict[int, list[Address]]:
     does not depend on the dump's (one pass over the addresses, not one per interface)."""
     by_index: dict[int, list[Address]] = {}
     for a in state.addresses:
-        if a.is_global:
+        # Address.is_global, spelled out: two property calls per address were most of this
+        # pass (a burst's full decision sorts a thousand new addresses).
+        flags = a.flags
+        if a.scope == RT_SCOPE_UNIVERSE and not flags & IFA_F_DADFAILED and (
+                not flags & IFA_F_TENTATIVE or flags & IFA_F_OPTIMISTIC):
             by_index.setdefault(a.ifindex, []).append(a)
     for addresses in by_index.values():
         addresses.sort(key=_address_order)
@@ -236,10 +243,9 @@ def choose_gateway(
         )
     if setting != "auto":
         return Gateway(setting, "config")
-    defaults = sorted(
-        main_defaults.get((link.ifindex, family), ()), key=lambda r: (r.metric, r.gateway or "")
-    )
-    if defaults:
+    found = main_defaults.get((link.ifindex, family))
+    if found:
+        defaults = sorted(found, key=lambda r: (r.metric, r.gateway or ""))
         best = defaults[0]
         passed_over = tuple(
             (other.gateway or "dev " + link.name,
@@ -253,7 +259,9 @@ def choose_gateway(
     reason = f"no {family_name(family)} default route via {link.name} in the main table"
     if family != AF_INET:
         return Gateway(None, None, reason=reason)
-    findings = inputs.leases.get(link.name, LeaseFindings())
+    findings = inputs.leases.get(link.name)
+    if findings is None or not (findings.offers or findings.refused):
+        return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
     problems = list(findings.refused)
     prefixes = [a for a in addresses if a.family == AF_INET]
     own = {a.address for a in prefixes}
@@ -519,14 +527,14 @@ def interface_piece(
             link, AF_INET6, spec.gateway6 if spec else "auto", inputs, main_defaults
         ),
     }
-    rules: dict[tuple[int, str], Rule] = {}
+    # Source rules differ only in (family, address): the pair stands for a rule's identity()
+    # (no Rule is built for a duplicate address), mapped to the rule's place in rule_order.
+    sources: dict[tuple[int, str], tuple[int, tuple[int, int]]] = {}
     table_id = table.id
     for a in addresses:
-        # These rules differ only in what this key holds, so it stands for their identity()
-        # (cheaper, and no Rule is built for a duplicate address).
         family, address = key = a.family, a.address
-        if key not in rules:
-            rules[key] = _source_rule(family, address, priority, table_id, protocol)
+        if key not in sources:
+            sources[key] = (family, _ip_key(address))
     for route in _connected_routes(addresses, table.id, link.ifindex, protocol):
         want(route)
     for family in FAMILIES:
@@ -547,21 +555,19 @@ def interface_piece(
         want(copy._replace(table=table.id, protocol=protocol, extra=()))
     interface = ManagedInterface(
         name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
-        addresses=tuple([a.text() for a in addresses]),
+        addresses=tuple([f"{a.address}/{a.prefixlen}" if a.peer is None else a.text()
+                         for a in addresses]),
         table_id=table.id, table_name=table.name, priority=priority,
         gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
     )
     uplink = (link, spec.uplink) if (
         spec and spec.uplink and config.daemon.uplinks != "off") else None
     # In rule_order: the rules of one interface differ only in family and address.
-    return Piece(interface, tuple([rule for _, rule in sorted(rules.items(), key=_source_order)]),
+    return Piece(interface,
+                 tuple([_source_rule(family, address, priority, table_id, protocol)
+                        for family, address in sorted(sources, key=sources.__getitem__)]),
                  tuple(sorted(routes.values(), key=route_order)),
                  all(r.table == table.id for r in routes.values()), uplink)
-
-
-def _source_order(item: tuple[tuple[int, str], Rule]) -> tuple[int, tuple[int, int]]:
-    (family, address), _ = item
-    return family, _ip_key(address)
 
 
 def loopback(links: Iterable[Link]) -> tuple[int | None, bool]:
@@ -695,22 +701,20 @@ def earliest_lease_expiry(desired: DesiredState) -> float | None:
 
 
 def rule_order(rule: Rule) -> tuple[object, ...]:
-    return (rule.priority, rule.family, rule.table, _addr_key(rule.src), rule.src_len)
+    src = rule.src  # no source is (0, 0), before every address (a plan sorts 1,000 rules)
+    return (rule.priority, rule.family, rule.table, (0, 0) if src is None else _ip_key(src),
+            rule.src_len)
 
 
 def route_order(route: Route) -> tuple[object, ...]:
     # Routes without a gateway first: a gateway must be reachable when its route is added.
+    # No address is (0, 0), before every address (a plan sorts every route of its tables).
+    dst, gateway, prefsrc = route.dst, route.gateway, route.prefsrc
     return (
-        route.table, route.family, route.gateway is not None, _addr_key(route.dst),
-        route.dst_len, route.metric, route.tos, _addr_key(route.gateway), route.oif or 0,
-        _addr_key(route.prefsrc), route.scope, route.type,
+        route.table, route.family, gateway is not None, (0, 0) if dst is None else _ip_key(dst),
+        route.dst_len, route.metric, route.tos, (0, 0) if gateway is None else _ip_key(gateway),
+        route.oif or 0, (0, 0) if prefsrc is None else _ip_key(prefsrc), route.scope, route.type,
     )
-
-
-def _addr_key(address: str | None) -> tuple[int, int]:
-    if address is None:
-        return (0, 0)
-    return _ip_key(address)
 
 
 def _link_local_uncached(address: str) -> bool:

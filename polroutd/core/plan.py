@@ -3,7 +3,6 @@ ones, touching nothing that carries another protocol. Pure."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 
@@ -37,7 +36,10 @@ def make_plan(
     (the kernel's key has no protocol), a rule by an add before the old one's delete (rules
     have no replace), so no address is ever without its rule; the rest goes."""
     owned = frozenset({protocol}) | adopt
-    route_ops, conflicts = _route_ops(desired, actual.routes, owned)
+    # route_order of the routes in the kernel, by id (alive as long as ``actual``): each is
+    # sorted once when they are looked at, and again when its operation is.
+    order: dict[int, tuple[object, ...]] = {}
+    route_ops, conflicts = _route_ops(desired, actual.routes, owned, order)
     adds, deletes = _rule_ops(desired.rules, actual.rules, protocol, owned)
     # Each phase sorted by its objects' order; the rules sorted themselves, not wrapped in
     # their operations first (a thousand in a cold start: every wrapper a cost).
@@ -49,35 +51,38 @@ def make_plan(
     for phase, op in route_ops:
         route_phases.setdefault(phase, []).append(op)
     for phase, ops in route_phases.items():
-        ops.sort(key=_route_op_order)
+        ops.sort(key=lambda op: order.get(id(op.route)) or route_order(op.route))
         phases[phase] = ops
     operations = [op for phase in sorted(phases) for op in phases[phase]]
     conflicts.extend(_rule_conflicts(desired.rules, actual.rules, owned))
     return Plan(tuple(operations), tuple(conflicts))
 
 
-def _route_op_order(op: RouteOp) -> tuple[object, ...]:
-    return route_order(op.route)
-
-
 def _rule_ops(
     desired: Iterable[Rule], actual: Iterable[Rule], protocol: int, owned_protocols: frozenset[int]
 ) -> tuple[list[Rule], list[Rule]]:
-    """The rules to add and those to delete."""
-    owned: dict[tuple[object, ...], list[Rule]] = {}
+    """The rules to add and those to delete. Two rules are the same rule when their
+    identity() (every field but the protocol) is: here each is keyed by its form with
+    ``protocol``, the rule itself for polroutd's own (no identity tuple built for each of a
+    thousand rules)."""
+    owned: dict[Rule, list[Rule]] = {}
     for r in actual:
         if r.protocol in owned_protocols:
-            owned.setdefault(r.identity(), []).append(r)
-    wanted = {r.identity(): r for r in desired}
+            owned.setdefault(r if r.protocol == protocol else r._replace(protocol=protocol),
+                             []).append(r)
+    wanted = {r if r.protocol == protocol else r._replace(protocol=protocol): r
+              for r in desired}
     if not owned:  # nothing of ours yet (a cold start): every rule is added
         return list(wanted.values()), []
-    ours = Counter(ident for ident, rules in owned.items() for r in rules if r.protocol == protocol)
-    adds = [r for ident, r in wanted.items() if not ours[ident]]
+    # (A set, not a Counter: a Counter's lookup of a missing key is a Python call, and a
+    # burst's decision looks up a thousand rules that are not there yet.)
+    ours = {ident for ident, rules in owned.items() for r in rules if r.protocol == protocol}
+    adds = [r for ident, r in wanted.items() if ident not in ours]
     deletes = []
     for ident, rules in owned.items():
         # Extra copies (left by tools that add without NLM_F_EXCL) go, one delete each; so do
         # the adopted protocols' copies (after the add of their replacement: see _PHASE).
-        keep = 1 if ident in wanted and ours[ident] else 0
+        keep = 1 if ident in wanted and ident in ours else 0
         kept = 0
         for r in rules:
             if r.protocol == protocol and kept < keep:
@@ -88,8 +93,11 @@ def _rule_ops(
 
 
 def _route_ops(
-    desired: DesiredState, actual: Iterable[Route], owned_protocols: frozenset[int]
+    desired: DesiredState, actual: Iterable[Route], owned_protocols: frozenset[int],
+    order: dict[int, tuple[object, ...]] | None = None,
 ) -> tuple[list[tuple[int, RouteOp]], list[Conflict]]:
+    """The route operations by phase, and the conflicts; ``order`` gets the route_order of
+    each route of ``actual`` looked at, by id."""
     owned: dict[RouteKey, list[Route]] = {}
     foreign: dict[RouteKey, Route] = {}
     conflicts: list[Conflict] = []
@@ -101,7 +109,10 @@ def _route_ops(
         key = route.key
         if route.protocol in owned_protocols or key in wanted or route.table in desired.tables:
             relevant.append((route, key))
-    relevant.sort(key=lambda item: route_order(item[0]))
+    keys = {id(route): route_order(route) for route, _ in relevant}
+    relevant.sort(key=lambda item: keys[id(item[0])])
+    if order is not None:
+        order.update(keys)
     for route, key in relevant:
         if route.protocol in owned_protocols:
             owned.setdefault(key, []).append(route)

@@ -39,6 +39,7 @@ Client = Literal["networkd", "dhclient", "networkmanager", "dhcpcd"]
 
 INFINITE_LEASE_TIME = 0xFFFFFFFF  # RFC 2131 §3.3: "infinity"
 MAX_LEASE_FILE_SIZE = 4 << 20  # far above any real lease file; a stray glob can't eat memory
+MAX_KEPT_MATCHES = 1 << 14  # LeaseFiles' matches kept: every interface's patterns, at thousands
 
 
 
@@ -475,21 +476,31 @@ class _Memo:
         self._files = files
         self.globs: dict[str, list[str]] = {}
         self.listings: dict[str, list[str] | None] = {}
+        self.absent: set[str] = set()  # listed directories that are not there (or no directory)
         self.files: dict[str, _ParsedFile | None] = {}
 
     def names(self, directory: str) -> list[str] | None:
         """One listing per directory per search: every interface's patterns share it."""
         if directory not in self.listings:
-            files = self._files
-            self.listings[directory] = (
-                _list_directory(directory) if files is None else files.names(directory)
-            )
+            try:
+                found: list[str] | None = (os.listdir(directory) if self._files is None
+                                           else self._files.listing(directory))
+            except OSError as exc:
+                if is_starved(exc):  # out of descriptors: the directory is unknown, not empty
+                    raise
+                found = None
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR) or isinstance(
+                        exc, NotADirectoryError):
+                    self.absent.add(directory)
+            self.listings[directory] = found
         return self.listings[directory]
 
     def glob(self, pattern: str) -> list[str]:
         found = self.globs.get(pattern)
         if found is None:
-            found = self.globs[pattern] = _glob(pattern, self.names)
+            files = self._files
+            found = self.globs[pattern] = (_glob(pattern, self.names) if files is None
+                                           else files.glob(pattern, self.names))
         return found
 
     def parsed(self, path: str) -> _ParsedFile | None:
@@ -511,15 +522,39 @@ class LeaseFiles:
         self._listings = SettledFileCache(_list_settled_directory, clock=clock)
         self._parsed = SettledFileCache(_load_parsed, clock=clock)
         self._warned: dict[str, str] = {}  # path -> the refusal last warned about
+        # expanded pattern -> the listing it was matched in, and the paths it matched
+        self._matches: dict[str, tuple[list[str], list[str]]] = {}
 
     def names(self, directory: str) -> list[str] | None:
         """The entries of ``directory``; None when it is no readable directory."""
         try:
-            return self._listings.get(directory)
+            return self.listing(directory)
         except OSError as exc:
             if is_starved(exc):  # out of descriptors: the directory is unknown, not empty
                 raise
             return None
+
+    def listing(self, directory: str) -> list[str]:
+        """The entries of ``directory`` (the same list object while it is unchanged and
+        settled); OSError when it is no readable directory."""
+        return self._listings.get(directory)
+
+    def glob(self, pattern: str, names_in: Callable[[str], list[str] | None]) -> list[str]:
+        """``_glob(pattern, names_in)``, kept with the listing it was matched in: while that
+        listing is the same object (the directory unchanged, see ``SettledFileCache``), the
+        names are not matched again. Answers that ask the path itself are never kept."""
+        directory, base, listed, wildcard = _glob_shape(pattern)
+        names = names_in(directory) if listed else None
+        if names is None or (not wildcard and base in (os.curdir, os.pardir)):
+            return _glob(pattern, names_in)
+        kept = self._matches.get(pattern)
+        if kept is not None and kept[0] is names:
+            return kept[1]
+        found = _glob(pattern, lambda _: names)
+        if len(self._matches) >= MAX_KEPT_MATCHES:
+            self._matches.clear()
+        self._matches[pattern] = (names, found)
+        return found
 
     def parsed(self, path: str) -> _ParsedFile | None:
         """None for a file that is gone (a glob raced its removal): nothing to say about it."""
@@ -592,13 +627,62 @@ def _glob_shape(pattern: str) -> tuple[str, str, bool, bool]:
 def _lease_files(
     interface: str, ifindex: int, patterns: Sequence[str], memo: _Memo | None = None
 ) -> dict[str, bool]:
-    """Path -> whether it is named after the interface, in pattern order."""
+    """Path -> whether it is named after the interface, in pattern order.
+
+    A pattern whose placeholders are all in its last component, in a fixed directory, matches
+    nothing in a directory that is empty or absent (a wildcard one, nothing in an unreadable
+    one either): it is not filled in for each interface then (at 64 interfaces, most default
+    lease directories absent or empty, filling in and splitting the patterns was most of the
+    search)."""
     memo = memo or _Memo()
+    patterns = tuple(patterns)
     files: dict[str, bool] = {}
-    for expanded, named in _expanded_patterns(interface, ifindex, tuple(patterns)):
-        for path in memo.glob(expanded):
-            files[path] = files.get(path, False) or named
+    expanded: tuple[tuple[str, bool], ...] | None = None
+    # A "/" in the name would split the filled-in pattern elsewhere (no kernel name has one).
+    fixed_ok = "/" not in interface
+    for index, shape in enumerate(_pattern_shapes(patterns)):
+        if shape is None:  # no placeholder: the same for every interface
+            for path in memo.glob(patterns[index]):
+                files.setdefault(path, False)
+            continue
+        directory, literal_magic, has_ifname = shape
+        if directory is not None and fixed_ok:
+            names = memo.names(directory)
+            if names is not None:
+                if not names:
+                    continue
+            elif (literal_magic or (has_ifname and glob.has_magic(interface))
+                    or directory in memo.absent):
+                continue
+        if expanded is None:
+            expanded = _expanded_patterns(interface, ifindex, patterns)
+        for path in memo.glob(expanded[index][0]):
+            files[path] = True
     return files
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern_shapes(
+    patterns: tuple[str, ...],
+) -> tuple[tuple[str | None, bool, bool] | None, ...]:
+    """Per pattern: None when it has no placeholder; else the directory every interface's
+    expansion lists (None when that depends on the interface, is relative or has wildcards,
+    or when an expansion's last component might be empty, "." or ".."), whether the last
+    component has wildcards besides the interface name, and whether it holds ``{ifname}``."""
+    shapes: list[tuple[str | None, bool, bool] | None] = []
+    for pattern in patterns:
+        if _PLACEHOLDER.search(pattern) is None:
+            shapes.append(None)
+            continue
+        directory, base = os.path.split(pattern)
+        literal = _PLACEHOLDER.sub("", base)
+        # An index is digits: only a name (or nothing) fills a component in to "" or dots.
+        dots_only = literal.strip(".") == "" and "{ifindex}" not in base
+        fixed = (os.path.isabs(pattern) and _PLACEHOLDER.search(directory) is None
+                 and not glob.has_magic(directory) and not dots_only)
+        shapes.append((directory if fixed else None, glob.has_magic(literal),
+                       "{ifname}" in base))
+    return tuple(shapes)
 
 
 @functools.lru_cache(maxsize=4096)

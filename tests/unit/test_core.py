@@ -255,3 +255,27 @@ def test_a_rules_identity_is_every_field_but_its_protocol() -> None:
     assert rule._replace(protocol=3).identity() == rule.identity()
     for field, value in different.items():
         assert rule._replace(**{field: value}).identity() != rule.identity(), field
+
+
+def test_addresses_by_interface_keeps_exactly_the_global_addresses() -> None:
+    """Every scope and combination of the address flags: an interface's addresses are the
+    ones Address.is_global calls global (usable sources of universe scope), primaries first."""
+    from itertools import product
+
+    from polroutd.core.desired import addresses_by_interface
+    from polroutd.core.model import Address
+
+    bits = [0x01, 0x04, 0x08, 0x20, 0x40, 0x80]  # secondary .. permanent
+    addresses = [
+        Address(ifindex=1 + scope % 3, family=AF_INET, address=f"10.{scope}.{flags}.1",
+                prefixlen=24, scope=scope, flags=flags)
+        for scope in (0, 200, 253, 254)
+        for flags in (sum(b for b, on in zip(bits, ons, strict=True) if on)
+                      for ons in product((False, True), repeat=len(bits)))
+    ]
+    found = addresses_by_interface(KernelState(addresses=tuple(addresses)))
+    assert sorted(a for group in found.values() for a in group) == sorted(
+        a for a in addresses if a.is_global)
+    for index, group in found.items():
+        assert all(a.ifindex == index for a in group)
+        assert [a.secondary for a in group] == sorted(a.secondary for a in group)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import errno
 import glob
 import os
+import re
 import socket
 import struct
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -17,9 +20,12 @@ from hypothesis import strategies as st
 from polroutd.core.settings import DEFAULT_LEASE_PATHS
 from polroutd.inputs.leases import (
     Lease,
+    LeaseFiles,
     _glob,
+    _lease_files,
     _Memo,
     find_lease,
+    lease_findings,
     lease_gateways,
     parse_dhclient_leases,
     parse_dhcpcd_lease,
@@ -613,3 +619,151 @@ def test_lease_glob_agrees_with_glob_glob(
             memo = _Memo()
             assert memo.glob(full) == sorted(glob.glob(full)), full
             assert _glob(full) == sorted(glob.glob(full)), full
+
+
+# --- which files a search looks at: as glob.glob finds them, whatever the directories hold -----
+
+
+def reference_lease_files(interface: str, ifindex: int, patterns: list[str]) -> dict[str, bool]:
+    """Every pattern filled in for the interface and expanded by glob.glob, in pattern order:
+    path -> whether a pattern with a placeholder found it."""
+    found: dict[str, bool] = {}
+    fill = {"{ifname}": glob.escape(interface), "{ifindex}": str(ifindex)}
+    for pattern in patterns:
+        parts = re.split(r"(\{ifname\}|\{ifindex\})", pattern)
+        expanded = "".join(fill.get(part, part) for part in parts)
+        named = len(parts) > 1
+        for path in sorted(glob.glob(expanded)):
+            found[path] = found.get(path, False) or named
+    return found
+
+
+TEMPLATE_PARTS = st.sampled_from(
+    ["{ifname}", "{ifindex}", "*", "?", "[ab]", ".", "a", "-", "x.lease", "{ifname}.lease"]
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    interface=st.text(alphabet="ab.*?[]/{}x", min_size=0, max_size=5),
+    ifindex=st.integers(min_value=-3, max_value=12),
+    files=st.sets(st.text(alphabet="ab.-x1[]*", min_size=1, max_size=7).filter(
+        lambda n: n not in (".", "..")), max_size=6),
+    bases=st.lists(st.lists(TEMPLATE_PARTS, min_size=1, max_size=3).map("".join),
+                   min_size=1, max_size=4),
+    where=st.lists(st.sampled_from(["full", "empty", "absent", "file", "{ifname}"]),
+                   min_size=1, max_size=4),
+)
+def test_lease_files_agree_with_glob_glob(
+    tmp_path_factory: pytest.TempPathFactory,
+    interface: str,
+    ifindex: int,
+    files: set[str],
+    bases: list[str],
+    where: list[str],
+) -> None:
+    """Patterns filled in per interface in directories that are full, empty, absent or a
+    file (the search skips the last three's patterns without filling them in): the same
+    files as glob.glob finds, each search, with and without the engine's LeaseFiles."""
+    root = tmp_path_factory.mktemp("lease-dirs")
+    full, empty = root / "full", root / "empty"
+    full.mkdir()
+    empty.mkdir()
+    (root / "file").write_text("x")
+    for name in files:
+        (full / name).write_text("x")
+    places = (where * 4)[:len(bases)]
+    patterns = [f"{root}/{place}/{base}" for place, base in zip(places, bases, strict=True)]
+    expected = reference_lease_files(interface, ifindex, patterns)
+    kept = LeaseFiles(lambda: time.time() + 10)  # everything settled: listings are kept
+    for _ in range(2):
+        assert _lease_files(interface, ifindex, patterns, _Memo()) == expected
+        assert _lease_files(interface, ifindex, patterns, _Memo(kept)) == expected
+
+
+def test_lease_files_follow_the_directories_between_searches(tmp_path: Path) -> None:
+    """A file that appears in an empty directory, or one that is absent, after a search is
+    found by the next search; a file removed is gone from it (also while the directory's
+    listing is kept from one search to the next)."""
+    clock = [time.time() + 10]
+    files = LeaseFiles(lambda: clock[0])
+    networkd, dhclient = tmp_path / "netif", tmp_path / "dhclient"
+    networkd.mkdir()
+    patterns = [f"{networkd}/{{ifindex}}", f"{dhclient}/*-{{ifname}}.lease",
+                f"{dhclient}/{{ifname}}.lease"]
+
+    def search() -> dict[str, bool]:
+        return _lease_files("eth0", 7, patterns, _Memo(files))
+
+    assert search() == {}
+    (networkd / "7").write_text("ADDRESS=192.0.2.5\nROUTER=192.0.2.1\n")
+    (networkd / "8").write_text("ADDRESS=192.0.2.6\nROUTER=192.0.2.1\n")
+    clock[0] += 10
+    assert search() == {f"{networkd}/7": True}
+    dhclient.mkdir()
+    (dhclient / "1-eth0.lease").write_text("")
+    (dhclient / "eth0.lease").write_text("")
+    clock[0] += 10
+    assert search() == {f"{networkd}/7": True, f"{dhclient}/1-eth0.lease": True,
+                        f"{dhclient}/eth0.lease": True}
+    assert search() == {f"{networkd}/7": True, f"{dhclient}/1-eth0.lease": True,
+                        f"{dhclient}/eth0.lease": True}
+    (networkd / "7").unlink()
+    (dhclient / "1-eth0.lease").unlink()
+    clock[0] += 10
+    assert search() == {f"{dhclient}/eth0.lease": True}
+    (dhclient / "eth0.lease").unlink()
+    dhclient.rmdir()
+    assert search() == {}
+
+
+def test_lease_findings_see_a_lease_written_after_a_search(root: Path) -> None:
+    """The engine's LeaseFiles keeps what it listed and matched: a lease that appears later
+    (its client started after polroutd) is found by the next search, one removed is gone."""
+    files = LeaseFiles(lambda: time.time() + 10)
+    found = lease_findings({"wlan9": 57}, patterns(root), NOW, files)
+    assert "wlan9" not in found
+    lease = root / "run/systemd/netif/leases/57"
+    lease.write_text("ADDRESS=10.225.176.38\nROUTER=10.225.176.1\n")
+    found = lease_findings({"wlan9": 57}, patterns(root), NOW, files)
+    assert [offer.routers for offer in found["wlan9"].offers] == [("10.225.176.1",)]
+    lease.unlink()
+    assert "wlan9" not in lease_findings({"wlan9": 57}, patterns(root), NOW, files)
+
+
+def test_lease_files_in_a_directory_that_cannot_be_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory that can be searched but not listed: a file named after the interface is
+    found in it (as glob.glob finds it, by its path), a wildcard finds nothing."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    for name in ("eth0.lease", "1-eth0.lease", "eth*.lease"):
+        (locked / name).write_text("")
+    listdir = os.listdir
+
+    def refusing(path: str) -> list[str]:
+        if os.fspath(path) == str(locked):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refusing)
+    patterns = [f"{locked}/{{ifname}}.lease", f"{locked}/*-{{ifname}}.lease"]
+    for files in (None, LeaseFiles(lambda: time.time() + 10)):
+        assert _lease_files("eth0", 2, patterns, _Memo(files)) == {f"{locked}/eth0.lease": True}
+        assert _lease_files("eth*", 3, patterns, _Memo(files)) == {}
+
+
+def test_lease_files_of_a_name_with_a_slash(tmp_path: Path) -> None:
+    """No kernel gives an interface a name with "/", but the search treats it as glob.glob
+    does: the filled-in pattern may lead out of its directory."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a.lease").write_text("")
+    patterns = [f"{tmp_path}/empty/{{ifname}}.lease"]
+    expected = reference_lease_files("../full/a", 1, patterns)
+    assert expected == {f"{tmp_path}/empty/../full/a.lease": True}
+    for files in (None, LeaseFiles(lambda: time.time() + 10)):
+        assert _lease_files("../full/a", 1, patterns, _Memo(files)) == expected
