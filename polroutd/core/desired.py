@@ -260,7 +260,7 @@ def choose_gateway(
     if family != AF_INET:
         return Gateway(None, None, reason=reason)
     findings = inputs.leases.get(link.name)
-    if findings is None or not (findings.offers or findings.refused):
+    if findings is None or not (findings.offers or findings.refused):  # no lease file said a word
         return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
     problems = list(findings.refused)
     prefixes = [a for a in addresses if a.family == AF_INET]
@@ -272,9 +272,7 @@ def choose_gateway(
         router, problem = _lease_router(link.name, offer, prefixes)
         if router is not None:
             return Gateway(router, "dhcp-lease", lease_expires=offer.expires)
-        problems.append(problem)
-    if not problems:
-        return Gateway(None, None, reason=reason + " and no readable DHCP lease names a router")
+        problems.append(problem)  # (every offer not taken says why: never empty here)
     return Gateway(None, None, reason=f"{reason}; " + "; ".join(problems))
 
 
@@ -700,20 +698,25 @@ def earliest_lease_expiry(desired: DesiredState) -> float | None:
     return min(expiries, default=None)
 
 
+# No address sorts before every address. (rule_order and route_order look up _ip_key
+# themselves: a plan sorts a thousand rules and every route of polroutd's tables.)
+_NO_ADDRESS = (0, 0)
+
+
 def rule_order(rule: Rule) -> tuple[object, ...]:
-    src = rule.src  # no source is (0, 0), before every address (a plan sorts 1,000 rules)
-    return (rule.priority, rule.family, rule.table, (0, 0) if src is None else _ip_key(src),
+    src = rule.src
+    return (rule.priority, rule.family, rule.table, _NO_ADDRESS if src is None else _ip_key(src),
             rule.src_len)
 
 
 def route_order(route: Route) -> tuple[object, ...]:
     # Routes without a gateway first: a gateway must be reachable when its route is added.
-    # No address is (0, 0), before every address (a plan sorts every route of its tables).
     dst, gateway, prefsrc = route.dst, route.gateway, route.prefsrc
     return (
-        route.table, route.family, gateway is not None, (0, 0) if dst is None else _ip_key(dst),
-        route.dst_len, route.metric, route.tos, (0, 0) if gateway is None else _ip_key(gateway),
-        route.oif or 0, (0, 0) if prefsrc is None else _ip_key(prefsrc), route.scope, route.type,
+        route.table, route.family, gateway is not None,
+        _NO_ADDRESS if dst is None else _ip_key(dst), route.dst_len, route.metric, route.tos,
+        _NO_ADDRESS if gateway is None else _ip_key(gateway), route.oif or 0,
+        _NO_ADDRESS if prefsrc is None else _ip_key(prefsrc), route.scope, route.type,
     )
 
 

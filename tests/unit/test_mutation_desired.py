@@ -783,3 +783,9 @@ def test_a_host_address_has_no_connected_route_and_a_peer_makes_its_prefix_on_li
         (AF_INET6, "2001:db8:7::2", 128, "2001:db8:8::1", 100, 3),
         (AF_INET, "192.168.44.0", 24, "172.16.4.1", 100, 3),
     }
+
+
+def test_an_address_with_a_peer_is_listed_as_ip_addr_writes_it() -> None:
+    peered = Address(2, AF_INET, "10.8.0.1", 32, peer="10.8.5.2")
+    state = decide((V4, peered), InterfaceSpec(name="eth0", gateway="none"))
+    assert state.interfaces[0].addresses == ("10.8.0.1 peer 10.8.5.2/32", "192.0.2.10/24")

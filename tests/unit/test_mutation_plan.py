@@ -270,3 +270,12 @@ def test_two_of_ours_through_other_devices_give_one_plan_whatever_the_dump_order
     plans = [make_plan(state, KernelState(rules=(OURS,), routes=(CONNECTED, *order)), PROTO)
              for order in ((dev3, dev4), (dev4, dev3))]
     assert plans[0] == plans[1]
+
+
+def test_a_wanted_rule_is_ours_in_the_kernel_whatever_protocol_it_carries() -> None:
+    """A rule's identity leaves its protocol out (Rule.identity): a wanted rule that differs
+    from ours in the kernel only there is already in place, neither added nor deleted."""
+    wanted = OURS._replace(protocol=FOREIGN)
+    plan = make_plan(desired(rules=(wanted,)), KernelState(rules=(OURS,), routes=(CONNECTED,)),
+                     PROTO)
+    assert plan.operations == ()
