@@ -383,6 +383,8 @@ class Daemon:
         self.schedule.mark_dirty(now, "event")
         if self._wakes_earlier(now):
             self._wake.set()
+            if self.schedule.due(now)[0] <= now:
+                return  # a reconcile is due at once: it applies them, without this delay
         if len(self._pending) >= APPLY_AS_READ:
             # Applied to the view while a burst still runs, not all after its last event.
             with collector_paused():
@@ -499,8 +501,7 @@ class Daemon:
                 until = at if ahead is None else min(at, ahead)
                 self._sleeping_until = until
                 try:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), until - now)
+                    await self._wake.wait_at_most(until - now)
                 finally:
                     self._sleeping_until = None
                 continue
