@@ -283,9 +283,9 @@ def _address_key(a: Address) -> tuple[object, ...]:
     return (a.ifindex, a.family, a.address, a.prefixlen, a.peer)
 
 
-# The field each list is looked at by when the view asks whether it holds an object.
-# The field by which a list's objects are looked for: one that few objects share. (Routes by
-# device, not destination: strict mode puts a copy of every fe80::/64 route in every table.)
+# The field each list is looked at by when the view asks whether it holds an object: one that
+# few objects share (routes by device, not destination: strict mode puts a copy of every
+# fe80::/64 route in every table).
 _HELD_BY = {"links": "ifindex", "addresses": "ifindex", "routes": "oif", "rules": "table"}
 _FEW_GONE = 8  # objects taken out beyond which ``current`` drops them in one pass
 

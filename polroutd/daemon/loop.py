@@ -131,6 +131,7 @@ INCREMENTAL_DELETION_LIMIT = 512
 # costs about half what it does applied alone.
 APPLY_AS_READ = 64
 
+
 class Daemon:
     def __init__(self, config: Config, deps: Deps, metrics: Metrics | None = None) -> None:
         self.config = config
@@ -394,7 +395,7 @@ class Daemon:
         """Whether the reconcile loop must wake for the events just read: it is not waiting,
         or they make its next step (a reconcile, a decision ahead) due before the moment it
         waits for. In a burst each event only puts both off: waking the loop for each (a
-        task and a timer each time) cost the daemon more than reading the event."""
+        turn of the loop and a new timer each time) cost the daemon more than reading it."""
         until = self._sleeping_until
         if until is None:
             return True
@@ -428,9 +429,9 @@ class Daemon:
         return bool(events)
 
     def _apply_pending(self) -> None:
-        """Applies the pending events to the view (as soon as the loop has read them, and
-        before any decision). Events are hints all the same: one that says too little drops
-        the view (a full read follows)."""
+        """Applies the pending events to the view (once APPLY_AS_READ of them wait, and before
+        any decision). Events are hints all the same: one that says too little drops the view
+        (a full read follows)."""
         events, self._pending = self._pending, []
         if self._view is None or not events:
             return
