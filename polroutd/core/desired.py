@@ -553,8 +553,7 @@ def interface_piece(
         want(copy._replace(table=table.id, protocol=protocol, extra=()))
     interface = ManagedInterface(
         name=link.name, index=link.ifindex, up=link.up, carrier=link.carrier,
-        addresses=tuple([f"{a.address}/{a.prefixlen}" if a.peer is None else a.text()
-                         for a in addresses]),
+        addresses=tuple([a.text() for a in addresses]),
         table_id=table.id, table_name=table.name, priority=priority,
         gateway4=gateways[AF_INET], gateway6=gateways[AF_INET6],
     )
